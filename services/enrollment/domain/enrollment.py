@@ -1,0 +1,136 @@
+"""Resident and flexible-worker enrollment: apply, review, tax payment confirms (SPEC 1)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from shared.contracts.base import Payload
+from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
+from shared.contracts.enrollment import (
+    ApplicationApproved, ApplicationReceived, ApplicationRejected, ContactRecorded,
+    ContributionRecorded, InsuredStatusChanged, PaymentParked,
+)
+from shared.contracts.tax import ContributionPaymentConfirmed
+from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
+
+
+@dataclass
+class Outcome:
+    """What a decision changed and the events it produces, in order."""
+
+    events: list[Payload] = field(default_factory=list)
+    person: Person | None = None
+    application: Application | None = None
+    status_change: InsuredStatusChanged | None = None
+    parked_reason: str | None = None
+
+
+def _change_status(person: Person, to: InsuredStatus, reason: str, on: date) -> InsuredStatusChanged:
+    previous = person.transition(to)
+    return InsuredStatusChanged(
+        person_id=person.person_id, insurance_type=person.insurance_type,  # type: ignore[arg-type]
+        from_status=previous.value, to_status=to.value,  # type: ignore[arg-type]
+        reason=reason, effective_on=on, paid_until=person.paid_until,
+    )
+
+
+def submit_application(cmd: EnrollmentApplicationSubmitted, person: Person | None,
+                       open_application: Application | None, region: str) -> Outcome:
+    if cmd.region_code != region:
+        raise RuleViolation("wrong_region",
+                            f"region_code {cmd.region_code} is not this agency's region {region}")
+    if person is not None and person.status in (InsuredStatus.ACTIVE, InsuredStatus.PENDING):
+        raise RuleViolation("already_insured",
+                            f"person is already insured here (status {person.status})")
+    if person is not None and person.status == InsuredStatus.TERMINATED:
+        raise RuleViolation("person_deceased", "person's insurance was cancelled on death")
+    if open_application is not None and open_application.is_open:
+        raise RuleViolation("application_open",
+                            f"application {open_application.application_id} is still open")
+    if person is None:
+        person = Person(cmd.person_id, cmd.name, cmd.mobile, cmd.email, cmd.insurance_type)
+    else:
+        person.name, person.mobile, person.email = cmd.name, cmd.mobile, cmd.email
+        person.insurance_type = cmd.insurance_type
+    application = Application(cmd.application_id, cmd.person_id, cmd.insurance_type, cmd.channel)
+    return Outcome(
+        events=[
+            ContactRecorded(person_id=person.person_id, name=person.name, mobile=person.mobile,
+                            email=person.email),
+            ApplicationReceived(application_id=application.application_id,
+                                person_id=person.person_id,
+                                insurance_type=cmd.insurance_type, channel=cmd.channel),
+        ],
+        person=person, application=application,
+    )
+
+
+def review_application(cmd: EnrollmentReviewDecided, application: Application | None,
+                       person: Person | None) -> Outcome:
+    if application is None or person is None:
+        raise RuleViolation("unknown_application",
+                            f"application_id {cmd.application_id} is not known here")
+    if application.state != ApplicationState.SUBMITTED:
+        raise RuleViolation("review_not_pending",
+                            f"application is {application.state}, not awaiting review")
+    if cmd.decision == "reject":
+        if not cmd.reasons:
+            raise RuleViolation("reasons_required", "a rejection must give reasons")
+        application.state, application.reasons = ApplicationState.REJECTED, list(cmd.reasons)
+        return Outcome(events=[ApplicationRejected(
+            application_id=application.application_id, person_id=person.person_id,
+            reasons=list(cmd.reasons))], application=application)
+    application.state = ApplicationState.APPROVED
+    change = _change_status(person, InsuredStatus.PENDING, "application approved; awaiting "
+                            "contribution to the tax authority", cmd.decided_at.date())
+    return Outcome(
+        events=[ApplicationApproved(application_id=application.application_id,
+                                    person_id=person.person_id,
+                                    insurance_type=application.insurance_type),  # type: ignore[arg-type]
+                change],
+        person=person, application=application, status_change=change,
+    )
+
+
+def confirm_payment(cmd: ContributionPaymentConfirmed, person: Person | None,
+                    application: Application | None) -> Outcome:
+    """Activate for the paid period; a payment matching nothing approved is parked, not lost."""
+    parked = _why_parked(cmd, person, application)
+    if parked:
+        return Outcome(events=[PaymentParked(payment_ref=cmd.payment_ref, person_id=cmd.person_id,
+                                             reason=parked)], parked_reason=parked)
+    assert person is not None
+    if person.paid_until is None or cmd.period_end > person.paid_until:
+        person.paid_until = cmd.period_end
+    events: list[Payload] = [ContributionRecorded(
+        person_id=person.person_id, payment_ref=cmd.payment_ref, period_start=cmd.period_start,
+        period_end=cmd.period_end, amount_fen=cmd.amount_fen)]
+    change = None
+    if person.status != InsuredStatus.ACTIVE:
+        change = _change_status(person, InsuredStatus.ACTIVE,
+                                f"contribution {cmd.payment_ref} confirmed by the tax authority",
+                                cmd.period_start)
+        events.append(change)
+    if application is not None and application.state == ApplicationState.APPROVED:
+        application.state = ApplicationState.PAID
+    return Outcome(events=events, person=person, application=application, status_change=change)
+
+
+def _why_parked(cmd: ContributionPaymentConfirmed, person: Person | None,
+                application: Application | None) -> str | None:
+    if person is None:
+        return "no enrollment for this person"
+    if cmd.application_id is not None:
+        if application is None:
+            return f"application {cmd.application_id} is unknown"
+        if application.person_id != cmd.person_id:
+            return f"application {cmd.application_id} belongs to another person"
+        if application.state == ApplicationState.REJECTED:
+            return f"application {cmd.application_id} was rejected"
+        if application.state == ApplicationState.SUBMITTED:
+            return f"application {cmd.application_id} is not yet approved"
+    if person.status not in (InsuredStatus.PENDING, InsuredStatus.ACTIVE,
+                             InsuredStatus.SUSPENDED):
+        return f"person's insured status is {person.status}"
+    return None

@@ -1,0 +1,73 @@
+"""Insured person and application state, and the insured-status transition table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+from services.enrollment.domain.errors import RuleViolation
+
+
+class InsuredStatus(StrEnum):
+    NONE = "none"
+    PENDING = "pending"  # approved, waiting for the tax authority's payment
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # stopped paying (停保)
+    TERMINATED = "terminated"  # death (死亡注销)
+    TRANSFERRED_OUT = "transferred_out"
+
+
+ALLOWED_TRANSITIONS: dict[InsuredStatus, frozenset[InsuredStatus]] = {
+    InsuredStatus.NONE: frozenset({InsuredStatus.PENDING}),
+    InsuredStatus.PENDING: frozenset({InsuredStatus.ACTIVE, InsuredStatus.TERMINATED}),
+    InsuredStatus.ACTIVE: frozenset(
+        {InsuredStatus.SUSPENDED, InsuredStatus.TERMINATED, InsuredStatus.TRANSFERRED_OUT}),
+    InsuredStatus.SUSPENDED: frozenset(
+        {InsuredStatus.PENDING, InsuredStatus.ACTIVE, InsuredStatus.TERMINATED,
+         InsuredStatus.TRANSFERRED_OUT}),
+    InsuredStatus.TERMINATED: frozenset(),
+    # Someone who moved away may later enroll here again.
+    InsuredStatus.TRANSFERRED_OUT: frozenset({InsuredStatus.PENDING}),
+}
+
+
+class ApplicationState(StrEnum):
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+
+
+@dataclass
+class Person:
+    person_id: str
+    name: str
+    mobile: str
+    email: str | None
+    insurance_type: str
+    status: InsuredStatus = InsuredStatus.NONE
+    paid_until: date | None = None
+
+    def transition(self, to: InsuredStatus) -> InsuredStatus:
+        """Move to `to` if the table allows it; returns the previous status."""
+        if to not in ALLOWED_TRANSITIONS[self.status]:
+            raise RuleViolation(
+                "illegal_status_transition",
+                f"insured status cannot change from {self.status} to {to}",
+            )
+        previous, self.status = self.status, to
+        return previous
+
+
+@dataclass
+class Application:
+    application_id: str
+    person_id: str
+    insurance_type: str
+    channel: str
+    state: ApplicationState = ApplicationState.SUBMITTED
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (ApplicationState.SUBMITTED, ApplicationState.APPROVED)

@@ -1,0 +1,1 @@
+"""Pure notify rules: no I/O, no framework."""

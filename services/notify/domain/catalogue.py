@@ -1,0 +1,143 @@
+"""The message catalogue: templates as data, checked at load, rendered per event and channel."""
+from __future__ import annotations
+
+import string
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from shared.contracts import EVENT_TYPES
+from shared.identity import REGIONS
+from shared.observability.masking import mask_text
+
+CHANNELS = ("sms", "email")
+INSURANCE_TYPE_NAMES = {
+    "employee": "职工基本医疗保险",
+    "resident": "城乡居民基本医疗保险",
+    "flexible": "灵活就业人员医疗保险",
+}
+DERIVED_VARIABLES = frozenset({
+    "name", "person_id_masked", "insurance_type_name", "region_name", "reasons_text",
+    "to_region_name", "amount_yuan",
+})
+
+
+class CatalogueError(ValueError):
+    """The catalogue is wrong; raised at start-up so it never surprises at send time."""
+
+
+@dataclass(frozen=True)
+class Template:
+    key: str
+    event_type: str
+    channels: tuple[str, ...]
+    sms: str | None
+    email_subject: str | None
+    email_body: str | None
+    when: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, event_type: str, data: dict[str, Any]) -> bool:
+        return event_type == self.event_type and all(
+            str(data.get(k)) == v for k, v in self.when.items())
+
+
+@dataclass(frozen=True)
+class Message:
+    channel: str
+    recipient: str
+    template: str
+    subject: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class Contact:
+    person_id: str
+    name: str
+    mobile: str
+    email: str | None
+    sms_opt_in: bool = True
+    email_opt_in: bool = True
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+class Catalogue:
+    def __init__(self, templates: list[Template]) -> None:
+        self.templates = templates
+
+    @classmethod
+    def load(cls, path: Path) -> Catalogue:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        templates = []
+        for raw in doc.get("template", []):
+            t = Template(raw["key"], raw["event_type"], tuple(raw["channels"]), raw.get("sms"),
+                         raw.get("email_subject"), raw.get("email_body"), raw.get("when", {}))
+            cls._check(t)
+            templates.append(t)
+        return cls(templates)
+
+    @staticmethod
+    def _check(t: Template) -> None:
+        model = EVENT_TYPES.get(t.event_type)
+        if model is None:
+            raise CatalogueError(f"template {t.key}: unknown event type {t.event_type}")
+        for channel in t.channels:
+            if channel not in CHANNELS:
+                raise CatalogueError(f"template {t.key}: unknown channel {channel}")
+        texts = {"sms": [t.sms]} if "sms" in t.channels else {}
+        if "email" in t.channels:
+            texts["email"] = [t.email_subject, t.email_body]
+        allowed = set(model.model_fields) | DERIVED_VARIABLES
+        for channel, parts in texts.items():
+            if any(p is None for p in parts):
+                raise CatalogueError(f"template {t.key}: no {channel} text")
+            for part in parts:
+                unknown = _placeholders(part or "") - allowed
+                if unknown:
+                    raise CatalogueError(
+                        f"template {t.key}: variable(s) {sorted(unknown)} not in {t.event_type}")
+        for field_name in t.when:
+            if field_name not in model.model_fields:
+                raise CatalogueError(f"template {t.key}: condition on unknown field {field_name}")
+
+    def event_types(self) -> set[str]:
+        return {t.event_type for t in self.templates}
+
+    def messages_for(self, event_type: str, data: dict[str, Any], contact: Contact,
+                     region: str) -> list[Message]:
+        """The messages an event produces for a person, respecting their channel choices."""
+        out = []
+        for t in self.templates:
+            if not t.matches(event_type, data):
+                continue
+            variables = _variables(data, contact, region)
+            if "sms" in t.channels and contact.sms_opt_in:
+                out.append(Message("sms", contact.mobile, t.key, None,
+                                   (t.sms or "").format(**variables)))
+            if "email" in t.channels and contact.email and contact.email_opt_in:
+                out.append(Message("email", contact.email, t.key,
+                                   (t.email_subject or "").format(**variables),
+                                   (t.email_body or "").format(**variables)))
+        return out
+
+
+def _variables(data: dict[str, Any], contact: Contact, region: str) -> dict[str, Any]:
+    region_info = REGIONS.get(region)
+    to_region = REGIONS.get(str(data.get("to_region", "")))
+    amount = data.get("amount_fen")
+    return {
+        **{k: ("" if v is None else v) for k, v in data.items()},
+        "name": contact.name,
+        # A message never needs the whole ID number: the person knows it.
+        "person_id_masked": mask_text(contact.person_id),
+        "insurance_type_name": INSURANCE_TYPE_NAMES.get(str(data.get("insurance_type")), ""),
+        "region_name": region_info.name if region_info else region,
+        "to_region_name": to_region.name if to_region else str(data.get("to_region", "")),
+        "reasons_text": "；".join(data.get("reasons") or []),
+        "amount_yuan": f"{Decimal(amount) / 100:.2f}" if isinstance(amount, int) else "",
+    }

@@ -1,0 +1,30 @@
+"""Notify handlers: keep contact data, and claim one delivery row per message to send."""
+from __future__ import annotations
+
+from shared.contracts import Envelope, Payload
+from shared.contracts.enrollment import ContactRecorded
+from shared.messaging.consumer import Handler, HandlerContext
+from services.notify import repository as repo
+from services.notify.domain.catalogue import Catalogue
+
+
+async def on_contact_recorded(ctx: HandlerContext, env: Envelope, event: ContactRecorded) -> None:
+    await repo.upsert_contact(ctx.conn, event.person_id, event.name, event.mobile, event.email)
+
+
+def routes(catalogue: Catalogue) -> dict[str, Handler]:
+    async def on_person_event(ctx: HandlerContext, env: Envelope, event: Payload) -> None:
+        data = event.model_dump(mode="json")
+        person_id = data.get("person_id")
+        if not person_id:
+            return
+        contact = await repo.load_contact(ctx.conn, person_id)
+        if contact is None:
+            await repo.park_without_contact(ctx.conn, env.id, person_id, env.type)
+            return
+        messages = catalogue.messages_for(env.type, data, contact, env.regioncode)
+        await repo.claim_deliveries(ctx.conn, env.id, person_id, messages)
+
+    table: dict[str, Handler] = {t: on_person_event for t in catalogue.event_types()}
+    table[ContactRecorded.event_type] = on_contact_recorded
+    return table

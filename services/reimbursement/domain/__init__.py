@@ -1,0 +1,1 @@
+"""Pure reimbursement rules: no I/O, no framework."""

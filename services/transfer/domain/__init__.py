@@ -1,0 +1,1 @@
+"""Pure transfer rules: no I/O, no framework."""

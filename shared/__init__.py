@@ -1,0 +1,1 @@
+"""Shared plumbing and contracts; never business rules."""

@@ -1,0 +1,165 @@
+"""The `medins` command: run the platform, its workers, and talk to it like a partner would."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shared.settings import SERVICES, PlatformSettings
+
+cli = typer.Typer(help="Regional medical-insurance platform (不见面办理).", no_args_is_help=True,
+                  add_completion=False)
+console = Console(soft_wrap=True)
+
+
+def _stack_env() -> None:
+    from shared.devstack.supervisor import load_stack_defaults
+
+    load_stack_defaults()
+
+
+def prepare_regions(regions: list[str]) -> None:
+    """Declare topics and migrate every service schema of each region."""
+    from shared.db.migrations import migrate, service_migrations
+    from shared.db.pool import connect
+    from shared.messaging.admin import ensure_topics, region_topics
+
+    async def run() -> None:
+        settings = PlatformSettings()
+        names = [t for r in regions for t in region_topics(r, settings.namespace)]
+        await ensure_topics(settings.broker_url, names, settings.topic_partitions)
+        conn = await connect(settings.database_url)
+        try:
+            for region in regions:
+                for service in SERVICES:
+                    applied = await migrate(conn, settings.schema_for(service, region),
+                                            service_migrations(service))
+                    if applied:
+                        console.print(f"migrated {service}@{region}: {', '.join(applied)}")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@cli.command()
+def up(regions: Annotated[str, typer.Option(help="comma-separated region codes")] = "210200"
+       ) -> None:
+    """Start broker, database, mail server and all four services; Ctrl-C stops everything."""
+    from shared.devstack.supervisor import run_up
+    from shared.identity import REGIONS
+
+    chosen = [r.strip() for r in regions.split(",") if r.strip()]
+    unknown = [r for r in chosen if r not in REGIONS]
+    if unknown:
+        raise typer.BadParameter(f"unknown region(s) {unknown}; served: {list(REGIONS)}")
+    raise typer.Exit(run_up(chosen))
+
+
+@cli.command()
+def worker(service: Annotated[str, typer.Argument(help="|".join(SERVICES))]) -> None:
+    """Run one service's worker (as a container would)."""
+    from shared.messaging.runtime import run_worker
+    from shared.services import load_spec, settings_for
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"unknown service {service}; one of {', '.join(SERVICES)}")
+    run_worker(load_spec(service), settings_for(service))
+
+
+@cli.command()
+def migrate(regions: Annotated[str, typer.Option(help="comma-separated region codes")] = ""
+            ) -> None:
+    """Create topics and apply every service's migrations for the configured region(s)."""
+    _stack_env()
+    prepare_regions([r for r in (regions or PlatformSettings().region).split(",") if r])
+
+
+@cli.command()
+def schemas(folder: Annotated[Path, typer.Argument()] = Path("schemas-out")) -> None:
+    """Write the JSON Schema of every event type to a folder."""
+    from shared.contracts import write_json_schemas
+
+    written = write_json_schemas(folder)
+    console.print(f"wrote {len(written)} schemas to {folder}")
+
+
+@cli.command()
+def publish(topic: str, file: Path) -> None:
+    """Validate events in a JSON file (one envelope or a list) and publish them to a topic."""
+    from shared.messaging.publisher import publish as send
+    from shared.messaging.publisher import resolve_topic, validate_documents
+
+    _stack_env()
+    settings = PlatformSettings()
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        console.print(f"[red]cannot read {file}: {exc}[/]")
+        raise typer.Exit(2) from None
+    docs = doc if isinstance(doc, list) else [doc]
+    envelopes, errors = validate_documents(docs, settings.region, "/medins/cli")
+    if errors:
+        for error in errors:
+            console.print(f"[red]{error}[/]")
+        raise typer.Exit(1)
+    physical = resolve_topic(topic, settings.region, settings.namespace)
+    asyncio.run(send(settings.broker_url, physical, envelopes))
+    console.print(f"published {len(envelopes)} event(s) to {physical}")
+
+
+@cli.command()
+def status(ref: Annotated[str, typer.Argument(help="resident ID or application/claim id")],
+           region: Annotated[str, typer.Option()] = "") -> None:
+    """Show a person's or an application's state and history in every service (masked)."""
+    from shared.status import collect_status
+
+    _stack_env()
+    settings = PlatformSettings(**({"region": region} if region else {}))
+    found = asyncio.run(collect_status(settings, ref))
+    if not found:
+        console.print(f"nothing known about {ref}")
+        raise typer.Exit(1)
+    from shared.messaging.runtime import jsonable_dump
+
+    for service, body in found.items():
+        console.rule(f"{service} ({settings.region})")
+        console.print(jsonable_dump(body), highlight=False)
+
+
+@cli.command()
+def demo(region: Annotated[str, typer.Option()] = "") -> None:
+    """Feed a small realistic story into a running platform and show its progress."""
+    from shared.devstack.demo import run_demo
+
+    _stack_env()
+    settings = PlatformSettings(**({"region": region} if region else {}))
+    raise typer.Exit(asyncio.run(run_demo(settings, console)))
+
+
+@cli.command()
+def mail() -> None:
+    """List the messages the local SMTP server and SMS gateway received."""
+    from shared.devstack.mailserver import read_mailbox
+    from shared.devstack.supervisor import STATE_DIR
+    from shared.observability.masking import mask_text
+
+    for m in read_mailbox(STATE_DIR / "mail"):
+        console.print(f"[bold]email[/] to {mask_text(','.join(m.recipients))}: {m.subject}")
+        console.print(m.body, highlight=False)
+    from services.notify.senders import read_sms
+
+    for sms in read_sms(STATE_DIR / "sms"):
+        console.print(f"[bold]sms[/] to {mask_text(sms['to'])}: {sms['text']}", highlight=False)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

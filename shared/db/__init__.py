@@ -1,0 +1,1 @@
+"""Database access: the pool as a Faust service, and the migrations runner."""

@@ -1,0 +1,68 @@
+"""asyncpg pool bound to one service schema, run as a faust.Service."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import mode
+
+from shared.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+# Errors after which the same work can succeed later: the database went away or is busy.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+async def connect(dsn: str, schema: str | None = None, **kwargs: Any) -> asyncpg.Connection:
+    settings = {"search_path": f'"{schema}"'} if schema else {}
+    return await asyncpg.connect(dsn, server_settings=settings, **kwargs)
+
+
+class Database(mode.Service):
+    """The service's connection pool; every connection's search_path is its own schema."""
+
+    def __init__(self, dsn: str, schema: str, min_size: int = 1, max_size: int = 8,
+                 **kwargs: Any) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.min_size = min_size
+        self.max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self.min_size, max_size=self.max_size,
+                    server_settings={"search_path": f'"{self.schema}"'},
+                )
+                return
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("database not reachable yet", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def on_stop(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database pool used before the service started")
+        return self._pool

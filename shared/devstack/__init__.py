@@ -1,0 +1,1 @@
+"""Embedded broker, database and mail server for `medins up` and the tests."""

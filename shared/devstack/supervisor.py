@@ -1,0 +1,173 @@
+"""`medins up`: starts the embedded stack and every worker, prefixes logs, stops cleanly."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from shared.devstack.broker import EmbeddedBroker, free_port
+from shared.devstack.database import DevDatabase
+from shared.devstack.mailserver import MailServer
+from shared.settings import DEFAULT_WEB_PORTS, SERVICES
+
+STATE_DIR = Path(".medins")
+STACK_FILE = STATE_DIR / "stack.json"
+COLOURS = {"enrollment": "cyan", "transfer": "magenta", "reimbursement": "yellow",
+           "notify": "green"}
+
+
+def port_or_free(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def load_stack_defaults() -> None:
+    """Let `publish`, `status` and `demo` find a stack started by `medins up`."""
+    if STACK_FILE.exists() and "MEDINS_BROKER_URL" not in os.environ:
+        for key, value in json.loads(STACK_FILE.read_text()).get("env", {}).items():
+            os.environ.setdefault(key, str(value))
+
+
+@dataclass
+class Stack:
+    regions: list[str]
+    console: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    broker: EmbeddedBroker | None = None
+    database: DevDatabase | None = None
+    mail: MailServer | None = None
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start_infrastructure(self) -> None:
+        STATE_DIR.mkdir(exist_ok=True)
+        broker_url = os.environ.get("MEDINS_BROKER_URL")
+        if not broker_url:
+            self.broker = EmbeddedBroker.start(port_or_free(9092), str(STATE_DIR / "broker.log"))
+            broker_url = self.broker.url
+        self.database = DevDatabase.start(STATE_DIR / "pgdata")
+        smtp_host = os.environ.get("MEDINS_SMTP_HOST")
+        smtp_port = os.environ.get("MEDINS_SMTP_PORT")
+        if not smtp_host:
+            port = port_or_free(8025)
+            self.mail = MailServer(STATE_DIR / "mail", port).start()
+            smtp_host, smtp_port = "127.0.0.1", str(port)
+        self.env = {
+            "MEDINS_BROKER_URL": broker_url,
+            "MEDINS_DATABASE_URL": self.database.url,
+            "MEDINS_SMTP_HOST": smtp_host,
+            "MEDINS_SMTP_PORT": smtp_port or "25",
+            "MEDINS_SMS_OUTBOX_DIR": str((STATE_DIR / "sms").resolve()),
+            "MEDINS_NAMESPACE": os.environ.get("MEDINS_NAMESPACE", ""),
+        }
+        STACK_FILE.write_text(json.dumps({"env": self.env, "regions": self.regions,
+                                          "mail_dir": str((STATE_DIR / "mail").resolve())},
+                                         indent=2))
+
+    def prepare(self) -> None:
+        from shared.cli import prepare_regions  # the CLI owns topic and schema preparation
+
+        env_backup = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            prepare_regions(self.regions)
+        finally:
+            os.environ.clear()
+            os.environ.update(env_backup)
+
+    def start_workers(self) -> None:
+        tty = sys.stdout.isatty()
+        for r_index, region in enumerate(self.regions):
+            for service in SERVICES:
+                name = service if len(self.regions) == 1 else f"{service}@{region}"
+                port = port_or_free(DEFAULT_WEB_PORTS[service] + 10 * r_index)
+                env = os.environ | self.env | {
+                    "MEDINS_REGION": region, "MEDINS_WEB_PORT": str(port),
+                    "MEDINS_LOG_FORMAT": "console" if tty else "json",
+                    "PYTHONUNBUFFERED": "1",
+                }
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "shared.cli", "worker", service],
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+                )
+                self.workers[name] = proc
+                threading.Thread(target=self._relay_output, args=(name, service, proc),
+                                 daemon=True).start()
+                self.console.print(f"[bold]{name}[/] metrics: http://127.0.0.1:{port}/metrics"
+                                   f"  status: http://127.0.0.1:{port}/status/<id>")
+
+    def _relay_output(self, name: str, service: str, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        colour = COLOURS.get(service, "white")
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.console.print(f"[{colour}]{name:>14} |[/] {line}", markup=True,
+                               highlight=False, soft_wrap=True)
+
+    def watch(self, stop: threading.Event) -> int:
+        while not stop.wait(0.5):
+            for name, proc in self.workers.items():
+                if proc.poll() is not None:
+                    self.console.print(f"[red]{name} exited with {proc.returncode}; stopping[/]")
+                    return 1
+        return 0
+
+    def stop(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.workers.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self.mail:
+            self.mail.stop()
+        if self.broker:
+            self.broker.stop()
+        if self.database:
+            self.database.stop()
+        STACK_FILE.unlink(missing_ok=True)
+
+
+def run_up(regions: list[str]) -> int:
+    stack = Stack(regions)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        stack.start_infrastructure()
+        stack.prepare()
+        stack.start_workers()
+        stack.console.print(
+            f"[bold green]platform up[/] regions {', '.join(regions)}; "
+            f"broker {stack.env['MEDINS_BROKER_URL']}; "
+            f"mail received in {STATE_DIR / 'mail'} (medins mail); "
+            f"SMS in {STATE_DIR / 'sms' / 'sms.jsonl'}.  Try: medins demo.  Ctrl-C stops.")
+        code = stack.watch(stop)
+    finally:
+        stack.console.print("stopping...")
+        stack.stop()
+        stack.console.print("stopped")
+    return code

@@ -1,0 +1,111 @@
+"""Identifier checks: resident ID (GB 11643), CN mobile, and the served regions (GB/T 2260)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Annotated
+
+import phonenumbers
+from pydantic import AfterValidator
+from stdnum.cn import ric
+from stdnum.exceptions import ValidationError as StdnumError
+
+
+class IdentifierError(ValueError):
+    """An identifier breaks a rule; the message names the rule."""
+
+
+@dataclass(frozen=True)
+class ResidentIdCheck:
+    number: str
+    birth_date: date
+    birth_place: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_resident_id(raw: str, today: date | None = None) -> ResidentIdCheck:
+    """Validate an 18-character resident ID; an unknown county for the birth year only warns.
+
+    stdnum rejects a county code created after the birth year, but such people exist (their
+    county was renamed or split later), so that check is advisory here.
+    """
+    number = ric.compact(raw).upper() if isinstance(raw, str) else ""
+    if len(number) != 18:
+        raise IdentifierError("resident ID must have 18 characters")
+    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+        raise IdentifierError("resident ID must be 17 digits and a check character 0-9 or X")
+    if ric.calc_check_digit(number) != number[17]:
+        raise IdentifierError("resident ID check character does not match (GB 11643 checksum)")
+    try:
+        birth = ric.get_birth_date(number)
+    except StdnumError:
+        raise IdentifierError("resident ID holds no valid birth date") from None
+    if birth > (today or date.today()):
+        raise IdentifierError("resident ID birth date is in the future")
+    warnings: list[str] = []
+    place: str | None = None
+    try:
+        info = ric.get_birth_place(number)
+        place = "".join(info.get(k, "") for k in ("province", "prefecture", "county"))
+    except StdnumError:
+        warnings.append(f"county code {number[:6]} unknown for birth year {birth.year}")
+    return ResidentIdCheck(number, birth, place, warnings)
+
+
+def validate_resident_id(raw: str) -> str:
+    return check_resident_id(raw).number
+
+
+def validate_cn_mobile(raw: str) -> str:
+    """Return an 11-digit CN mobile number or raise naming the rule."""
+    try:
+        parsed = phonenumbers.parse(raw, "CN")
+    except phonenumbers.NumberParseException:
+        raise IdentifierError("mobile is not a phone number") from None
+    national = str(parsed.national_number)
+    if (
+        parsed.country_code != 86
+        or len(national) != 11
+        or not phonenumbers.is_valid_number(parsed)
+        or phonenumbers.number_type(parsed) != phonenumbers.PhoneNumberType.MOBILE
+    ):
+        raise IdentifierError("mobile must be a valid 11-digit mainland China mobile number")
+    return national
+
+
+@dataclass(frozen=True)
+class Region:
+    code: str
+    name: str
+    province: str
+
+    @property
+    def province_code(self) -> str:
+        return self.code[:2]
+
+
+REGIONS: dict[str, Region] = {
+    r.code: r
+    for r in (
+        Region("210200", "大连市", "辽宁省"),
+        Region("370100", "济南市", "山东省"),
+        Region("150200", "包头市", "内蒙古自治区"),
+        Region("371000", "威海市", "山东省"),
+        Region("330300", "温州市", "浙江省"),
+    )
+}
+
+
+def validate_region(code: str) -> str:
+    if code not in REGIONS:
+        raise IdentifierError(f"region {code} is not a served region ({', '.join(REGIONS)})")
+    return code
+
+
+def same_province(a: str, b: str) -> bool:
+    return a[:2] == b[:2]
+
+
+ResidentId = Annotated[str, AfterValidator(validate_resident_id)]
+CnMobile = Annotated[str, AfterValidator(validate_cn_mobile)]
+RegionCode = Annotated[str, AfterValidator(validate_region)]

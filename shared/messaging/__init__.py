@@ -1,0 +1,1 @@
+"""Messaging plumbing: app factory, envelope handling, idempotent consumer, outbox, dead letters."""

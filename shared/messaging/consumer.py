@@ -1,0 +1,185 @@
+"""Idempotent batched consumer: validate, dedupe, handle, emit via outbox, dead-letter, retry."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import faust
+import structlog
+
+from shared.contracts import ContractError, Envelope, Payload, parse_event
+from shared.contracts.envelope import new_envelope
+from shared.contracts.topics import DEAD_LETTER, physical
+from shared.db.pool import TRANSIENT_DB_ERRORS, Database
+from shared.messaging.outbox import OutboxMessage, write_outbox
+from shared.observability.logging import get_logger
+from shared.observability.masking import mask_text
+from shared.observability.metrics import (
+    BATCH_SECONDS, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_PROCESSED,
+)
+from shared.settings import PlatformSettings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RawMessage:
+    """What the consumer needs of a Kafka record, independent of Faust."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class HandlerContext:
+    """Given to a handler: its transaction, and `emit` for events caused by the current one."""
+
+    conn: asyncpg.Connection
+    cause: Envelope
+    service: str
+    region: str
+    namespace: str
+    emitted: list[OutboxMessage] = field(default_factory=list)
+
+    def emit(self, payload: Payload, *, key: str, subject: str | None = None,
+             region: str | None = None, event_id: str | None = None) -> Envelope:
+        envelope = new_envelope(
+            payload.event_type, payload, source=self.service, region=self.region,
+            subject=subject, cause=self.cause,
+            # Derived ids make a re-run of the same cause produce the same event ids.
+            event_id=event_id or f"{self.cause.id}:{payload.event_type}:{len(self.emitted)}",
+        )
+        topic = physical(payload.topic, region=region or self.region, namespace=self.namespace)
+        self.emitted.append(OutboxMessage(topic, key.encode(), envelope.to_bytes()))
+        return envelope
+
+
+Handler = Callable[[HandlerContext, Envelope, Any], Awaitable[None]]
+
+
+class PoisonMessage(Exception):
+    """A handler failed on this message for a reason retrying will not fix."""
+
+
+class EventConsumer:
+    """Processes batches of records for one service in one transaction, a savepoint each."""
+
+    def __init__(self, service: str, settings: PlatformSettings, db: Database,
+                 routes: dict[str, Handler]) -> None:
+        self.service = service
+        self.settings = settings
+        self.db = db
+        self.routes = routes
+        self.dead_letter_topic = physical(DEAD_LETTER, region=settings.region,
+                                          namespace=settings.namespace)
+
+    def _dead_letter(self, msg: RawMessage, reason: str) -> OutboxMessage:
+        EVENTS_DEAD_LETTERED.labels(self.service, msg.topic).inc()
+        log.warning("dead-lettered", topic=msg.topic, offset=msg.offset,
+                    reason=mask_text(reason))
+        return OutboxMessage(
+            self.dead_letter_topic, msg.key, msg.value,
+            (("dlq-reason", reason), ("dlq-service", self.service),
+             ("dlq-topic", msg.topic), ("dlq-partition", str(msg.partition)),
+             ("dlq-offset", str(msg.offset))),
+        )
+
+    async def process(self, batch: Sequence[RawMessage]) -> None:
+        """Handle a batch; returns only once every record is committed or dead-lettered."""
+        started = time.perf_counter()
+        parsed: list[tuple[RawMessage, Envelope, Payload]] = []
+        invalid: list[tuple[RawMessage, str]] = []
+        for msg in batch:
+            try:
+                envelope, payload = parse_event(msg.value)
+            except ContractError as exc:
+                invalid.append((msg, exc.reason))
+            else:
+                parsed.append((msg, envelope, payload))
+        delay = 0.1
+        while True:
+            try:
+                await self._process_once(parsed, invalid)
+                break
+            except Exception as exc:
+                # Never ack what is not committed: wait and retry the whole batch. Handler
+                # bugs were dead-lettered inside; what reaches here is the database or
+                # the plumbing, which a later attempt can get past.
+                for msg in batch:
+                    EVENTS_FAILED.labels(self.service, msg.topic).inc()
+                log.warning("batch failed, retrying", error=repr(exc), retry_in=delay,
+                            size=len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+
+    async def _process_once(self, parsed: list[tuple[RawMessage, Envelope, Payload]],
+                            invalid: list[tuple[RawMessage, str]]) -> None:
+        outgoing = [self._dead_letter(msg, reason) for msg, reason in invalid]
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            fresh: set[str] = set()
+            if parsed:
+                rows = await conn.fetch(
+                    "INSERT INTO processed_messages (consumer, event_id, event_type)"
+                    " SELECT $1, * FROM unnest($2::text[], $3::text[])"
+                    " ON CONFLICT DO NOTHING RETURNING event_id",
+                    self.service, [e.id for _, e, _ in parsed], [e.type for _, e, _ in parsed],
+                )
+                fresh = {r["event_id"] for r in rows}
+            for msg, envelope, payload in parsed:
+                if envelope.id not in fresh:
+                    EVENTS_DUPLICATE.labels(self.service, msg.topic).inc()
+                    log.info("duplicate skipped", event_id=envelope.id, type=envelope.type)
+                    continue
+                fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate
+                handler = self.routes.get(envelope.type)
+                if handler is None:
+                    continue  # a contract type this service has no interest in
+                ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
+                                     self.settings.namespace)
+                structlog.contextvars.bind_contextvars(
+                    event_id=envelope.id, correlation_id=envelope.correlationid)
+                try:
+                    async with conn.transaction():
+                        await handler(ctx, envelope, payload)
+                except TRANSIENT_DB_ERRORS:
+                    raise
+                except Exception as exc:
+                    log.exception("handler failed", type=envelope.type)
+                    outgoing.append(self._dead_letter(
+                        msg, f"handler failed: {type(exc).__name__}: {exc}"))
+                else:
+                    outgoing.extend(ctx.emitted)
+                    EVENTS_PROCESSED.labels(self.service, msg.topic, envelope.type).inc()
+                finally:
+                    structlog.contextvars.unbind_contextvars("event_id", "correlation_id")
+            await write_outbox(conn, self.db.schema, outgoing)
+
+
+def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[str]) -> None:
+    """Wire a Faust agent that feeds batches of raw records to the consumer.
+
+    The agent never lets an exception escape: Faust would ack the batch and lose it.
+    """
+    channel = app.topic(*topic_names, key_type=bytes, value_type=bytes,
+                        key_serializer="raw", value_serializer="raw")
+    settings = consumer.settings
+
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_size,
+                                               within=settings.batch_within_seconds):
+            batch = [
+                RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                           e.message.key, e.message.value)
+                for e in events
+            ]
+            await consumer.process(batch)
+
+    app.agent(channel, name=f"{consumer.service}-consumer", concurrency=1)(consume)

@@ -1,0 +1,131 @@
+"""Builds and runs one service's worker: Faust app, database, consumer, relay, views, metrics."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import faust
+import mode
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.web import Request, Response, View
+
+from shared.contracts.topics import physical
+from shared.db.migrations import migrate, service_migrations
+from shared.db.pool import Database, connect
+from shared.messaging.admin import ensure_topics, region_topics
+from shared.messaging.app import create_app
+from shared.messaging.consumer import EventConsumer, Handler, attach_consumer
+from shared.messaging.outbox import OutboxRelay
+from shared.observability.logging import configure_logging, get_logger
+from shared.observability.masking import mask_value
+from shared.settings import PlatformSettings
+
+log = get_logger(__name__)
+
+StatusQuery = Callable[[asyncpg.Connection, str], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass
+class ServiceSpec:
+    """What makes a service: its routes, the topics it reads and how it answers `status`."""
+
+    name: str
+    routes: dict[str, Handler]
+    consumes: list[str]
+    status_query: StatusQuery
+    # Extra long-running parts (a timer, a sender), built once the database exists.
+    extras: list[Callable[[Database, PlatformSettings], mode.Service]] = field(
+        default_factory=list)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def masked_status(status: dict[str, Any]) -> dict[str, Any]:
+    masked: dict[str, Any] = mask_value(to_jsonable(status))
+    return masked
+
+
+async def prepare(spec: ServiceSpec, settings: PlatformSettings) -> None:
+    """Topics and schema, idempotent: what a container does before consuming."""
+    await ensure_topics(settings.broker_url, region_topics(settings.region, settings.namespace),
+                        settings.topic_partitions)
+    conn = await connect(settings.database_url)
+    try:
+        await migrate(conn, settings.schema_for(spec.name), service_migrations(spec.name))
+    finally:
+        await conn.close()
+
+
+def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
+    app = create_app(spec.name, settings)
+    db = Database(settings.database_url, settings.schema_for(spec.name))
+    app.add_dependency(db)
+    if settings.outbox_relay:
+        app.add_dependency(OutboxRelay(db, settings.broker_url, spec.name,
+                                       poll_seconds=settings.outbox_poll_seconds))
+    for make in spec.extras:
+        app.add_dependency(make(db, settings))
+    consumer = EventConsumer(spec.name, settings, db, spec.routes)
+    attach_consumer(app, consumer, [physical(t, region=settings.region,
+                                             namespace=settings.namespace)
+                                    for t in spec.consumes])
+    setup_prometheus_sensors(app, name_prefix="faust")
+
+    @app.page("/status/{ref}")
+    async def status_view(web: View, request: Request, ref: str) -> Response:
+        async with db.pool.acquire() as conn:
+            status = await spec.status_query(conn, ref)
+        if status is None:
+            return web.json({"error": "not found"}, status=404)
+        return web.json(masked_status(status))
+
+    @app.page("/health")
+    async def health_view(web: View, request: Request) -> Response:
+        return web.json({"service": spec.name, "region": settings.region, "ok": True})
+
+    app.medins_db = db  # type: ignore[attr-defined]
+    return app
+
+
+class _Worker(faust.Worker):
+    """Faust's worker with the platform's masked structlog set-up instead of mode's."""
+
+    medins_settings: PlatformSettings
+    medins_service: str
+
+    def _setup_logging(self) -> None:
+        configure_logging(self.medins_settings.log_format, self.medins_settings.log_level,
+                          service=self.medins_service)
+
+
+def run_worker(spec: ServiceSpec, settings: PlatformSettings) -> None:
+    configure_logging(settings.log_format, settings.log_level, service=spec.name)
+    asyncio.run(prepare(spec, settings))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = build_app(spec, settings)
+    worker = _Worker(app, quiet=True, redirect_stdouts=False, loglevel=settings.log_level)
+    worker.medins_settings = settings
+    worker.medins_service = spec.name
+    log.info("worker starting", region=settings.region, metrics=(
+        f"http://{settings.web_host}:{app.conf.web_port}/metrics"))
+    worker.execute_from_commandline()
+
+
+def jsonable_dump(status: dict[str, Any]) -> str:
+    return json.dumps(masked_status(status), ensure_ascii=False, indent=2)

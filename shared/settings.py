@@ -1,0 +1,66 @@
+"""Typed platform settings read from the environment (MEDINS_*), one place for config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("enrollment", "transfer", "reimbursement", "notify")
+DEFAULT_WEB_PORTS = {"enrollment": 6066, "transfer": 6067, "reimbursement": 6068, "notify": 6069}
+
+
+class PlatformSettings(BaseSettings):
+    """Settings every worker shares; services subclass it for their own extras."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDINS_", extra="ignore")
+
+    region: str = "210200"
+    broker_url: str = "kafka://127.0.0.1:9092"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=AliasChoices("MEDINS_DATABASE_URL", "DATABASE_URL"),
+    )
+    topic_partitions: int = 4
+    # Prefix for topics, schemas and consumer groups, so test runs never see each other.
+    namespace: str = ""
+    # Short consumer-group timeouts: Tansu makes a join wait about half the session timeout.
+    dev_timeouts: bool = True
+    web_host: str = "127.0.0.1"
+    web_port: int = 0
+    log_format: str = "auto"
+    log_level: str = "INFO"
+    batch_size: int = 500
+    batch_within_seconds: float = 0.05
+    outbox_relay: bool = True
+    outbox_poll_seconds: float = 1.0
+    calendar_dir: Path | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region_is_six_digits(cls, value: str) -> str:
+        if len(value) != 6 or not value.isdigit():
+            raise ValueError("region must be a 6-digit GB/T 2260 code")
+        return value
+
+    def schema_for(self, service: str, region: str | None = None) -> str:
+        return f"{self.namespace}r{region or self.region}_{service}"
+
+    def app_id(self, service: str) -> str:
+        return f"{self.namespace}medins-{self.region}-{service}"
+
+
+class NotifySettings(PlatformSettings):
+    """Notify's channels: the agency's SMTP relay and the SMS gateway."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "noreply@medins.example.cn"
+    send_max_attempts: int = 5
+    send_backoff_seconds: float = 1.0
+    # Until SMPP arrives, SMS go to a file gateway here (one JSON line per message).
+    sms_outbox_dir: Path = Path(".medins/sms")
