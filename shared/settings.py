@@ -35,6 +35,8 @@ class PlatformSettings(BaseSettings):
     outbox_relay: bool = True
     outbox_poll_seconds: float = 1.0
     calendar_dir: Path | None = None
+    # Local working files (Faust's data dir, the dev stack's mail and SMS folders).
+    state_dir: Path = Path(".medins")
 
     @field_validator("region")
     @classmethod

@@ -53,8 +53,7 @@ async def on_review_decided(ctx: HandlerContext, env: Envelope,
     try:
         outcome = rules.review_application(cmd, application, person)
     except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, application.person_id if application else None,
-                       err)
+        return _reject(ctx, cmd.application_id, cmd.person_id, err)
     await _save(ctx, env, outcome, application.person_id)  # type: ignore[union-attr]
 
 

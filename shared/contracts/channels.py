@@ -31,9 +31,14 @@ class EnrollmentApplicationSubmitted(Payload):
 
 @event("cn.medins.review.enrollment.decided.v1", topics.ENROLLMENT_REQUESTS)
 class EnrollmentReviewDecided(Payload):
-    """Agency staff's background review (后台审核) of an application."""
+    """Agency staff's background review (后台审核) of an application.
+
+    It names the person too: messages are keyed by person, so a review can never overtake
+    the application it decides.
+    """
 
     application_id: Reference
+    person_id: ResidentId
     decision: Literal["approve", "reject"]
     reasons: list[str] = Field(default_factory=list)
     reviewer: str = Field(min_length=1, max_length=64)

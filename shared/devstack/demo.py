@@ -66,7 +66,7 @@ async def run_demo(settings: PlatformSettings, console: Console) -> int:
          "/channels/wechat",
          lambda f: any(a["state"] == "submitted" for a in f["enrollment"]["applications"])),
         ("staff review approves", EnrollmentReviewDecided(
-            application_id=application_id, decision="approve", reviewer="staff-017",
+            application_id=application_id, person_id=person, decision="approve", reviewer="staff-017",
             decided_at=now), "/agency/review", lambda f: _person_status(f) == "pending"),
         ("tax authority confirms the contribution", ContributionPaymentConfirmed(
             payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=person,

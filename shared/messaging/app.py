@@ -17,7 +17,7 @@ def create_app(service: str, settings: PlatformSettings) -> faust.App:
         broker=settings.broker_url,
         autodiscover=False,
         store="memory://",
-        datadir=".medins/faust",
+        datadir=str(settings.state_dir / "faust"),
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         # Topics are declared by `ensure_topics` with the platform's partition count.

@@ -117,6 +117,7 @@ class _Worker(faust.Worker):
 def run_worker(spec: ServiceSpec, settings: PlatformSettings) -> None:
     configure_logging(settings.log_format, settings.log_level, service=spec.name)
     asyncio.run(prepare(spec, settings))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_app(spec, settings)
     worker = _Worker(app, quiet=True, redirect_stdouts=False, loglevel=settings.log_level)

@@ -71,6 +71,9 @@ def review_application(cmd: EnrollmentReviewDecided, application: Application | 
     if application is None or person is None:
         raise RuleViolation("unknown_application",
                             f"application_id {cmd.application_id} is not known here")
+    if application.person_id != cmd.person_id:
+        raise RuleViolation("person_mismatch",
+                            f"application {cmd.application_id} belongs to another person")
     if application.state != ApplicationState.SUBMITTED:
         raise RuleViolation("review_not_pending",
                             f"application is {application.state}, not awaiting review")

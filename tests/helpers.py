@@ -1,0 +1,68 @@
+"""Test helpers: polling with a deadline, reading topics, building envelopes."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from shared.contracts.base import Payload
+from shared.contracts.envelope import Envelope, new_envelope
+from shared.messaging.admin import bootstrap_servers
+
+T = TypeVar("T")
+
+
+async def poll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool],
+               timeout: float = 30.0, every: float = 0.1) -> T:
+    """Fetch until `done` holds; fail with the last value seen when the deadline passes."""
+    stop_at = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if done(value):
+            return value
+        if time.monotonic() > stop_at:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(every)
+
+
+async def read_topic(broker_url: str, topic: str,
+                     until: Callable[[list[ConsumerRecord]], bool],
+                     timeout: float = 30.0) -> list[ConsumerRecord]:
+    """Read a topic from the beginning until `until(records)` holds or the deadline passes."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers(broker_url),
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    stop_at = time.monotonic() + timeout
+    try:
+        while not until(records):
+            if time.monotonic() > stop_at:
+                raise AssertionError(f"{topic}: condition not met within {timeout}s; "
+                                     f"{len(records)} records read")
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def envelope(payload: Payload, region: str = "210200", source: str = "/tests") -> Envelope:
+    return new_envelope(payload.event_type, payload, source=source, region=region)
+
+
+def header(record: ConsumerRecord, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode()
+    return None
+
+
+def data_of(record: ConsumerRecord) -> dict[str, Any]:
+    import json
+
+    return json.loads(record.value)

@@ -1,0 +1,69 @@
+"""The envelope, contract validation and the published JSON Schemas."""
+import json
+from pathlib import Path
+
+import pytest
+from cloudevents.v1.http import from_json
+
+from shared.contracts import EVENT_TYPES, ContractError, parse_event, write_json_schemas
+from shared.contracts.tax import ContributionPaymentConfirmed
+from tests.helpers import envelope
+
+PAYMENT = ContributionPaymentConfirmed(
+    payment_ref="TAX-1", person_id="210202198001011238", insurance_type="resident",
+    period_start="2026-01-01", period_end="2026-12-31", amount_fen=40000,
+    paid_at="2026-03-01T09:00:00+08:00")
+
+
+def test_round_trip_and_cloudevents_compliance() -> None:
+    env = envelope(PAYMENT, source="/gov/tax")
+    parsed_env, payload = parse_event(env.to_bytes())
+    assert payload == PAYMENT and parsed_env.id == env.id
+    # The reference CloudEvents SDK reads our structured-mode JSON as a CloudEvent.
+    event = from_json(env.to_bytes())
+    assert event["type"] == "cn.gov.tax.contribution.paid.v1"
+    assert event["specversion"] == "1.0"
+    assert event["regioncode"] == "210200" and event["correlationid"] == env.id
+
+
+@pytest.mark.parametrize("raw, field", [
+    (b"not json", "not JSON"),
+    (b"[1]", "JSON object"),
+    (b'{"id": "x"}', "source"),
+])
+def test_malformed_messages(raw: bytes, field: str) -> None:
+    with pytest.raises(ContractError, match=field):
+        parse_event(raw)
+
+
+def test_invalid_payload_names_field_and_rule() -> None:
+    doc = json.loads(envelope(PAYMENT).to_bytes())
+    doc["data"]["person_id"] = "210202198001011239"
+    doc["data"]["amount_fen"] = 1.5
+    with pytest.raises(ContractError) as err:
+        parse_event(doc)
+    assert "data.person_id" in err.value.reason
+    assert "data.amount_fen" in err.value.reason
+
+
+def test_period_rule() -> None:
+    doc = json.loads(envelope(PAYMENT).to_bytes())
+    doc["data"]["period_end"] = "2025-12-31"
+    with pytest.raises(ContractError, match="period_end must not be before period_start"):
+        parse_event(doc)
+
+
+def test_unknown_type() -> None:
+    doc = json.loads(envelope(PAYMENT).to_bytes())
+    doc["type"] = "cn.gov.tax.unknown.v1"
+    with pytest.raises(ContractError, match="unknown event type"):
+        parse_event(doc)
+
+
+def test_schemas_written_for_every_type(tmp_path: Path) -> None:
+    written = write_json_schemas(tmp_path)
+    assert len(written) == len(EVENT_TYPES)
+    schema = json.loads((tmp_path / "cn.gov.tax.contribution.paid.v1.json").read_text())
+    assert schema["properties"]["type"] == {"const": "cn.gov.tax.contribution.paid.v1"}
+    assert "payment_ref" in schema["properties"]["data"]["properties"]
+    assert schema["properties"]["data"]["properties"]["amount_fen"]["type"] == "integer"

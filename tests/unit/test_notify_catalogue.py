@@ -1,0 +1,57 @@
+"""The message catalogue: loads, refuses bad templates at start-up, fans out per channel."""
+from pathlib import Path
+
+import pytest
+
+from services.notify.app import CATALOGUE
+from services.notify.domain.catalogue import Catalogue, CatalogueError, Contact
+
+PID = "210202198001011238"
+DATA = {"person_id": PID, "insurance_type": "resident", "from_status": "pending",
+        "to_status": "active", "reason": "paid", "effective_on": "2026-01-01",
+        "paid_until": "2026-12-31"}
+
+
+def test_shipped_catalogue_loads_and_renders_chinese_with_masked_id() -> None:
+    catalogue = Catalogue.load(CATALOGUE)
+    contact = Contact(PID, "王伟", "13800138000", "w@example.cn")
+    messages = catalogue.messages_for("cn.medins.enrollment.status.changed.v1", DATA, contact,
+                                      "210200")
+    by_channel = {m.channel: m for m in messages}
+    assert set(by_channel) == {"sms", "email"}
+    assert "参保状态为正常" in by_channel["sms"].body and "2026-12-31" in by_channel["sms"].body
+    assert "2102**********1238" in by_channel["email"].body
+    assert PID not in by_channel["email"].body
+    assert "大连市" in by_channel["email"].body
+
+
+def test_condition_and_preferences() -> None:
+    catalogue = Catalogue.load(CATALOGUE)
+    suspended = DATA | {"to_status": "suspended"}
+    contact = Contact(PID, "王伟", "13800138000", None)
+    assert catalogue.messages_for("cn.medins.enrollment.status.changed.v1", suspended,
+                                  contact, "210200") == []
+    no_email = catalogue.messages_for("cn.medins.enrollment.status.changed.v1", DATA, contact,
+                                      "210200")
+    assert [m.channel for m in no_email] == ["sms"]
+    opted_out = Contact(PID, "王伟", "13800138000", "w@example.cn", sms_opt_in=False)
+    assert [m.channel for m in catalogue.messages_for(
+        "cn.medins.enrollment.status.changed.v1", DATA, opted_out, "210200")] == ["email"]
+
+
+def test_unknown_variable_fails_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[template]]\nkey = "x"\n'
+                    'event_type = "cn.medins.enrollment.application.approved.v1"\n'
+                    'channels = ["sms"]\nsms = "{no_such_field}"\n', encoding="utf-8")
+    with pytest.raises(CatalogueError, match="no_such_field"):
+        Catalogue.load(path)
+
+
+def test_missing_channel_text_fails_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('[[template]]\nkey = "x"\n'
+                    'event_type = "cn.medins.enrollment.application.approved.v1"\n'
+                    'channels = ["email"]\nemail_subject = "s"\n', encoding="utf-8")
+    with pytest.raises(CatalogueError, match="no email text"):
+        Catalogue.load(path)
