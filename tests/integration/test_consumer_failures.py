@@ -1,0 +1,96 @@
+"""Error policy in the consumer, against the real PostgreSQL: retry transient, isolate bugs."""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest_asyncio
+
+from shared.contracts.channels import EnrollmentApplicationSubmitted
+from shared.db.migrations import MESSAGING_MIGRATIONS, discover, migrate
+from shared.db.pool import Database, connect
+from shared.devstack import people
+from shared.messaging.consumer import EventConsumer, HandlerContext, RawMessage
+from shared.observability.metrics import EVENTS_FAILED
+from tests.conftest import REGION, TestStack
+from tests.helpers import envelope
+
+
+class FlakyDatabase(Database):
+    """The real pool, unreachable for the first `failures` acquisitions."""
+
+    failures = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionRefusedError("database unavailable (simulated outage)")
+        return super().pool
+
+
+@pytest_asyncio.fixture
+async def db(stack: TestStack) -> AsyncIterator[FlakyDatabase]:
+    schema = f"{stack.namespace}consumer_{uuid.uuid4().hex[:6]}"
+    conn = await connect(stack.database_url)
+    await migrate(conn, schema, discover("messaging", MESSAGING_MIGRATIONS))
+    await conn.execute(f'CREATE TABLE "{schema}".seen (event_id text PRIMARY KEY)')
+    await conn.close()
+    database = FlakyDatabase(stack.database_url, schema)
+    await database.start()
+    yield database
+    await database.stop()
+
+
+def raw(payload_env: Any, offset: int) -> RawMessage:
+    return RawMessage("t", 0, offset, b"k", payload_env.to_bytes())
+
+
+def application() -> Any:
+    return envelope(EnrollmentApplicationSubmitted(
+        application_id=f"APP-{uuid.uuid4().hex[:8]}", person_id=people.resident_id(),
+        name="周杰", insurance_type="resident", mobile=people.mobile(), channel="window",
+        region_code=REGION, submitted_at=datetime.now(UTC)))
+
+
+async def remember(ctx: HandlerContext, env: Any, payload: Any) -> None:
+    if payload.name == "坏":
+        raise ValueError("a bug in the handler")
+    await ctx.conn.execute("INSERT INTO seen VALUES ($1)", env.id)
+
+
+async def test_transient_database_failure_is_retried_until_committed(
+        stack: TestStack, db: FlakyDatabase) -> None:
+    consumer = EventConsumer("probe", stack.settings(), db,
+                             {EnrollmentApplicationSubmitted.event_type: remember})
+    before = EVENTS_FAILED.labels("probe", "t")._value.get()
+    db.failures = 2
+    env = application()
+    await consumer.process([raw(env, 1)])
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM seen WHERE event_id = $1", env.id) == 1
+    assert EVENTS_FAILED.labels("probe", "t")._value.get() - before == 2
+
+
+async def test_handler_bug_dead_letters_only_its_event(stack: TestStack,
+                                                       db: FlakyDatabase) -> None:
+    consumer = EventConsumer("probe", stack.settings(), db,
+                             {EnrollmentApplicationSubmitted.event_type: remember})
+    good = application()
+    bad_doc = json.loads(application().to_bytes())
+    bad_doc["data"]["name"] = "坏"
+    from shared.contracts import parse_event
+
+    bad, _ = parse_event(bad_doc)
+    await consumer.process([raw(bad, 1), raw(good, 2)])
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM seen") == 1
+        dead = await conn.fetch("SELECT topic, headers FROM outbox")
+    assert len(dead) == 1 and dead[0]["topic"].endswith(".deadletter")
+    headers = dict(json.loads(dead[0]["headers"]))
+    assert "ValueError: a bug in the handler" in headers["dlq-reason"]
+    assert headers["dlq-offset"] == "1"
