@@ -1,0 +1,141 @@
+"""The `medins` command: schemas, publish, status, compose file, and `up` stopping cleanly."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from shared.cli import cli
+from shared.contracts import EVENT_TYPES
+from shared.devstack import people
+from shared.settings import SERVICES
+from shared.status import collect_status
+from tests.conftest import REGION, TestStack
+from tests.helpers import poll
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def application_doc(person: str) -> dict[str, Any]:
+    """What a service channel sends: the type and data; the CLI fills the rest."""
+    return {"type": "cn.medins.channels.enrollment.submitted.v1", "data": {
+        "application_id": f"APP-{uuid.uuid4().hex[:8]}", "person_id": person, "name": "孙芳",
+        "insurance_type": "resident", "mobile": people.mobile(), "channel": "window",
+        "region_code": REGION, "submitted_at": datetime.now(UTC).isoformat()}}
+
+
+def test_schemas_command_writes_every_event_type(tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["schemas", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert {p.stem for p in tmp_path.glob("*.json")} == set(EVENT_TYPES)
+
+
+def test_publish_refuses_an_invalid_event_and_names_the_field(tmp_path: Path,
+                                                              stack: TestStack) -> None:
+    doc = application_doc(people.resident_id())
+    doc["data"]["mobile"] = "12345"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    result = runner.invoke(cli, ["publish", "enrollment.requests", str(path)], env=stack.env())
+    assert result.exit_code == 1
+    assert "data.mobile" in result.output and "mobile" in result.output
+
+
+async def test_publish_then_status_shows_masked_state(tmp_path: Path, stack: TestStack,
+                                                      workers: dict[str, Any]) -> None:
+    person = people.resident_id()
+    path = tmp_path / "good.json"
+    path.write_text(json.dumps([application_doc(person)], ensure_ascii=False), encoding="utf-8")
+    env = stack.env()
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "publish", "enrollment.requests",
+                             str(path)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    await poll(lambda: collect_status(stack.settings(), person),
+               lambda f: bool(f.get("enrollment", {}).get("applications")))
+    shown = subprocess.run([sys.executable, "-m", "shared.cli", "status", person], env=env,
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "submitted" in shown.stdout
+    assert person not in shown.stdout and f"{person[:4]}**********{person[-4:]}" in shown.stdout
+
+
+def test_compose_names_only_commands_the_cli_has() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    commands = get_command(cli).commands  # type: ignore[attr-defined]
+    workers = set()
+    for name, service in compose["services"].items():
+        command = service.get("command")
+        if command is None:
+            continue
+        assert command[0] in commands, f"{name}: no such command {command[0]}"
+        if command[0] == "worker":
+            assert command[1] in SERVICES
+            workers.add(command[1])
+    assert workers == set(SERVICES)
+    assert {"kafka", "postgres", "prometheus", "grafana"} <= set(compose["services"])
+    assert "KAFKA_PROCESS_ROLES" in compose["services"]["kafka"]["environment"]
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert {t.split(":")[0] for t in targets} == set(SERVICES)
+
+
+def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path,
+                                                          stack: TestStack) -> None:
+    env = {k: v for k, v in stack.env(f"{stack.namespace}up_").items()
+           if k not in ("MEDINS_BROKER_URL", "MEDINS_SMTP_HOST", "MEDINS_SMTP_PORT",
+                        "MEDINS_SMS_OUTBOX_DIR")}
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        assert proc.stdout is not None
+        while not any("platform up" in line for line in lines):
+            assert time.monotonic() < deadline, "".join(lines)
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(lines)
+            lines.append(line)
+        urls = re.findall(r"metrics: (http://\S+/metrics)", "".join(lines))
+        assert len(urls) == 4
+        for url in urls:
+            body = _get_when_ready(url, deadline)
+            assert "faust_" in body or "medins_" in body
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 5  # four workers and the broker
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, "".join(lines) + rest
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"orphans: {alive}"
+        # Each worker's lines arrive prefixed with its service name.
+        assert any(re.match(r"\s*enrollment \|", line) for line in (rest.splitlines()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _get_when_ready(url: str, deadline: float) -> str:
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
