@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Annotated
 
 import phonenumbers
@@ -52,10 +53,13 @@ def check_resident_id(raw: str, today: date | None = None) -> ResidentIdCheck:
     return ResidentIdCheck(number, birth, place, warnings)
 
 
+@lru_cache(maxsize=65536)
 def validate_resident_id(raw: str) -> str:
+    """Cached: every contract carrying an ID validates it, often many times per event."""
     return check_resident_id(raw).number
 
 
+@lru_cache(maxsize=65536)
 def validate_cn_mobile(raw: str) -> str:
     """Return an 11-digit CN mobile number or raise naming the rule."""
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import faust
-import structlog
+from structlog.contextvars import bound_contextvars
 
 from shared.contracts import ContractError, Envelope, Payload, parse_event
 from shared.contracts.envelope import new_envelope
@@ -19,7 +19,7 @@ from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
 from shared.observability.masking import mask_text
 from shared.observability.metrics import (
-    BATCH_SECONDS, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_PROCESSED,
+    BATCH_SECONDS, BATCH_SIZE, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_PROCESSED,
 )
 from shared.settings import PlatformSettings
 
@@ -64,10 +64,6 @@ class HandlerContext:
 Handler = Callable[[HandlerContext, Envelope, Any], Awaitable[None]]
 
 
-class PoisonMessage(Exception):
-    """A handler failed on this message for a reason retrying will not fix."""
-
-
 class EventConsumer:
     """Processes batches of records for one service in one transaction, a savepoint each."""
 
@@ -81,7 +77,6 @@ class EventConsumer:
                                           namespace=settings.namespace)
 
     def _dead_letter(self, msg: RawMessage, reason: str) -> OutboxMessage:
-        EVENTS_DEAD_LETTERED.labels(self.service, msg.topic).inc()
         log.warning("dead-lettered", topic=msg.topic, offset=msg.offset,
                     reason=mask_text(reason))
         return OutboxMessage(
@@ -95,34 +90,45 @@ class EventConsumer:
         """Handle a batch; returns only once every record is committed or dead-lettered."""
         started = time.perf_counter()
         parsed: list[tuple[RawMessage, Envelope, Payload]] = []
-        invalid: list[tuple[RawMessage, str]] = []
-        for msg in batch:
+        rejected: dict[int, str] = {}  # index in batch -> dead-letter reason
+        for index, msg in enumerate(batch):
             try:
                 envelope, payload = parse_event(msg.value)
             except ContractError as exc:
-                invalid.append((msg, exc.reason))
+                rejected[index] = exc.reason
             else:
                 parsed.append((msg, envelope, payload))
         delay = 0.1
         while True:
             try:
-                await self._process_once(parsed, invalid)
+                await self._process_once(batch, parsed, rejected)
                 break
+            except _HandlerFailed as failed:
+                # A bug in one handler: the batch is redone without that event, which is
+                # dead-lettered. No savepoint per event on the common path keeps batches fast.
+                log.error("handler failed", error=mask_text(failed.reason))
+                rejected[failed.index] = failed.reason
             except Exception as exc:
-                # Never ack what is not committed: wait and retry the whole batch. Handler
-                # bugs were dead-lettered inside; what reaches here is the database or
-                # the plumbing, which a later attempt can get past.
+                # Never ack what is not committed: wait and retry the whole batch. What
+                # reaches here is the database or the plumbing, which a later attempt can
+                # get past.
                 for msg in batch:
                     EVENTS_FAILED.labels(self.service, msg.topic).inc()
                 log.warning("batch failed, retrying", error=repr(exc), retry_in=delay,
                             size=len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+        for index in rejected:
+            EVENTS_DEAD_LETTERED.labels(self.service, batch[index].topic).inc()
         BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        BATCH_SIZE.labels(self.service).observe(len(batch))
 
-    async def _process_once(self, parsed: list[tuple[RawMessage, Envelope, Payload]],
-                            invalid: list[tuple[RawMessage, str]]) -> None:
-        outgoing = [self._dead_letter(msg, reason) for msg, reason in invalid]
+    async def _process_once(self, batch: Sequence[RawMessage],
+                            parsed: list[tuple[RawMessage, Envelope, Payload]],
+                            rejected: dict[int, str]) -> None:
+        index_of = {id(msg): i for i, msg in enumerate(batch)}
+        outgoing = [self._dead_letter(batch[i], reason) for i, reason in sorted(rejected.items())]
+        processed: list[tuple[str, str]] = []
         async with self.db.pool.acquire() as conn, conn.transaction():
             fresh: set[str] = set()
             if parsed:
@@ -134,9 +140,11 @@ class EventConsumer:
                 )
                 fresh = {r["event_id"] for r in rows}
             for msg, envelope, payload in parsed:
-                if envelope.id not in fresh:
-                    EVENTS_DUPLICATE.labels(self.service, msg.topic).inc()
-                    log.info("duplicate skipped", event_id=envelope.id, type=envelope.type)
+                index = index_of[id(msg)]
+                if envelope.id not in fresh or index in rejected:
+                    if index not in rejected:
+                        EVENTS_DUPLICATE.labels(self.service, msg.topic).inc()
+                        log.info("duplicate skipped", event_id=envelope.id, type=envelope.type)
                     continue
                 fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate
                 handler = self.routes.get(envelope.type)
@@ -144,23 +152,27 @@ class EventConsumer:
                     continue  # a contract type this service has no interest in
                 ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
                                      self.settings.namespace)
-                structlog.contextvars.bind_contextvars(
-                    event_id=envelope.id, correlation_id=envelope.correlationid)
                 try:
-                    async with conn.transaction():
+                    with bound_contextvars(event_id=envelope.id,
+                                           correlation_id=envelope.correlationid):
                         await handler(ctx, envelope, payload)
                 except TRANSIENT_DB_ERRORS:
                     raise
                 except Exception as exc:
-                    log.exception("handler failed", type=envelope.type)
-                    outgoing.append(self._dead_letter(
-                        msg, f"handler failed: {type(exc).__name__}: {exc}"))
-                else:
-                    outgoing.extend(ctx.emitted)
-                    EVENTS_PROCESSED.labels(self.service, msg.topic, envelope.type).inc()
-                finally:
-                    structlog.contextvars.unbind_contextvars("event_id", "correlation_id")
+                    raise _HandlerFailed(index, f"handler failed: {type(exc).__name__}: {exc}"
+                                         ) from exc
+                outgoing.extend(ctx.emitted)
+                processed.append((msg.topic, envelope.type))
             await write_outbox(conn, self.db.schema, outgoing)
+        for topic, event_type in processed:
+            EVENTS_PROCESSED.labels(self.service, topic, event_type).inc()
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
 
 
 def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[str]) -> None:

@@ -21,5 +21,9 @@ BATCH_SECONDS = Histogram(
     "medins_batch_seconds", "Time to process one consumed batch", ["service"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+BATCH_SIZE = Histogram(
+    "medins_batch_size", "Records per consumed batch", ["service"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000),
+)
 OUTBOX_PUBLISHED = Counter("medins_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_PENDING = Gauge("medins_outbox_pending", "Outbox rows not yet published", ["service"])
