@@ -143,7 +143,7 @@ def demo(region: Annotated[str, typer.Option()] = "") -> None:
 
 @cli.command()
 def mail() -> None:
-    """List the messages the local SMTP server and SMS gateway received."""
+    """List the messages the local SMTP server and SMSC received."""
     from shared.devstack.mailserver import read_mailbox
     from shared.devstack.supervisor import STATE_DIR
     from shared.observability.masking import mask_text
@@ -151,10 +151,67 @@ def mail() -> None:
     for m in read_mailbox(STATE_DIR / "mail"):
         console.print(f"[bold]email[/] to {mask_text(','.join(m.recipients))}: {m.subject}")
         console.print(m.body, highlight=False)
-    from services.notify.senders import read_sms
+    from shared.devstack.smsc import read_received
 
-    for sms in read_sms(STATE_DIR / "sms"):
-        console.print(f"[bold]sms[/] to {mask_text(sms['to'])}: {sms['text']}", highlight=False)
+    for sms in read_received(STATE_DIR / "sms"):
+        console.print(f"[bold]sms[/] to {mask_text(sms['to'])} ({sms['parts']} part(s), UCS-2):"
+                      f" {sms['text']}", highlight=False)
+
+
+notify_cli = typer.Typer(help="Operator commands for notifications.", no_args_is_help=True)
+cli.add_typer(notify_cli, name="notify")
+
+
+async def _notify_conn():  # type: ignore[no-untyped-def]
+    from shared.db.pool import connect
+
+    settings = PlatformSettings()
+    return await connect(settings.database_url, settings.schema_for("notify"))
+
+
+@notify_cli.command("parked")
+def notify_parked() -> None:
+    """List messages that are parked or whose outcome is unknown (masked)."""
+    from services.notify import repository as repo
+    from shared.observability.masking import mask_text
+
+    _stack_env()
+
+    async def run() -> list[dict[str, object]]:
+        conn = await _notify_conn()
+        try:
+            return [dict(r) for r in await repo.needing_attention(conn)]
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(run())
+    for r in rows:
+        console.print(f"#{r['id']} {r['status']:>7} {r['channel']:>5} → "
+                      f"{mask_text(str(r['recipient']))} {r['template']} "
+                      f"(attempts {r['attempts']}): {mask_text(str(r['last_error']))}",
+                      highlight=False)
+    console.print(f"{len(rows)} message(s) need attention")
+
+
+@notify_cli.command("retry")
+def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
+                 all_: Annotated[bool, typer.Option("--all")] = False) -> None:
+    """Requeue parked or unknown messages (by id, or --all) after checking with the gateway."""
+    from services.notify import repository as repo
+
+    if not ids and not all_:
+        raise typer.BadParameter("give message ids or --all")
+    _stack_env()
+
+    async def run() -> list[dict[str, object]]:
+        conn = await _notify_conn()
+        try:
+            return [dict(r) for r in await repo.requeue(conn, None if all_ else ids)]
+        finally:
+            await conn.close()
+
+    requeued = asyncio.run(run())
+    console.print(f"requeued {len(requeued)} message(s)")
 
 
 def main() -> None:

@@ -62,7 +62,15 @@ class NotifySettings(PlatformSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     mail_from: str = "noreply@medins.example.cn"
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    smpp_system_id: str = "medins"
+    smpp_password: str = "medins"
+    sms_source_addr: str = "10690000"
     send_max_attempts: int = 5
     send_backoff_seconds: float = 1.0
-    # Until SMPP arrives, SMS go to a file gateway here (one JSON line per message).
-    sms_outbox_dir: Path = Path(".medins/sms")
+    # Gateway limits in messages per second; waiting on them never holds up consumption.
+    sms_rate_per_second: float = 50.0
+    email_rate_per_second: float = 20.0
+    # A message still 'sending' after this long had its worker die mid-send: reconcile it.
+    unknown_after_seconds: float = 120.0

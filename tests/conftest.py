@@ -19,6 +19,7 @@ from shared.db.pool import connect
 from shared.devstack.broker import EmbeddedBroker, free_port
 from shared.devstack.database import DevDatabase
 from shared.devstack.mailserver import MailServer
+from shared.devstack.smsc import ThreadedSmsc
 from shared.messaging.admin import ensure_topics, region_topics
 from shared.settings import SERVICES, NotifySettings
 
@@ -33,6 +34,7 @@ class TestStack:
     database_url: str
     namespace: str
     mail: MailServer
+    smsc: ThreadedSmsc
     sms_dir: Path
     workdir: Path
     web_ports: dict[str, int] = field(default_factory=dict)
@@ -45,7 +47,8 @@ class TestStack:
             "MEDINS_REGION": REGION,
             "MEDINS_SMTP_HOST": "127.0.0.1",
             "MEDINS_SMTP_PORT": str(self.mail.port),
-            "MEDINS_SMS_OUTBOX_DIR": str(self.sms_dir),
+            "MEDINS_SMPP_HOST": "127.0.0.1",
+            "MEDINS_SMPP_PORT": str(self.smsc.port),
             "MEDINS_LOG_FORMAT": "json",
             "MEDINS_OUTBOX_POLL_SECONDS": "0.5",
             "PYTHONUNBUFFERED": "1",
@@ -55,7 +58,7 @@ class TestStack:
         return NotifySettings(
             broker_url=self.broker_url, MEDINS_DATABASE_URL=self.database_url,
             namespace=self.namespace if namespace is None else namespace, region=REGION,
-            smtp_port=self.mail.port, sms_outbox_dir=self.sms_dir,
+            smtp_port=self.mail.port, smpp_port=self.smsc.port,
         )
 
     async def connect(self, service: str, namespace: str | None = None) -> asyncpg.Connection:
@@ -90,24 +93,27 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def infrastructure(workdir: Path) -> Iterator[tuple[str, str, MailServer]]:
+def infrastructure(workdir: Path) -> Iterator[tuple[str, str, MailServer, ThreadedSmsc]]:
     broker = EmbeddedBroker.start(log_path=str(workdir / "broker.log"))
     database = DevDatabase.start(workdir / "pgdata")
     mail = MailServer(workdir / "mail", free_port()).start()
+    smsc = ThreadedSmsc(free_port(), workdir / "sms").start()
     try:
-        yield broker.url, database.url, mail
+        yield broker.url, database.url, mail, smsc
     finally:
+        smsc.stop()
         mail.stop()
         broker.stop()
         database.stop()
 
 
 @pytest_asyncio.fixture(scope="session")
-async def stack(infrastructure: tuple[str, str, MailServer], workdir: Path
+async def stack(infrastructure: tuple[str, str, MailServer, ThreadedSmsc], workdir: Path
                 ) -> AsyncIterator[TestStack]:
-    broker_url, database_url, mail = infrastructure
+    broker_url, database_url, mail, smsc = infrastructure
     namespace = f"t{uuid.uuid4().hex[:8]}_"
-    test_stack = TestStack(broker_url, database_url, namespace, mail, workdir / "sms", workdir)
+    test_stack = TestStack(broker_url, database_url, namespace, mail, smsc, workdir / "sms",
+                           workdir)
     await test_stack.prepare(namespace)
     yield test_stack
     # Leave a shared server as we found it: drop this run's schemas.

@@ -1,4 +1,4 @@
-"""Composition root of the notify service: catalogue, senders, consumer and dispatcher."""
+"""Composition root of the notify service: catalogue, SMTP and SMPP senders, dispatcher."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,32 +10,40 @@ from shared.settings import NotifySettings, PlatformSettings
 from services.notify.dispatcher import Dispatcher
 from services.notify.domain.catalogue import Catalogue
 from services.notify.handlers import routes
+from services.notify.ratelimit import TokenBucket
 from services.notify.repository import status_of
-from services.notify.senders import FileSmsGateway, SmtpEmailSender
+from services.notify.senders import SmppSmsSender, SmtpEmailSender
 
 CATALOGUE = Path(__file__).parent / "templates.toml"
 
 
+def build_dispatcher(db: Database, settings: NotifySettings) -> Dispatcher:
+    sms = SmppSmsSender(settings.smpp_host, settings.smpp_port, settings.smpp_system_id,
+                        settings.smpp_password, settings.sms_source_addr)
+    email = SmtpEmailSender(settings.smtp_host, settings.smtp_port, settings.mail_from,
+                            settings.smtp_starttls, settings.smtp_use_tls,
+                            settings.smtp_username, settings.smtp_password)
+    dispatcher = Dispatcher(
+        db, settings, {"sms": sms, "email": email},
+        {"sms": TokenBucket(settings.sms_rate_per_second),
+         "email": TokenBucket(settings.email_rate_per_second)})
+    sms.on_receipt = dispatcher.on_receipt
+    return dispatcher
+
+
 def spec() -> ServiceSpec:
-    catalogue = Catalogue.load(CATALOGUE)  # a bad template stops the worker here
+    catalogue = Catalogue.load(CATALOGUE)  # a bad or missing template stops the worker here
 
     def make_dispatcher(db: Database, settings: PlatformSettings) -> Dispatcher:
         if not isinstance(settings, NotifySettings):
             raise TypeError("the notify worker needs NotifySettings")
-        notify_settings = settings
-        senders = {
-            "email": SmtpEmailSender(
-                notify_settings.smtp_host, notify_settings.smtp_port, notify_settings.mail_from,
-                notify_settings.smtp_starttls, notify_settings.smtp_use_tls,
-                notify_settings.smtp_username, notify_settings.smtp_password),
-            "sms": FileSmsGateway(notify_settings.sms_outbox_dir),
-        }
-        return Dispatcher(db, notify_settings, senders)
+        return build_dispatcher(db, settings)
 
     return ServiceSpec(
         name="notify",
         routes=routes(catalogue),
-        consumes=[topics.ENROLLMENT_EVENTS, topics.TRANSFER_EVENTS, topics.REIMBURSEMENT_EVENTS],
+        consumes=[topics.ENROLLMENT_EVENTS, topics.TRANSFER_EVENTS, topics.REIMBURSEMENT_EVENTS,
+                  topics.NOTIFY_REQUESTS],
         status_query=status_of,
         extras=[make_dispatcher],
     )

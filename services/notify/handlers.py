@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from shared.contracts import Envelope, Payload
+from shared.contracts.channels import NotificationPreferencesSet
 from shared.contracts.enrollment import ContactRecorded
 from shared.messaging.consumer import Handler, HandlerContext
 from services.notify import repository as repo
@@ -10,6 +11,11 @@ from services.notify.domain.catalogue import Catalogue
 
 async def on_contact_recorded(ctx: HandlerContext, env: Envelope, event: ContactRecorded) -> None:
     await repo.upsert_contact(ctx.conn, event.person_id, event.name, event.mobile, event.email)
+
+
+async def on_preferences_set(ctx: HandlerContext, env: Envelope,
+                             event: NotificationPreferencesSet) -> None:
+    await repo.set_preferences(ctx.conn, event.person_id, event.sms, event.email)
 
 
 def routes(catalogue: Catalogue) -> dict[str, Handler]:
@@ -27,4 +33,5 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
 
     table: dict[str, Handler] = {t: on_person_event for t in catalogue.event_types()}
     table[ContactRecorded.event_type] = on_contact_recorded
+    table[NotificationPreferencesSet.event_type] = on_preferences_set
     return table

@@ -1,4 +1,4 @@
-"""asyncpg queries for the notify schema: contacts and deliveries."""
+"""asyncpg queries for the notify schema: contacts, preferences, deliveries, SMS receipts."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +6,9 @@ from typing import Any
 import asyncpg
 
 from services.notify.domain.catalogue import Contact, Message
+from services.notify.domain.sms import RECEIPT_STATES, overall_delivery_state
+
+REQUEUED = "requeued by operator"
 
 
 async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mobile: str,
@@ -16,12 +19,23 @@ async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mo
         " updated_at = now()", person_id, name, mobile, email)
 
 
+async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
+                          email: bool) -> None:
+    await conn.execute(
+        "INSERT INTO preferences (person_id, sms, email) VALUES ($1, $2, $3)"
+        " ON CONFLICT (person_id) DO UPDATE SET sms = $2, email = $3, updated_at = now()",
+        person_id, sms, email)
+
+
 async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | None:
-    row = await conn.fetchrow("SELECT * FROM contacts WHERE person_id = $1", person_id)
+    row = await conn.fetchrow(
+        "SELECT c.*, coalesce(p.sms, true) AS sms, coalesce(p.email, true) AS mail"
+        " FROM contacts c LEFT JOIN preferences p USING (person_id) WHERE c.person_id = $1",
+        person_id)
     if row is None:
         return None
     return Contact(row["person_id"], row["name"], row["mobile"], row["email"],
-                   row["sms_opt_in"], row["email_opt_in"])
+                   row["sms"], row["mail"])
 
 
 async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, person_id: str,
@@ -44,17 +58,27 @@ async def park_without_contact(conn: asyncpg.Connection, source_event_id: str, p
         source_event_id, person_id, event_type)
 
 
-async def claim_due(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Mark due messages as sending; a crash leaves them 'sending' for reconciliation."""
+async def claim_due(conn: asyncpg.Connection, channel: str, limit: int) -> list[asyncpg.Record]:
+    """Mark due messages 'sending' before any is sent: a crash leaves them for reconciling."""
     return await conn.fetch(
-        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
-        " SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
-        " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit)
+        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = now()"
+        " WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND channel = $1"
+        " AND next_attempt_at <= now() ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        " RETURNING *", channel, limit)
 
 
-async def mark_sent(conn: asyncpg.Connection, delivery_id: int) -> None:
-    await conn.execute("UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL"
-                       " WHERE id = $1", delivery_id)
+async def mark_sent(conn: asyncpg.Connection, delivery_id: int, provider_ids: list[str],
+                    channel: str) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL,"
+        " provider_ids = $2, delivery_state = $3 WHERE id = $1",
+        delivery_id, provider_ids, "submitted" if channel == "sms" else "accepted")
+    if channel == "sms":
+        await conn.executemany(
+            "INSERT INTO sms_parts (message_id, delivery_id, seq) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            [(mid, delivery_id, seq) for seq, mid in enumerate(provider_ids, start=1) if mid])
+        await refresh_sms_state(conn, delivery_id)
 
 
 async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error: str, park: bool,
@@ -65,12 +89,64 @@ async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error: str, pa
         delivery_id, "parked" if park else "pending", error, retry_in_seconds)
 
 
+async def mark_unknown(conn: asyncpg.Connection, delivery_id: int, error: str) -> None:
+    await conn.execute("UPDATE deliveries SET status = 'unknown', last_error = $2 WHERE id = $1",
+                       delivery_id, error)
+
+
+async def stale_sending_to_unknown(conn: asyncpg.Connection, older_than_seconds: float) -> int:
+    rows = await conn.fetch(
+        "UPDATE deliveries SET status = 'unknown', last_error = 'worker stopped while sending;"
+        " check with the gateway before resending' WHERE status = 'sending'"
+        " AND claimed_at < now() - make_interval(secs => $1) RETURNING id", older_than_seconds)
+    return len(rows)
+
+
+async def record_receipt(conn: asyncpg.Connection, message_id: str, stat: str) -> None:
+    state = RECEIPT_STATES.get(stat, stat.lower())
+    await conn.execute(
+        "INSERT INTO sms_receipts (message_id, state) VALUES ($1, $2) ON CONFLICT (message_id)"
+        " DO UPDATE SET state = $2, received_at = now()", message_id, state)
+    delivery_id = await conn.fetchval("SELECT delivery_id FROM sms_parts WHERE message_id = $1",
+                                      message_id)
+    if delivery_id is not None:
+        await refresh_sms_state(conn, delivery_id)
+
+
+async def refresh_sms_state(conn: asyncpg.Connection, delivery_id: int) -> None:
+    states = [r["state"] for r in await conn.fetch(
+        "SELECT coalesce(r.state, 'submitted') AS state FROM sms_parts p"
+        " LEFT JOIN sms_receipts r USING (message_id) WHERE p.delivery_id = $1", delivery_id)]
+    await conn.execute("UPDATE deliveries SET delivery_state = $2 WHERE id = $1",
+                       delivery_id, overall_delivery_state(states))
+
+
+async def counts_by_status(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT channel, status, count(*) AS n FROM deliveries"
+                            " WHERE status IN ('parked', 'unknown') GROUP BY 1, 2")
+
+
+async def needing_attention(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, person_id, channel, recipient, template, status, attempts, last_error,"
+        " created_at FROM deliveries WHERE status IN ('parked', 'unknown') ORDER BY id")
+
+
+async def requeue(conn: asyncpg.Connection, ids: list[int] | None) -> list[asyncpg.Record]:
+    """Operator's retry: parked or unknown messages go back to pending with fresh attempts."""
+    return await conn.fetch(
+        "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),"
+        " last_error = $2 WHERE status IN ('parked', 'unknown')"
+        " AND channel <> 'none' AND ($1::bigint[] IS NULL OR id = ANY($1)) RETURNING id, channel",
+        ids, REQUEUED)
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     contact = await conn.fetchrow("SELECT person_id, name, mobile, email FROM contacts"
                                   " WHERE person_id = $1", ref)
     rows = await conn.fetch(
-        "SELECT channel, recipient, template, status, attempts, last_error, created_at, sent_at"
-        " FROM deliveries WHERE person_id = $1 ORDER BY id", ref)
+        "SELECT id, channel, recipient, template, status, delivery_state, attempts, last_error,"
+        " created_at, sent_at FROM deliveries WHERE person_id = $1 ORDER BY id", ref)
     if contact is None and not rows:
         return None
     return {"contact": dict(contact) if contact else None, "messages": [dict(r) for r in rows]}

@@ -13,12 +13,14 @@ class Payload(BaseModel):
 
     event_type: ClassVar[str]
     topic: ClassVar[str]
+    # A person must be told of it: notify refuses to start without a template for it.
+    person_facing: ClassVar[bool] = False
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}
 
 
-def event(event_type: str, topic: str):  # type: ignore[no-untyped-def]
+def event(event_type: str, topic: str, *, person_facing: bool = False):  # type: ignore[no-untyped-def]
     """Class decorator registering a payload model under its event type and logical topic."""
 
     def register(cls: type[Payload]) -> type[Payload]:
@@ -26,6 +28,7 @@ def event(event_type: str, topic: str):  # type: ignore[no-untyped-def]
             raise ValueError(f"event type {event_type} registered twice")
         cls.event_type = event_type
         cls.topic = topic
+        cls.person_facing = person_facing
         EVENT_TYPES[event_type] = cls
         return cls
 

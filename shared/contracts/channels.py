@@ -68,3 +68,13 @@ class ClaimSubmitted(Payload):
     amount_fen: Fen = Field(gt=0)
     channel: Channel
     submitted_at: datetime
+
+
+@event("cn.medins.channels.notify.preferences.set.v1", topics.NOTIFY_REQUESTS)
+class NotificationPreferencesSet(Payload):
+    """A person chooses which channels they want to be told on."""
+
+    person_id: ResidentId
+    sms: bool
+    email: bool
+    changed_at: datetime

@@ -12,7 +12,7 @@ from shared.contracts.common import (
 T = topics.ENROLLMENT_EVENTS
 
 
-@event("cn.medins.enrollment.application.received.v1", T)
+@event("cn.medins.enrollment.application.received.v1", T, person_facing=True)
 class ApplicationReceived(Payload):
     application_id: Reference
     person_id: ResidentId
@@ -20,14 +20,14 @@ class ApplicationReceived(Payload):
     channel: Channel
 
 
-@event("cn.medins.enrollment.application.approved.v1", T)
+@event("cn.medins.enrollment.application.approved.v1", T, person_facing=True)
 class ApplicationApproved(Payload):
     application_id: Reference
     person_id: ResidentId
     insurance_type: InsuranceType
 
 
-@event("cn.medins.enrollment.application.rejected.v1", T)
+@event("cn.medins.enrollment.application.rejected.v1", T, person_facing=True)
 class ApplicationRejected(Payload):
     application_id: Reference
     person_id: ResidentId
@@ -44,7 +44,7 @@ class ContactRecorded(Payload):
     email: Email | None = None
 
 
-@event("cn.medins.enrollment.status.changed.v1", T)
+@event("cn.medins.enrollment.status.changed.v1", T, person_facing=True)
 class InsuredStatusChanged(Payload):
     person_id: ResidentId
     insurance_type: InsuranceType
@@ -73,7 +73,7 @@ class PaymentParked(Payload):
     reason: str
 
 
-@event("cn.medins.enrollment.request.rejected.v1", T)
+@event("cn.medins.enrollment.request.rejected.v1", T, person_facing=True)
 class RequestRejected(Payload):
     """A request the rules refuse (e.g. a review of an unknown application), with why."""
 

@@ -8,7 +8,7 @@ from shared.contracts.common import Fen, Reference, ResidentId
 T = topics.REIMBURSEMENT_EVENTS
 
 
-@event("cn.medins.reimbursement.claim.received.v1", T)
+@event("cn.medins.reimbursement.claim.received.v1", T, person_facing=True)
 class ClaimReceived(Payload):
     claim_id: Reference
     person_id: ResidentId
@@ -16,7 +16,7 @@ class ClaimReceived(Payload):
     stage: str
 
 
-@event("cn.medins.reimbursement.claim.rejected.v1", T)
+@event("cn.medins.reimbursement.claim.rejected.v1", T, person_facing=True)
 class ClaimRejected(Payload):
     claim_id: Reference
     person_id: ResidentId

@@ -8,6 +8,7 @@ TRANSFER_REQUESTS = "transfer.requests"
 TRANSFER_EVENTS = "transfer.events"
 REIMBURSEMENT_REQUESTS = "reimbursement.requests"
 REIMBURSEMENT_EVENTS = "reimbursement.events"
+NOTIFY_REQUESTS = "notify.requests"
 NOTIFY_EVENTS = "notify.events"
 DEAD_LETTER = "deadletter"
 
@@ -19,6 +20,7 @@ ALL_TOPICS = (
     TRANSFER_EVENTS,
     REIMBURSEMENT_REQUESTS,
     REIMBURSEMENT_EVENTS,
+    NOTIFY_REQUESTS,
     NOTIFY_EVENTS,
     DEAD_LETTER,
 )

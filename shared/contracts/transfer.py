@@ -8,7 +8,7 @@ from shared.contracts.common import Reference, RegionCode, ResidentId
 T = topics.TRANSFER_EVENTS
 
 
-@event("cn.medins.transfer.request.received.v1", T)
+@event("cn.medins.transfer.request.received.v1", T, person_facing=True)
 class TransferRequestReceived(Payload):
     transfer_id: Reference
     person_id: ResidentId
@@ -16,7 +16,7 @@ class TransferRequestReceived(Payload):
     to_region: RegionCode
 
 
-@event("cn.medins.transfer.request.rejected.v1", T)
+@event("cn.medins.transfer.request.rejected.v1", T, person_facing=True)
 class TransferRequestRejected(Payload):
     transfer_id: Reference
     person_id: ResidentId

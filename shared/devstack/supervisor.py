@@ -16,6 +16,7 @@ from rich.console import Console
 from shared.devstack.broker import EmbeddedBroker, free_port
 from shared.devstack.database import DevDatabase
 from shared.devstack.mailserver import MailServer
+from shared.devstack.smsc import ThreadedSmsc
 from shared.settings import DEFAULT_WEB_PORTS, SERVICES
 
 STATE_DIR = Path(".medins")
@@ -49,6 +50,7 @@ class Stack:
     broker: EmbeddedBroker | None = None
     database: DevDatabase | None = None
     mail: MailServer | None = None
+    smsc: ThreadedSmsc | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -65,12 +67,18 @@ class Stack:
             port = port_or_free(8025)
             self.mail = MailServer(STATE_DIR / "mail", port).start()
             smtp_host, smtp_port = "127.0.0.1", str(port)
+        smpp_host = os.environ.get("MEDINS_SMPP_HOST")
+        smpp_port = os.environ.get("MEDINS_SMPP_PORT")
+        if not smpp_host:
+            self.smsc = ThreadedSmsc(port_or_free(2775), STATE_DIR / "sms").start()
+            smpp_host, smpp_port = "127.0.0.1", str(self.smsc.port)
         self.env = {
             "MEDINS_BROKER_URL": broker_url,
             "MEDINS_DATABASE_URL": self.database.url,
             "MEDINS_SMTP_HOST": smtp_host,
             "MEDINS_SMTP_PORT": smtp_port or "25",
-            "MEDINS_SMS_OUTBOX_DIR": str((STATE_DIR / "sms").resolve()),
+            "MEDINS_SMPP_HOST": smpp_host,
+            "MEDINS_SMPP_PORT": smpp_port or "2775",
             "MEDINS_NAMESPACE": os.environ.get("MEDINS_NAMESPACE", ""),
         }
         STACK_FILE.write_text(json.dumps({"env": self.env, "regions": self.regions,
@@ -139,6 +147,8 @@ class Stack:
                 proc.wait()
         if self.mail:
             self.mail.stop()
+        if self.smsc:
+            self.smsc.stop()
         if self.broker:
             self.broker.stop()
         if self.database:
@@ -164,7 +174,8 @@ def run_up(regions: list[str]) -> int:
             f"[bold green]platform up[/] regions {', '.join(regions)}; "
             f"broker {stack.env['MEDINS_BROKER_URL']}; "
             f"mail received in {STATE_DIR / 'mail'} (medins mail); "
-            f"SMS in {STATE_DIR / 'sms' / 'sms.jsonl'}.  Try: medins demo.  Ctrl-C stops.")
+            f"SMS received by the local SMSC (SMPP {stack.env['MEDINS_SMPP_PORT']}) in "
+            f"{STATE_DIR / 'sms' / 'received.jsonl'}.  Try: medins demo.  Ctrl-C stops.")
         code = stack.watch(stop)
     finally:
         stack.console.print("stopping...")

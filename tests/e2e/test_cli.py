@@ -97,7 +97,7 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path,
                                                           stack: TestStack) -> None:
     env = {k: v for k, v in stack.env(f"{stack.namespace}up_").items()
            if k not in ("MEDINS_BROKER_URL", "MEDINS_SMTP_HOST", "MEDINS_SMTP_PORT",
-                        "MEDINS_SMS_OUTBOX_DIR")}
+                        "MEDINS_SMPP_HOST", "MEDINS_SMPP_PORT")}
     proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

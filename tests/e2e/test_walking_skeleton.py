@@ -15,7 +15,7 @@ from shared.devstack import people
 from shared.devstack.mailserver import read_mailbox
 from shared.messaging.publisher import publish
 from shared.status import collect_status
-from services.notify.senders import read_sms
+from shared.devstack.smsc import read_received
 from tests.conftest import REGION, TestStack
 from tests.helpers import envelope, poll
 
@@ -65,9 +65,10 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
     activated = next(m for m in mails if mail_to in m.recipients and m.subject == "参保生效通知")
     assert "刘洋" in activated.body and "2026-12-31" in activated.body
     assert person not in activated.body  # the ID is shown masked
-    sms = await poll(lambda: _async(read_sms(stack.sms_dir)),
+    sms = await poll(lambda: _async(read_received(stack.sms_dir)),
                      lambda s: any(m["to"] == mobile and "参保状态为正常" in m["text"] for m in s))
-    assert sum(1 for m in sms if m["to"] == mobile and "参保状态为正常" in m["text"]) == 1
+    activated_sms = [m for m in sms if m["to"] == mobile and "参保状态为正常" in m["text"]]
+    assert len(activated_sms) == 1 and activated_sms[0]["data_coding"] == 8  # UCS-2
 
     # Transfer and reimbursement take their own requests, persist them and answer status.
     await send(stack, TRANSFER_REQUESTS, TransferOutRequested(

@@ -79,6 +79,10 @@ class Catalogue:
                          raw.get("email_subject"), raw.get("email_body"), raw.get("when", {}))
             cls._check(t)
             templates.append(t)
+        covered = {t.event_type for t in templates}
+        missing = sorted(e for e, m in EVENT_TYPES.items() if m.person_facing and e not in covered)
+        if missing:
+            raise CatalogueError(f"no template for person-facing event type(s) {missing}")
         return cls(templates)
 
     @staticmethod
