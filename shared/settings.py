@@ -67,6 +67,7 @@ class NotifySettings(PlatformSettings):
     smpp_system_id: str = "medins"
     smpp_password: str = "medins"
     sms_source_addr: str = "10690000"
+    smpp_submit_timeout_seconds: float = 10.0
     send_max_attempts: int = 5
     send_backoff_seconds: float = 1.0
     # Gateway limits in messages per second; waiting on them never holds up consumption.

@@ -19,7 +19,8 @@ CATALOGUE = Path(__file__).parent / "templates.toml"
 
 def build_dispatcher(db: Database, settings: NotifySettings) -> Dispatcher:
     sms = SmppSmsSender(settings.smpp_host, settings.smpp_port, settings.smpp_system_id,
-                        settings.smpp_password, settings.sms_source_addr)
+                        settings.smpp_password, settings.sms_source_addr,
+                        submit_timeout=settings.smpp_submit_timeout_seconds)
     email = SmtpEmailSender(settings.smtp_host, settings.smtp_port, settings.mail_from,
                             settings.smtp_starttls, settings.smtp_use_tls,
                             settings.smtp_username, settings.smtp_password)

@@ -97,8 +97,10 @@ class SmppSmsSender:
     """
 
     def __init__(self, host: str, port: int, system_id: str, password: str, source_addr: str,
-                 on_receipt: ReceiptCallback | None = None) -> None:
+                 on_receipt: ReceiptCallback | None = None,
+                 submit_timeout: float = 10.0) -> None:
         self.host, self.port = host, port
+        self.submit_timeout = submit_timeout
         self.system_id, self.password = system_id, password
         self.source_addr = source_addr
         self.on_receipt = on_receipt
@@ -146,13 +148,14 @@ class SmppSmsSender:
         ids: list[str] = []
         for index, part in enumerate(parts):
             try:
-                resp = await session.submit_sm(
+                resp = await asyncio.wait_for(session.submit_sm(
                     recipient, part.payload, source_addr=self.source_addr, data_coding=UCS2,
-                    esm_class=part.esm_class, registered_delivery=1)
+                    esm_class=part.esm_class, registered_delivery=1), self.submit_timeout)
             except Exception as exc:
-                self._session = None
+                # The PDU may have reached the SMSC: resending could message the person twice.
+                await self._discard_session()
                 raise OutcomeUnknown(
-                    f"SMSC connection lost during part {index + 1}/{len(parts)}: {exc!r}"
+                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc!r}"
                 ) from exc
             if not resp.is_success:
                 if index > 0:
@@ -163,6 +166,17 @@ class SmppSmsSender:
                 raise ConnectionError(f"SMSC busy: status {resp.command_status:#x}")
             ids.append(resp.message_id or "")
         return SendResult(ids)
+
+    async def _discard_session(self) -> None:
+        """Drop a session that stopped answering; the next send binds afresh."""
+        client, self._client, self._session = self._client, None, None
+        if self._reader:
+            self._reader.cancel()
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.stop(), 2)
+            except Exception as exc:
+                log.warning("SMPP client did not stop cleanly", error=repr(exc))
 
     async def close(self) -> None:
         if self._reader:

@@ -17,6 +17,14 @@ class _SaveToFolder:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
+        # A local stand-in for a relay that knows some mailboxes do not exist.
+        if address.split("@", 1)[0].startswith("bounce"):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         stamp = f"{time.time_ns()}"
         (self.folder / f"{stamp}.eml").write_bytes(envelope.original_content or envelope.content)

@@ -32,7 +32,7 @@ class LocalSmsc:
 
     Test knobs: destinations starting with a `reject_prefixes` entry are refused
     permanently (invalid destination); `throttle_next` refuses that many submissions as
-    throttled; `vanish_next` drops the connection on the next submission without answering.
+    throttled; `vanish_next` never answers the next submission (a response lost on the way).
     """
 
     port: int
@@ -48,6 +48,7 @@ class LocalSmsc:
     _pending_parts: dict[tuple[str, int], dict[int, tuple[str, str]]] = field(
         default_factory=dict)
     _task: asyncio.Task[None] | None = None
+    _unanswered: list[Any] = field(default_factory=list)
 
     async def start(self) -> LocalSmsc:
         self._server = smpp34.Server("127.0.0.1", self.port, system_id="local-smsc")
@@ -75,9 +76,8 @@ class LocalSmsc:
         self.submissions.append(time.monotonic())
         if self.vanish_next:
             self.vanish_next = False
-            # Stop the whole server: the client never hears back about this submission.
-            await self._server.stop()
-            await self._restart_later()
+            # Held without an answer: the client never hears back about this submission.
+            self._unanswered.append(event)
             return
         if any(event.destination_addr.startswith(p) for p in self.reject_prefixes):
             event.reject(smpp34.ESME_RINVDSTADR)
@@ -105,10 +105,6 @@ class LocalSmsc:
             if esme is not None and esme.can_receive:
                 asyncio.create_task(self._receipt(esme, event.destination_addr,
                                                   event.source_addr, message_id))
-
-    async def _restart_later(self) -> None:
-        self._server = smpp34.Server("127.0.0.1", self.port, system_id="local-smsc")
-        await self._server.start()
 
     async def _receipt(self, esme: Any, destination: str, source: str, message_id: str) -> None:
         stamp = time.strftime("%y%m%d%H%M")

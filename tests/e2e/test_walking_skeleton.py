@@ -70,6 +70,15 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
     activated_sms = [m for m in sms if m["to"] == mobile and "参保状态为正常" in m["text"]]
     assert len(activated_sms) == 1 and activated_sms[0]["data_coding"] == 8  # UCS-2
 
+    # Operations see the sends on the notify worker's /metrics.
+    import urllib.request
+
+    url = f"http://127.0.0.1:{stack.web_ports['notify']}/metrics"
+    metrics = urllib.request.urlopen(url, timeout=5).read().decode()
+    assert 'medins_notify_sent_total{channel="sms"}' in metrics
+    assert 'medins_notify_sent_total{channel="email"}' in metrics
+    assert "medins_events_processed_total" in metrics
+
     # Transfer and reimbursement take their own requests, persist them and answer status.
     await send(stack, TRANSFER_REQUESTS, TransferOutRequested(
         transfer_id="TRF-E2E-1", person_id=person, to_region="370100", channel="alipay",

@@ -1,0 +1,215 @@
+"""Notify against real protocols: SMPP (smpp34 server) and SMTP (aiosmtpd), real PostgreSQL."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from shared.contracts.enrollment import ContactRecorded, InsuredStatusChanged
+from shared.db.migrations import migrate, service_migrations
+from shared.db.pool import Database, connect
+from shared.devstack import people
+from shared.devstack.broker import free_port
+from shared.devstack.mailserver import MailServer, read_mailbox
+from shared.devstack.smsc import LocalSmsc
+from shared.messaging.consumer import EventConsumer, RawMessage
+from shared.settings import NotifySettings
+from services.notify.app import CATALOGUE, build_dispatcher
+from services.notify.dispatcher import Dispatcher
+from services.notify.domain.catalogue import Catalogue
+from services.notify.handlers import routes
+from tests.conftest import REGION, TestStack
+from tests.helpers import envelope, poll
+
+
+@dataclass
+class NotifyRig:
+    db: Database
+    smsc: LocalSmsc
+    mail: MailServer
+    consumer: EventConsumer
+    dispatcher: Dispatcher
+    offset: int = 0
+
+    async def feed(self, *events: Any) -> None:
+        batch = []
+        for env in events:
+            self.offset += 1
+            batch.append(RawMessage("enrollment.events", 0, self.offset, b"k", env.to_bytes()))
+        await self.consumer.process(batch)
+
+    async def rows(self, person_id: str) -> list[dict[str, Any]]:
+        async with self.db.pool.acquire() as conn:
+            return [dict(r) for r in await conn.fetch(
+                "SELECT * FROM deliveries WHERE person_id = $1 ORDER BY id", person_id)]
+
+    async def drain(self, channel: str = "sms") -> None:
+        while await self.dispatcher.dispatch_once(channel):
+            pass
+
+
+@pytest_asyncio.fixture
+async def rig(stack: TestStack, tmp_path: Path) -> AsyncIterator[NotifyRig]:
+    schema = f"{stack.namespace}notify_{uuid.uuid4().hex[:6]}"
+    conn = await connect(stack.database_url)
+    await migrate(conn, schema, service_migrations("notify"))
+    await conn.close()
+    smsc = await LocalSmsc(free_port(), reject_prefixes=("1399999",)).start()
+    mail = MailServer(tmp_path / "mail", free_port()).start()
+    settings = NotifySettings(
+        broker_url=stack.broker_url, MEDINS_DATABASE_URL=stack.database_url, region=REGION,
+        namespace=stack.namespace, smtp_port=mail.port, smpp_port=smsc.port,
+        send_max_attempts=3, send_backoff_seconds=0.0, sms_rate_per_second=1000,
+        smpp_submit_timeout_seconds=1.0)
+    db = Database(stack.database_url, schema)
+    await db.start()
+    dispatcher = build_dispatcher(db, settings)
+    consumer = EventConsumer("notify", settings, db, routes(Catalogue.load(CATALOGUE)))
+    yield NotifyRig(db, smsc, mail, consumer, dispatcher)
+    await dispatcher.on_stop()
+    await db.stop()
+    mail.stop()
+    await smsc.stop()
+
+
+def person_events(mobile: str | None = None, email: str | None = None,
+                  name: str = "王伟") -> tuple[str, Any, Any]:
+    person = people.resident_id()
+    contact = envelope(ContactRecorded(person_id=person, name=name,
+                                       mobile=mobile or people.mobile(), email=email))
+    activated = envelope(InsuredStatusChanged(
+        person_id=person, insurance_type="resident", from_status="pending", to_status="active",
+        reason="paid", effective_on=date(2026, 1, 1), paid_until=date(2026, 12, 31)))
+    return person, contact, activated
+
+
+async def test_long_chinese_sms_arrives_concatenated_and_receipt_marks_it_delivered(
+        rig: NotifyRig) -> None:
+    # A long name makes the activation text exceed 70 characters: two UCS-2 parts.
+    person, contact, activated = person_events(name="欧阳" + "慕容" * 12)
+    await rig.feed(contact, activated)
+    await rig.drain()
+    received = await poll(lambda: _now(rig.smsc.received),
+                          lambda r: any(m.to == contact.data["mobile"] for m in r))
+    sms = next(m for m in received if m.to == contact.data["mobile"])
+    assert sms.parts >= 2 and sms.data_coding == 8
+    assert sms.text.startswith("【医保服务】欧阳慕容") and "参保状态为正常" in sms.text
+    assert sms.text.endswith("有效期至2026-12-31。")
+    rows = await poll(lambda: rig.rows(person),
+                      lambda rs: rs[0]["delivery_state"] == "delivered")
+    assert rows[0]["status"] == "sent" and len(rows[0]["provider_ids"]) == sms.parts
+
+
+async def test_redelivered_event_sends_nothing_new(rig: NotifyRig) -> None:
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    await rig.feed(activated)  # the broker hands it over again
+    await rig.drain()
+    await rig.drain()
+    assert [m.to for m in rig.smsc.received].count(contact.data["mobile"]) == 1
+    assert len(await rig.rows(person)) == 1
+
+
+async def test_email_and_sms_go_out_through_real_servers(rig: NotifyRig) -> None:
+    address = f"p{uuid.uuid4().hex[:6]}@example.cn"
+    person, contact, activated = person_events(email=address)
+    await rig.feed(contact, activated)
+    await rig.drain("sms")
+    await rig.drain("email")
+    mails = [m for m in read_mailbox(rig.mail.folder) if address in m.recipients]
+    assert len(mails) == 1 and mails[0].subject == "参保生效通知"
+    assert "2102" in mails[0].body and person not in mails[0].body
+    assert {r["channel"]: r["status"] for r in await rig.rows(person)} == {
+        "sms": "sent", "email": "sent"}
+
+
+async def test_channel_preferences_are_respected(rig: NotifyRig) -> None:
+    from datetime import UTC, datetime
+
+    from shared.contracts.channels import NotificationPreferencesSet
+
+    address = f"p{uuid.uuid4().hex[:6]}@example.cn"
+    person, contact, activated = person_events(email=address)
+    prefs = envelope(NotificationPreferencesSet(person_id=person, sms=False, email=True,
+                                                changed_at=datetime.now(UTC)))
+    await rig.feed(contact, prefs, activated)
+    assert [r["channel"] for r in await rig.rows(person)] == ["email"]
+
+
+async def test_permanent_failures_park_at_once(rig: NotifyRig) -> None:
+    person, contact, activated = person_events(mobile="13999990000",
+                                               email=f"bounce{uuid.uuid4().hex[:4]}@example.cn")
+    await rig.feed(contact, activated)
+    await rig.drain("sms")
+    await rig.drain("email")
+    rows = await rig.rows(person)
+    assert [(r["status"], r["attempts"]) for r in rows] == [("parked", 1), ("parked", 1)]
+    assert "0xb" in rows[0]["last_error"] or "refused" in rows[0]["last_error"]
+    assert "550" in rows[1]["last_error"] or "refused" in rows[1]["last_error"]
+
+
+async def test_transient_failures_retry_then_park_and_operator_requeues(rig: NotifyRig) -> None:
+    from services.notify import repository as repo
+
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    rig.smsc.throttle_next = 4  # one refusal more than the 3 attempts allowed
+    await rig.drain()
+    rows = await rig.rows(person)
+    assert rows[0]["status"] == "parked" and rows[0]["attempts"] == 3
+    assert contact.data["mobile"] not in [m.to for m in rig.smsc.received]
+    async with rig.db.pool.acquire() as conn:
+        requeued = await repo.requeue(conn, [rows[0]["id"]])
+    assert len(requeued) == 1
+    await rig.drain()  # one refusal left, then it goes
+    rows = await rig.rows(person)
+    assert rows[0]["status"] == "sent" and rows[0]["attempts"] == 2
+    assert [m.to for m in rig.smsc.received].count(contact.data["mobile"]) == 1
+
+
+async def test_lost_connection_after_submit_is_unknown_and_not_resent(rig: NotifyRig) -> None:
+    from services.notify import repository as repo
+
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    rig.smsc.vanish_next = True
+    submissions = len(rig.smsc.submissions)
+    await rig.drain()
+    await rig.drain()
+    rows = await rig.rows(person)
+    assert rows[0]["status"] == "unknown"
+    assert len(rig.smsc.submissions) == submissions + 1  # handed over once, never again
+    # A worker that died mid-send leaves 'sending'; the sweep turns it into 'unknown'.
+    async with rig.db.pool.acquire() as conn:
+        await conn.execute("UPDATE deliveries SET status = 'sending',"
+                           " claimed_at = now() - interval '1 hour' WHERE id = $1", rows[0]["id"])
+        assert await repo.stale_sending_to_unknown(conn, 120) == 1
+
+
+async def test_rate_limit_paces_sending_without_holding_up_consumption(rig: NotifyRig) -> None:
+    from services.notify.ratelimit import TokenBucket
+
+    rig.dispatcher.limits["sms"] = TokenBucket(10, burst=1)
+    people_events = [person_events() for _ in range(6)]
+    for _, contact, activated in people_events:
+        await rig.feed(contact, activated)
+    before = len(rig.smsc.submissions)
+    await rig.drain()
+    stamps = rig.smsc.submissions[before:]
+    assert len(stamps) == 6
+    # 6 messages at 10/s with no burst cannot span less than 5 intervals of 0.1 s.
+    assert stamps[-1] - stamps[0] >= 0.45
+    # Consumption never waited on the gateway: all deliveries were claimed before sending.
+    for person, _, _ in people_events:
+        assert len(await rig.rows(person)) == 1
+
+
+async def _now(value: Any) -> Any:
+    return list(value)
+
+
