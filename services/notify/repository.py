@@ -74,6 +74,7 @@ async def mark_sent(conn: asyncpg.Connection, delivery_id: int, provider_ids: li
         " provider_ids = $2, delivery_state = $3 WHERE id = $1",
         delivery_id, provider_ids, "submitted" if channel == "sms" else "accepted")
     if channel == "sms":
+        await _lock_messages(conn, provider_ids)
         await conn.executemany(
             "INSERT INTO sms_parts (message_id, delivery_id, seq) VALUES ($1, $2, $3)"
             " ON CONFLICT DO NOTHING",
@@ -104,6 +105,7 @@ async def stale_sending_to_unknown(conn: asyncpg.Connection, older_than_seconds:
 
 async def record_receipt(conn: asyncpg.Connection, message_id: str, stat: str) -> None:
     state = RECEIPT_STATES.get(stat, stat.lower())
+    await _lock_messages(conn, [message_id])
     await conn.execute(
         "INSERT INTO sms_receipts (message_id, state) VALUES ($1, $2) ON CONFLICT (message_id)"
         " DO UPDATE SET state = $2, received_at = now()", message_id, state)
@@ -111,6 +113,13 @@ async def record_receipt(conn: asyncpg.Connection, message_id: str, stat: str) -
                                       message_id)
     if delivery_id is not None:
         await refresh_sms_state(conn, delivery_id)
+
+
+async def _lock_messages(conn: asyncpg.Connection, message_ids: list[str]) -> None:
+    """A receipt can race the submit response it answers; this lock orders the two so the
+    later one always sees the earlier one's row."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(m))"
+                       " FROM unnest($1::text[]) AS m ORDER BY m", message_ids)
 
 
 async def refresh_sms_state(conn: asyncpg.Connection, delivery_id: int) -> None:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiosmtplib
 import smpp34
@@ -81,6 +82,12 @@ class SmtpEmailSender:
         return SendResult([msg["Message-ID"]])
 
 
+def _smpp_status(exc: Exception) -> int | None:
+    """smpp34 reports a NAK as 'ESME_RSYSERR (0x00000008)': the SMSC did answer."""
+    match = re.search(r"\(0x([0-9a-fA-F]{8})\)", str(exc))
+    return int(match.group(1), 16) if match else None
+
+
 ReceiptCallback = Callable[[str, str], Awaitable[None]]
 
 # SMSC answers that retrying will not change.
@@ -98,9 +105,12 @@ class SmppSmsSender:
 
     def __init__(self, host: str, port: int, system_id: str, password: str, source_addr: str,
                  on_receipt: ReceiptCallback | None = None,
-                 submit_timeout: float = 10.0) -> None:
+                 submit_timeout: float = 10.0, window: int = 10) -> None:
         self.host, self.port = host, port
         self.submit_timeout = submit_timeout
+        # SMSCs accept a bounded number of unanswered PDUs; more are refused outright.
+        self.window = window
+        self._in_flight = asyncio.Semaphore(window)
         self.system_id, self.password = system_id, password
         self.source_addr = source_addr
         self.on_receipt = on_receipt
@@ -113,7 +123,8 @@ class SmppSmsSender:
         async with self._lock:
             if self._session is None:
                 client = smpp34.Client(self.host, self.port, self.system_id, self.password,
-                                       bind_type="TRX", connect_timeout_ms=5000)
+                                       bind_type="TRX", connect_timeout_ms=5000,
+                                       window_size=self.window, inbound_capacity=4096)
                 try:
                     self._session = await client.connect()
                 except Exception as exc:
@@ -148,9 +159,17 @@ class SmppSmsSender:
         ids: list[str] = []
         for index, part in enumerate(parts):
             try:
-                resp = await asyncio.wait_for(session.submit_sm(
-                    recipient, part.payload, source_addr=self.source_addr, data_coding=UCS2,
-                    esm_class=part.esm_class, registered_delivery=1), self.submit_timeout)
+                async with self._in_flight:
+                    resp = await asyncio.wait_for(session.submit_sm(
+                        recipient, part.payload, source_addr=self.source_addr,
+                        data_coding=UCS2, esm_class=part.esm_class, registered_delivery=1),
+                        self.submit_timeout)
+            except smpp34.SmppError as exc:
+                status = _smpp_status(exc)
+                if status is None:
+                    await self._discard_session()
+                    raise OutcomeUnknown(f"SMPP error on part {index + 1}: {exc}") from exc
+                self._refused(status, index, len(parts))
             except Exception as exc:
                 # The PDU may have reached the SMSC: resending could message the person twice.
                 await self._discard_session()
@@ -158,14 +177,19 @@ class SmppSmsSender:
                     f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc!r}"
                 ) from exc
             if not resp.is_success:
-                if index > 0:
-                    raise OutcomeUnknown(f"part {index + 1}/{len(parts)} refused with status "
-                                         f"{resp.command_status:#x} after earlier parts went")
-                if resp.command_status in PERMANENT_SMPP_STATUS:
-                    raise PermanentSendError(f"SMSC refused: status {resp.command_status:#x}")
-                raise ConnectionError(f"SMSC busy: status {resp.command_status:#x}")
+                self._refused(resp.command_status, index, len(parts))
             ids.append(resp.message_id or "")
         return SendResult(ids)
+
+    @staticmethod
+    def _refused(status: int, index: int, total: int) -> NoReturn:
+        """The SMSC answered no: permanent or worth retrying, unless earlier parts went."""
+        if index > 0:
+            raise OutcomeUnknown(f"part {index + 1}/{total} refused with status {status:#x} "
+                                 "after earlier parts went")
+        if status in PERMANENT_SMPP_STATUS:
+            raise PermanentSendError(f"SMSC refused: status {status:#x}")
+        raise ConnectionError(f"SMSC busy: status {status:#x}")
 
     async def _discard_session(self) -> None:
         """Drop a session that stopped answering; the next send binds afresh."""

@@ -51,7 +51,8 @@ class LocalSmsc:
     _unanswered: list[Any] = field(default_factory=list)
 
     async def start(self) -> LocalSmsc:
-        self._server = smpp34.Server("127.0.0.1", self.port, system_id="local-smsc")
+        self._server = smpp34.Server("127.0.0.1", self.port, system_id="local-smsc",
+                                    inbound_capacity=4096)
         await self._server.start()
         self._task = asyncio.create_task(self._serve())
         return self
@@ -110,11 +111,15 @@ class LocalSmsc:
         stamp = time.strftime("%y%m%d%H%M")
         text = (f"id:{message_id} sub:001 dlvrd:001 submit date:{stamp} done date:{stamp} "
                 f"stat:DELIVRD err:000 text:")
-        try:
-            await esme.deliver_sm(source or "10690000", text.encode("ascii"), esm_class=0x04,
-                                  source_addr=destination)
-        except Exception:  # the ESME went away; a real SMSC would retry later
-            return
+        for attempt in range(5):  # like a real SMSC, retry a receipt the ESME could not take
+            try:
+                resp = await esme.deliver_sm(source or "10690000", text.encode("ascii"),
+                                             esm_class=0x04, source_addr=destination)
+                if resp.is_success:
+                    return
+            except Exception:
+                pass
+            await asyncio.sleep(0.05 * 2 ** attempt)
 
     def _record(self, event: Any, text: str, message_ids: list[str]) -> None:
         sms = ReceivedSms(event.destination_addr, event.source_addr, text, len(message_ids),
