@@ -57,11 +57,11 @@ async def run_demo(settings: PlatformSettings, console: Console) -> int:
     application_id = f"APP-{uuid.uuid4().hex[:10].upper()}"
     console.print(f"[bold]Story:[/] {mask_text(person)} applies for resident insurance "
                   f"in region {settings.region} through WeChat ({application_id})")
+    mobile, email = people.mobile(), f"demo.{uuid.uuid4().hex[:6]}@example.cn"
     steps: list[tuple[str, Payload, str, Callable[[dict[str, Any]], bool]]] = [
         ("application submitted (WeChat)", EnrollmentApplicationSubmitted(
             application_id=application_id, person_id=person, name=people.name(),
-            insurance_type="resident", mobile=people.mobile(),
-            email=f"demo.{uuid.uuid4().hex[:6]}@example.cn", channel="wechat",
+            insurance_type="resident", mobile=mobile, email=email, channel="wechat",
             region_code=settings.region, submitted_at=now, materials=["id_card.jpg"]),
          "/channels/wechat",
          lambda f: any(a["state"] == "submitted" for a in f["enrollment"]["applications"])),
@@ -103,7 +103,27 @@ async def run_demo(settings: PlatformSettings, console: Console) -> int:
     notify = (await collect_status(settings, person))["notify"]["messages"]
     for m in notify:
         console.print(f"  {m['channel']:>5} → {mask_text(m['recipient'])}: {m['template']} "
-                      f"[{m['status']}]", highlight=False)
+                      f"[{m['status']}, {m['delivery_state']}]", highlight=False, markup=False)
+    show_local_servers(console, mobile, email)
     console.print(f"See the messages with `medins mail`; the whole record with "
                   f"`medins status {person}`.", highlight=False)
     return 0
+
+
+def show_local_servers(console: Console, mobile: str, email: str) -> None:
+    """What the local SMSC and SMTP server of `medins up` received for this person."""
+    from shared.devstack.mailserver import read_mailbox
+    from shared.devstack.smsc import read_received
+    from shared.devstack.supervisor import STATE_DIR
+
+    sms = [m for m in read_received(STATE_DIR / "sms") if m["to"] == mobile]
+    mails = [m for m in read_mailbox(STATE_DIR / "mail") if email in m.recipients]
+    if not sms and not mails:
+        return  # the platform runs against real gateways: nothing local to show
+    console.rule("received by the local SMSC (SMPP) and SMTP server")
+    for m in sms:
+        console.print(f"[bold]SMS[/] to {mask_text(mobile)} ({m['parts']} part(s), UCS-2): "
+                      f"{m['text']}", highlight=False)
+    for mail in mails:
+        console.print(f"[bold]email[/] to {mask_text(email)}: {mail.subject}", highlight=False)
+        console.print(mail.body, highlight=False)
