@@ -139,3 +139,30 @@ def _get_when_ready(url: str, deadline: float) -> str:
             time.sleep(0.2)
 
 
+
+
+async def test_operator_lists_and_requeues_parked_messages(tmp_path: Path, stack: TestStack,
+                                                           workers: dict[str, Any]) -> None:
+    person, mobile = people.resident_id(), people.mobile()
+    conn = await stack.connect("notify")
+    try:
+        delivery_id = await conn.fetchval(
+            "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template,"
+            " body, status, attempts, last_error) VALUES ($1, $2, 'sms', $3, 'manual',"
+            " '【医保服务】测试消息', 'parked', 5, 'SMSC busy') RETURNING id",
+            f"evt-{uuid.uuid4().hex}", person, mobile)
+        env = stack.env()
+        listed = subprocess.run([sys.executable, "-m", "shared.cli", "notify", "parked"], env=env,
+                                capture_output=True, text=True, cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert f"#{delivery_id}" in listed.stdout and mobile not in listed.stdout
+        assert f"{mobile[:3]}****{mobile[-4:]}" in listed.stdout
+        retried = subprocess.run([sys.executable, "-m", "shared.cli", "notify", "retry",
+                                  str(delivery_id)], env=env, capture_output=True, text=True,
+                                 cwd=tmp_path)
+        assert retried.returncode == 0 and "requeued 1" in retried.stdout, retried.stderr
+        # The running notify worker sends it through the SMSC.
+        await poll(lambda: conn.fetchval("SELECT status FROM deliveries WHERE id = $1",
+                                         delivery_id), lambda s: s == "sent")
+    finally:
+        await conn.close()
