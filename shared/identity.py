@@ -110,6 +110,18 @@ def same_province(a: str, b: str) -> bool:
     return a[:2] == b[:2]
 
 
+def validate_employer_code(raw: str) -> str:
+    """Unified social credit code (GB 32100) of an employer, checksum included."""
+    from stdnum.cn import uscc
+
+    try:
+        return str(uscc.validate(raw))
+    except StdnumError:
+        raise IdentifierError("employer code must be a valid 18-character unified social "
+                              "credit code (GB 32100)") from None
+
+
 ResidentId = Annotated[str, AfterValidator(validate_resident_id)]
+EmployerCode = Annotated[str, AfterValidator(validate_employer_code)]
 CnMobile = Annotated[str, AfterValidator(validate_cn_mobile)]
 RegionCode = Annotated[str, AfterValidator(validate_region)]

@@ -1,14 +1,38 @@
 """Enrollment handlers: load, decide with the domain, save, emit; all in the caller's transaction."""
 from __future__ import annotations
 
+import json
+from datetime import date
+
+from shared.clock import china_date
 from shared.contracts import Envelope
-from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
-from shared.contracts.enrollment import RequestRejected
+from shared.contracts.channels import (
+    AccidentInjuryFiled, ChronicDiseaseApplied, ChronicDiseaseReviewed, DeathCancellationApplied,
+    DeathCancellationReviewed, EnrollmentApplicationSubmitted, EnrollmentReviewDecided,
+    FamilyAidAuthorised, FamilyAidRevoked, RemoteTreatmentFilingApplied,
+    RemoteTreatmentFilingEnded, StopContributionRequested,
+)
+from shared.contracts.civil_affairs import DeathRecorded
+from shared.contracts.employer import (
+    CivilServantBenefitApplied, CivilServantBenefitReviewed, EmployerRegistered,
+    EmployerRosterSubmitted,
+)
+from shared.contracts.enrollment import (
+    AccidentInjuryAccepted, ChronicDiseaseRecognised, CivilServantBenefitDecided,
+    ContactRecorded, ContributionStopAccepted, DeathCancellationDecided,
+    DesignatedInstitutionChanged, EmployerEnrolled, FamilyAidAccepted, FamilyAidEnded,
+    InsuredStatusChanged, PersonDeceased, RemoteFilingAccepted, RemoteFilingEnded,
+    RequestRejected, RosterProcessed, RosterRowProcessed,
+)
+from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
 from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.messaging.consumer import HandlerContext
+from shared.messaging.consumer import Handler, HandlerContext
+from shared.workdays import CalendarDataMissing, default_calendar
 from services.enrollment import repository as repo
+from services.enrollment.domain import benefits, filings, lifecycle, review
 from services.enrollment.domain import enrollment as rules
 from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.model import InsuredStatus, Person
 
 
 def _reject(ctx: HandlerContext, reference: str, person_id: str | None, err: RuleViolation) -> None:
@@ -76,8 +100,397 @@ async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
     await _save(ctx, env, outcome, cmd.person_id)
 
 
-ROUTES = {
+ROUTES: dict[str, Handler] = {
     EnrollmentApplicationSubmitted.event_type: on_application_submitted,
     EnrollmentReviewDecided.event_type: on_review_decided,
     ContributionPaymentConfirmed.event_type: on_payment_confirmed,
 }
+
+
+# --- lifecycle: stop contributions, employers, death (SPEC enrollment 2-4) ----------------
+
+async def _change_side_effects(ctx: HandlerContext, env: Envelope, person_id: str,
+                               change: InsuredStatusChanged) -> list[str]:
+    """A status change ends open filings (and, on death, family aid); returns ended ids."""
+    await repo.record_history(ctx.conn, person_id, person_id, "status changed",
+                              change.model_dump(mode="json", exclude={"person_id"}),
+                              env.id, env.type)
+    ctx.emit(change, key=person_id, subject=person_id)
+    ended = filings.filings_ended_by_status(await repo.open_filings(ctx.conn, person_id),
+                                            InsuredStatus(change.to_status))
+    for filing in ended:
+        filing.state = "ended"
+        await repo.save_filing(ctx.conn, filing, "remote")
+        ctx.emit(RemoteFilingEnded(filing_id=filing.filing_id, person_id=person_id,
+                                   reason=f"insured status changed to {change.to_status}"),
+                 key=person_id)
+    return [f.filing_id for f in ended]
+
+
+async def on_stop_requested(ctx: HandlerContext, env: Envelope,
+                            cmd: StopContributionRequested) -> None:
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    today = china_date(cmd.requested_at)
+    try:
+        suspended_from = lifecycle.stop_contributions(person, today)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.request_id, cmd.person_id, err)
+    await repo.schedule_change(ctx.conn, cmd.person_id, InsuredStatus.SUSPENDED.value,
+                               suspended_from, env.id, env.correlationid)
+    await repo.record_history(ctx.conn, cmd.person_id, cmd.request_id, "stop requested",
+                              {"suspended_from": suspended_from}, env.id, env.type)
+    ctx.emit(ContributionStopAccepted(request_id=cmd.request_id, person_id=cmd.person_id,
+                                      suspended_from=suspended_from), key=cmd.person_id)
+    if suspended_from <= today:
+        await apply_due_changes(ctx, today)
+
+
+async def apply_due_changes(ctx: HandlerContext, today: date, limit: int = 500) -> int:
+    """Apply scheduled status changes that have fallen due (also run by a timer)."""
+    due = await repo.due_changes(ctx.conn, today, limit)
+    for row in due:
+        person = await repo.load_person(ctx.conn, row["person_id"])
+        change = (lifecycle.apply_scheduled_suspension(person, row["effective_on"])
+                  if person is not None else None)
+        await repo.mark_applied(ctx.conn, row["id"])
+        if change is None or person is None:
+            continue
+        await repo.save_person(ctx.conn, person)
+        cause = ctx.cause.model_copy(update={"id": row["cause_id"],
+                                             "correlationid": row["correlation_id"]})
+        scoped = HandlerContext(ctx.conn, cause, ctx.service, ctx.region, ctx.namespace,
+                                ctx.emitted)
+        await _change_side_effects(scoped, cause, person.person_id, change)
+    return len(due)
+
+
+async def on_employer_registered(ctx: HandlerContext, env: Envelope,
+                                 cmd: EmployerRegistered) -> None:
+    if cmd.region_code != ctx.region:
+        return _reject(ctx, cmd.employer_code, None, RuleViolation(
+            "wrong_region", f"region_code {cmd.region_code} is not this agency's region"))
+    if await repo.save_employer(ctx.conn, cmd.employer_code, cmd.name, cmd.contact_email):
+        ctx.emit(EmployerEnrolled(employer_code=cmd.employer_code, name=cmd.name),
+                 key=cmd.employer_code)
+
+
+async def on_roster(ctx: HandlerContext, env: Envelope, cmd: EmployerRosterSubmitted) -> None:
+    if not await repo.employer_exists(ctx.conn, cmd.employer_code):
+        return _reject(ctx, cmd.roster_id, None, RuleViolation(
+            "unknown_employer", f"employer_code {cmd.employer_code} is not enrolled here"))
+    accepted = 0
+    for row in cmd.rows:
+        person = await repo.load_person(ctx.conn, row.person_id) if len(row.person_id) == 18 \
+            else None
+        try:
+            # Each row in its own savepoint: a failing row leaves no trace, the others stand.
+            async with ctx.conn.transaction():
+                outcome = lifecycle.apply_roster_row(row, person, cmd.employer_code)
+                assert outcome.person is not None
+                await repo.save_person(ctx.conn, outcome.person)
+                for event in outcome.events:
+                    if isinstance(event, InsuredStatusChanged):
+                        await _change_side_effects(ctx, env, row.person_id, event)
+                    else:
+                        ctx.emit(event, key=row.person_id)
+                await repo.record_history(ctx.conn, row.person_id, cmd.roster_id,
+                                          f"roster {row.action}", {"row": row.row},
+                                          env.id, env.type)
+        except RuleViolation as err:
+            reason, ok = err.reason, False
+        else:
+            reason, ok = outcome.reason, True
+            accepted += 1
+            if row.action == "increase":
+                ctx.emit(ContactRecorded(person_id=row.person_id, name=outcome.person.name,
+                                         mobile=outcome.person.mobile,
+                                         email=outcome.person.email), key=row.person_id)
+        ctx.emit(RosterRowProcessed(roster_id=cmd.roster_id, employer_code=cmd.employer_code,
+                                    row=row.row, person_id=row.person_id, action=row.action,
+                                    accepted=ok, reason=reason), key=cmd.employer_code)
+    ctx.emit(RosterProcessed(roster_id=cmd.roster_id, employer_code=cmd.employer_code,
+                             rows=len(cmd.rows), accepted=accepted,
+                             rejected=len(cmd.rows) - accepted), key=cmd.employer_code)
+
+
+async def on_civil_servant_applied(ctx: HandlerContext, env: Envelope,
+                                   cmd: CivilServantBenefitApplied) -> None:
+    if not await repo.employer_exists(ctx.conn, cmd.employer_code):
+        return _reject(ctx, cmd.application_id, None, RuleViolation(
+            "unknown_employer", f"employer_code {cmd.employer_code} is not enrolled here"))
+    if await repo.load_case(ctx.conn, cmd.application_id) is None:
+        await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
+                             cmd.employer_code, "submitted", cmd.model_dump(mode="json"), [])
+
+
+async def on_civil_servant_reviewed(ctx: HandlerContext, env: Envelope,
+                                    cmd: CivilServantBenefitReviewed) -> None:
+    case = await repo.load_case(ctx.conn, cmd.application_id)
+    try:
+        reasons = review.decide(case, "civil_servant_benefit", cmd.employer_code, cmd.decision,
+                                cmd.reasons)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.application_id, None, err)
+    approved = cmd.decision == "approve"
+    await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
+                         cmd.employer_code, "approved" if approved else "rejected", {}, reasons)
+    if approved:
+        await repo.set_civil_servant_benefit(ctx.conn, cmd.employer_code)
+    ctx.emit(CivilServantBenefitDecided(application_id=cmd.application_id,
+                                        employer_code=cmd.employer_code, approved=approved,
+                                        reasons=reasons), key=cmd.employer_code)
+
+
+async def _terminate(ctx: HandlerContext, env: Envelope, person: Person, date_of_death: date,
+                     source: str) -> None:
+    change = lifecycle.record_death(person, date_of_death, source)
+    await repo.save_person(ctx.conn, person)
+    ended_filings = await _change_side_effects(ctx, env, person.person_id, change)
+    ended_aid = await repo.active_family_aid(ctx.conn, person.person_id)
+    await repo.end_family_aid(ctx.conn, ended_aid)
+    for auth_id in ended_aid:
+        ctx.emit(FamilyAidEnded(authorisation_id=auth_id, person_id=person.person_id,
+                                reason="the account holder or relative died"),
+                 key=person.person_id)
+    ctx.emit(PersonDeceased(person_id=person.person_id, date_of_death=date_of_death,
+                            source=source, ended_filings=ended_filings,
+                            ended_authorisations=ended_aid), key=person.person_id)
+
+
+async def on_death_recorded(ctx: HandlerContext, env: Envelope, cmd: DeathRecorded) -> None:
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    if person is None or person.status in (InsuredStatus.NONE, InsuredStatus.TERMINATED):
+        return  # nothing insured here to cancel, or already cancelled: nothing to tell anyone
+    await _terminate(ctx, env, person, cmd.date_of_death, f"civil affairs {cmd.record_ref}")
+
+
+async def on_death_cancellation_applied(ctx: HandlerContext, env: Envelope,
+                                        cmd: DeathCancellationApplied) -> None:
+    if await repo.load_case(ctx.conn, cmd.application_id) is not None:
+        return
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    try:
+        lifecycle.check_death_applicant(person, cmd.applicant, cmd.employer_code)
+    except RuleViolation as err:
+        return ctx.emit(DeathCancellationDecided(
+            application_id=cmd.application_id, person_id=cmd.person_id, approved=False,
+            reasons=[err.reason], applicant_email=cmd.applicant_email), key=cmd.person_id)
+    await repo.save_case(ctx.conn, cmd.application_id, "death_cancellation", cmd.person_id,
+                         "submitted", cmd.model_dump(mode="json"), [])
+
+
+async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
+                                         cmd: DeathCancellationReviewed) -> None:
+    case = await repo.load_case(ctx.conn, cmd.application_id)
+    try:
+        reasons = review.decide(case, "death_cancellation", cmd.person_id, cmd.decision,
+                                cmd.reasons)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.application_id, cmd.person_id, err)
+    assert case is not None
+    data = json.loads(case["data"])
+    approved = cmd.decision == "approve"
+    if approved:
+        person = await repo.load_person(ctx.conn, cmd.person_id)
+        try:
+            assert person is not None
+            await _terminate(ctx, env, person, date.fromisoformat(data["date_of_death"]),
+                             f"death cancellation {cmd.application_id}")
+        except RuleViolation as err:
+            approved, reasons = False, [err.reason]
+    await repo.save_case(ctx.conn, cmd.application_id, "death_cancellation", cmd.person_id,
+                         "approved" if approved else "rejected", {}, reasons)
+    ctx.emit(DeathCancellationDecided(application_id=cmd.application_id,
+                                      person_id=cmd.person_id, approved=approved,
+                                      reasons=reasons, applicant_email=data["applicant_email"]),
+             key=cmd.person_id)
+
+
+# --- filings: remote treatment, accident injury (SPEC enrollment 5 and 8) -----------------
+
+async def _accept_filing(ctx: HandlerContext, env: Envelope, filing: filings.Filing) -> None:
+    await repo.save_filing(ctx.conn, filing, "remote")
+    await repo.record_history(ctx.conn, filing.person_id, filing.filing_id,
+                              f"{filing.kind} filing accepted", {"source": filing.source},
+                              env.id, env.type)
+    ctx.emit(RemoteFilingAccepted(
+        filing_id=filing.filing_id, person_id=filing.person_id, kind=filing.kind,
+        source=filing.source, treatment_area=filing.treatment_area,
+        start_date=filing.start_date, end_date=filing.end_date,
+        benefit_level=filing.benefit_level, chronic_diseases=filing.chronic_diseases),
+        key=filing.person_id)
+
+
+async def on_remote_filing(ctx: HandlerContext, env: Envelope,
+                           cmd: RemoteTreatmentFilingApplied) -> None:
+    if await repo.filing_exists(ctx.conn, cmd.filing_id):
+        return
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    try:
+        filing = filings.accept_remote_filing(cmd, person, ctx.region)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.filing_id, cmd.person_id, err)
+    await _accept_filing(ctx, env, filing)
+
+
+async def on_remote_filing_ended(ctx: HandlerContext, env: Envelope,
+                                 cmd: RemoteTreatmentFilingEnded) -> None:
+    open_ones = await repo.open_filings(ctx.conn, cmd.person_id, cmd.filing_id)
+    if not open_ones:
+        return _reject(ctx, cmd.filing_id, cmd.person_id, RuleViolation(
+            "no_open_filing", f"filing_id {cmd.filing_id}: no open filing to change"))
+    filing = open_ones[0]
+    filing.state = "ended"
+    await repo.save_filing(ctx.conn, filing, "remote")
+    ctx.emit(RemoteFilingEnded(filing_id=filing.filing_id, person_id=cmd.person_id,
+                               reason="changed by the person"), key=cmd.person_id)
+
+
+async def on_emergency_admission(ctx: HandlerContext, env: Envelope,
+                                 cmd: EmergencyAdmissionFlagged) -> None:
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    try:
+        filing = filings.emergency_filing(cmd, person)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.admission_id, cmd.person_id, err)
+    if filing is not None and not await repo.filing_exists(ctx.conn, filing.filing_id):
+        await _accept_filing(ctx, env, filing)
+
+
+async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInjuryFiled) -> None:
+    if await repo.filing_exists(ctx.conn, cmd.filing_id):
+        return
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    try:
+        deadline = filings.accept_accident_filing(cmd, person, default_calendar())
+    except RuleViolation as err:
+        return _reject(ctx, cmd.filing_id, cmd.person_id, err)
+    except CalendarDataMissing as exc:
+        return _reject(ctx, cmd.filing_id, cmd.person_id,
+                       RuleViolation("calendar_missing", str(exc)))
+    accident = filings.Filing(cmd.filing_id, cmd.person_id, "inpatient", "application", None,
+                              cmd.admitted_on, None, state="accepted")
+    await repo.save_filing(ctx.conn, accident, "accident",  # type: ignore[arg-type]
+                           {"hospital_code": cmd.hospital_code, "in_city": cmd.in_city,
+                            "deadline": deadline})
+    await repo.record_history(ctx.conn, cmd.person_id, cmd.filing_id, "accident filing accepted",
+                              {"deadline": deadline}, env.id, env.type)
+    ctx.emit(AccidentInjuryAccepted(filing_id=cmd.filing_id, person_id=cmd.person_id,
+                                    admitted_on=cmd.admitted_on, deadline=deadline),
+             key=cmd.person_id)
+
+
+# --- benefits: chronic disease, family aid (SPEC enrollment 6 and 7) ----------------------
+
+async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
+                             cmd: ChronicDiseaseApplied) -> None:
+    if await repo.load_case(ctx.conn, cmd.application_id) is not None:
+        return
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    current = await repo.recognition(ctx.conn, cmd.person_id, cmd.disease)
+    try:
+        benefits.check_chronic_application(cmd, person, current)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.application_id, cmd.person_id, err)
+    if cmd.action == "change_institution":
+        effective = benefits.institution_change_effective(china_date(cmd.submitted_at),
+                                                          cmd.reimbursed_this_month)
+        await repo.save_recognition(ctx.conn, cmd.person_id, cmd.disease,
+                                    cmd.institution_code, effective, False)
+        await repo.save_case(ctx.conn, cmd.application_id, "chronic_change", cmd.person_id,
+                             "approved", cmd.model_dump(mode="json"), [])
+        ctx.emit(DesignatedInstitutionChanged(
+            application_id=cmd.application_id, person_id=cmd.person_id, disease=cmd.disease,
+            institution_code=cmd.institution_code, effective_from=effective), key=cmd.person_id)
+        return
+    await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
+                         "submitted", cmd.model_dump(mode="json"), [])
+
+
+async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
+                              cmd: ChronicDiseaseReviewed) -> None:
+    case = await repo.load_case(ctx.conn, cmd.application_id)
+    try:
+        reasons = review.decide(case, "chronic_recognition", cmd.person_id, cmd.decision,
+                                cmd.reasons)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.application_id, cmd.person_id, err)
+    assert case is not None
+    data = json.loads(case["data"])
+    approved = cmd.decision == "approve"
+    await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
+                         "approved" if approved else "rejected", {}, reasons)
+    if not approved:
+        return _reject(ctx, cmd.application_id, cmd.person_id,
+                       RuleViolation("chronic_rejected", "；".join(reasons)))
+    effective = china_date(cmd.decided_at)
+    await repo.save_recognition(ctx.conn, cmd.person_id, data["disease"],
+                                data["institution_code"], effective, False)
+    ctx.emit(ChronicDiseaseRecognised(
+        reference=cmd.application_id, person_id=cmd.person_id, disease=data["disease"],
+        institution_code=data["institution_code"], effective_from=effective,
+        without_application=False), key=cmd.person_id)
+
+
+async def on_treatment_recorded(ctx: HandlerContext, env: Envelope,
+                                cmd: TreatmentRecorded) -> None:
+    disease = benefits.AUTOMATIC_RECOGNITION[cmd.treatment]
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    if person is None or person.status != InsuredStatus.ACTIVE:
+        return  # not insured here: the hospital's record grants nothing
+    if await repo.recognition(ctx.conn, cmd.person_id, disease) is not None:
+        return
+    await repo.save_recognition(ctx.conn, cmd.person_id, disease, cmd.hospital_code,
+                                cmd.treated_on, True)
+    ctx.emit(ChronicDiseaseRecognised(
+        reference=cmd.treatment_id, person_id=cmd.person_id, disease=disease,
+        institution_code=cmd.hospital_code, effective_from=cmd.treated_on,
+        without_application=True), key=cmd.person_id)
+
+
+async def on_family_aid_authorised(ctx: HandlerContext, env: Envelope,
+                                   cmd: FamilyAidAuthorised) -> None:
+    person = await repo.load_person(ctx.conn, cmd.person_id)
+    try:
+        benefits.check_family_aid(cmd, person, ctx.region)
+    except RuleViolation as err:
+        return _reject(ctx, cmd.authorisation_id, cmd.person_id, err)
+    await repo.save_family_aid(ctx.conn, cmd.authorisation_id, cmd.person_id, cmd.relative_id,
+                               cmd.relationship, "active")
+    await repo.record_history(ctx.conn, cmd.person_id, cmd.authorisation_id,
+                              "family aid authorised", {"relationship": cmd.relationship},
+                              env.id, env.type)
+    ctx.emit(FamilyAidAccepted(authorisation_id=cmd.authorisation_id, person_id=cmd.person_id,
+                               relative_id=cmd.relative_id, relationship=cmd.relationship),
+             key=cmd.person_id)
+
+
+async def on_family_aid_revoked(ctx: HandlerContext, env: Envelope,
+                                cmd: FamilyAidRevoked) -> None:
+    if await repo.family_aid_holder(ctx.conn, cmd.authorisation_id) != cmd.person_id:
+        return _reject(ctx, cmd.authorisation_id, cmd.person_id, RuleViolation(
+            "no_authorisation", "authorisation_id: no active authorisation of this person"))
+    await repo.end_family_aid(ctx.conn, [cmd.authorisation_id])
+    ctx.emit(FamilyAidEnded(authorisation_id=cmd.authorisation_id, person_id=cmd.person_id,
+                            reason="revoked by the account holder"), key=cmd.person_id)
+
+
+ROUTES.update({
+    StopContributionRequested.event_type: on_stop_requested,
+    EmployerRegistered.event_type: on_employer_registered,
+    EmployerRosterSubmitted.event_type: on_roster,
+    CivilServantBenefitApplied.event_type: on_civil_servant_applied,
+    CivilServantBenefitReviewed.event_type: on_civil_servant_reviewed,
+    DeathRecorded.event_type: on_death_recorded,
+    DeathCancellationApplied.event_type: on_death_cancellation_applied,
+    DeathCancellationReviewed.event_type: on_death_cancellation_reviewed,
+    RemoteTreatmentFilingApplied.event_type: on_remote_filing,
+    RemoteTreatmentFilingEnded.event_type: on_remote_filing_ended,
+    EmergencyAdmissionFlagged.event_type: on_emergency_admission,
+    AccidentInjuryFiled.event_type: on_accident_filed,
+    ChronicDiseaseApplied.event_type: on_chronic_applied,
+    ChronicDiseaseReviewed.event_type: on_chronic_reviewed,
+    TreatmentRecorded.event_type: on_treatment_recorded,
+    FamilyAidAuthorised.event_type: on_family_aid_authorised,
+    FamilyAidRevoked.event_type: on_family_aid_revoked,
+})

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
 
 
@@ -14,16 +15,19 @@ async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None
     if row is None:
         return None
     return Person(row["person_id"], row["name"], row["mobile"], row["email"],
-                  row["insurance_type"], InsuredStatus(row["status"]), row["paid_until"])
+                  row["insurance_type"], InsuredStatus(row["status"]), row["paid_until"],
+                  row["employer_code"], row["retired"])
 
 
 async def save_person(conn: asyncpg.Connection, p: Person) -> None:
     await conn.execute(
-        "INSERT INTO persons (person_id, name, mobile, email, insurance_type, status, paid_until)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (person_id) DO UPDATE SET"
-        " name = $2, mobile = $3, email = $4, insurance_type = $5, status = $6,"
-        " paid_until = $7, updated_at = now()",
+        "INSERT INTO persons (person_id, name, mobile, email, insurance_type, status, paid_until,"
+        " employer_code, retired) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (person_id) DO UPDATE SET name = $2, mobile = $3, email = $4,"
+        " insurance_type = $5, status = $6, paid_until = $7, employer_code = $8, retired = $9,"
+        " updated_at = now()",
         p.person_id, p.name, p.mobile, p.email, p.insurance_type, p.status.value, p.paid_until,
+        p.employer_code, p.retired,
     )
 
 
@@ -79,6 +83,116 @@ async def save_payment(conn: asyncpg.Connection, ref: str, person_id: str,
     )
 
 
+async def save_employer(conn: asyncpg.Connection, code: str, name: str, email: str) -> bool:
+    return (await conn.fetchval(
+        "INSERT INTO employers (employer_code, name, contact_email) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING 1", code, name, email)) is not None
+
+
+async def employer_exists(conn: asyncpg.Connection, code: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM employers WHERE employer_code = $1", code))
+
+
+async def set_civil_servant_benefit(conn: asyncpg.Connection, code: str) -> None:
+    await conn.execute("UPDATE employers SET civil_servant_benefit = true"
+                       " WHERE employer_code = $1", code)
+
+
+async def load_case(conn: asyncpg.Connection, case_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+
+
+async def save_case(conn: asyncpg.Connection, case_id: str, kind: str, subject: str, state: str,
+                    data: dict[str, Any], reasons: list[str]) -> None:
+    await conn.execute(
+        "INSERT INTO cases (case_id, kind, subject, state, data, reasons) VALUES ($1, $2, $3,"
+        " $4, $5, $6) ON CONFLICT (case_id) DO UPDATE SET state = $4, reasons = $6,"
+        " updated_at = now()", case_id, kind, subject, state,
+        json.dumps(data, ensure_ascii=False, default=str), json.dumps(reasons, ensure_ascii=False))
+
+
+async def filing_exists(conn: asyncpg.Connection, filing_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM filings WHERE filing_id = $1", filing_id))
+
+
+async def save_filing(conn: asyncpg.Connection, f: Filing, category: str,
+                      detail: dict[str, Any] | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO filings (filing_id, person_id, category, kind, source, treatment_area,"
+        " start_date, end_date, detail, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (filing_id) DO UPDATE SET state = $10, end_date = $8, updated_at = now()",
+        f.filing_id, f.person_id, category, f.kind, f.source, f.treatment_area, f.start_date,
+        f.end_date, json.dumps(detail or {"chronic_diseases": f.chronic_diseases},
+                               ensure_ascii=False, default=str), f.state)
+
+
+async def open_filings(conn: asyncpg.Connection, person_id: str,
+                       filing_id: str | None = None) -> list[Filing]:
+    rows = await conn.fetch(
+        "SELECT * FROM filings WHERE person_id = $1 AND state = 'active' AND category = 'remote'"
+        " AND ($2::text IS NULL OR filing_id = $2) ORDER BY created_at", person_id, filing_id)
+    return [Filing(r["filing_id"], r["person_id"], r["kind"], r["source"], r["treatment_area"],
+                   r["start_date"], r["end_date"],
+                   json.loads(r["detail"]).get("chronic_diseases", []), r["state"])
+            for r in rows]
+
+
+async def recognition(conn: asyncpg.Connection, person_id: str, disease: str) -> str | None:
+    return await conn.fetchval("SELECT institution_code FROM chronic_recognitions"
+                               " WHERE person_id = $1 AND disease = $2", person_id, disease)
+
+
+async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: str,
+                           institution: str, effective_from: Any, automatic: bool) -> None:
+    await conn.execute(
+        "INSERT INTO chronic_recognitions (person_id, disease, institution_code, effective_from,"
+        " without_application) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id, disease)"
+        " DO UPDATE SET institution_code = $3, effective_from = $4, updated_at = now()",
+        person_id, disease, institution, effective_from, automatic)
+
+
+async def save_family_aid(conn: asyncpg.Connection, auth_id: str, person_id: str,
+                          relative_id: str, relationship: str, state: str) -> None:
+    await conn.execute(
+        "INSERT INTO family_aid (authorisation_id, person_id, relative_id, relationship, state)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (authorisation_id) DO UPDATE SET state = $5,"
+        " updated_at = now()", auth_id, person_id, relative_id, relationship, state)
+
+
+async def active_family_aid(conn: asyncpg.Connection, person_id: str) -> list[str]:
+    return [r["authorisation_id"] for r in await conn.fetch(
+        "SELECT authorisation_id FROM family_aid WHERE state = 'active'"
+        " AND (person_id = $1 OR relative_id = $1)", person_id)]
+
+
+async def end_family_aid(conn: asyncpg.Connection, ids: list[str]) -> None:
+    await conn.execute("UPDATE family_aid SET state = 'ended', updated_at = now()"
+                       " WHERE authorisation_id = ANY($1)", ids)
+
+
+async def family_aid_holder(conn: asyncpg.Connection, auth_id: str) -> str | None:
+    return await conn.fetchval("SELECT person_id FROM family_aid WHERE authorisation_id = $1"
+                               " AND state = 'active'", auth_id)
+
+
+async def schedule_change(conn: asyncpg.Connection, person_id: str, to_status: str,
+                          effective_on: Any, cause_id: str, correlation_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO scheduled_changes (person_id, to_status, effective_on, cause_id,"
+        " correlation_id) VALUES ($1, $2, $3, $4, $5)",
+        person_id, to_status, effective_on, cause_id, correlation_id)
+
+
+async def due_changes(conn: asyncpg.Connection, today: Any, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM scheduled_changes WHERE applied_at IS NULL AND effective_on <= $1"
+        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", today, limit)
+
+
+async def mark_applied(conn: asyncpg.Connection, change_id: int) -> None:
+    await conn.execute("UPDATE scheduled_changes SET applied_at = now() WHERE id = $1", change_id)
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     """A person's (or an application's person's) status, applications, payments and history."""
     person_id = ref
@@ -96,7 +210,22 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
                                 " ORDER BY recorded_at", person_id)
     history = await conn.fetch("SELECT recorded_at, reference, what, detail, cause_type"
                                " FROM history WHERE person_id = $1 ORDER BY id", person_id)
+    filings = await conn.fetch("SELECT filing_id, category, kind, source, treatment_area,"
+                               " start_date, end_date, state FROM filings WHERE person_id = $1"
+                               " ORDER BY created_at", person_id)
+    chronic = await conn.fetch("SELECT disease, institution_code, effective_from,"
+                               " without_application FROM chronic_recognitions"
+                               " WHERE person_id = $1", person_id)
+    aid = await conn.fetch("SELECT authorisation_id, relative_id, relationship, state"
+                           " FROM family_aid WHERE person_id = $1", person_id)
+    scheduled = await conn.fetch("SELECT to_status, effective_on, applied_at FROM"
+                                 " scheduled_changes WHERE person_id = $1 ORDER BY id",
+                                 person_id)
     return {
+        "filings": [dict(f) for f in filings],
+        "chronic_diseases": [dict(c) for c in chronic],
+        "family_aid": [dict(a) for a in aid],
+        "scheduled": [dict(c) for c in scheduled],
         "person": dict(person) if person else {"person_id": person_id},
         "applications": [dict(a) | {"reasons": json.loads(a["reasons"])} for a in apps],
         "payments": [dict(p) for p in payments],

@@ -25,9 +25,8 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
         if not person_id:
             return
         contact = await repo.load_contact(ctx.conn, person_id)
-        if contact is None:
+        if contact is None and catalogue.needs_contact(env.type):
             await repo.park_without_contact(ctx.conn, env.id, person_id, env.type)
-            return
         messages = catalogue.messages_for(env.type, data, contact, env.regioncode)
         await repo.claim_deliveries(ctx.conn, env.id, person_id, messages)
 

@@ -7,7 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from shared.contracts import channels, enrollment, notify, reimbursement, tax, transfer  # noqa: F401
+from shared.contracts import (  # noqa: F401  (importing registers each module's types)
+    channels, civil_affairs, employer, enrollment, hospital, notify, reimbursement, tax,
+    transfer,
+)
 from shared.contracts.base import EVENT_TYPES, Payload
 from shared.contracts.envelope import Envelope
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
 from shared.contracts.common import (
-    Channel, CnMobile, Email, Fen, Reference, RegionCode, ResidentId,
+    AreaCode, Channel, CnMobile, CrossProvinceChronicDisease, Email, EmployerCode, Fen,
+    Reference, RegionCode, ResidentId,
 )
 
 
@@ -78,3 +79,141 @@ class NotificationPreferencesSet(Payload):
     sms: bool
     email: bool
     changed_at: datetime
+
+
+@event("cn.medins.channels.contribution.stop-requested.v1", topics.ENROLLMENT_REQUESTS)
+class StopContributionRequested(Payload):
+    """A resident or flexible worker stops paying (停止缴费): suspended after the paid period."""
+
+    request_id: Reference
+    person_id: ResidentId
+    channel: Channel
+    requested_at: datetime
+
+
+@event("cn.medins.channels.death-cancellation.applied.v1", topics.ENROLLMENT_REQUESTS)
+class DeathCancellationApplied(Payload):
+    """Death cancellation (死亡注销) by the employer, or by an agent for a flexible worker."""
+
+    application_id: Reference
+    person_id: ResidentId
+    date_of_death: date
+    certificate_ref: str = Field(min_length=1, max_length=64)
+    applicant: Literal["employer", "agent"]
+    employer_code: EmployerCode | None = None
+    agent_id: ResidentId | None = None
+    agent_mobile: CnMobile | None = None
+    applicant_email: Email
+    channel: Channel
+    submitted_at: datetime
+
+    @model_validator(mode="after")
+    def _applicant_details(self) -> DeathCancellationApplied:
+        if self.applicant == "employer" and self.employer_code is None:
+            raise ValueError("employer_code: required when the employer applies")
+        if self.applicant == "agent" and (self.agent_id is None or self.agent_mobile is None):
+            raise ValueError("agent_id and agent_mobile: required when an agent applies")
+        return self
+
+
+@event("cn.medins.review.death-cancellation.decided.v1", topics.ENROLLMENT_REQUESTS)
+class DeathCancellationReviewed(Payload):
+    application_id: Reference
+    person_id: ResidentId
+    decision: Literal["approve", "reject"]
+    reasons: list[str] = Field(default_factory=list)
+    reviewer: str = Field(min_length=1, max_length=64)
+    decided_at: datetime
+
+
+@event("cn.medins.channels.remote-filing.applied.v1", topics.ENROLLMENT_REQUESTS)
+class RemoteTreatmentFilingApplied(Payload):
+    """Remote-treatment filing (异地就医备案): temporary, long-term or referral."""
+
+    filing_id: Reference
+    person_id: ResidentId
+    kind: Literal["temporary", "long_term", "referral"]
+    long_term_reason: Literal["retiree", "resident_elsewhere", "posted_elsewhere",
+                              "student"] | None = None
+    is_student: bool = False
+    treatment_area: AreaCode
+    start_date: date
+    end_date: date | None = None
+    chronic_diseases: list[CrossProvinceChronicDisease] = Field(default_factory=list)
+    channel: Channel
+    submitted_at: datetime
+
+
+@event("cn.medins.channels.remote-filing.change-requested.v1", topics.ENROLLMENT_REQUESTS)
+class RemoteTreatmentFilingEnded(Payload):
+    """The person changes or withdraws a filing (a long-term one stays until this)."""
+
+    filing_id: Reference
+    person_id: ResidentId
+    requested_at: datetime
+
+
+@event("cn.medins.channels.chronic-disease.applied.v1", topics.ENROLLMENT_REQUESTS)
+class ChronicDiseaseApplied(Payload):
+    """Outpatient chronic disease (门诊慢特病) recognition, or a change of institution.
+
+    `reimbursed_this_month` is asked of the settlement system by the channel: it decides when
+    a change of designated institution takes effect.
+    """
+
+    application_id: Reference
+    person_id: ResidentId
+    action: Literal["recognise", "change_institution"]
+    disease: str = Field(min_length=1, max_length=64)
+    institution_code: Reference
+    reimbursed_this_month: bool = False
+    channel: Channel
+    submitted_at: datetime
+
+
+@event("cn.medins.review.chronic-disease.decided.v1", topics.ENROLLMENT_REQUESTS)
+class ChronicDiseaseReviewed(Payload):
+    application_id: Reference
+    person_id: ResidentId
+    decision: Literal["approve", "reject"]
+    reasons: list[str] = Field(default_factory=list)
+    reviewer: str = Field(min_length=1, max_length=64)
+    decided_at: datetime
+
+
+@event("cn.medins.channels.family-aid.authorised.v1", topics.ENROLLMENT_REQUESTS)
+class FamilyAidAuthorised(Payload):
+    """An employee lets a close relative spend from their personal account (家庭共济)."""
+
+    authorisation_id: Reference
+    person_id: ResidentId
+    relative_id: ResidentId
+    relative_name: str = Field(min_length=1, max_length=50)
+    relationship: Literal["spouse", "parent", "child"]
+    relative_region: AreaCode
+    commitment_signed: bool
+    id_photo_uploaded: bool
+    channel: Channel
+    submitted_at: datetime
+
+
+@event("cn.medins.channels.family-aid.revoked.v1", topics.ENROLLMENT_REQUESTS)
+class FamilyAidRevoked(Payload):
+    authorisation_id: Reference
+    person_id: ResidentId
+    revoked_at: datetime
+
+
+@event("cn.medins.channels.accident-injury.filed.v1", topics.ENROLLMENT_REQUESTS)
+class AccidentInjuryFiled(Payload):
+    """Inpatient filing of an accident injury without a liable third party."""
+
+    filing_id: Reference
+    person_id: ResidentId
+    hospital_code: Reference
+    in_city: bool
+    admitted_on: date
+    injury_description: str = Field(min_length=1, max_length=500)
+    no_third_party_declared: bool
+    channel: Channel
+    submitted_at: datetime

@@ -81,3 +81,137 @@ class RequestRejected(Payload):
     person_id: ResidentId | None = None
     rule: str
     reason: str
+
+
+@event("cn.medins.enrollment.contribution.stop-accepted.v1", T, person_facing=True)
+class ContributionStopAccepted(Payload):
+    request_id: Reference
+    person_id: ResidentId
+    suspended_from: date
+
+
+@event("cn.medins.enrollment.employer.enrolled.v1", T)
+class EmployerEnrolled(Payload):
+    employer_code: str
+    name: str
+
+
+@event("cn.medins.enrollment.roster.row-processed.v1", T)
+class RosterRowProcessed(Payload):
+    """One roster row's outcome, reported to the employer individually."""
+
+    roster_id: str
+    employer_code: str
+    row: int
+    person_id: str
+    action: str
+    accepted: bool
+    reason: str
+
+
+@event("cn.medins.enrollment.roster.processed.v1", T)
+class RosterProcessed(Payload):
+    roster_id: str
+    employer_code: str
+    rows: int
+    accepted: int
+    rejected: int
+
+
+@event("cn.medins.enrollment.person.retired.v1", T, person_facing=True)
+class PersonRetired(Payload):
+    person_id: ResidentId
+    employer_code: str
+    retired_on: date
+
+
+@event("cn.medins.enrollment.civil-servant-benefit.decided.v1", T)
+class CivilServantBenefitDecided(Payload):
+    application_id: Reference
+    employer_code: str
+    approved: bool
+    reasons: list[str]
+
+
+@event("cn.medins.enrollment.death-cancellation.decided.v1", T, person_facing=True)
+class DeathCancellationDecided(Payload):
+    """The result of a death cancellation, emailed to the applicant (not the deceased)."""
+
+    application_id: Reference
+    person_id: ResidentId
+    approved: bool
+    reasons: list[str]
+    applicant_email: Email
+
+
+@event("cn.medins.enrollment.person.deceased.v1", T)
+class PersonDeceased(Payload):
+    """Other services end their open work for the person on this event."""
+
+    person_id: ResidentId
+    date_of_death: date
+    source: str
+    ended_filings: list[str]
+    ended_authorisations: list[str]
+
+
+@event("cn.medins.enrollment.remote-filing.accepted.v1", T, person_facing=True)
+class RemoteFilingAccepted(Payload):
+    filing_id: Reference
+    person_id: ResidentId
+    kind: str
+    source: str
+    treatment_area: str
+    start_date: date
+    end_date: date | None
+    benefit_level: str
+    chronic_diseases: list[str]
+
+
+@event("cn.medins.enrollment.remote-filing.ended.v1", T, person_facing=True)
+class RemoteFilingEnded(Payload):
+    filing_id: Reference
+    person_id: ResidentId
+    reason: str
+
+
+@event("cn.medins.enrollment.chronic-disease.recognised.v1", T, person_facing=True)
+class ChronicDiseaseRecognised(Payload):
+    reference: Reference
+    person_id: ResidentId
+    disease: str
+    institution_code: str
+    effective_from: date
+    without_application: bool
+
+
+@event("cn.medins.enrollment.chronic-disease.institution-changed.v1", T, person_facing=True)
+class DesignatedInstitutionChanged(Payload):
+    application_id: Reference
+    person_id: ResidentId
+    disease: str
+    institution_code: str
+    effective_from: date
+
+
+@event("cn.medins.enrollment.family-aid.authorised.v1", T, person_facing=True)
+class FamilyAidAccepted(Payload):
+    authorisation_id: Reference
+    person_id: ResidentId
+    relative_id: ResidentId
+    relationship: str
+
+
+@event("cn.medins.enrollment.family-aid.ended.v1", T, person_facing=True)
+class FamilyAidEnded(Payload):
+    authorisation_id: Reference
+    person_id: ResidentId
+    reason: str
+
+
+@event("cn.medins.enrollment.accident-injury.accepted.v1", T, person_facing=True)
+class AccidentInjuryAccepted(Payload):
+    filing_id: Reference
+    person_id: ResidentId
+    admitted_on: date
+    deadline: date

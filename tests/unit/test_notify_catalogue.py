@@ -27,9 +27,9 @@ def test_shipped_catalogue_loads_and_renders_chinese_with_masked_id() -> None:
 
 def test_condition_and_preferences() -> None:
     catalogue = Catalogue.load(CATALOGUE)
-    suspended = DATA | {"to_status": "suspended"}
+    terminated = DATA | {"to_status": "terminated"}
     contact = Contact(PID, "王伟", "13800138000", None)
-    assert catalogue.messages_for("cn.medins.enrollment.status.changed.v1", suspended,
+    assert catalogue.messages_for("cn.medins.enrollment.status.changed.v1", terminated,
                                   contact, "210200") == []
     no_email = catalogue.messages_for("cn.medins.enrollment.status.changed.v1", DATA, contact,
                                       "210200")
@@ -55,3 +55,13 @@ def test_missing_channel_text_fails_at_load(tmp_path: Path) -> None:
                     'channels = ["email"]\nemail_subject = "s"\n', encoding="utf-8")
     with pytest.raises(CatalogueError, match="no email text"):
         Catalogue.load(path)
+
+
+def test_death_result_goes_to_the_applicant_by_email_only() -> None:
+    catalogue = Catalogue.load(CATALOGUE)
+    data = {"application_id": "D-1", "person_id": PID, "approved": True, "reasons": [],
+            "applicant_email": "hr@employer.cn"}
+    messages = catalogue.messages_for("cn.medins.enrollment.death-cancellation.decided.v1",
+                                      data, None, "210200")
+    assert [(m.channel, m.recipient) for m in messages] == [("email", "hr@employer.cn")]
+    assert "已办结" in messages[0].body and "2102**********1238" in messages[0].body

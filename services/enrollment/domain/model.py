@@ -18,7 +18,8 @@ class InsuredStatus(StrEnum):
 
 
 ALLOWED_TRANSITIONS: dict[InsuredStatus, frozenset[InsuredStatus]] = {
-    InsuredStatus.NONE: frozenset({InsuredStatus.PENDING}),
+    # Employer enrollment makes a person active at once: the employer contributes monthly.
+    InsuredStatus.NONE: frozenset({InsuredStatus.PENDING, InsuredStatus.ACTIVE}),
     InsuredStatus.PENDING: frozenset({InsuredStatus.ACTIVE, InsuredStatus.TERMINATED}),
     InsuredStatus.ACTIVE: frozenset(
         {InsuredStatus.SUSPENDED, InsuredStatus.TERMINATED, InsuredStatus.TRANSFERRED_OUT}),
@@ -27,7 +28,7 @@ ALLOWED_TRANSITIONS: dict[InsuredStatus, frozenset[InsuredStatus]] = {
          InsuredStatus.TRANSFERRED_OUT}),
     InsuredStatus.TERMINATED: frozenset(),
     # Someone who moved away may later enroll here again.
-    InsuredStatus.TRANSFERRED_OUT: frozenset({InsuredStatus.PENDING}),
+    InsuredStatus.TRANSFERRED_OUT: frozenset({InsuredStatus.PENDING, InsuredStatus.ACTIVE}),
 }
 
 
@@ -47,6 +48,13 @@ class Person:
     insurance_type: str
     status: InsuredStatus = InsuredStatus.NONE
     paid_until: date | None = None
+    employer_code: str | None = None
+    retired: bool = False
+
+    @property
+    def has_personal_account(self) -> bool:
+        """Employee insurance (including flexible workers enrolled under it) has an account."""
+        return self.insurance_type in ("employee", "flexible")
 
     def transition(self, to: InsuredStatus) -> InsuredStatus:
         """Move to `to` if the table allows it; returns the previous status."""

@@ -20,8 +20,10 @@ INSURANCE_TYPE_NAMES = {
 }
 DERIVED_VARIABLES = frozenset({
     "name", "person_id_masked", "insurance_type_name", "region_name", "reasons_text",
-    "to_region_name", "amount_yuan",
+    "to_region_name", "amount_yuan", "filing_kind_name", "decision_text",
 })
+FILING_KIND_NAMES = {"temporary": "临时外出就医", "long_term": "异地长期居住/工作",
+                     "referral": "转外就医"}
 
 
 class CatalogueError(ValueError):
@@ -37,6 +39,8 @@ class Template:
     email_subject: str | None
     email_body: str | None
     when: dict[str, str] = field(default_factory=dict)
+    # Send the email to an address the event carries (e.g. the applicant), not the person's.
+    email_to: str | None = None
 
     def matches(self, event_type: str, data: dict[str, Any]) -> bool:
         return event_type == self.event_type and all(
@@ -76,7 +80,8 @@ class Catalogue:
         templates = []
         for raw in doc.get("template", []):
             t = Template(raw["key"], raw["event_type"], tuple(raw["channels"]), raw.get("sms"),
-                         raw.get("email_subject"), raw.get("email_body"), raw.get("when", {}))
+                         raw.get("email_subject"), raw.get("email_body"), raw.get("when", {}),
+                         raw.get("email_to"))
             cls._check(t)
             templates.append(t)
         covered = {t.event_type for t in templates}
@@ -105,6 +110,8 @@ class Catalogue:
                 if unknown:
                     raise CatalogueError(
                         f"template {t.key}: variable(s) {sorted(unknown)} not in {t.event_type}")
+        if t.email_to is not None and t.email_to not in model.model_fields:
+            raise CatalogueError(f"template {t.key}: email_to names unknown field {t.email_to}")
         for field_name in t.when:
             if field_name not in model.model_fields:
                 raise CatalogueError(f"template {t.key}: condition on unknown field {field_name}")
@@ -112,12 +119,23 @@ class Catalogue:
     def event_types(self) -> set[str]:
         return {t.event_type for t in self.templates}
 
-    def messages_for(self, event_type: str, data: dict[str, Any], contact: Contact,
+    def needs_contact(self, event_type: str) -> bool:
+        return any(t.event_type == event_type and t.email_to is None for t in self.templates)
+
+    def messages_for(self, event_type: str, data: dict[str, Any], contact: Contact | None,
                      region: str) -> list[Message]:
         """The messages an event produces for a person, respecting their channel choices."""
         out = []
         for t in self.templates:
             if not t.matches(event_type, data):
+                continue
+            if t.email_to is not None:  # addressed by the event itself
+                variables = _variables(data, contact, region)
+                out.append(Message("email", str(data[t.email_to]), t.key,
+                                   (t.email_subject or "").format(**variables),
+                                   (t.email_body or "").format(**variables)))
+                continue
+            if contact is None:
                 continue
             variables = _variables(data, contact, region)
             if "sms" in t.channels and contact.sms_opt_in:
@@ -130,15 +148,17 @@ class Catalogue:
         return out
 
 
-def _variables(data: dict[str, Any], contact: Contact, region: str) -> dict[str, Any]:
+def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> dict[str, Any]:
     region_info = REGIONS.get(region)
     to_region = REGIONS.get(str(data.get("to_region", "")))
     amount = data.get("amount_fen")
     return {
         **{k: ("" if v is None else v) for k, v in data.items()},
-        "name": contact.name,
+        "name": contact.name if contact else "",
         # A message never needs the whole ID number: the person knows it.
-        "person_id_masked": mask_text(contact.person_id),
+        "person_id_masked": mask_text(str(data.get("person_id", ""))),
+        "filing_kind_name": FILING_KIND_NAMES.get(str(data.get("kind")), ""),
+        "decision_text": "已办结" if data.get("approved") else "未通过审核",
         "insurance_type_name": INSURANCE_TYPE_NAMES.get(str(data.get("insurance_type")), ""),
         "region_name": region_info.name if region_info else region,
         "to_region_name": to_region.name if to_region else str(data.get("to_region", "")),

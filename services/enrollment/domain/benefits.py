@@ -1,0 +1,52 @@
+"""Outpatient chronic disease and family account mutual aid (SPEC enrollment 6 and 7)."""
+from __future__ import annotations
+
+from datetime import date
+
+from shared.contracts.channels import ChronicDiseaseApplied, FamilyAidAuthorised
+from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.model import InsuredStatus, Person
+
+# Recognised without application (免申即享) when a hospital records the treatment [003].
+AUTOMATIC_RECOGNITION = {
+    "organ_transplant_anti_rejection": "organ_transplant_anti_rejection",
+    "tumour_radiotherapy": "malignant_tumour_radiochemotherapy",
+    "tumour_chemotherapy": "malignant_tumour_radiochemotherapy",
+}
+
+
+def first_of_next_month(day: date) -> date:
+    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
+
+
+def check_chronic_application(cmd: ChronicDiseaseApplied, person: Person | None,
+                              current_institution: str | None) -> None:
+    if person is None or person.status != InsuredStatus.ACTIVE:
+        raise RuleViolation("not_insured", "person_id: chronic-disease services need active "
+                            "insurance here")
+    if cmd.action == "change_institution":
+        if current_institution is None:
+            raise RuleViolation("not_recognised", f"disease: {cmd.disease} is not recognised "
+                                "for this person; apply for recognition first")
+        if current_institution == cmd.institution_code:
+            raise RuleViolation("same_institution",
+                                "institution_code: already the designated institution")
+
+
+def institution_change_effective(today: date, reimbursed_this_month: bool) -> date:
+    """At once if no chronic-disease outpatient reimbursement this month, else next month."""
+    return first_of_next_month(today) if reimbursed_this_month else today
+
+
+def check_family_aid(cmd: FamilyAidAuthorised, person: Person | None, region: str) -> None:
+    if person is None or person.status != InsuredStatus.ACTIVE or not person.has_personal_account:
+        raise RuleViolation("no_personal_account", "person_id: only an insured employee with a "
+                            "personal account can authorise family mutual aid")
+    if cmd.relative_id == cmd.person_id:
+        raise RuleViolation("self", "relative_id: must be another person")
+    if cmd.relative_region[:2] != region[:2]:
+        raise RuleViolation("other_province", "relative_region: the relative must be insured "
+                            f"in the same province ({region[:2]})")
+    if not cmd.commitment_signed or not cmd.id_photo_uploaded:
+        raise RuleViolation("materials_missing", "commitment_signed and id_photo_uploaded: a "
+                            "signed commitment and an ID photo are required")

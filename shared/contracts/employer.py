@@ -1,0 +1,67 @@
+"""Contracts produced by employers' online service (单位网上经办)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts import topics
+from shared.contracts.base import Payload, event
+from shared.contracts.common import Channel, EmployerCode, Reference, RegionCode
+
+
+@event("cn.medins.employer.registered.v1", topics.ENROLLMENT_REQUESTS)
+class EmployerRegistered(Payload):
+    """An employer enrolls (单位参保登记)."""
+
+    employer_code: EmployerCode
+    name: str = Field(min_length=1, max_length=100)
+    region_code: RegionCode
+    contact_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    channel: Channel
+    submitted_at: datetime
+
+
+class RosterRow(BaseModel):
+    """One staff change. Fields are checked per row, so a bad row cannot sink the roster."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    row: int = Field(ge=1)
+    action: Literal["increase", "decrease", "retire"]
+    person_id: str
+    name: str = ""
+    mobile: str = ""
+    email: str | None = None
+    effective_on: date
+
+
+@event("cn.medins.employer.roster.submitted.v1", topics.ENROLLMENT_REQUESTS)
+class EmployerRosterSubmitted(Payload):
+    """Staff increase and decrease (人员增减) and retirement (在职转退休), many rows at once."""
+
+    roster_id: Reference
+    employer_code: EmployerCode
+    rows: list[RosterRow] = Field(min_length=1, max_length=5000)
+    submitted_at: datetime
+
+
+@event("cn.medins.employer.civil-servant-benefit.applied.v1", topics.ENROLLMENT_REQUESTS)
+class CivilServantBenefitApplied(Payload):
+    """Registration for civil-servant medical benefits (公务员医疗补助), reviewed on materials."""
+
+    application_id: Reference
+    employer_code: EmployerCode
+    materials: list[str] = Field(min_length=1)
+    submitted_at: datetime
+
+
+@event("cn.medins.review.civil-servant-benefit.decided.v1", topics.ENROLLMENT_REQUESTS)
+class CivilServantBenefitReviewed(Payload):
+    application_id: Reference
+    employer_code: EmployerCode
+    decision: Literal["approve", "reject"]
+    reasons: list[str] = Field(default_factory=list)
+    reviewer: str = Field(min_length=1, max_length=64)
+    decided_at: datetime
