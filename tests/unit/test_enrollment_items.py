@@ -1,0 +1,231 @@
+"""Enrollment items: stop, rosters, death, filings, accident deadlines, chronic disease, aid."""
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from shared.contracts.channels import (
+    AccidentInjuryFiled, ChronicDiseaseApplied, FamilyAidAuthorised, RemoteTreatmentFilingApplied,
+)
+from shared.contracts.employer import RosterRow
+from shared.contracts.hospital import EmergencyAdmissionFlagged
+from shared.workdays import WorkingCalendar
+from services.enrollment.domain import benefits, filings, lifecycle
+from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.model import InsuredStatus, Person
+
+PID = "210202198001011238"
+RELATIVE = "370102199001011231"
+EMPLOYER = "91210200MA0Y6G2K14"
+CST = timezone(timedelta(hours=8))
+
+
+def person(status: InsuredStatus = InsuredStatus.ACTIVE, kind: str = "resident",
+           paid_until: date | None = date(2026, 12, 31), employer: str | None = None) -> Person:
+    return Person(PID, "王伟", "13800138000", None, kind, status, paid_until, employer)
+
+
+# --- stop contributions ---
+
+def test_stop_suspends_the_day_after_the_paid_period() -> None:
+    assert lifecycle.stop_contributions(person(), date(2026, 11, 1)) == date(2027, 1, 1)
+
+
+def test_stop_after_the_period_ended_takes_effect_today() -> None:
+    assert lifecycle.stop_contributions(person(paid_until=date(2026, 6, 30)),
+                                        date(2026, 11, 1)) == date(2026, 11, 1)
+
+
+def test_stop_is_only_for_residents_and_flexible_workers_who_are_active() -> None:
+    with pytest.raises(RuleViolation, match="roster"):
+        lifecycle.stop_contributions(person(kind="employee"), date(2026, 11, 1))
+    with pytest.raises(RuleViolation) as err:
+        lifecycle.stop_contributions(person(InsuredStatus.SUSPENDED), date(2026, 11, 1))
+    assert err.value.rule == "not_active"
+
+
+def test_scheduled_suspension_applies_unless_paid_again() -> None:
+    p = person(paid_until=date(2026, 12, 31))
+    assert lifecycle.apply_scheduled_suspension(p, date(2026, 12, 31)) is None
+    change = lifecycle.apply_scheduled_suspension(p, date(2027, 1, 1))
+    assert change and change.to_status == "suspended" and p.status == InsuredStatus.SUSPENDED
+
+
+# --- employer rosters, retirement ---
+
+def row(n: int, action: str, pid: str = PID, mobile: str = "13800138000") -> RosterRow:
+    return RosterRow(row=n, action=action, person_id=pid, name="王伟", mobile=mobile,  # type: ignore[arg-type]
+                     effective_on=date(2026, 3, 1))
+
+
+def test_increase_enrolls_an_employee_at_once() -> None:
+    outcome = lifecycle.apply_roster_row(row(1, "increase"), None, EMPLOYER)
+    assert outcome.person and outcome.person.status == InsuredStatus.ACTIVE
+    assert outcome.person.insurance_type == "employee" and outcome.person.has_personal_account
+    assert outcome.events[0].to_status == "active"  # type: ignore[attr-defined]
+
+
+def test_bad_rows_name_the_row_and_field() -> None:
+    with pytest.raises(RuleViolation, match="row 2 person_id"):
+        lifecycle.apply_roster_row(row(2, "increase", pid="210202198001011230"), None, EMPLOYER)
+    with pytest.raises(RuleViolation, match="row 3 mobile"):
+        lifecycle.apply_roster_row(row(3, "increase", mobile="123"), None, EMPLOYER)
+
+
+def test_decrease_and_retire_only_for_own_staff() -> None:
+    staff = person(kind="employee", employer=EMPLOYER)
+    retired = lifecycle.apply_roster_row(row(1, "retire"), staff, EMPLOYER)
+    assert staff.retired and retired.events[0].event_type.endswith("person.retired.v1")
+    with pytest.raises(RuleViolation, match="another|not insured through"):
+        lifecycle.apply_roster_row(row(2, "decrease"), staff, "91210200MA0Y6G2K22")
+    decreased = lifecycle.apply_roster_row(row(3, "decrease"), staff, EMPLOYER)
+    assert staff.status == InsuredStatus.SUSPENDED and decreased.reason == "suspended"
+
+
+# --- death ---
+
+def test_death_terminates_and_cannot_repeat() -> None:
+    p = person()
+    change = lifecycle.record_death(p, date(2026, 5, 1), "civil affairs")
+    assert change.to_status == "terminated" and p.status == InsuredStatus.TERMINATED
+    with pytest.raises(RuleViolation, match="already"):
+        lifecycle.record_death(p, date(2026, 5, 1), "again")
+
+
+def test_agent_may_apply_only_for_flexible_workers() -> None:
+    with pytest.raises(RuleViolation, match="flexible"):
+        lifecycle.check_death_applicant(person(kind="resident"), "agent", None)
+    lifecycle.check_death_applicant(person(kind="flexible"), "agent", None)
+    with pytest.raises(RuleViolation, match="employer"):
+        lifecycle.check_death_applicant(person(kind="employee", employer="X"), "employer",
+                                        EMPLOYER)
+
+
+# --- remote-treatment filing ---
+
+def filing(kind: str = "long_term", start: date = date(2026, 11, 18),
+           filed: datetime = datetime(2026, 11, 23, 10, tzinfo=CST), **kw: object
+           ) -> RemoteTreatmentFilingApplied:
+    return RemoteTreatmentFilingApplied(
+        filing_id="F-1", person_id=PID, kind=kind, treatment_area="440300",  # type: ignore[arg-type]
+        long_term_reason=kw.pop("reason", "retiree" if kind == "long_term" else None),
+        start_date=start, channel="wechat", submitted_at=filed, **kw)  # type: ignore[arg-type]
+
+
+def test_long_term_backfill_at_most_five_days() -> None:
+    accepted = filings.accept_remote_filing(filing(start=date(2026, 11, 18)), person(), "210200")
+    assert accepted.end_date is None  # valid until changed
+    with pytest.raises(RuleViolation, match="earliest 2026-11-18"):
+        filings.accept_remote_filing(filing(start=date(2026, 11, 17)), person(), "210200")
+
+
+def test_temporary_backfill_unrestricted_and_given_an_end() -> None:
+    accepted = filings.accept_remote_filing(filing("temporary", start=date(2025, 1, 1)),
+                                            person(), "210200")
+    assert accepted.end_date == date(2025, 1, 1) + timedelta(days=180)
+
+
+def test_filing_needs_active_insurance_and_a_remote_place() -> None:
+    with pytest.raises(RuleViolation) as err:
+        filings.accept_remote_filing(filing(), person(InsuredStatus.SUSPENDED), "210200")
+    assert err.value.rule == "not_insured" and "person_id" in err.value.reason
+    local = filing().model_copy(update={"treatment_area": "210204"})
+    with pytest.raises(RuleViolation, match="treatment_area"):
+        filings.accept_remote_filing(local, person(), "210200")
+
+
+def test_students_are_not_residents_living_elsewhere() -> None:
+    with pytest.raises(RuleViolation, match="student"):
+        filings.accept_remote_filing(filing(reason="resident_elsewhere", is_student=True),
+                                     person(), "210200")
+
+
+def test_emergency_admission_counts_as_temporary_filing() -> None:
+    flag = EmergencyAdmissionFlagged(admission_id="ADM-1", person_id=PID, hospital_code="H1",
+                                     treatment_area="440300", admitted_on=date(2026, 10, 2),
+                                     emergency=True)
+    made = filings.emergency_filing(flag, person())
+    assert made and made.kind == "temporary" and made.benefit_level == "temporary"
+    assert filings.emergency_filing(flag.model_copy(update={"emergency": False}),
+                                    person()) is None
+
+
+def test_status_change_ends_open_filings() -> None:
+    open_ = [filings.accept_remote_filing(filing(), person(), "210200")]
+    assert filings.filings_ended_by_status(open_, InsuredStatus.SUSPENDED) == open_
+    assert filings.filings_ended_by_status(open_, InsuredStatus.ACTIVE) == []
+
+
+# --- accident injury ---
+
+def accident(in_city: bool, admitted: date, filed: datetime) -> AccidentInjuryFiled:
+    return AccidentInjuryFiled(filing_id="A-1", person_id=PID, hospital_code="H1",
+                               in_city=in_city, admitted_on=admitted, injury_description="摔伤",
+                               no_third_party_declared=True, channel="phone",
+                               submitted_at=filed)
+
+
+def test_in_city_deadline_is_seven_working_days_across_national_day() -> None:
+    cal = WorkingCalendar()
+    # Admitted 2026-09-29 (Tue); 10-01..10-07 off: 09-30, 10-08, 10-09, 10-10 (make-up
+    # Saturday), 10-12, 10-13, 10-14 -> the seventh working day is 10-14.
+    deadline = filings.accept_accident_filing(
+        accident(True, date(2026, 9, 29), datetime(2026, 10, 14, 17, tzinfo=CST)), person(), cal)
+    assert deadline == date(2026, 10, 14)
+    with pytest.raises(RuleViolation, match="by 2026-10-14"):
+        filings.accept_accident_filing(
+            accident(True, date(2026, 9, 29), datetime(2026, 10, 15, 9, tzinfo=CST)), person(),
+            cal)
+
+
+def test_out_of_city_deadline_is_one_month() -> None:
+    cal = WorkingCalendar()
+    assert filings.accept_accident_filing(
+        accident(False, date(2026, 1, 31), datetime(2026, 2, 28, 9, tzinfo=CST)), person(),
+        cal) == date(2026, 2, 28)
+    with pytest.raises(RuleViolation, match="1 month"):
+        filings.accept_accident_filing(
+            accident(False, date(2026, 1, 31), datetime(2026, 3, 1, 9, tzinfo=CST)), person(),
+            cal)
+
+
+def test_admission_after_filing_day_is_refused() -> None:
+    with pytest.raises(RuleViolation, match="admitted_on"):
+        filings.accept_accident_filing(
+            accident(True, date(2026, 11, 24), datetime(2026, 11, 23, 9, tzinfo=CST)), person(),
+            WorkingCalendar())
+
+
+# --- chronic disease, family aid ---
+
+def test_institution_change_effective_at_once_or_next_month() -> None:
+    assert benefits.institution_change_effective(date(2026, 11, 23), False) == date(2026, 11, 23)
+    assert benefits.institution_change_effective(date(2026, 11, 23), True) == date(2026, 12, 1)
+    assert benefits.institution_change_effective(date(2026, 12, 5), True) == date(2027, 1, 1)
+
+
+def test_institution_change_needs_a_recognition() -> None:
+    cmd = ChronicDiseaseApplied(application_id="C-1", person_id=PID, action="change_institution",
+                                disease="diabetes", institution_code="H2", channel="wechat",
+                                submitted_at=datetime(2026, 11, 23, tzinfo=CST))
+    with pytest.raises(RuleViolation, match="recognition first"):
+        benefits.check_chronic_application(cmd, person(), None)
+    benefits.check_chronic_application(cmd, person(), "H1")
+
+
+def aid(relative_region: str = "210200", **kw: object) -> FamilyAidAuthorised:
+    return FamilyAidAuthorised(authorisation_id="FA-1", person_id=PID, relative_id=RELATIVE,
+                               relative_name="王芳", relationship="spouse",
+                               relative_region=relative_region,
+                               commitment_signed=kw.get("signed", True), id_photo_uploaded=True,
+                               channel="alipay", submitted_at=datetime(2026, 11, 23, tzinfo=CST))
+
+
+def test_family_aid_rules() -> None:
+    employee = person(kind="employee", employer=EMPLOYER)
+    benefits.check_family_aid(aid("211100"), employee, "210200")  # same province (21)
+    with pytest.raises(RuleViolation, match="same province"):
+        benefits.check_family_aid(aid("370100"), employee, "210200")
+    with pytest.raises(RuleViolation, match="personal account"):
+        benefits.check_family_aid(aid(), person(kind="resident"), "210200")
+    with pytest.raises(RuleViolation, match="commitment"):
+        benefits.check_family_aid(aid(signed=False), employee, "210200")
