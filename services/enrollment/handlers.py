@@ -32,7 +32,7 @@ from services.enrollment import repository as repo
 from services.enrollment.domain import benefits, filings, lifecycle, review
 from services.enrollment.domain import enrollment as rules
 from services.enrollment.domain.errors import RuleViolation
-from services.enrollment.domain.model import InsuredStatus, Person
+from services.enrollment.domain.model import Application, InsuredStatus, Person
 
 
 def _reject(ctx: HandlerContext, reference: str, person_id: str | None, err: RuleViolation) -> None:
@@ -78,7 +78,31 @@ async def on_review_decided(ctx: HandlerContext, env: Envelope,
         outcome = rules.review_application(cmd, application, person)
     except RuleViolation as err:
         return _reject(ctx, cmd.application_id, cmd.person_id, err)
-    await _save(ctx, env, outcome, application.person_id)  # type: ignore[union-attr]
+    await _save(ctx, env, outcome, cmd.person_id)
+    if outcome.application is not None and outcome.person is not None:
+        await _apply_parked_payments(ctx, env, outcome.person, outcome.application)
+
+
+async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Person,
+                                 application: Application) -> None:
+    """A payment that arrived before the approval was parked; the approval releases it."""
+    for row in await repo.parked_payments(ctx.conn, person.person_id):
+        if row["application_id"] not in (None, application.application_id):
+            continue
+        payment = ContributionPaymentConfirmed(
+            payment_ref=row["payment_ref"], person_id=row["person_id"],
+            application_id=row["application_id"],
+            insurance_type=application.insurance_type,  # type: ignore[arg-type]
+            period_start=row["period_start"], period_end=row["period_end"],
+            amount_fen=row["amount_fen"], paid_at=row["recorded_at"])
+        outcome = rules.confirm_payment(payment, person, application)
+        if outcome.parked_reason:
+            continue
+        await repo.mark_payment_applied(ctx.conn, row["payment_ref"])
+        await repo.record_history(ctx.conn, person.person_id, row["payment_ref"],
+                                  "parked payment applied", {"amount_fen": row["amount_fen"]},
+                                  env.id, env.type)
+        await _save(ctx, env, outcome, person.person_id)
 
 
 async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,

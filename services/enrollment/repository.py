@@ -83,6 +83,16 @@ async def save_payment(conn: asyncpg.Connection, ref: str, person_id: str,
     )
 
 
+async def parked_payments(conn: asyncpg.Connection, person_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM payments WHERE person_id = $1 AND state = 'parked'"
+                            " ORDER BY recorded_at FOR UPDATE", person_id)
+
+
+async def mark_payment_applied(conn: asyncpg.Connection, payment_ref: str) -> None:
+    await conn.execute("UPDATE payments SET state = 'applied', reason = NULL"
+                       " WHERE payment_ref = $1", payment_ref)
+
+
 async def save_employer(conn: asyncpg.Connection, code: str, name: str, email: str) -> bool:
     return (await conn.fetchval(
         "INSERT INTO employers (employer_code, name, contact_email) VALUES ($1, $2, $3)"

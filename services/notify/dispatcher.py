@@ -8,7 +8,7 @@ from typing import Any
 import mode
 
 from shared.contracts.base import Payload
-from shared.contracts.envelope import new_envelope
+from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.notify import MessageParked, MessageSent
 from shared.contracts.topics import physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
@@ -65,6 +65,11 @@ class Dispatcher(mode.Service):
                 sent = await self.dispatch_once(channel)
             except (RuntimeError, *TRANSIENT_DB_ERRORS) as exc:
                 log.warning("dispatcher waiting for the database", error=str(exc))
+                sent = 0
+            except Exception:
+                # Never let one bad message stop the channel; what was claimed and not
+                # recorded stays 'sending' and is reconciled as unknown.
+                log.exception("dispatcher round failed", channel=channel)
                 sent = 0
             if not sent:
                 await self.sleep(self.poll_seconds)
@@ -134,8 +139,8 @@ class Dispatcher(mode.Service):
     async def _emit(self, conn: Any, row: dict[str, Any], payload: Payload) -> None:
         envelope = new_envelope(payload.event_type, payload, source="notify",
                                 region=self.settings.region,
-                                event_id=f"{row['source_event_id']}:{row['channel']}:"
-                                         f"{payload.event_type}:{row['attempts']}")
+                                event_id=derived_id(row["source_event_id"], row["channel"],
+                                                    payload.event_type, row["attempts"]))
         topic = physical(payload.topic, region=self.settings.region,
                          namespace=self.settings.namespace)
         await write_outbox(conn, self.db.schema,

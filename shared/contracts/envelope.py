@@ -31,6 +31,12 @@ class Envelope(BaseModel):
         return self.model_dump_json(exclude_none=True).encode("utf-8")
 
 
+def derived_id(*parts: object) -> str:
+    """A deterministic, fixed-length id for an event derived from another: re-running the
+    same cause gives the same id, so consumers can deduplicate it."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "medins:" + ":".join(str(p) for p in parts)))
+
+
 def new_envelope(
     event_type: str,
     data: BaseModel,

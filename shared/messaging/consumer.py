@@ -12,7 +12,7 @@ import faust
 from structlog.contextvars import bound_contextvars
 
 from shared.contracts import ContractError, Envelope, Payload, parse_event
-from shared.contracts.envelope import new_envelope
+from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.topics import DEAD_LETTER, physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
 from shared.messaging.outbox import OutboxMessage, write_outbox
@@ -54,7 +54,7 @@ class HandlerContext:
             payload.event_type, payload, source=self.service, region=self.region,
             subject=subject, cause=self.cause,
             # Derived ids make a re-run of the same cause produce the same event ids.
-            event_id=event_id or f"{self.cause.id}:{payload.event_type}:{len(self.emitted)}",
+            event_id=event_id or derived_id(self.cause.id, payload.event_type, len(self.emitted)),
         )
         topic = physical(payload.topic, region=region or self.region, namespace=self.namespace)
         self.emitted.append(OutboxMessage(topic, key.encode(), envelope.to_bytes()))

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 from shared.contracts.channels import AccidentInjuryFiled, RemoteTreatmentFilingApplied
 from shared.contracts.hospital import EmergencyAdmissionFlagged
+from shared.clock import china_date
 from shared.workdays import WorkingCalendar
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import InsuredStatus, Person
@@ -43,7 +44,7 @@ def _require_active(person: Person | None, what: str) -> Person:
 def accept_remote_filing(cmd: RemoteTreatmentFilingApplied, person: Person | None, region: str,
                          temporary_valid_days: int = TEMPORARY_VALID_DAYS) -> Filing:
     _require_active(person, "a remote-treatment filing")
-    filed_on = cmd.submitted_at.date()
+    filed_on = china_date(cmd.submitted_at)
     if cmd.treatment_area[:4] == region[:4]:
         raise RuleViolation("not_remote", "treatment_area: must be outside the insured city "
                             f"{region}")
@@ -103,7 +104,7 @@ def accept_accident_filing(cmd: AccidentInjuryFiled, person: Person | None,
                            workdays: WorkingCalendar) -> date:
     """Returns the deadline the filing met; late or improper filings are refused."""
     _require_active(person, "an accident-injury filing")
-    filed_on = cmd.submitted_at.date()
+    filed_on = china_date(cmd.submitted_at)
     if cmd.admitted_on > filed_on:
         raise RuleViolation("future_date", "admitted_on: must not be after the filing day")
     if not cmd.no_third_party_declared:

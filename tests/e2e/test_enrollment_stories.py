@@ -1,0 +1,207 @@
+"""Enrollment stories through the real broker, PostgreSQL, workers and mail/SMS servers."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from shared.contracts.base import Payload
+from shared.contracts.channels import (
+    AccidentInjuryFiled, DeathCancellationApplied, DeathCancellationReviewed,
+    EnrollmentApplicationSubmitted, EnrollmentReviewDecided, FamilyAidAuthorised,
+    RemoteTreatmentFilingApplied, StopContributionRequested,
+)
+from shared.contracts.civil_affairs import DeathRecorded
+from shared.contracts.employer import EmployerRegistered, EmployerRosterSubmitted, RosterRow
+from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
+from shared.contracts.tax import ContributionPaymentConfirmed
+from shared.contracts.topics import ENROLLMENT_EVENTS, physical
+from shared.devstack import people
+from shared.devstack.mailserver import read_mailbox
+from shared.devstack.smsc import read_received
+from shared.messaging.publisher import publish
+from shared.status import collect_status
+from tests.conftest import REGION, TestStack
+from tests.helpers import data_of, envelope, poll, read_topic
+
+EMPLOYER = "91210200MA0Y6G2K14"
+
+
+async def send(stack: TestStack, *payloads: Payload) -> list[str]:
+    envs = [envelope(p) for p in payloads]
+    for env, payload in zip(envs, payloads, strict=True):
+        await publish(stack.broker_url, physical(payload.topic, region=REGION,
+                                                 namespace=stack.namespace), [env])
+    return [e.id for e in envs]
+
+
+async def enrollment(stack: TestStack, person: str) -> dict[str, Any]:
+    return (await collect_status(stack.settings(), person)).get("enrollment", {})
+
+
+async def enroll(stack: TestStack, kind: str = "resident", paid_until: date = date(2026, 12, 31),
+                 email: str | None = None) -> tuple[str, str]:
+    person, mobile, app_id = people.resident_id(), people.mobile(), f"APP-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC)
+    await send(stack, EnrollmentApplicationSubmitted(
+        application_id=app_id, person_id=person, name="张静", insurance_type=kind,  # type: ignore[arg-type]
+        mobile=mobile, email=email, channel="wechat", region_code=REGION, submitted_at=now),
+        EnrollmentReviewDecided(application_id=app_id, person_id=person, decision="approve",
+                                reviewer="s1", decided_at=now),
+        ContributionPaymentConfirmed(
+            payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id=app_id,
+            insurance_type=kind, period_start=date(paid_until.year, 1, 1),  # type: ignore[arg-type]
+            period_end=paid_until, amount_fen=40_000, paid_at=now))
+    await poll(lambda: enrollment(stack, person),
+               lambda e: e.get("person", {}).get("status") == "active")
+    return person, mobile
+
+
+async def events_caused_by(stack: TestStack, cause_id: str, count: int) -> list[dict[str, Any]]:
+    topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, topic, lambda rs: sum(
+        data_of(r).get("causationid") == cause_id for r in rs) >= count)
+    return [data_of(r) for r in records if data_of(r).get("causationid") == cause_id]
+
+
+async def test_filing_then_stop_contributions_suspends_and_ends_the_filing(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    # Paid up to last year: the stop takes effect at once.
+    person, mobile = await enroll(stack, paid_until=date(2025, 12, 31))
+    now = datetime.now(UTC)
+    too_early = now.date() - timedelta(days=6)
+    await send(stack, RemoteTreatmentFilingApplied(
+        filing_id="F-EARLY", person_id=person, kind="long_term", long_term_reason="retiree",
+        treatment_area="440300", start_date=too_early, channel="national_app",
+        submitted_at=now), RemoteTreatmentFilingApplied(
+        filing_id=f"F-{uuid.uuid4().hex[:6]}", person_id=person, kind="long_term",
+        long_term_reason="retiree", treatment_area="440300",
+        start_date=now.date() - timedelta(days=5), channel="national_app", submitted_at=now))
+    found = await poll(lambda: enrollment(stack, person), lambda e: bool(e.get("filings")))
+    assert [f["state"] for f in found["filings"]] == ["active"]  # the early one was refused
+    await send(stack, StopContributionRequested(request_id=f"STOP-{uuid.uuid4().hex[:6]}",
+                                                person_id=person, channel="phone",
+                                                requested_at=now))
+    found = await poll(lambda: enrollment(stack, person),
+                       lambda e: e["person"]["status"] == "suspended")
+    assert found["filings"][0]["state"] == "ended"
+    assert found["scheduled"][0]["applied_at"] is not None
+    sms = await poll(lambda: _value(read_received(stack.sms_dir)),
+                     lambda s: any(m["to"] == mobile and "暂停" in m["text"] for m in s)
+                     and any(m["to"] == mobile and "已终止" in m["text"] for m in s)
+                     and any(m["to"] == mobile and "最早" not in m["text"]
+                             and "未能办理" in m["text"] for m in s))
+    refused = next(m for m in sms if m["to"] == mobile and "未能办理" in m["text"])
+    assert "F-EARLY" in refused["text"] and "5 days" in refused["text"]
+
+
+async def test_employer_roster_reports_each_row_and_applies_the_good_ones(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    good, other = people.resident_id(), people.resident_id()
+    roster_id = f"R-{uuid.uuid4().hex[:6]}"
+    await send(stack, EmployerRegistered(employer_code=EMPLOYER, name="大连港口公司",
+                                         region_code=REGION, contact_email="hr@port.example.cn",
+                                         channel="window", submitted_at=now))
+    [roster_event] = await send(stack, EmployerRosterSubmitted(
+        roster_id=roster_id, employer_code=EMPLOYER, submitted_at=now, rows=[
+            RosterRow(row=1, action="increase", person_id=good, name="李强",
+                      mobile=people.mobile(), effective_on=now.date()),
+            RosterRow(row=2, action="increase", person_id=good[:-1] + "0"
+                      if good[-1] != "0" else good[:-1] + "1", name="坏行",
+                      mobile=people.mobile(), effective_on=now.date()),
+            RosterRow(row=3, action="increase", person_id=other, name="赵敏", mobile="12345",
+                      effective_on=now.date()),
+        ]))
+    events = await events_caused_by(stack, roster_event, 6)
+    rows = sorted((e["data"]["row"], e["data"]["accepted"], e["data"]["reason"])
+                  for e in events if e["type"].endswith("roster.row-processed.v1"))
+    assert [(r, ok) for r, ok, _ in rows] == [(1, True), (2, False), (3, False)]
+    assert "row 2 person_id" in rows[1][2] and "row 3 mobile" in rows[2][2]
+    summary = next(e for e in events if e["type"].endswith("roster.processed.v1"))
+    assert (summary["data"]["accepted"], summary["data"]["rejected"]) == (1, 2)
+    found = await enrollment(stack, good)
+    assert found["person"]["status"] == "active" and found["person"]["employer_code"] == EMPLOYER
+    assert await enrollment(stack, other) == {}
+
+
+async def test_death_record_ends_filings_and_aid_and_agent_result_is_emailed(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    person, _ = await enroll(stack, kind="flexible")
+    await send(stack, RemoteTreatmentFilingApplied(
+        filing_id=f"F-{uuid.uuid4().hex[:6]}", person_id=person, kind="temporary",
+        treatment_area="110105", start_date=now.date(), channel="wechat", submitted_at=now),
+        FamilyAidAuthorised(authorisation_id=f"FA-{uuid.uuid4().hex[:6]}", person_id=person,
+                            relative_id=people.resident_id(), relative_name="张伟",
+                            relationship="child", relative_region="210200",
+                            commitment_signed=True, id_photo_uploaded=True, channel="alipay",
+                            submitted_at=now))
+    await poll(lambda: enrollment(stack, person),
+               lambda e: bool(e.get("filings")) and bool(e.get("family_aid")))
+    [death_event] = await send(stack, DeathRecorded(record_ref="MZ-1", person_id=person,
+                                                    date_of_death=now.date()))
+    found = await poll(lambda: enrollment(stack, person),
+                       lambda e: e["person"]["status"] == "terminated")
+    assert found["filings"][0]["state"] == "ended" and found["family_aid"][0]["state"] == "ended"
+    events = await events_caused_by(stack, death_event, 1)
+    deceased = next(e for e in events if e["type"].endswith("person.deceased.v1"))
+    assert deceased["data"]["ended_filings"] and deceased["data"]["ended_authorisations"]
+
+    # An agent's death cancellation for another flexible worker: the result is emailed.
+    other, _ = await enroll(stack, kind="flexible")
+    applicant = f"agent{uuid.uuid4().hex[:6]}@example.cn"
+    await send(stack, DeathCancellationApplied(
+        application_id=f"D-{uuid.uuid4().hex[:6]}", person_id=other, date_of_death=now.date(),
+        certificate_ref="CERT-9", applicant="agent", agent_id=people.resident_id(),
+        agent_mobile=people.mobile(), applicant_email=applicant, channel="window",
+        submitted_at=now))
+    case = await poll(lambda: _case(stack, other), lambda c: c is not None)
+    await send(stack, DeathCancellationReviewed(application_id=case, person_id=other,
+                                                decision="approve", reviewer="s2",
+                                                decided_at=now))
+    mails = await poll(lambda: _value(read_mailbox(stack.mail.folder)),
+                       lambda ms: any(applicant in m.recipients for m in ms))
+    result = next(m for m in mails if applicant in m.recipients)
+    assert result.subject == "死亡注销办理结果" and "已办结" in result.body
+    assert other not in result.body
+    assert (await enrollment(stack, other))["person"]["status"] == "terminated"
+
+
+async def test_hospital_events_file_emergencies_and_recognise_without_application(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    person, mobile = await enroll(stack)
+    today = datetime.now(UTC).date()
+    await send(stack, EmergencyAdmissionFlagged(
+        admission_id=f"ADM{uuid.uuid4().hex[:6]}", person_id=person, hospital_code="H440300",
+        treatment_area="440300", admitted_on=today, emergency=True),
+        TreatmentRecorded(treatment_id=f"T{uuid.uuid4().hex[:6]}", person_id=person,
+                          hospital_code="H210200", treatment="tumour_chemotherapy",
+                          treated_on=today),
+        AccidentInjuryFiled(filing_id=f"A{uuid.uuid4().hex[:6]}", person_id=person,
+                            hospital_code="H1", in_city=False,
+                            admitted_on=today - timedelta(days=40), injury_description="摔伤",
+                            no_third_party_declared=True, channel="phone",
+                            submitted_at=datetime.now(UTC)))
+    found = await poll(lambda: enrollment(stack, person),
+                       lambda e: bool(e.get("filings")) and bool(e.get("chronic_diseases")))
+    assert found["filings"][0]["source"] == "emergency_admission"
+    assert found["filings"][0]["kind"] == "temporary"
+    assert found["chronic_diseases"][0]["without_application"] is True
+    sms = await poll(lambda: _value(read_received(stack.sms_dir)),
+                     lambda s: any(m["to"] == mobile and "1 month" in m["text"] for m in s))
+    assert any(m["to"] == mobile and "门诊慢特病" in m["text"] for m in sms)
+
+
+async def _case(stack: TestStack, person: str) -> str | None:
+    conn = await stack.connect("enrollment")
+    try:
+        return await conn.fetchval("SELECT case_id FROM cases WHERE subject = $1", person)
+    finally:
+        await conn.close()
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
