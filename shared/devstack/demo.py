@@ -11,7 +11,8 @@ from typing import Any
 from rich.console import Console
 
 from shared.contracts.channels import (
-    ClaimSubmitted, EnrollmentApplicationSubmitted, EnrollmentReviewDecided, TransferOutRequested,
+    ClaimSubmitted, EnrollmentApplicationSubmitted, EnrollmentReviewDecided,
+    RemoteTreatmentFilingApplied, StopContributionRequested, TransferOutRequested,
 )
 from shared.contracts.envelope import new_envelope
 from shared.contracts.base import Payload
@@ -100,6 +101,7 @@ async def run_demo(settings: PlatformSettings, console: Console) -> int:
         transfer = (await collect_status(settings, transfer_id))["transfer"]["transfers"][0]
         console.print(f"  [green]✓[/] transfer-out request {transfer['stage']}: "
                       f"{transfer['reason'] or 'accepted'}  ({took:.2f}s)")
+    await remote_filing_and_stop_story(settings, console)
     notify = (await collect_status(settings, person))["notify"]["messages"]
     for m in notify:
         console.print(f"  {m['channel']:>5} → {mask_text(m['recipient'])}: {m['template']} "
@@ -127,3 +129,51 @@ def show_local_servers(console: Console, mobile: str, email: str) -> None:
     for mail in mails:
         console.print(f"[bold]email[/] to {mask_text(email)}: {mail.subject}", highlight=False)
         console.print(mail.body, highlight=False)
+
+
+async def remote_filing_and_stop_story(settings: PlatformSettings, console: Console) -> None:
+    """A flexible worker paid for last year files long-term care elsewhere, then stops paying."""
+    now = datetime.now(UTC)
+    person, app_id = people.resident_id(settings.region), f"APP-{uuid.uuid4().hex[:10].upper()}"
+    filing_id = f"FIL-{uuid.uuid4().hex[:8].upper()}"
+    console.print(f"[bold]Story:[/] {mask_text(person)}, a flexible worker paid up to "
+                  f"{now.year - 1}-12-31, files long-term treatment in Shenzhen, then stops")
+
+    def status(f: dict[str, Any]) -> str | None:
+        return _person_status(f)
+
+    steps: list[tuple[str, Payload, Callable[[dict[str, Any]], bool]]] = [
+        ("enrollment applied", EnrollmentApplicationSubmitted(
+            application_id=app_id, person_id=person, name=people.name(),
+            insurance_type="flexible", mobile=people.mobile(), channel="national_app",
+            region_code=settings.region, submitted_at=now),
+         lambda f: bool(f.get("enrollment", {}).get("applications"))),
+        ("approved", EnrollmentReviewDecided(
+            application_id=app_id, person_id=person, decision="approve", reviewer="staff-017",
+            decided_at=now), lambda f: status(f) == "pending"),
+        ("tax authority confirms last year's contribution", ContributionPaymentConfirmed(
+            payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=person,
+            application_id=app_id, insurance_type="flexible",
+            period_start=date(now.year - 1, 1, 1), period_end=date(now.year - 1, 12, 31),
+            amount_fen=360_000, paid_at=now), lambda f: status(f) == "active"),
+        ("long-term remote-treatment filing (backfilled 3 days)", RemoteTreatmentFilingApplied(
+            filing_id=filing_id, person_id=person, kind="long_term",
+            long_term_reason="resident_elsewhere", treatment_area="440300",
+            start_date=now.date() - timedelta(days=3), chronic_diseases=["hypertension"],
+            channel="wechat", submitted_at=now),
+         lambda f: any(x["state"] == "active" for x in f["enrollment"].get("filings", []))),
+        ("stop contributions: the paid period is over, so suspended now",
+         StopContributionRequested(request_id=f"STOP-{uuid.uuid4().hex[:8].upper()}",
+                                   person_id=person, channel="phone", requested_at=now),
+         lambda f: status(f) == "suspended"),
+    ]
+    for label, payload, done in steps:
+        await send(settings, payload, "/channels/demo")
+        took = await wait_for(settings, person, done)
+        console.print(f"  [green]✓[/] {label}  ({took:.2f}s)")
+    found = await collect_status(settings, person)
+    filing = found["enrollment"]["filings"][0]
+    console.print(f"  filing {filing['filing_id']} is now {filing['state']} (insured status "
+                  f"changed); history: "
+                  + ", ".join(h["what"] for h in found["enrollment"]["history"]),
+                  highlight=False)
