@@ -12,6 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
+from services.notify import repository as repo
+from services.notify.app import build_dispatcher
+from services.notify.domain.catalogue import Message
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
 from shared.devstack import people
@@ -20,9 +23,6 @@ from shared.devstack.database import DevDatabase
 from shared.devstack.mailserver import MailServer
 from shared.devstack.smsc import LocalSmsc
 from shared.settings import NotifySettings
-from services.notify import repository as repo
-from services.notify.app import build_dispatcher
-from services.notify.domain.catalogue import Message
 
 TEXT = "【医保服务】王伟，您的城乡居民基本医疗保险已缴费确认，参保状态为正常，有效期至2026-12-31。"
 

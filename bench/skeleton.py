@@ -57,7 +57,8 @@ async def main(n: int) -> None:
         conn = await connect(db.url)
         await migrate(conn, schema, service_migrations("enrollment"))
         env = {"MEDINS_BROKER_URL": broker.url, "MEDINS_DATABASE_URL": db.url,
-               "MEDINS_NAMESPACE": ns, "MEDINS_REGION": REGION, "MEDINS_LOG_LEVEL": os.environ.get("MEDINS_LOG_LEVEL", "WARNING"),
+               "MEDINS_NAMESPACE": ns, "MEDINS_REGION": REGION,
+               "MEDINS_LOG_LEVEL": os.environ.get("MEDINS_LOG_LEVEL", "WARNING"),
                "MEDINS_WEB_PORT": str(free_port())}
 
 

@@ -1,38 +1,60 @@
-"""Enrollment handlers: load, decide with the domain, save, emit; all in the caller's transaction."""
+"""Enrollment handlers: load, decide with the domain, save, emit, in the caller's transaction."""
 from __future__ import annotations
 
 import json
 from datetime import date
 
-from shared.clock import china_date
-from shared.contracts import Envelope
-from shared.contracts.channels import (
-    AccidentInjuryFiled, ChronicDiseaseApplied, ChronicDiseaseReviewed, DeathCancellationApplied,
-    DeathCancellationReviewed, EnrollmentApplicationSubmitted, EnrollmentReviewDecided,
-    FamilyAidAuthorised, FamilyAidRevoked, RemoteTreatmentFilingApplied,
-    RemoteTreatmentFilingEnded, StopContributionRequested,
-)
-from shared.contracts.civil_affairs import DeathRecorded
-from shared.contracts.employer import (
-    CivilServantBenefitApplied, CivilServantBenefitReviewed, EmployerRegistered,
-    EmployerRosterSubmitted,
-)
-from shared.contracts.enrollment import (
-    AccidentInjuryAccepted, ChronicDiseaseRecognised, CivilServantBenefitDecided,
-    ContactRecorded, ContributionStopAccepted, DeathCancellationDecided,
-    DesignatedInstitutionChanged, EmployerEnrolled, FamilyAidAccepted, FamilyAidEnded,
-    InsuredStatusChanged, PersonDeceased, RemoteFilingAccepted, RemoteFilingEnded,
-    RequestRejected, RosterProcessed, RosterRowProcessed,
-)
-from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
-from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.messaging.consumer import Handler, HandlerContext
-from shared.workdays import CalendarDataMissing, default_calendar
 from services.enrollment import repository as repo
 from services.enrollment.domain import benefits, filings, lifecycle, review
 from services.enrollment.domain import enrollment as rules
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import Application, InsuredStatus, Person
+from shared.clock import china_date
+from shared.contracts import Envelope
+from shared.contracts.channels import (
+    AccidentInjuryFiled,
+    ChronicDiseaseApplied,
+    ChronicDiseaseReviewed,
+    DeathCancellationApplied,
+    DeathCancellationReviewed,
+    EnrollmentApplicationSubmitted,
+    EnrollmentReviewDecided,
+    FamilyAidAuthorised,
+    FamilyAidRevoked,
+    RemoteTreatmentFilingApplied,
+    RemoteTreatmentFilingEnded,
+    StopContributionRequested,
+)
+from shared.contracts.civil_affairs import DeathRecorded
+from shared.contracts.employer import (
+    CivilServantBenefitApplied,
+    CivilServantBenefitReviewed,
+    EmployerRegistered,
+    EmployerRosterSubmitted,
+)
+from shared.contracts.enrollment import (
+    AccidentInjuryAccepted,
+    ChronicDiseaseRecognised,
+    CivilServantBenefitDecided,
+    ContactRecorded,
+    ContributionStopAccepted,
+    DeathCancellationDecided,
+    DesignatedInstitutionChanged,
+    EmployerEnrolled,
+    FamilyAidAccepted,
+    FamilyAidEnded,
+    InsuredStatusChanged,
+    PersonDeceased,
+    RemoteFilingAccepted,
+    RemoteFilingEnded,
+    RequestRejected,
+    RosterProcessed,
+    RosterRowProcessed,
+)
+from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
+from shared.contracts.tax import ContributionPaymentConfirmed
+from shared.messaging.consumer import Handler, HandlerContext
+from shared.workdays import CalendarDataMissing, default_calendar
 
 
 def _reject(ctx: HandlerContext, reference: str, person_id: str | None, err: RuleViolation) -> None:
@@ -51,7 +73,8 @@ async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, pers
     if outcome.status_change is not None:
         c = outcome.status_change
         await repo.record_history(ctx.conn, person_id, person_id, "status changed",
-                                  c.model_dump(mode="json", exclude={"person_id"}), env.id, env.type)
+                                  c.model_dump(mode="json", exclude={"person_id"}), env.id,
+                                  env.type)
     for payload in outcome.events:
         ctx.emit(payload, key=person_id, subject=person_id)
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import mode
 
+from services.enrollment.handlers import apply_due_changes
 from shared.clock import china_today
 from shared.contracts.envelope import Envelope
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
@@ -12,7 +13,6 @@ from shared.messaging.consumer import HandlerContext
 from shared.messaging.outbox import write_outbox
 from shared.observability.logging import get_logger
 from shared.settings import PlatformSettings
-from services.enrollment.handlers import apply_due_changes
 
 log = get_logger(__name__)
 

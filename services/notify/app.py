@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.contracts import topics
-from shared.db.pool import Database
-from shared.messaging.runtime import ServiceSpec
-from shared.settings import NotifySettings, PlatformSettings
 from services.notify.dispatcher import Dispatcher
 from services.notify.domain.catalogue import Catalogue
 from services.notify.handlers import routes
 from services.notify.ratelimit import TokenBucket
 from services.notify.repository import status_of
 from services.notify.senders import SmppSmsSender, SmtpEmailSender
+from shared.contracts import topics
+from shared.db.pool import Database
+from shared.messaging.runtime import ServiceSpec
+from shared.settings import NotifySettings, PlatformSettings
 
 CATALOGUE = Path(__file__).parent / "templates.toml"
 

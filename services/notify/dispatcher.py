@@ -7,6 +7,10 @@ from typing import Any
 
 import mode
 
+from services.notify import metrics
+from services.notify import repository as repo
+from services.notify.ratelimit import TokenBucket
+from services.notify.senders import OutcomeUnknown, PermanentSendError, Sender
 from shared.contracts.base import Payload
 from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.notify import MessageParked, MessageSent
@@ -15,9 +19,6 @@ from shared.db.pool import TRANSIENT_DB_ERRORS, Database
 from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
 from shared.settings import NotifySettings
-from services.notify import metrics, repository as repo
-from services.notify.ratelimit import TokenBucket
-from services.notify.senders import OutcomeUnknown, PermanentSendError, Sender
 
 log = get_logger(__name__)
 

@@ -1,12 +1,12 @@
 """Notify handlers: keep contact data, and claim one delivery row per message to send."""
 from __future__ import annotations
 
+from services.notify import repository as repo
+from services.notify.domain.catalogue import Catalogue
 from shared.contracts import Envelope, Payload
 from shared.contracts.channels import NotificationPreferencesSet
 from shared.contracts.enrollment import ContactRecorded
 from shared.messaging.consumer import Handler, HandlerContext
-from services.notify import repository as repo
-from services.notify.domain.catalogue import Catalogue
 
 
 async def on_contact_recorded(ctx: HandlerContext, env: Envelope, event: ContactRecorded) -> None:

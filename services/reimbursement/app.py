@@ -1,10 +1,10 @@
 """Composition root of the reimbursement service."""
 from __future__ import annotations
 
-from shared.contracts import topics
-from shared.messaging.runtime import ServiceSpec
 from services.reimbursement.handlers import ROUTES
 from services.reimbursement.repository import status_of
+from shared.contracts import topics
+from shared.messaging.runtime import ServiceSpec
 
 
 def spec() -> ServiceSpec:

@@ -1,13 +1,13 @@
 """Reimbursement handlers: track insured status, take in claims as `submitted` or refuse them."""
 from __future__ import annotations
 
+from services.reimbursement import repository as repo
+from services.reimbursement.domain.claims import ClaimRefused, accept_claim
 from shared.contracts import Envelope
 from shared.contracts.channels import ClaimSubmitted
 from shared.contracts.enrollment import InsuredStatusChanged
 from shared.contracts.reimbursement import ClaimReceived, ClaimRejected
 from shared.messaging.consumer import HandlerContext
-from services.reimbursement import repository as repo
-from services.reimbursement.domain.claims import ClaimRefused, accept_claim
 
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,

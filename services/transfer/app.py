@@ -1,10 +1,10 @@
 """Composition root of the transfer service."""
 from __future__ import annotations
 
-from shared.contracts import topics
-from shared.messaging.runtime import ServiceSpec
 from services.transfer.handlers import ROUTES
 from services.transfer.repository import status_of
+from shared.contracts import topics
+from shared.messaging.runtime import ServiceSpec
 
 
 def spec() -> ServiceSpec:

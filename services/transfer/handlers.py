@@ -1,15 +1,18 @@
 """Transfer handlers: track insured status from enrollment, accept or refuse transfer-outs."""
 from __future__ import annotations
 
+from services.transfer import repository as repo
+from services.transfer.domain.transfer import (
+    Transfer,
+    TransferRefused,
+    TransferStage,
+    request_transfer_out,
+)
 from shared.contracts import Envelope
 from shared.contracts.channels import TransferOutRequested
 from shared.contracts.enrollment import InsuredStatusChanged
 from shared.contracts.transfer import TransferRequestReceived, TransferRequestRejected
 from shared.messaging.consumer import HandlerContext
-from services.transfer import repository as repo
-from services.transfer.domain.transfer import (
-    Transfer, TransferRefused, TransferStage, request_transfer_out,
-)
 
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,

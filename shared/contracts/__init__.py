@@ -8,7 +8,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts import (  # noqa: F401  (importing registers each module's types)
-    channels, civil_affairs, employer, enrollment, hospital, notify, reimbursement, tax,
+    channels,
+    civil_affairs,
+    employer,
+    enrollment,
+    hospital,
+    notify,
+    reimbursement,
+    tax,
     transfer,
 )
 from shared.contracts.base import EVENT_TYPES, Payload

@@ -9,8 +9,16 @@ from pydantic import Field, model_validator
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
 from shared.contracts.common import (
-    AreaCode, Channel, CnMobile, CrossProvinceChronicDisease, Email, EmployerCode, Fen,
-    Reference, RegionCode, ResidentId,
+    AreaCode,
+    Channel,
+    CnMobile,
+    CrossProvinceChronicDisease,
+    Email,
+    EmployerCode,
+    Fen,
+    Reference,
+    RegionCode,
+    ResidentId,
 )
 
 

@@ -6,7 +6,14 @@ from datetime import date
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
 from shared.contracts.common import (
-    Channel, CnMobile, Email, Fen, InsuranceType, InsuredStatus, Reference, ResidentId,
+    Channel,
+    CnMobile,
+    Email,
+    Fen,
+    InsuranceType,
+    InsuredStatus,
+    Reference,
+    ResidentId,
 )
 
 T = topics.ENROLLMENT_EVENTS

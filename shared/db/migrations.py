@@ -41,7 +41,8 @@ async def migrate(conn: asyncpg.Connection, schema: str, migrations: list[Migrat
         )
         done = {
             (r["component"], r["version"])
-            for r in await conn.fetch(f'SELECT component, version FROM "{schema}".schema_migrations')
+            for r in await conn.fetch(
+                f'SELECT component, version FROM "{schema}".schema_migrations')
         }
         applied = []
         for m in migrations:

@@ -10,12 +10,16 @@ from typing import Any
 
 from rich.console import Console
 
+from shared.contracts.base import Payload
 from shared.contracts.channels import (
-    ClaimSubmitted, EnrollmentApplicationSubmitted, EnrollmentReviewDecided,
-    RemoteTreatmentFilingApplied, StopContributionRequested, TransferOutRequested,
+    ClaimSubmitted,
+    EnrollmentApplicationSubmitted,
+    EnrollmentReviewDecided,
+    RemoteTreatmentFilingApplied,
+    StopContributionRequested,
+    TransferOutRequested,
 )
 from shared.contracts.envelope import new_envelope
-from shared.contracts.base import Payload
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import physical
 from shared.devstack import people
@@ -32,14 +36,14 @@ async def send(settings: PlatformSettings, payload: Payload, source: str) -> Non
 
 
 async def wait_for(settings: PlatformSettings, ref: str,
-                   check: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> float:
+                   check: Callable[[dict[str, Any]], bool], within: float = 60.0) -> float:
     started = time.monotonic()
-    while time.monotonic() - started < timeout:
+    while time.monotonic() - started < within:
         found = await collect_status(settings, ref)
         if found and check(found):
             return time.monotonic() - started
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"the platform did not reach the expected state within {timeout}s")
+    raise TimeoutError(f"the platform did not reach the expected state within {within}s")
 
 
 def _person_status(found: dict[str, Any]) -> str | None:
@@ -67,8 +71,9 @@ async def run_demo(settings: PlatformSettings, console: Console) -> int:
          "/channels/wechat",
          lambda f: any(a["state"] == "submitted" for a in f["enrollment"]["applications"])),
         ("staff review approves", EnrollmentReviewDecided(
-            application_id=application_id, person_id=person, decision="approve", reviewer="staff-017",
-            decided_at=now), "/agency/review", lambda f: _person_status(f) == "pending"),
+            application_id=application_id, person_id=person, decision="approve",
+            reviewer="staff-017", decided_at=now), "/agency/review",
+         lambda f: _person_status(f) == "pending"),
         ("tax authority confirms the contribution", ContributionPaymentConfirmed(
             payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=person,
             application_id=application_id, insurance_type="resident",

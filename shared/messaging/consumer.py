@@ -19,7 +19,12 @@ from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
 from shared.observability.masking import mask_text
 from shared.observability.metrics import (
-    BATCH_SECONDS, BATCH_SIZE, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE, EVENTS_FAILED, EVENTS_PROCESSED,
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATE,
+    EVENTS_FAILED,
+    EVENTS_PROCESSED,
 )
 from shared.settings import PlatformSettings
 

@@ -10,7 +10,8 @@ EVENTS_DUPLICATE = Counter(
     "medins_events_duplicate_total", "Redelivered events skipped by event id", ["service", "topic"]
 )
 EVENTS_DEAD_LETTERED = Counter(
-    "medins_events_dead_lettered_total", "Events sent to the dead-letter topic", ["service", "topic"]
+    "medins_events_dead_lettered_total", "Events sent to the dead-letter topic",
+    ["service", "topic"]
 )
 EVENTS_FAILED = Counter(
     "medins_events_failed_total",

@@ -7,9 +7,14 @@ from typing import Any
 
 from shared.contracts.base import Payload
 from shared.contracts.channels import (
-    AccidentInjuryFiled, DeathCancellationApplied, DeathCancellationReviewed,
-    EnrollmentApplicationSubmitted, EnrollmentReviewDecided, FamilyAidAuthorised,
-    RemoteTreatmentFilingApplied, StopContributionRequested,
+    AccidentInjuryFiled,
+    DeathCancellationApplied,
+    DeathCancellationReviewed,
+    EnrollmentApplicationSubmitted,
+    EnrollmentReviewDecided,
+    FamilyAidAuthorised,
+    RemoteTreatmentFilingApplied,
+    StopContributionRequested,
 )
 from shared.contracts.civil_affairs import DeathRecorded
 from shared.contracts.employer import EmployerRegistered, EmployerRosterSubmitted, RosterRow

@@ -6,16 +6,24 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shared.contracts.channels import (
-    ClaimSubmitted, EnrollmentApplicationSubmitted, EnrollmentReviewDecided, TransferOutRequested,
+    ClaimSubmitted,
+    EnrollmentApplicationSubmitted,
+    EnrollmentReviewDecided,
+    TransferOutRequested,
 )
 from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.contracts.topics import ENROLLMENT_REQUESTS, REIMBURSEMENT_REQUESTS, TAX_PAYMENTS
-from shared.contracts.topics import TRANSFER_REQUESTS, physical
+from shared.contracts.topics import (
+    ENROLLMENT_REQUESTS,
+    REIMBURSEMENT_REQUESTS,
+    TAX_PAYMENTS,
+    TRANSFER_REQUESTS,
+    physical,
+)
 from shared.devstack import people
 from shared.devstack.mailserver import read_mailbox
+from shared.devstack.smsc import read_received
 from shared.messaging.publisher import publish
 from shared.status import collect_status
-from shared.devstack.smsc import read_received
 from tests.conftest import REGION, TestStack
 from tests.helpers import envelope, poll
 
@@ -35,7 +43,8 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
         application_id="APP-E2E-1", person_id=person, name="刘洋", insurance_type="resident",
         mobile=mobile, email=mail_to, channel="wechat", region_code=REGION, submitted_at=now))
     await send(stack, ENROLLMENT_REQUESTS, EnrollmentReviewDecided(
-        application_id="APP-E2E-1", person_id=person, decision="approve", reviewer="s1", decided_at=now))
+        application_id="APP-E2E-1", person_id=person, decision="approve", reviewer="s1",
+        decided_at=now))
 
     async def status() -> dict[str, Any]:
         return await collect_status(settings, person)

@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest_asyncio
 
+from services.notify.app import CATALOGUE, build_dispatcher
+from services.notify.dispatcher import Dispatcher
+from services.notify.domain.catalogue import Catalogue
+from services.notify.handlers import routes
 from shared.contracts.enrollment import ContactRecorded, InsuredStatusChanged
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
@@ -19,10 +23,6 @@ from shared.devstack.mailserver import MailServer, read_mailbox
 from shared.devstack.smsc import LocalSmsc
 from shared.messaging.consumer import EventConsumer, RawMessage
 from shared.settings import NotifySettings
-from services.notify.app import CATALOGUE, build_dispatcher
-from services.notify.dispatcher import Dispatcher
-from services.notify.domain.catalogue import Catalogue
-from services.notify.handlers import routes
 from tests.conftest import REGION, TestStack
 from tests.helpers import envelope, poll
 

@@ -3,15 +3,18 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from services.enrollment.domain import benefits, filings, lifecycle
+from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.model import InsuredStatus, Person
 from shared.contracts.channels import (
-    AccidentInjuryFiled, ChronicDiseaseApplied, FamilyAidAuthorised, RemoteTreatmentFilingApplied,
+    AccidentInjuryFiled,
+    ChronicDiseaseApplied,
+    FamilyAidAuthorised,
+    RemoteTreatmentFilingApplied,
 )
 from shared.contracts.employer import RosterRow
 from shared.contracts.hospital import EmergencyAdmissionFlagged
 from shared.workdays import WorkingCalendar
-from services.enrollment.domain import benefits, filings, lifecycle
-from services.enrollment.domain.errors import RuleViolation
-from services.enrollment.domain.model import InsuredStatus, Person
 
 PID = "210202198001011238"
 RELATIVE = "370102199001011231"

@@ -1,19 +1,22 @@
 """Enrollment domain: status transitions, application review, payment confirmation."""
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
-from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
-from shared.contracts.enrollment import InsuredStatusChanged, PaymentParked
-from shared.contracts.tax import ContributionPaymentConfirmed
 from services.enrollment.domain import enrollment as rules
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import (
-    ALLOWED_TRANSITIONS, ApplicationState, InsuredStatus, Person,
+    ALLOWED_TRANSITIONS,
+    ApplicationState,
+    InsuredStatus,
+    Person,
 )
+from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
+from shared.contracts.enrollment import InsuredStatusChanged, PaymentParked
+from shared.contracts.tax import ContributionPaymentConfirmed
 
 PID = "210202198001011238"
-NOW = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
 
 
 def application(app_id: str = "APP-1", region: str = "210200") -> EnrollmentApplicationSubmitted:

@@ -6,7 +6,11 @@ from pydantic import ValidationError
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.identity import (
-    IdentifierError, check_resident_id, same_province, validate_cn_mobile, validate_region,
+    IdentifierError,
+    check_resident_id,
+    same_province,
+    validate_cn_mobile,
+    validate_region,
 )
 
 

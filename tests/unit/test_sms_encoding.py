@@ -1,6 +1,11 @@
 """UCS-2 encoding and concatenation of Chinese SMS, and delivery receipt parsing."""
 from services.notify.domain.sms import (
-    PART_LIMIT, UCS2, UDHI, decode_part, encode_ucs2, parse_delivery_receipt,
+    PART_LIMIT,
+    UCS2,
+    UDHI,
+    decode_part,
+    encode_ucs2,
+    parse_delivery_receipt,
 )
 
 

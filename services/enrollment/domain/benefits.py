@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from shared.contracts.channels import ChronicDiseaseApplied, FamilyAidAuthorised
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import InsuredStatus, Person
+from shared.contracts.channels import ChronicDiseaseApplied, FamilyAidAuthorised
 
 # Recognised without application (免申即享) when a hospital records the treatment [003].
 AUTOMATIC_RECOGNITION = {

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 
+from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.lifecycle import status_changed
+from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
 from shared.contracts.base import Payload
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.enrollment import (
-    ApplicationApproved, ApplicationReceived, ApplicationRejected, ContactRecorded,
-    ContributionRecorded, InsuredStatusChanged, PaymentParked,
+    ApplicationApproved,
+    ApplicationReceived,
+    ApplicationRejected,
+    ContactRecorded,
+    ContributionRecorded,
+    InsuredStatusChanged,
+    PaymentParked,
 )
 from shared.contracts.tax import ContributionPaymentConfirmed
-from services.enrollment.domain.errors import RuleViolation
-from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
 
 
 @dataclass
@@ -24,15 +29,6 @@ class Outcome:
     application: Application | None = None
     status_change: InsuredStatusChanged | None = None
     parked_reason: str | None = None
-
-
-def _change_status(person: Person, to: InsuredStatus, reason: str, on: date) -> InsuredStatusChanged:
-    previous = person.transition(to)
-    return InsuredStatusChanged(
-        person_id=person.person_id, insurance_type=person.insurance_type,  # type: ignore[arg-type]
-        from_status=previous.value, to_status=to.value,  # type: ignore[arg-type]
-        reason=reason, effective_on=on, paid_until=person.paid_until,
-    )
 
 
 def submit_application(cmd: EnrollmentApplicationSubmitted, person: Person | None,
@@ -85,7 +81,7 @@ def review_application(cmd: EnrollmentReviewDecided, application: Application | 
             application_id=application.application_id, person_id=person.person_id,
             reasons=list(cmd.reasons))], application=application)
     application.state = ApplicationState.APPROVED
-    change = _change_status(person, InsuredStatus.PENDING, "application approved; awaiting "
+    change = status_changed(person, InsuredStatus.PENDING, "application approved; awaiting "
                             "contribution to the tax authority", cmd.decided_at.date())
     return Outcome(
         events=[ApplicationApproved(application_id=application.application_id,
@@ -111,7 +107,7 @@ def confirm_payment(cmd: ContributionPaymentConfirmed, person: Person | None,
         period_end=cmd.period_end, amount_fen=cmd.amount_fen)]
     change = None
     if person.status != InsuredStatus.ACTIVE:
-        change = _change_status(person, InsuredStatus.ACTIVE,
+        change = status_changed(person, InsuredStatus.ACTIVE,
                                 f"contribution {cmd.payment_ref} confirmed by the tax authority",
                                 cmd.period_start)
         events.append(change)

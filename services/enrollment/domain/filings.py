@@ -5,12 +5,12 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from shared.contracts.channels import AccidentInjuryFiled, RemoteTreatmentFilingApplied
-from shared.contracts.hospital import EmergencyAdmissionFlagged
-from shared.clock import china_date
-from shared.workdays import WorkingCalendar
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import InsuredStatus, Person
+from shared.clock import china_date
+from shared.contracts.channels import AccidentInjuryFiled, RemoteTreatmentFilingApplied
+from shared.contracts.hospital import EmergencyAdmissionFlagged
+from shared.workdays import WorkingCalendar
 
 LONG_TERM_BACKFILL_DAYS = 5  # [003] a long-term filing may start 5 days before filing
 TEMPORARY_VALID_DAYS = 180  # practice: a temporary filing without an end lasts six months

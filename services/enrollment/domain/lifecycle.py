@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from services.enrollment.domain.errors import RuleViolation
+from services.enrollment.domain.model import InsuredStatus, Person
 from shared.contracts.base import Payload
 from shared.contracts.employer import RosterRow
 from shared.contracts.enrollment import InsuredStatusChanged, PersonRetired
 from shared.identity import IdentifierError, check_resident_id, validate_cn_mobile
-from services.enrollment.domain.errors import RuleViolation
-from services.enrollment.domain.model import InsuredStatus, Person
 
 
 def status_changed(person: Person, to: InsuredStatus, reason: str,
