@@ -10,8 +10,10 @@ from shared.contracts import topics
 from shared.contracts.base import Payload, event
 from shared.contracts.common import Channel, EmployerCode, Reference, RegionCode
 
+BY_EMPLOYER = topics.ENROLLMENT_REQUESTS
 
-@event("cn.medins.employer.registered.v1", topics.ENROLLMENT_REQUESTS)
+
+@event("cn.medins.employer.registered.v1", BY_EMPLOYER, key_field="employer_code")
 class EmployerRegistered(Payload):
     """An employer enrolls (单位参保登记)."""
 
@@ -37,7 +39,7 @@ class RosterRow(BaseModel):
     effective_on: date
 
 
-@event("cn.medins.employer.roster.submitted.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.employer.roster.submitted.v1", BY_EMPLOYER, key_field="employer_code")
 class EmployerRosterSubmitted(Payload):
     """Staff increase and decrease (人员增减) and retirement (在职转退休), many rows at once."""
 
@@ -47,7 +49,8 @@ class EmployerRosterSubmitted(Payload):
     submitted_at: datetime
 
 
-@event("cn.medins.employer.civil-servant-benefit.applied.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.employer.civil-servant-benefit.applied.v1", BY_EMPLOYER,
+       key_field="employer_code")
 class CivilServantBenefitApplied(Payload):
     """Registration for civil-servant medical benefits (公务员医疗补助), reviewed on materials."""
 
@@ -57,7 +60,7 @@ class CivilServantBenefitApplied(Payload):
     submitted_at: datetime
 
 
-@event("cn.medins.review.civil-servant-benefit.decided.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.review.civil-servant-benefit.decided.v1", BY_EMPLOYER, key_field="employer_code")
 class CivilServantBenefitReviewed(Payload):
     application_id: Reference
     employer_code: EmployerCode

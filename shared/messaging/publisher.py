@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.contracts import ContractError, Envelope, parse_event
+from shared.contracts import EVENT_TYPES, ContractError, Envelope, parse_event
 from shared.contracts.topics import ALL_TOPICS, physical
 from shared.messaging.admin import bootstrap_servers
 
@@ -32,8 +32,10 @@ def resolve_topic(name: str, region: str, namespace: str) -> str:
 
 
 def partition_key(envelope: Envelope) -> bytes:
-    data = envelope.data
-    return str(data.get("person_id") or envelope.subject or envelope.id).encode()
+    """The contract's key field (a person, an employer): their events stay in order."""
+    model = EVENT_TYPES.get(envelope.type)
+    value = envelope.data.get(model.key_field) if model is not None else None
+    return str(value or envelope.subject or envelope.id).encode()
 
 
 async def publish(broker_url: str, topic: str, envelopes: list[Envelope]) -> None:

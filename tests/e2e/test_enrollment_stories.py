@@ -210,3 +210,59 @@ async def _value(value: Any) -> Any:
     return value
 
 
+
+
+async def test_reviews_and_changes_civil_servant_chronic_disease_and_family_aid(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    from shared.contracts.channels import (
+        ChronicDiseaseApplied,
+        ChronicDiseaseReviewed,
+        FamilyAidRevoked,
+    )
+    from shared.contracts.employer import CivilServantBenefitApplied, CivilServantBenefitReviewed
+
+    now = datetime.now(UTC)
+    employer = "91210200MA0Y6G3K1" + "0"
+    from stdnum.cn import uscc
+
+    employer = employer[:17] + uscc.calc_check_digit(employer[:17])
+    cs_app = f"CS-{uuid.uuid4().hex[:6]}"
+    await send(stack, EmployerRegistered(employer_code=employer, name="大连市某局",
+                                         region_code=REGION, contact_email="hr@gov.example.cn",
+                                         channel="window", submitted_at=now),
+               CivilServantBenefitApplied(application_id=cs_app, employer_code=employer,
+                                          materials=["批准文件.pdf"], submitted_at=now))
+    [review_event] = await send(stack, CivilServantBenefitReviewed(
+        application_id=cs_app, employer_code=employer, decision="approve", reviewer="s3",
+        decided_at=now))
+    decided = await events_caused_by(stack, review_event, 1)
+    assert decided[0]["type"].endswith("civil-servant-benefit.decided.v1")
+    assert decided[0]["data"]["approved"] is True
+
+    person, _ = await enroll(stack, kind="flexible")
+    chronic_app = f"CD-{uuid.uuid4().hex[:6]}"
+    await send(stack, ChronicDiseaseApplied(
+        application_id=chronic_app, person_id=person, action="recognise", disease="diabetes",
+        institution_code="H1", channel="wechat", submitted_at=now),
+        ChronicDiseaseReviewed(application_id=chronic_app, person_id=person, decision="approve",
+                               reviewer="s4", decided_at=now),
+        ChronicDiseaseApplied(
+            application_id=f"CD-{uuid.uuid4().hex[:6]}", person_id=person,
+            action="change_institution", disease="diabetes", institution_code="H2",
+            reimbursed_this_month=True, channel="wechat", submitted_at=now))
+    found = await poll(lambda: enrollment(stack, person),
+                       lambda e: [c["institution_code"] for c in e.get("chronic_diseases", [])]
+                       == ["H2"])
+    change = found["chronic_diseases"][0]
+    first_next = (date(now.year + 1, 1, 1) if now.month == 12
+                  else date(now.year, now.month + 1, 1))
+    assert change["effective_from"] == first_next  # reimbursed this month: next month
+
+    auth = f"FA-{uuid.uuid4().hex[:6]}"
+    await send(stack, FamilyAidAuthorised(
+        authorisation_id=auth, person_id=person, relative_id=people.resident_id(),
+        relative_name="张伟", relationship="parent", relative_region="210200",
+        commitment_signed=True, id_photo_uploaded=True, channel="alipay", submitted_at=now),
+        FamilyAidRevoked(authorisation_id=auth, person_id=person, revoked_at=now))
+    found = await poll(lambda: enrollment(stack, person),
+                       lambda e: [a["state"] for a in e.get("family_aid", [])] == ["ended"])
