@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from typing import Any
 
 from services.enrollment import repository as repo
 from services.enrollment.domain import benefits, filings, lifecycle, review
@@ -23,6 +24,7 @@ from shared.contracts.channels import (
     FamilyAidRevoked,
     RemoteTreatmentFilingApplied,
     RemoteTreatmentFilingEnded,
+    StaffDecision,
     StopContributionRequested,
 )
 from shared.contracts.civil_affairs import DeathRecorded
@@ -270,14 +272,26 @@ async def on_civil_servant_applied(ctx: HandlerContext, env: Envelope,
                              cmd.employer_code, "submitted", cmd.model_dump(mode="json"), [])
 
 
-async def on_civil_servant_reviewed(ctx: HandlerContext, env: Envelope,
-                                    cmd: CivilServantBenefitReviewed) -> None:
+async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, subject: str,
+                         person_id: str | None) -> tuple[dict[str, Any], list[str]] | None:
+    """The case's submitted data and the reasons to record, or None if the review is refused
+    (the refusal is already emitted)."""
     case = await repo.load_case(ctx.conn, cmd.application_id)
     try:
-        reasons = review.decide(case, "civil_servant_benefit", cmd.employer_code, cmd.decision,
-                                cmd.reasons)
+        reasons = review.decide(case, kind, subject, cmd.decision, cmd.reasons)
     except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, None, err)
+        _reject(ctx, cmd.application_id, person_id, err)
+        return None
+    assert case is not None
+    return json.loads(case["data"]), reasons
+
+
+async def on_civil_servant_reviewed(ctx: HandlerContext, env: Envelope,
+                                    cmd: CivilServantBenefitReviewed) -> None:
+    reviewed = await _reviewed_case(ctx, cmd, "civil_servant_benefit", cmd.employer_code, None)
+    if reviewed is None:
+        return
+    _, reasons = reviewed
     approved = cmd.decision == "approve"
     await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
                          cmd.employer_code, "approved" if approved else "rejected", {}, reasons)
@@ -328,14 +342,11 @@ async def on_death_cancellation_applied(ctx: HandlerContext, env: Envelope,
 
 async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
                                          cmd: DeathCancellationReviewed) -> None:
-    case = await repo.load_case(ctx.conn, cmd.application_id)
-    try:
-        reasons = review.decide(case, "death_cancellation", cmd.person_id, cmd.decision,
-                                cmd.reasons)
-    except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, cmd.person_id, err)
-    assert case is not None
-    data = json.loads(case["data"])
+    reviewed = await _reviewed_case(ctx, cmd, "death_cancellation", cmd.person_id,
+                                    cmd.person_id)
+    if reviewed is None:
+        return
+    data, reasons = reviewed
     approved = cmd.decision == "approve"
     if approved:
         person = await repo.load_person(ctx.conn, cmd.person_id)
@@ -456,14 +467,11 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
 
 async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
                               cmd: ChronicDiseaseReviewed) -> None:
-    case = await repo.load_case(ctx.conn, cmd.application_id)
-    try:
-        reasons = review.decide(case, "chronic_recognition", cmd.person_id, cmd.decision,
-                                cmd.reasons)
-    except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, cmd.person_id, err)
-    assert case is not None
-    data = json.loads(case["data"])
+    reviewed = await _reviewed_case(ctx, cmd, "chronic_recognition", cmd.person_id,
+                                    cmd.person_id)
+    if reviewed is None:
+        return
+    data, reasons = reviewed
     approved = cmd.decision == "approve"
     await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
                          "approved" if approved else "rejected", {}, reasons)

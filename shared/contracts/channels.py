@@ -38,20 +38,25 @@ class EnrollmentApplicationSubmitted(Payload):
     materials: list[str] = Field(default_factory=list)
 
 
+class StaffDecision(Payload):
+    """A reviewer's decision; reasons are what the applicant is told on a rejection."""
+
+    application_id: Reference
+    decision: Literal["approve", "reject"]
+    reasons: list[str] = Field(default_factory=list)
+    reviewer: str = Field(min_length=1, max_length=64)
+    decided_at: datetime
+
+
 @event("cn.medins.review.enrollment.decided.v1", topics.ENROLLMENT_REQUESTS)
-class EnrollmentReviewDecided(Payload):
+class EnrollmentReviewDecided(StaffDecision):
     """Agency staff's background review (后台审核) of an application.
 
     It names the person too: messages are keyed by person, so a review can never overtake
     the application it decides.
     """
 
-    application_id: Reference
     person_id: ResidentId
-    decision: Literal["approve", "reject"]
-    reasons: list[str] = Field(default_factory=list)
-    reviewer: str = Field(min_length=1, max_length=64)
-    decided_at: datetime
 
 
 @event("cn.medins.channels.transfer-out.requested.v1", topics.TRANSFER_REQUESTS)
@@ -125,13 +130,8 @@ class DeathCancellationApplied(Payload):
 
 
 @event("cn.medins.review.death-cancellation.decided.v1", topics.ENROLLMENT_REQUESTS)
-class DeathCancellationReviewed(Payload):
-    application_id: Reference
+class DeathCancellationReviewed(StaffDecision):
     person_id: ResidentId
-    decision: Literal["approve", "reject"]
-    reasons: list[str] = Field(default_factory=list)
-    reviewer: str = Field(min_length=1, max_length=64)
-    decided_at: datetime
 
 
 @event("cn.medins.channels.remote-filing.applied.v1", topics.ENROLLMENT_REQUESTS)
@@ -180,13 +180,8 @@ class ChronicDiseaseApplied(Payload):
 
 
 @event("cn.medins.review.chronic-disease.decided.v1", topics.ENROLLMENT_REQUESTS)
-class ChronicDiseaseReviewed(Payload):
-    application_id: Reference
+class ChronicDiseaseReviewed(StaffDecision):
     person_id: ResidentId
-    decision: Literal["approve", "reject"]
-    reasons: list[str] = Field(default_factory=list)
-    reviewer: str = Field(min_length=1, max_length=64)
-    decided_at: datetime
 
 
 @event("cn.medins.channels.family-aid.authorised.v1", topics.ENROLLMENT_REQUESTS)

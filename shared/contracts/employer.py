@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
+from shared.contracts.channels import StaffDecision
 from shared.contracts.common import Channel, EmployerCode, Reference, RegionCode
 
 BY_EMPLOYER = topics.ENROLLMENT_REQUESTS
@@ -61,10 +62,5 @@ class CivilServantBenefitApplied(Payload):
 
 
 @event("cn.medins.review.civil-servant-benefit.decided.v1", BY_EMPLOYER, key_field="employer_code")
-class CivilServantBenefitReviewed(Payload):
-    application_id: Reference
+class CivilServantBenefitReviewed(StaffDecision):
     employer_code: EmployerCode
-    decision: Literal["approve", "reject"]
-    reasons: list[str] = Field(default_factory=list)
-    reviewer: str = Field(min_length=1, max_length=64)
-    decided_at: datetime
