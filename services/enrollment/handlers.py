@@ -309,13 +309,15 @@ async def _terminate(ctx: HandlerContext, env: Envelope, person: Person, date_of
     ended_filings = await _change_side_effects(ctx, env, person.person_id, change)
     ended_aid = await repo.active_family_aid(ctx.conn, person.person_id)
     await repo.end_family_aid(ctx.conn, ended_aid)
+    ended_bindings = await repo.end_recognitions(ctx.conn, person.person_id, date_of_death)
     for auth_id in ended_aid:
         ctx.emit(FamilyAidEnded(authorisation_id=auth_id, person_id=person.person_id,
                                 reason="the account holder or relative died"),
                  key=person.person_id)
     ctx.emit(PersonDeceased(person_id=person.person_id, date_of_death=date_of_death,
                             source=source, ended_filings=ended_filings,
-                            ended_authorisations=ended_aid), key=person.person_id)
+                            ended_authorisations=ended_aid,
+                            ended_chronic_bindings=ended_bindings), key=person.person_id)
 
 
 async def on_death_recorded(ctx: HandlerContext, env: Envelope, cmd: DeathRecorded) -> None:

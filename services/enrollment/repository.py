@@ -161,6 +161,13 @@ async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: st
         person_id, disease, institution, effective_from, automatic)
 
 
+async def end_recognitions(conn: asyncpg.Connection, person_id: str, on: Any) -> list[str]:
+    rows = await conn.fetch(
+        "UPDATE chronic_recognitions SET ended_on = $2, updated_at = now()"
+        " WHERE person_id = $1 AND ended_on IS NULL RETURNING disease", person_id, on)
+    return [r["disease"] for r in rows]
+
+
 async def save_family_aid(conn: asyncpg.Connection, auth_id: str, person_id: str,
                           relative_id: str, relationship: str, state: str) -> None:
     await conn.execute(
@@ -224,7 +231,7 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
                                " start_date, end_date, state FROM filings WHERE person_id = $1"
                                " ORDER BY created_at", person_id)
     chronic = await conn.fetch("SELECT disease, institution_code, effective_from,"
-                               " without_application FROM chronic_recognitions"
+                               " without_application, ended_on FROM chronic_recognitions"
                                " WHERE person_id = $1", person_id)
     aid = await conn.fetch("SELECT authorisation_id, relative_id, relationship, state"
                            " FROM family_aid WHERE person_id = $1", person_id)

@@ -160,6 +160,7 @@ class PersonDeceased(Payload):
     source: str
     ended_filings: list[str]
     ended_authorisations: list[str]
+    ended_chronic_bindings: list[str] = []
 
 
 @event("cn.medins.enrollment.remote-filing.accepted.v1", T, person_facing=True)

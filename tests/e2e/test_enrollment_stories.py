@@ -141,9 +141,13 @@ async def test_death_record_ends_filings_and_aid_and_agent_result_is_emailed(
                             relative_id=people.resident_id(), relative_name="张伟",
                             relationship="child", relative_region="210200",
                             commitment_signed=True, id_photo_uploaded=True, channel="alipay",
-                            submitted_at=now))
+                            submitted_at=now),
+        TreatmentRecorded(treatment_id=f"T{uuid.uuid4().hex[:6]}", person_id=person,
+                          hospital_code="H210200", treatment="organ_transplant_anti_rejection",
+                          treated_on=now.date()))
     await poll(lambda: enrollment(stack, person),
-               lambda e: bool(e.get("filings")) and bool(e.get("family_aid")))
+               lambda e: bool(e.get("filings")) and bool(e.get("family_aid"))
+               and bool(e.get("chronic_diseases")))
     [death_event] = await send(stack, DeathRecorded(record_ref="MZ-1", person_id=person,
                                                     date_of_death=now.date()))
     found = await poll(lambda: enrollment(stack, person),
@@ -152,6 +156,7 @@ async def test_death_record_ends_filings_and_aid_and_agent_result_is_emailed(
     events = await events_caused_by(stack, death_event, 1)
     deceased = next(e for e in events if e["type"].endswith("person.deceased.v1"))
     assert deceased["data"]["ended_filings"] and deceased["data"]["ended_authorisations"]
+    assert deceased["data"]["ended_chronic_bindings"] == ["organ_transplant_anti_rejection"]
 
     # An agent's death cancellation for another flexible worker: the result is emailed.
     other, _ = await enroll(stack, kind="flexible")
