@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 
 from shared.messaging.runtime import ServiceSpec
-from shared.settings import SERVICES, NotifySettings, PlatformSettings
+from shared.settings import SERVICES, EnrollmentSettings, NotifySettings, PlatformSettings
 
 
 def load_spec(service: str) -> ServiceSpec:
@@ -15,4 +15,8 @@ def load_spec(service: str) -> ServiceSpec:
 
 
 def settings_for(service: str) -> PlatformSettings:
-    return NotifySettings() if service == "notify" else PlatformSettings()
+    if service == "notify":
+        return NotifySettings()
+    if service == "enrollment":
+        return EnrollmentSettings()
+    return PlatformSettings()

@@ -52,6 +52,13 @@ class PlatformSettings(BaseSettings):
         return f"{self.namespace}medins-{self.region}-{service}"
 
 
+class EnrollmentSettings(PlatformSettings):
+    """Enrollment's practice values (not notice text), so an agency can set its own."""
+
+    # A temporary remote-treatment filing without an end date lasts this long.
+    temporary_filing_days: int = 180
+
+
 class NotifySettings(PlatformSettings):
     """Notify's channels: the agency's SMTP relay and the SMS gateway."""
 

@@ -56,6 +56,7 @@ from shared.contracts.enrollment import (
 from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.messaging.consumer import Handler, HandlerContext
+from shared.settings import EnrollmentSettings
 from shared.workdays import CalendarDataMissing, default_calendar
 
 
@@ -368,6 +369,12 @@ async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
 
 # --- filings: remote treatment, accident injury (SPEC enrollment 5 and 8) -----------------
 
+def _temporary_filing_days(ctx: HandlerContext) -> int:
+    if isinstance(ctx.settings, EnrollmentSettings):
+        return ctx.settings.temporary_filing_days
+    return filings.TEMPORARY_VALID_DAYS
+
+
 async def _accept_filing(ctx: HandlerContext, env: Envelope, filing: filings.Filing) -> None:
     await repo.save_filing(ctx.conn, filing, "remote")
     await repo.record_history(ctx.conn, filing.person_id, filing.filing_id,
@@ -387,7 +394,8 @@ async def on_remote_filing(ctx: HandlerContext, env: Envelope,
         return
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
-        filing = filings.accept_remote_filing(cmd, person, ctx.region)
+        filing = filings.accept_remote_filing(cmd, person, ctx.region,
+                                              _temporary_filing_days(ctx))
     except RuleViolation as err:
         return _reject(ctx, cmd.filing_id, cmd.person_id, err)
     await _accept_filing(ctx, env, filing)
@@ -410,7 +418,7 @@ async def on_emergency_admission(ctx: HandlerContext, env: Envelope,
                                  cmd: EmergencyAdmissionFlagged) -> None:
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
-        filing = filings.emergency_filing(cmd, person)
+        filing = filings.emergency_filing(cmd, person, _temporary_filing_days(ctx))
     except RuleViolation as err:
         return _reject(ctx, cmd.admission_id, cmd.person_id, err)
     if filing is not None and not await repo.filing_exists(ctx.conn, filing.filing_id):

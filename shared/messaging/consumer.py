@@ -52,6 +52,7 @@ class HandlerContext:
     region: str
     namespace: str
     emitted: list[OutboxMessage] = field(default_factory=list)
+    settings: PlatformSettings | None = None
 
     def emit(self, payload: Payload, *, key: str, subject: str | None = None,
              region: str | None = None, event_id: str | None = None) -> Envelope:
@@ -156,7 +157,7 @@ class EventConsumer:
                 if handler is None:
                     continue  # a contract type this service has no interest in
                 ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
-                                     self.settings.namespace)
+                                     self.settings.namespace, settings=self.settings)
                 try:
                     with bound_contextvars(event_id=envelope.id,
                                            correlation_id=envelope.correlationid):
