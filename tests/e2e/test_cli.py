@@ -166,3 +166,19 @@ async def test_operator_lists_and_requeues_parked_messages(tmp_path: Path, stack
                                          delivery_id), lambda s: s == "sent")
     finally:
         await conn.close()
+
+
+def test_the_installed_package_carries_migrations_templates_and_policies(tmp_path: Path) -> None:
+    """The container image installs a wheel: data files must travel with the code."""
+    import zipfile
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    for needed in ("shared/messaging/migrations/0001_messaging.sql",
+                   "services/enrollment/migrations/0001_enrollment.sql",
+                   "services/notify/templates.toml",
+                   "services/reimbursement/policies/210200-2026.1.toml"):
+        assert needed in names
