@@ -4,7 +4,13 @@ from __future__ import annotations
 import importlib
 
 from shared.messaging.runtime import ServiceSpec
-from shared.settings import SERVICES, EnrollmentSettings, NotifySettings, PlatformSettings
+from shared.settings import (
+    SERVICES,
+    EnrollmentSettings,
+    NotifySettings,
+    PlatformSettings,
+    ReimbursementSettings,
+)
 
 
 def load_spec(service: str) -> ServiceSpec:
@@ -19,4 +25,6 @@ def settings_for(service: str) -> PlatformSettings:
         return NotifySettings()
     if service == "enrollment":
         return EnrollmentSettings()
+    if service == "reimbursement":
+        return ReimbursementSettings()
     return PlatformSettings()

@@ -59,6 +59,15 @@ class EnrollmentSettings(PlatformSettings):
     temporary_filing_days: int = 180
 
 
+class ReimbursementSettings(PlatformSettings):
+    """Reimbursement's policy files and payment handling."""
+
+    policy_dir: Path = (Path(__file__).resolve().parents[1] / "services" / "reimbursement"
+                        / "policies")
+    payment_max_attempts: int = 3
+    originals_mail_to: str = "医疗保障事务服务中心手工报销窗口（请在信封注明报销编号）"
+
+
 class NotifySettings(PlatformSettings):
     """Notify's channels: the agency's SMTP relay and the SMS gateway."""
 

@@ -1,13 +1,47 @@
-"""Reimbursement handlers: track insured status, take in claims as `submitted` or refuse them."""
+"""Reimbursement handlers: intake, review stages, policy calculation, payment and its result."""
 from __future__ import annotations
 
 from services.reimbursement import repository as repo
-from services.reimbursement.domain.claims import ClaimRefused, accept_claim
+from services.reimbursement.domain import claims as rules
+from services.reimbursement.domain.claims import Claim, ClaimRefused, Stage, StageError
+from services.reimbursement.domain.policy import (
+    ClaimFacts,
+    PolicyBook,
+    PolicyError,
+    calculate,
+    claim_deadline,
+)
+from shared.clock import china_date
 from shared.contracts import Envelope
-from shared.contracts.channels import ClaimSubmitted
-from shared.contracts.enrollment import InsuredStatusChanged
-from shared.contracts.reimbursement import ClaimReceived, ClaimRejected
-from shared.messaging.consumer import HandlerContext
+from shared.contracts.bank import PaymentResultReported
+from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
+from shared.contracts.enrollment import (
+    InsuredStatusChanged,
+    RemoteFilingAccepted,
+    RemoteFilingEnded,
+)
+from shared.contracts.reimbursement import (
+    ClaimApproved,
+    ClaimPaid,
+    ClaimPaymentFailed,
+    ClaimPreliminaryApproved,
+    ClaimReceived,
+    ClaimRejected,
+    ClaimRequestRefused,
+    PaymentInstructed,
+)
+from shared.messaging.consumer import Handler, HandlerContext
+from shared.settings import ReimbursementSettings
+
+
+def _settings(ctx: HandlerContext) -> ReimbursementSettings:
+    return ctx.settings if isinstance(ctx.settings, ReimbursementSettings) \
+        else ReimbursementSettings()
+
+
+def _refuse(ctx: HandlerContext, claim_id: str, person_id: str, reason: str) -> None:
+    ctx.emit(ClaimRequestRefused(claim_id=claim_id, person_id=person_id, reason=reason),
+             key=person_id)
 
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,
@@ -16,32 +50,155 @@ async def on_status_changed(ctx: HandlerContext, env: Envelope,
                                   event.to_status)
 
 
-async def on_claim_submitted(ctx: HandlerContext, env: Envelope, cmd: ClaimSubmitted) -> None:
-    if await repo.claim_exists(ctx.conn, cmd.claim_id):
-        return
-    try:
-        accept_claim(
-            insured_status=await repo.insured_status(ctx.conn, cmd.person_id),
-            expense_date=cmd.expense_date, filed_on=cmd.submitted_at.date(),
-            earlier_claim_for_receipt=await repo.claim_for_receipt(
-                ctx.conn, cmd.invoice_no, cmd.institution_code),
-        )
-        stage, reasons = "submitted", []
-    except ClaimRefused as refused:
-        stage, reasons = "rejected", refused.reasons
-    await repo.save_claim(ctx.conn, claim_id=cmd.claim_id, person_id=cmd.person_id,
-                          invoice_no=cmd.invoice_no, institution_code=cmd.institution_code,
-                          expense_date=cmd.expense_date, amount_fen=cmd.amount_fen, stage=stage,
-                          reasons=reasons, cause_id=env.id)
-    if reasons:
-        ctx.emit(ClaimRejected(claim_id=cmd.claim_id, person_id=cmd.person_id, reasons=reasons),
-                 key=cmd.person_id)
-    else:
-        ctx.emit(ClaimReceived(claim_id=cmd.claim_id, person_id=cmd.person_id,
-                               amount_fen=cmd.amount_fen, stage=stage), key=cmd.person_id)
+async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
+                             event: RemoteFilingAccepted) -> None:
+    await repo.set_filing(ctx.conn, event.filing_id, event.person_id, event.treatment_area,
+                          event.start_date, event.end_date, True)
 
 
-ROUTES = {
-    InsuredStatusChanged.event_type: on_status_changed,
-    ClaimSubmitted.event_type: on_claim_submitted,
-}
+async def on_filing_ended(ctx: HandlerContext, env: Envelope, event: RemoteFilingEnded) -> None:
+    await repo.end_filing(ctx.conn, event.filing_id)
+
+
+def routes(book: PolicyBook) -> dict[str, Handler]:
+    """The handlers, closed over the region's policy book (loaded once at start-up)."""
+
+    async def on_claim_submitted(ctx: HandlerContext, env: Envelope,
+                                 cmd: ClaimSubmitted) -> None:
+        current = await repo.load_claim(ctx.conn, cmd.claim_id)
+        try:
+            version = rules.can_resubmit(current)
+        except StageError as err:
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+        insured = await repo.insured(ctx.conn, cmd.person_id)
+        filings = (await repo.filings_for(ctx.conn, cmd.person_id, cmd.treatment_area)
+                   if cmd.treatment_area else [])
+        claim = Claim(cmd.claim_id, cmd.person_id, version, Stage.PRELIMINARY_REVIEW,
+                      cmd.expense_date, cmd.amount_fen, cmd.eligible_fen or cmd.amount_fen,
+                      cmd.hospital_level,
+                      rules.location_of(cmd.treatment_area, ctx.region, filings,
+                                        cmd.expense_date))
+        deadline, extensions = claim_deadline(book, cmd.expense_date)
+        try:
+            rules.accept_claim(
+                insured_status=insured["status"] if insured else None,
+                expense_date=cmd.expense_date, filed_on=china_date(cmd.submitted_at),
+                deadline=deadline,
+                earlier_claim_for_receipt=await repo.claim_for_receipt(
+                    ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.claim_id))
+        except ClaimRefused as refused:
+            claim.stage, claim.reasons = Stage.REJECTED, refused.reasons
+        await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
+        await repo.record(ctx.conn, claim, {"reasons": claim.reasons, "deadline": deadline,
+                                            "extensions": extensions,
+                                            "location": claim.location}, env.id)
+        if claim.stage == Stage.REJECTED:
+            ctx.emit(ClaimRejected(claim_id=cmd.claim_id, person_id=cmd.person_id,
+                                   reasons=claim.reasons), key=cmd.person_id)
+        else:
+            ctx.emit(ClaimReceived(claim_id=cmd.claim_id, person_id=cmd.person_id,
+                                   amount_fen=cmd.amount_fen, stage=claim.stage.value),
+                     key=cmd.person_id)
+
+    async def on_stage_decided(ctx: HandlerContext, env: Envelope,
+                               cmd: ClaimStageDecided) -> None:
+        claim = await repo.load_claim(ctx.conn, cmd.claim_id)
+        if claim is None or claim.person_id != cmd.person_id:
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
+        try:
+            stage = rules.decide(claim, cmd.stage, cmd.decision == "approve", cmd.reasons)
+        except StageError as err:
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+        await repo.record(ctx.conn, claim, {"decision": cmd.decision, "reasons": cmd.reasons,
+                                            "reviewer": cmd.reviewer}, env.id)
+        if stage == Stage.REJECTED:
+            ctx.emit(ClaimRejected(claim_id=claim.claim_id, person_id=claim.person_id,
+                                   reasons=claim.reasons), key=claim.person_id)
+        elif stage == Stage.MATERIALS_PENDING:
+            ctx.emit(ClaimPreliminaryApproved(
+                claim_id=claim.claim_id, person_id=claim.person_id,
+                mail_to=_settings(ctx).originals_mail_to, materials=rules.MATERIALS),
+                key=claim.person_id)
+        else:
+            await _calculate_and_instruct(ctx, env, claim)
+        await repo.save_claim(ctx.conn, claim)
+
+    async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim) -> None:
+        insured = await repo.insured(ctx.conn, claim.person_id)
+        try:
+            policy = book.in_force(claim.expense_date)
+            calc = calculate(policy, ClaimFacts(
+                insurance_type=insured["insurance_type"] if insured else "resident",
+                hospital_level=claim.hospital_level, location=claim.location,
+                expense_date=claim.expense_date, eligible_fen=claim.eligible_fen,
+                paid_this_year_fen=await repo.paid_this_year(ctx.conn, claim.person_id,
+                                                             claim.expense_date.year)))
+        except PolicyError as err:
+            # No rule for this case: staff must see it; the claim waits at calculation.
+            return _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+        rules.calculated(claim, calc.payable_fen)
+        await repo.save_calculation(ctx.conn, claim.claim_id, {
+            "policy_version": calc.policy_version, "overrides": calc.overrides,
+            "eligible_fen": calc.eligible_fen, "deductible_fen": calc.deductible_fen,
+            "ratio": str(calc.ratio), "cap_remaining_fen": calc.cap_remaining_fen,
+            "payable_fen": calc.payable_fen, "working": calc.working})
+        await repo.record(ctx.conn, claim, {"working": calc.working,
+                                            "policy_version": calc.policy_version}, env.id)
+        ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id,
+                               version=claim.version, payable_fen=calc.payable_fen,
+                               policy_version=calc.policy_version, overrides=calc.overrides,
+                               working=calc.working), key=claim.person_id)
+        _instruct(ctx, claim)
+
+    async def on_materials_mailed(ctx: HandlerContext, env: Envelope,
+                                  cmd: ClaimMaterialsMailed) -> None:
+        claim = await repo.load_claim(ctx.conn, cmd.claim_id)
+        if claim is None or claim.person_id != cmd.person_id:
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
+        try:
+            rules.materials_mailed(claim, cmd.tracking_no)
+        except StageError as err:
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+        await repo.save_claim(ctx.conn, claim)
+        await repo.record(ctx.conn, claim, {"tracking_no": cmd.tracking_no}, env.id)
+
+    async def on_payment_result(ctx: HandlerContext, env: Envelope,
+                                cmd: PaymentResultReported) -> None:
+        claim = await repo.load_claim(ctx.conn, cmd.claim_id)
+        if claim is None or cmd.idempotency_key != (claim.idempotency_key if claim else None):
+            return _refuse(ctx, cmd.claim_id, cmd.person_id,
+                           f"payment result for unknown payment {cmd.idempotency_key}")
+        try:
+            stage = rules.payment_result(claim, cmd.succeeded, _settings(ctx).payment_max_attempts)
+        except StageError as err:
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+        await repo.save_claim(ctx.conn, claim)
+        await repo.record(ctx.conn, claim, {"succeeded": cmd.succeeded,
+                                            "failure_reason": cmd.failure_reason}, env.id)
+        if stage == Stage.PAID:
+            ctx.emit(ClaimPaid(claim_id=claim.claim_id, person_id=claim.person_id,
+                               payable_fen=claim.payable_fen or 0), key=claim.person_id)
+        elif stage == Stage.PAYMENT_FAILED:
+            ctx.emit(ClaimPaymentFailed(claim_id=claim.claim_id, person_id=claim.person_id,
+                                        reason=cmd.failure_reason or "payment failed",
+                                        attempts=claim.payment_attempts), key=claim.person_id)
+        else:
+            _instruct(ctx, claim)
+
+    return {
+        InsuredStatusChanged.event_type: on_status_changed,
+        RemoteFilingAccepted.event_type: on_filing_accepted,
+        RemoteFilingEnded.event_type: on_filing_ended,
+        ClaimSubmitted.event_type: on_claim_submitted,
+        ClaimStageDecided.event_type: on_stage_decided,
+        ClaimMaterialsMailed.event_type: on_materials_mailed,
+        PaymentResultReported.event_type: on_payment_result,
+    }
+
+
+def _instruct(ctx: HandlerContext, claim: Claim) -> None:
+    ctx.emit(PaymentInstructed(idempotency_key=claim.idempotency_key, claim_id=claim.claim_id,
+                               person_id=claim.person_id, payable_fen=claim.payable_fen or 0,
+                               attempt=claim.payment_attempts), key=claim.person_id)
+
+

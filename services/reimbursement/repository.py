@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from services.reimbursement.domain.claims import Claim, Stage
+
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
                              status: str) -> None:
@@ -16,32 +18,94 @@ async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance
         " updated_at = now()", person_id, insurance_type, status)
 
 
-async def insured_status(conn: asyncpg.Connection, person_id: str) -> str | None:
-    return await conn.fetchval("SELECT status FROM insured_view WHERE person_id = $1", person_id)
+async def insured(conn: asyncpg.Connection, person_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT insurance_type, status FROM insured_view"
+                               " WHERE person_id = $1", person_id)
 
 
-async def claim_exists(conn: asyncpg.Connection, claim_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM claims WHERE claim_id = $1", claim_id))
+async def set_filing(conn: asyncpg.Connection, filing_id: str, person_id: str, area: str,
+                     start: date, end: date | None, active: bool) -> None:
+    await conn.execute(
+        "INSERT INTO filings_view (filing_id, person_id, treatment_area, start_date, end_date,"
+        " active) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (filing_id) DO UPDATE SET"
+        " active = $6", filing_id, person_id, area, start, end, active)
 
 
-async def claim_for_receipt(conn: asyncpg.Connection, invoice_no: str,
-                            institution_code: str) -> str | None:
+async def end_filing(conn: asyncpg.Connection, filing_id: str) -> None:
+    await conn.execute("UPDATE filings_view SET active = false WHERE filing_id = $1", filing_id)
+
+
+async def filings_for(conn: asyncpg.Connection, person_id: str,
+                      area: str) -> list[tuple[str, date, date | None]]:
+    rows = await conn.fetch("SELECT treatment_area, start_date, end_date FROM filings_view"
+                            " WHERE person_id = $1 AND active AND treatment_area = $2",
+                            person_id, area)
+    return [(r["treatment_area"], r["start_date"], r["end_date"]) for r in rows]
+
+
+async def claim_for_receipt(conn: asyncpg.Connection, invoice_no: str, institution_code: str,
+                            claim_id: str) -> str | None:
     return await conn.fetchval(
         "SELECT claim_id FROM claims WHERE invoice_no = $1 AND institution_code = $2"
-        " AND stage <> 'rejected'", invoice_no, institution_code)
+        " AND stage <> 'rejected' AND claim_id <> $3", invoice_no, institution_code, claim_id)
 
 
-async def save_claim(conn: asyncpg.Connection, *, claim_id: str, person_id: str,
-                     invoice_no: str, institution_code: str, expense_date: date,
-                     amount_fen: int, stage: str, reasons: list[str], cause_id: str) -> None:
+def _claim(row: asyncpg.Record) -> Claim:
+    return Claim(row["claim_id"], row["person_id"], row["version"], Stage(row["stage"]),
+                 row["expense_date"], row["amount_fen"], row["eligible_fen"] or row["amount_fen"],
+                 row["hospital_level"], row["location"], row["tracking_no"], row["payable_fen"],
+                 row["payment_attempts"], json.loads(row["reasons"]))
+
+
+async def load_claim(conn: asyncpg.Connection, claim_id: str) -> Claim | None:
+    row = await conn.fetchrow("SELECT * FROM claims WHERE claim_id = $1 FOR UPDATE", claim_id)
+    return _claim(row) if row else None
+
+
+async def save_submission(conn: asyncpg.Connection, c: Claim, invoice_no: str,
+                          institution_code: str) -> None:
+    """A new claim, or a new version of a rejected one under the same claim id."""
     await conn.execute(
         "INSERT INTO claims (claim_id, person_id, invoice_no, institution_code, expense_date,"
-        " amount_fen, stage, reasons) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        claim_id, person_id, invoice_no, institution_code, expense_date, amount_fen, stage,
-        json.dumps(reasons, ensure_ascii=False))
+        " amount_fen, stage, reasons, version, eligible_fen, hospital_level, location)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (claim_id) DO UPDATE SET invoice_no = $3, institution_code = $4,"
+        " expense_date = $5, amount_fen = $6, stage = $7, reasons = $8, version = $9,"
+        " eligible_fen = $10, hospital_level = $11, location = $12, tracking_no = NULL,"
+        " payable_fen = NULL, calculation = NULL, payment_attempts = 0, updated_at = now()",
+        c.claim_id, c.person_id, invoice_no, institution_code, c.expense_date, c.amount_fen,
+        c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.version, c.eligible_fen,
+        c.hospital_level, c.location)
+
+
+async def save_claim(conn: asyncpg.Connection, c: Claim) -> None:
+    """Stage, decision and payment progress of an existing claim."""
+    await conn.execute(
+        "UPDATE claims SET stage = $2, reasons = $3, tracking_no = $4, payable_fen = $5,"
+        " payment_attempts = $6, updated_at = now() WHERE claim_id = $1",
+        c.claim_id, c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.tracking_no,
+        c.payable_fen, c.payment_attempts)
+
+
+async def save_calculation(conn: asyncpg.Connection, claim_id: str,
+                           calculation: dict[str, Any]) -> None:
+    await conn.execute("UPDATE claims SET calculation = $2 WHERE claim_id = $1", claim_id,
+                       json.dumps(calculation, ensure_ascii=False, default=str))
+
+
+async def paid_this_year(conn: asyncpg.Connection, person_id: str, year: int) -> int:
+    return int(await conn.fetchval(
+        "SELECT coalesce(sum(payable_fen), 0) FROM claims WHERE person_id = $1"
+        " AND stage IN ('approved', 'paid') AND extract(year FROM expense_date) = $2",
+        person_id, year))
+
+
+async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
+                 cause_id: str) -> None:
     await conn.execute("INSERT INTO claim_history (claim_id, stage, detail, cause_id)"
-                       " VALUES ($1, $2, $3, $4)", claim_id, stage,
-                       json.dumps({"reasons": reasons}, ensure_ascii=False), cause_id)
+                       " VALUES ($1, $2, $3, $4)", claim.claim_id, claim.stage.value,
+                       json.dumps(detail | {"version": claim.version}, ensure_ascii=False,
+                                  default=str), cause_id)
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
@@ -54,7 +118,8 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     for r in rows:
         history = await conn.fetch("SELECT stage, detail, recorded_at FROM claim_history"
                                    " WHERE claim_id = $1 ORDER BY id", r["claim_id"])
-        claims.append(dict(r) | {"reasons": json.loads(r["reasons"]),
-                                 "history": [dict(h) | {"detail": json.loads(h["detail"])}
-                                             for h in history]})
+        claims.append(dict(r) | {
+            "reasons": json.loads(r["reasons"]),
+            "calculation": json.loads(r["calculation"]) if r["calculation"] else None,
+            "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history]})
     return {"insured_status": dict(view) if view else None, "claims": claims}

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts import (  # noqa: F401  (importing registers each module's types)
+    bank,
     channels,
     civil_affairs,
     employer,

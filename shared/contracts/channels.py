@@ -80,8 +80,36 @@ class ClaimSubmitted(Payload):
     institution_code: Reference
     expense_date: date
     amount_fen: Fen = Field(gt=0)
+    # The part the catalogue covers (政策范围内); the whole amount when not given.
+    eligible_fen: Fen | None = None
+    hospital_level: Literal[1, 2, 3] = 3
+    # Where treated; none or inside the insured city means local treatment.
+    treatment_area: AreaCode | None = None
     channel: Channel
     submitted_at: datetime
+
+
+@event("cn.medins.review.claim.decided.v1", topics.REIMBURSEMENT_REQUESTS)
+class ClaimStageDecided(Payload):
+    """Staff decide a claim's preliminary review (初审) or verification of the originals."""
+
+    claim_id: Reference
+    person_id: ResidentId
+    stage: Literal["preliminary_review", "verification"]
+    decision: Literal["approve", "reject"]
+    reasons: list[str] = Field(default_factory=list)
+    reviewer: str = Field(min_length=1, max_length=64)
+    decided_at: datetime
+
+
+@event("cn.medins.channels.claim.materials-mailed.v1", topics.REIMBURSEMENT_REQUESTS)
+class ClaimMaterialsMailed(Payload):
+    """The person mailed the originals; the registered-mail tracking number is kept."""
+
+    claim_id: Reference
+    person_id: ResidentId
+    tracking_no: str = Field(pattern=r"^[A-Z0-9]{8,20}$")
+    mailed_at: datetime
 
 
 @event("cn.medins.channels.notify.preferences.set.v1", topics.NOTIFY_REQUESTS)

@@ -21,3 +21,61 @@ class ClaimRejected(Payload):
     claim_id: Reference
     person_id: ResidentId
     reasons: list[str]
+
+
+@event("cn.medins.reimbursement.claim.preliminary-approved.v1", T, person_facing=True)
+class ClaimPreliminaryApproved(Payload):
+    """审核通过: the person is told to mail the originals."""
+
+    claim_id: Reference
+    person_id: ResidentId
+    mail_to: str
+    materials: list[str]
+
+
+@event("cn.medins.reimbursement.claim.approved.v1", T, person_facing=True)
+class ClaimApproved(Payload):
+    claim_id: Reference
+    person_id: ResidentId
+    version: int
+    payable_fen: Fen
+    policy_version: str
+    overrides: list[str]
+    working: list[str]
+
+
+@event("cn.medins.reimbursement.claim.paid.v1", T, person_facing=True)
+class ClaimPaid(Payload):
+    claim_id: Reference
+    person_id: ResidentId
+    payable_fen: Fen
+
+
+@event("cn.medins.reimbursement.claim.payment-failed.v1", T, person_facing=True)
+class ClaimPaymentFailed(Payload):
+    """Payment failed after the allowed retries: staff and the person must act."""
+
+    claim_id: Reference
+    person_id: ResidentId
+    reason: str
+    attempts: int
+
+
+@event("cn.medins.reimbursement.request.refused.v1", T)
+class ClaimRequestRefused(Payload):
+    """A stage decision that would skip a stage or act on a closed claim: not applied."""
+
+    claim_id: Reference
+    person_id: ResidentId
+    reason: str
+
+
+@event("cn.medins.reimbursement.payment.instructed.v1", topics.PAYMENT_INSTRUCTIONS)
+class PaymentInstructed(Payload):
+    """To the bank: pay once per idempotency key (claim and version), however often sent."""
+
+    idempotency_key: str
+    claim_id: Reference
+    person_id: ResidentId
+    payable_fen: Fen
+    attempt: int

@@ -8,6 +8,8 @@ TRANSFER_REQUESTS = "transfer.requests"
 TRANSFER_EVENTS = "transfer.events"
 REIMBURSEMENT_REQUESTS = "reimbursement.requests"
 REIMBURSEMENT_EVENTS = "reimbursement.events"
+PAYMENT_INSTRUCTIONS = "payments.instructions"
+PAYMENT_RESULTS = "payments.results"
 NOTIFY_REQUESTS = "notify.requests"
 NOTIFY_EVENTS = "notify.events"
 DEAD_LETTER = "deadletter"
@@ -20,6 +22,8 @@ ALL_TOPICS = (
     TRANSFER_EVENTS,
     REIMBURSEMENT_REQUESTS,
     REIMBURSEMENT_EVENTS,
+    PAYMENT_INSTRUCTIONS,
+    PAYMENT_RESULTS,
     NOTIFY_REQUESTS,
     NOTIFY_EVENTS,
     DEAD_LETTER,

@@ -100,7 +100,7 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
                        and bool(f.get("reimbursement", {}).get("claims")))
     transfer = found["transfer"]["transfers"][0]
     assert transfer["stage"] == "rejected" and "suspended" in transfer["reason"]
-    assert found["reimbursement"]["claims"][0]["stage"] == "submitted"
+    assert found["reimbursement"]["claims"][0]["stage"] == "preliminary_review"
 
 
 async def _async(value: Any) -> Any:

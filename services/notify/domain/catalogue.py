@@ -20,7 +20,8 @@ INSURANCE_TYPE_NAMES = {
 }
 DERIVED_VARIABLES = frozenset({
     "name", "person_id_masked", "insurance_type_name", "region_name", "reasons_text",
-    "to_region_name", "amount_yuan", "filing_kind_name", "decision_text",
+    "to_region_name", "amount_yuan", "filing_kind_name", "decision_text", "payable_yuan",
+    "materials_text", "working_text",
 })
 FILING_KIND_NAMES = {"temporary": "临时外出就医", "long_term": "异地长期居住/工作",
                      "referral": "转外就医"}
@@ -152,6 +153,7 @@ def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> di
     region_info = REGIONS.get(region)
     to_region = REGIONS.get(str(data.get("to_region", "")))
     amount = data.get("amount_fen")
+    payable = data.get("payable_fen")
     return {
         **{k: ("" if v is None else v) for k, v in data.items()},
         "name": contact.name if contact else "",
@@ -164,4 +166,7 @@ def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> di
         "to_region_name": to_region.name if to_region else str(data.get("to_region", "")),
         "reasons_text": "；".join(data.get("reasons") or []),
         "amount_yuan": f"{Decimal(amount) / 100:.2f}" if isinstance(amount, int) else "",
+        "payable_yuan": f"{Decimal(payable) / 100:.2f}" if isinstance(payable, int) else "",
+        "materials_text": "、".join(data.get("materials") or []),
+        "working_text": "\n".join(data.get("working") or []),
     }

@@ -1,8 +1,9 @@
-"""Claim intake rules known so far: an insured claimant, a fresh receipt, within validity."""
+"""Claims: intake rules and the review stage machine (SPEC reimbursement 1 and 3)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 
 
 class ClaimRefused(Exception):
@@ -11,31 +12,124 @@ class ClaimRefused(Exception):
         self.reasons = reasons
 
 
-@dataclass(frozen=True)
-class Receipt:
-    invoice_no: str
-    institution_code: str
+class StageError(Exception):
+    """A decision that would skip a stage or act on a closed claim; never applied."""
 
 
-def validity_deadline(expense_date: date) -> date:
-    """SPEC reimbursement 3: a sporadic claim must be filed within one year of the expense."""
-    try:
-        return expense_date.replace(year=expense_date.year + 1)
-    except ValueError:  # 29 February
-        return expense_date.replace(year=expense_date.year + 1, day=28)
+class Stage(StrEnum):
+    SUBMITTED = "submitted"
+    PRELIMINARY_REVIEW = "preliminary_review"
+    MATERIALS_PENDING = "materials_pending"
+    VERIFICATION = "verification"
+    CALCULATION = "calculation"
+    APPROVED = "approved"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    REJECTED = "rejected"
+
+
+REVIEW_STAGES = (Stage.PRELIMINARY_REVIEW, Stage.VERIFICATION)
+# Originals to mail after preliminary approval (审核通过), per the notices.
+MATERIALS = ["发票原件", "费用明细清单", "出院小结", "身份证复印件", "银行卡或社保卡复印件"]
+
+
+@dataclass
+class Claim:
+    claim_id: str
+    person_id: str
+    version: int
+    stage: Stage
+    expense_date: date
+    amount_fen: int
+    eligible_fen: int
+    hospital_level: int
+    location: str
+    tracking_no: str | None = None
+    payable_fen: int | None = None
+    payment_attempts: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def idempotency_key(self) -> str:
+        """One payment per claim version, whatever the retries: the bank dedupes on it."""
+        return f"{self.claim_id}:v{self.version}"
 
 
 def accept_claim(*, insured_status: str | None, expense_date: date, filed_on: date,
-                 earlier_claim_for_receipt: str | None) -> None:
+                 deadline: date, earlier_claim_for_receipt: str | None) -> None:
     reasons = []
     if insured_status not in ("active", "suspended"):
         reasons.append(f"claimant is not insured here (status {insured_status or 'unknown'})")
     if expense_date > filed_on:
         reasons.append("expense_date: must not be in the future")
-    elif filed_on > validity_deadline(expense_date):
-        reasons.append(f"expense_date: claims must be filed within one year, by "
-                       f"{validity_deadline(expense_date).isoformat()}")
+    elif filed_on > deadline:
+        reasons.append(f"expense_date: claims must be filed within one year (plus any "
+                       f"extension in force), by {deadline.isoformat()}")
     if earlier_claim_for_receipt:
         reasons.append(f"receipt already claimed in {earlier_claim_for_receipt}")
     if reasons:
         raise ClaimRefused(reasons)
+
+
+def can_resubmit(current: Claim | None) -> int:
+    """The version a submission under this claim id gets; only a rejected claim reopens."""
+    if current is None:
+        return 1
+    if current.stage != Stage.REJECTED:
+        raise StageError(f"claim is {current.stage}; only a rejected claim can be resubmitted")
+    return current.version + 1
+
+
+def decide(claim: Claim, stage: str, approve: bool, reasons: list[str]) -> Stage:
+    """Apply a staff decision for `stage`; returns the claim's next stage."""
+    if claim.stage != stage:
+        raise StageError(f"claim is at {claim.stage}, not {stage}")
+    if not approve:
+        if not reasons:
+            raise StageError("a rejection must give reasons")
+        claim.stage, claim.reasons = Stage.REJECTED, list(reasons)
+        return claim.stage
+    claim.stage = (Stage.MATERIALS_PENDING if stage == Stage.PRELIMINARY_REVIEW
+                   else Stage.CALCULATION)
+    return claim.stage
+
+
+def materials_mailed(claim: Claim, tracking_no: str) -> None:
+    if claim.stage != Stage.MATERIALS_PENDING:
+        raise StageError(f"claim is at {claim.stage}; originals are expected only after "
+                         "preliminary approval")
+    claim.tracking_no = tracking_no
+    claim.stage = Stage.VERIFICATION
+
+
+def calculated(claim: Claim, payable_fen: int) -> None:
+    if claim.stage != Stage.CALCULATION:
+        raise StageError(f"claim is at {claim.stage}, not calculation")
+    claim.payable_fen = payable_fen
+    claim.stage = Stage.APPROVED
+    claim.payment_attempts = 1
+
+
+def payment_result(claim: Claim, succeeded: bool, max_attempts: int) -> Stage:
+    """Paid; or instructed again (same idempotency key) up to `max_attempts`; then surfaced."""
+    if claim.stage != Stage.APPROVED:
+        raise StageError(f"claim is at {claim.stage}; no payment is outstanding")
+    if succeeded:
+        claim.stage = Stage.PAID
+    elif claim.payment_attempts >= max_attempts:
+        claim.stage = Stage.PAYMENT_FAILED
+    else:
+        claim.payment_attempts += 1
+    return claim.stage
+
+
+def location_of(treatment_area: str | None, region: str,
+                filings: list[tuple[str, date, date | None]], expense_date: date) -> str:
+    """in_region, or remote_filed when a filing covered that place and day, else unfiled."""
+    if treatment_area is None or treatment_area[:4] == region[:4]:
+        return "in_region"
+    for area, start, end in filings:
+        if area == treatment_area and start <= expense_date and (end is None
+                                                                 or expense_date <= end):
+            return "remote_filed"
+    return "remote_unfiled"

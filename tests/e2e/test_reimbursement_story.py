@@ -1,0 +1,85 @@
+"""A claim from submission to payment, through review stages, policy and a bank that fails once."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.contracts.bank import PaymentResultReported
+from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
+from shared.contracts.topics import PAYMENT_INSTRUCTIONS, REIMBURSEMENT_EVENTS, physical
+from shared.devstack.smsc import read_received
+from shared.status import collect_status
+from tests.conftest import REGION, TestStack
+from tests.e2e.test_enrollment_stories import _value, enroll, send
+from tests.helpers import data_of, poll, read_topic
+
+
+async def claim_of(stack: TestStack, claim_id: str) -> dict[str, Any]:
+    found = await collect_status(stack.settings(), claim_id)
+    claims = found.get("reimbursement", {}).get("claims", [])
+    return claims[0] if claims else {}
+
+
+async def test_claim_is_reviewed_calculated_and_paid_once(stack: TestStack,
+                                                          workers: dict[str, Any]) -> None:
+    person, mobile = await enroll(stack)
+    # Reimbursement knows the insured status from enrollment's events: wait until it does.
+    await poll(lambda: collect_status(stack.settings(), person),
+               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
+               .get("status") == "active")
+    now = datetime.now(UTC)
+    claim_id = f"CLM-{uuid.uuid4().hex[:8]}"
+    await send(stack, ClaimSubmitted(
+        claim_id=claim_id, person_id=person, invoice_no=f"INV{uuid.uuid4().hex[:8]}",
+        institution_code="H21020003", expense_date=now.date() - timedelta(days=10),
+        amount_fen=1_200_000, eligible_fen=1_000_000, hospital_level=3, channel="wechat",
+        submitted_at=now))
+    await poll(lambda: claim_of(stack, claim_id), lambda c: c.get("stage") == "preliminary_review")
+
+    def decided(stage: str) -> ClaimStageDecided:
+        return ClaimStageDecided(claim_id=claim_id, person_id=person, stage=stage,  # type: ignore[arg-type]
+                                 decision="approve", reviewer="s5", decided_at=now)
+
+    # Verification before the originals arrived would skip a stage: refused, not applied.
+    [skip] = await send(stack, decided("verification"))
+    events_topic = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
+    refused = await read_topic(stack.broker_url, events_topic, lambda rs: any(
+        data_of(r)["causationid"] == skip for r in rs))
+    assert any(data_of(r)["type"].endswith("request.refused.v1") for r in refused
+               if data_of(r)["causationid"] == skip)
+    await send(stack, decided("preliminary_review"),
+               ClaimMaterialsMailed(claim_id=claim_id, person_id=person,
+                                    tracking_no="XA123456789CN", mailed_at=now),
+               decided("verification"))
+    claim = await poll(lambda: claim_of(stack, claim_id), lambda c: c.get("stage") == "approved")
+    # Resident, level 3, in region (example policy): (10,000 - 1,000) x 0.60 = 5,400.00
+    assert claim["payable_fen"] == 540_000 and claim["tracking_no"] == "XA123456789CN"
+    assert claim["calculation"]["policy_version"] == "2026.1"
+    assert "9000.00 x ratio 0.60 = 5400.00" in claim["calculation"]["working"][2]
+
+    # The bank fails once, then pays; both instructions carry the same idempotency key.
+    payments = physical(PAYMENT_INSTRUCTIONS, region=REGION, namespace=stack.namespace)
+
+    def instructions(records: list[Any]) -> list[dict[str, Any]]:
+        return [data_of(r)["data"] for r in records if data_of(r)["data"]["claim_id"] == claim_id]
+
+    first = instructions(await read_topic(stack.broker_url, payments,
+                                          lambda rs: len(instructions(rs)) >= 1))
+    key = first[0]["idempotency_key"]
+    await send(stack, PaymentResultReported(idempotency_key=key, claim_id=claim_id,
+                                            person_id=person, succeeded=False,
+                                            failure_reason="账户冻结", reported_at=now))
+    both = instructions(await read_topic(stack.broker_url, payments,
+                                         lambda rs: len(instructions(rs)) >= 2))
+    assert [i["attempt"] for i in both] == [1, 2] and {i["idempotency_key"] for i in both} == {key}
+    await send(stack, PaymentResultReported(idempotency_key=key, claim_id=claim_id,
+                                            person_id=person, succeeded=True, reported_at=now))
+    claim = await poll(lambda: claim_of(stack, claim_id), lambda c: c.get("stage") == "paid")
+    # Each stage in the history; the failed payment is recorded while the claim stays approved.
+    assert [h["stage"] for h in claim["history"]] == [
+        "preliminary_review", "materials_pending", "verification", "calculation", "approved",
+        "approved", "paid"]
+    await poll(lambda: _value(read_received(stack.sms_dir)),
+               lambda s: any(m["to"] == mobile and "5400.00元" in m["text"] and "已支付" in
+                             m["text"] for m in s))
