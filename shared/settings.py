@@ -1,6 +1,7 @@
 """Typed platform settings read from the environment (MEDINS_*), one place for config."""
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -65,6 +66,8 @@ class ReimbursementSettings(PlatformSettings):
     policy_dir: Path = (Path(__file__).resolve().parents[1] / "services" / "reimbursement"
                         / "policies")
     payment_max_attempts: int = 3
+    # Proactive reimbursement of an outage is paid by this date (Wenzhou: 30 June).
+    proactive_pay_by: date | None = None
     originals_mail_to: str = "医疗保障事务服务中心手工报销窗口（请在信封注明报销编号）"
 
 

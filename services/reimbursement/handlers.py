@@ -20,6 +20,7 @@ from shared.contracts.enrollment import (
     RemoteFilingAccepted,
     RemoteFilingEnded,
 )
+from shared.contracts.hospital import OutageSettlementsUploaded
 from shared.contracts.reimbursement import (
     ClaimApproved,
     ClaimPaid,
@@ -29,7 +30,9 @@ from shared.contracts.reimbursement import (
     ClaimRejected,
     ClaimRequestRefused,
     PaymentInstructed,
+    ProactiveRecordProcessed,
 )
+from shared.identity import IdentifierError, check_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.settings import ReimbursementSettings
 
@@ -123,7 +126,47 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
             await _calculate_and_instruct(ctx, env, claim)
         await repo.save_claim(ctx.conn, claim)
 
-    async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim) -> None:
+    async def on_outage_settlements(ctx: HandlerContext, env: Envelope,
+                                    cmd: OutageSettlementsUploaded) -> None:
+        """Each record becomes an agency-started claim, calculated and instructed for payment;
+        a bad record is reported back and does not hold up the others."""
+        for record in cmd.records:
+            if await repo.proactive_record_seen(ctx.conn, record.record_id):
+                continue  # the same record sent again pays once
+            try:
+                check_resident_id(record.person_id)
+                id_error = None
+            except IdentifierError as exc:
+                id_error = str(exc)
+            insured = None if id_error else await repo.insured(ctx.conn, record.person_id)
+            reason = rules.check_proactive_record(
+                person_id_error=id_error, insured_status=insured["status"] if insured else None,
+                expense_date=record.expense_date, outage_from=cmd.outage_from,
+                outage_to=cmd.outage_to, amount_fen=record.amount_fen,
+                eligible_fen=record.eligible_fen)
+            claim_id = None
+            if reason is None:
+                claim = Claim(f"PRO-{record.record_id}", record.person_id, 1, Stage.CALCULATION,
+                              record.expense_date, record.amount_fen, record.eligible_fen,
+                              record.hospital_level, "in_region")
+                await repo.save_submission(ctx.conn, claim, record.record_id,
+                                           cmd.institution_code)
+                await repo.record(ctx.conn, claim, {"proactive_batch": cmd.batch_id}, env.id)
+                if await _calculate_and_instruct(ctx, env, claim):
+                    await repo.save_claim(ctx.conn, claim)
+                    claim_id = claim.claim_id
+                else:
+                    reason = "calculation: no policy rule for this record"
+            await repo.save_proactive_record(ctx.conn, record.record_id, cmd.batch_id,
+                                             cmd.institution_code, record.person_id,
+                                             claim_id, reason)
+            ctx.emit(ProactiveRecordProcessed(
+                batch_id=cmd.batch_id, institution_code=cmd.institution_code,
+                record_id=record.record_id, accepted=reason is None, claim_id=claim_id,
+                reason=reason or "claim approved and payment instructed"),
+                key=cmd.institution_code)
+
+    async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim) -> bool:
         insured = await repo.insured(ctx.conn, claim.person_id)
         try:
             policy = book.in_force(claim.expense_date)
@@ -132,10 +175,13 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 hospital_level=claim.hospital_level, location=claim.location,
                 expense_date=claim.expense_date, eligible_fen=claim.eligible_fen,
                 paid_this_year_fen=await repo.paid_this_year(ctx.conn, claim.person_id,
-                                                             claim.expense_date.year)))
+                                                             claim.expense_date.year),
+                deductible_used_fen=await repo.deductible_used_this_year(
+                    ctx.conn, claim.person_id, claim.expense_date.year)))
         except PolicyError as err:
             # No rule for this case: staff must see it; the claim waits at calculation.
-            return _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+            _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+            return False
         rules.calculated(claim, calc.payable_fen)
         await repo.save_calculation(ctx.conn, claim.claim_id, {
             "policy_version": calc.policy_version, "overrides": calc.overrides,
@@ -149,6 +195,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                                policy_version=calc.policy_version, overrides=calc.overrides,
                                working=calc.working), key=claim.person_id)
         _instruct(ctx, claim)
+        return True
 
     async def on_materials_mailed(ctx: HandlerContext, env: Envelope,
                                   cmd: ClaimMaterialsMailed) -> None:
@@ -193,12 +240,15 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         ClaimStageDecided.event_type: on_stage_decided,
         ClaimMaterialsMailed.event_type: on_materials_mailed,
         PaymentResultReported.event_type: on_payment_result,
+        OutageSettlementsUploaded.event_type: on_outage_settlements,
     }
 
 
 def _instruct(ctx: HandlerContext, claim: Claim) -> None:
+    pay_by = _settings(ctx).proactive_pay_by if claim.claim_id.startswith("PRO-") else None
     ctx.emit(PaymentInstructed(idempotency_key=claim.idempotency_key, claim_id=claim.claim_id,
                                person_id=claim.person_id, payable_fen=claim.payable_fen or 0,
-                               attempt=claim.payment_attempts), key=claim.person_id)
+                               attempt=claim.payment_attempts, pay_by=pay_by),
+             key=claim.person_id)
 
 

@@ -100,6 +100,14 @@ async def paid_this_year(conn: asyncpg.Connection, person_id: str, year: int) ->
         person_id, year))
 
 
+async def deductible_used_this_year(conn: asyncpg.Connection, person_id: str,
+                                    year: int) -> int:
+    return int(await conn.fetchval(
+        "SELECT coalesce(sum((calculation->>'deductible_fen')::bigint), 0) FROM claims"
+        " WHERE person_id = $1 AND stage IN ('approved', 'paid')"
+        " AND extract(year FROM expense_date) = $2", person_id, year))
+
+
 async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
                  cause_id: str) -> None:
     await conn.execute("INSERT INTO claim_history (claim_id, stage, detail, cause_id)"
@@ -108,12 +116,46 @@ async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
                                   default=str), cause_id)
 
 
+async def proactive_record_seen(conn: asyncpg.Connection, record_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM proactive_records WHERE record_id = $1",
+                                    record_id))
+
+
+async def save_proactive_record(conn: asyncpg.Connection, record_id: str, batch_id: str,
+                                institution: str, person_id: str, claim_id: str | None,
+                                reason: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO proactive_records (record_id, batch_id, institution_code, person_id,"
+        " accepted, claim_id, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        record_id, batch_id, institution, person_id, reason is None, claim_id,
+        reason or "accepted")
+
+
+async def institution_summary(conn: asyncpg.Connection,
+                              institution: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        "SELECT count(*) AS records, count(*) FILTER (WHERE p.accepted) AS accepted,"
+        " count(*) FILTER (WHERE NOT p.accepted) AS rejected,"
+        " coalesce(sum(c.payable_fen) FILTER (WHERE c.stage IN ('approved', 'paid')), 0)"
+        " AS total_approved_fen,"
+        " coalesce(sum(c.payable_fen) FILTER (WHERE c.stage = 'paid'), 0) AS total_paid_fen"
+        " FROM proactive_records p LEFT JOIN claims c ON c.claim_id = p.claim_id"
+        " WHERE p.institution_code = $1", institution)
+    if row is None or row["records"] == 0:
+        return None
+    rejected = await conn.fetch("SELECT record_id, reason FROM proactive_records"
+                                " WHERE institution_code = $1 AND NOT accepted"
+                                " ORDER BY recorded_at LIMIT 50", institution)
+    return dict(row) | {"rejected_records": [dict(r) for r in rejected]}
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     rows = await conn.fetch("SELECT * FROM claims WHERE person_id = $1 OR claim_id = $1"
                             " ORDER BY created_at", ref)
     view = await conn.fetchrow("SELECT * FROM insured_view WHERE person_id = $1", ref)
     if not rows and view is None:
-        return None
+        summary = await institution_summary(conn, ref)
+        return {"proactive_summary": summary} if summary else None
     claims = []
     for r in rows:
         history = await conn.fetch("SELECT stage, detail, recorded_at FROM claim_history"

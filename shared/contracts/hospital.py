@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
 from shared.contracts.common import AreaCode, Reference, ResidentId
@@ -31,3 +33,29 @@ class TreatmentRecorded(Payload):
     treatment: Literal["organ_transplant_anti_rejection", "tumour_radiotherapy",
                        "tumour_chemotherapy"]
     treated_on: date
+
+
+class SettlementRecord(BaseModel):
+    """One out-of-pocket payment during a settlement outage; checked row by row."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record_id: str = Field(min_length=1, max_length=64)
+    person_id: str
+    expense_date: date
+    amount_fen: int = Field(gt=0)
+    eligible_fen: int = Field(ge=0)
+    hospital_level: Literal[1, 2, 3] = 1
+
+
+@event("cn.gov.hospital.outage-settlements.uploaded.v1", topics.REIMBURSEMENT_REQUESTS,
+       key_field="institution_code")
+class OutageSettlementsUploaded(Payload):
+    """A designated institution uploads what people paid out of pocket during a real-time
+    settlement outage; the agency reimburses them itself (主动报)."""
+
+    batch_id: Reference
+    institution_code: Reference
+    outage_from: date
+    outage_to: date
+    records: list[SettlementRecord] = Field(min_length=1, max_length=10_000)

@@ -1,6 +1,8 @@
 """Contracts produced by the reimbursement service."""
 from __future__ import annotations
 
+from datetime import date
+
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
 from shared.contracts.common import Fen, Reference, ResidentId
@@ -79,3 +81,16 @@ class PaymentInstructed(Payload):
     person_id: ResidentId
     payable_fen: Fen
     attempt: int
+    pay_by: date | None = None
+
+
+@event("cn.medins.reimbursement.proactive.record-processed.v1", T)
+class ProactiveRecordProcessed(Payload):
+    """Reported back to the institution, one per record: accepted with the claim, or why not."""
+
+    batch_id: Reference
+    institution_code: Reference
+    record_id: str
+    accepted: bool
+    claim_id: str | None
+    reason: str

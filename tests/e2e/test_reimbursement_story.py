@@ -83,3 +83,48 @@ async def test_claim_is_reviewed_calculated_and_paid_once(stack: TestStack,
     await poll(lambda: _value(read_received(stack.sms_dir)),
                lambda s: any(m["to"] == mobile and "5400.00元" in m["text"] and "已支付" in
                              m["text"] for m in s))
+
+
+async def test_proactive_batch_pays_each_good_record_once_and_reports_bad_ones(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    from shared.contracts.hospital import OutageSettlementsUploaded, SettlementRecord
+    from shared.devstack import people
+
+    insured = [(await enroll(stack))[0] for _ in range(2)]
+    for person in insured:
+        await poll(lambda p=person: collect_status(stack.settings(), p),
+                   lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
+                   .get("status") == "active")
+    today = datetime.now(UTC).date()
+    institution = f"H{uuid.uuid4().hex[:8].upper()}"
+
+    def record(n: int, person: str, **kw: Any) -> SettlementRecord:
+        base: dict[str, Any] = dict(record_id=f"{institution}-{n}", person_id=person,
+                                    expense_date=today - timedelta(days=2), amount_fen=30_000,
+                                    eligible_fen=25_000, hospital_level=1)
+        return SettlementRecord(**(base | kw))
+
+    batch = OutageSettlementsUploaded(
+        batch_id=f"B-{uuid.uuid4().hex[:6]}", institution_code=institution,
+        outage_from=today - timedelta(days=5), outage_to=today - timedelta(days=1), records=[
+            record(1, insured[0]), record(2, insured[0], amount_fen=12_000, eligible_fen=12_000),
+            record(3, insured[1]),
+            record(4, "210202198001011230"),  # bad check character
+            record(5, people.resident_id()),  # not insured here
+            record(6, insured[1], expense_date=today),  # after the outage
+        ])
+    await send(stack, batch)
+    await send(stack, batch)  # sent twice: pays once
+    found = await poll(lambda: collect_status(stack.settings(), institution),
+                       lambda f: (f.get("reimbursement", {}).get("proactive_summary") or {})
+                       .get("records") == 6)
+    summary = found["reimbursement"]["proactive_summary"]
+    assert (summary["accepted"], summary["rejected"]) == (3, 3)
+    reasons = {r["record_id"].rsplit("-", 1)[1]: r["reason"] for r in summary["rejected_records"]}
+    assert "check character" in reasons["4"] and "not insured" in reasons["5"]
+    assert "outside the outage" in reasons["6"]
+    # Resident, level 1 (example policy): deductible 200.00, ratio 0.80:
+    # (250 - 200) x 0.8 = 40.00; then deductible met: 120 x 0.8 = 96.00; (250 - 200) x 0.8 = 40.00
+    assert summary["total_approved_fen"] == 4_000 + 9_600 + 4_000
+    claims = (await collect_status(stack.settings(), insured[0]))["reimbursement"]["claims"]
+    assert sorted(c["claim_id"] for c in claims) == [f"PRO-{institution}-1", f"PRO-{institution}-2"]

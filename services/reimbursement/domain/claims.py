@@ -133,3 +133,19 @@ def location_of(treatment_area: str | None, region: str,
                                                                  or expense_date <= end):
             return "remote_filed"
     return "remote_unfiled"
+
+
+def check_proactive_record(*, person_id_error: str | None, insured_status: str | None,
+                           expense_date: date, outage_from: date, outage_to: date,
+                           amount_fen: int, eligible_fen: int) -> str | None:
+    """Why an outage record cannot become a claim, or None when it can [004]."""
+    if person_id_error:
+        return f"person_id: {person_id_error}"
+    if insured_status not in ("active", "suspended"):
+        return f"person_id: not insured here (status {insured_status or 'unknown'})"
+    if not outage_from <= expense_date <= outage_to:
+        return (f"expense_date: {expense_date.isoformat()} is outside the outage "
+                f"{outage_from.isoformat()}..{outage_to.isoformat()}")
+    if eligible_fen > amount_fen:
+        return "eligible_fen: must not exceed amount_fen"
+    return None
