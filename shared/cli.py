@@ -132,13 +132,15 @@ def status(ref: Annotated[str, typer.Argument(help="resident ID or application/c
 
 
 @cli.command()
-def demo(region: Annotated[str, typer.Option()] = "") -> None:
-    """Feed a small realistic story into a running platform and show its progress."""
+def demo(region: Annotated[str, typer.Option()] = "",
+         proactive: Annotated[int, typer.Option(help="records in the outage batch")] = 1000
+         ) -> None:
+    """Feed realistic stories into a running platform and show their progress."""
     from shared.devstack.demo import run_demo
 
     _stack_env()
     settings = PlatformSettings(**({"region": region} if region else {}))
-    raise typer.Exit(asyncio.run(run_demo(settings, console)))
+    raise typer.Exit(asyncio.run(run_demo(settings, console, proactive)))
 
 
 @cli.command()

@@ -56,7 +56,8 @@ def _sent(found: dict[str, Any], template: str, channel: str) -> bool:
                for m in found.get("notify", {}).get("messages", []))
 
 
-async def run_demo(settings: PlatformSettings, console: Console) -> int:
+async def run_demo(settings: PlatformSettings, console: Console,
+                   proactive_size: int = 1000) -> int:
     now = datetime.now(UTC)
     person = people.resident_id(settings.region)
     application_id = f"APP-{uuid.uuid4().hex[:10].upper()}"
@@ -107,6 +108,10 @@ async def run_demo(settings: PlatformSettings, console: Console) -> int:
         console.print(f"  [green]✓[/] transfer-out request {transfer['stage']}: "
                       f"{transfer['reason'] or 'accepted'}  ({took:.2f}s)")
     await remote_filing_and_stop_story(settings, console)
+    if proactive_size:
+        from shared.devstack.demo_proactive import run_proactive_demo
+
+        await run_proactive_demo(settings, console, proactive_size)
     notify = (await collect_status(settings, person))["notify"]["messages"]
     for m in notify:
         console.print(f"  {m['channel']:>5} → {mask_text(m['recipient'])}: {m['template']} "
