@@ -6,6 +6,7 @@ limits lifted, and prints messages per second per channel. Run: python bench/not
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import tempfile
 import time
@@ -77,4 +78,6 @@ async def main(n: int) -> None:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (e.g. from `timeout`) still runs the clean-up of the broker and database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -118,4 +119,6 @@ async def main(n: int) -> None:
 
 
 if __name__ == "__main__":
+    # A SIGTERM (e.g. from `timeout`) still runs the clean-up of the broker and database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 5000))
