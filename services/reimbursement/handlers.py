@@ -20,7 +20,7 @@ from shared.contracts.enrollment import (
     RemoteFilingAccepted,
     RemoteFilingEnded,
 )
-from shared.contracts.hospital import OutageSettlementsUploaded
+from shared.contracts.hospital import DirectSettlementRecorded, OutageSettlementsUploaded
 from shared.contracts.reimbursement import (
     ClaimApproved,
     ClaimPaid,
@@ -59,6 +59,12 @@ async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
                           event.start_date, event.end_date, True)
 
 
+async def on_direct_settlement(ctx: HandlerContext, env: Envelope,
+                               event: DirectSettlementRecorded) -> None:
+    await repo.record_settlement(ctx.conn, event.invoice_no, event.institution_code,
+                                 event.settlement_id, event.person_id, event.settled_on)
+
+
 async def on_filing_ended(ctx: HandlerContext, env: Envelope, event: RemoteFilingEnded) -> None:
     await repo.end_filing(ctx.conn, event.filing_id)
 
@@ -88,7 +94,9 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 expense_date=cmd.expense_date, filed_on=china_date(cmd.submitted_at),
                 deadline=deadline,
                 earlier_claim_for_receipt=await repo.claim_for_receipt(
-                    ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.claim_id))
+                    ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.claim_id),
+                settled_as=await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no,
+                                                             cmd.institution_code))
         except ClaimRefused as refused:
             claim.stage, claim.reasons = Stage.REJECTED, refused.reasons
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
@@ -241,6 +249,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         ClaimMaterialsMailed.event_type: on_materials_mailed,
         PaymentResultReported.event_type: on_payment_result,
         OutageSettlementsUploaded.event_type: on_outage_settlements,
+        DirectSettlementRecorded.event_type: on_direct_settlement,
     }
 
 

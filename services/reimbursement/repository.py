@@ -116,6 +116,21 @@ async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
                                   default=str), cause_id)
 
 
+async def record_settlement(conn: asyncpg.Connection, invoice_no: str, institution: str,
+                            settlement_id: str, person_id: str, settled_on: date) -> None:
+    await conn.execute(
+        "INSERT INTO direct_settlements (invoice_no, institution_code, settlement_id, person_id,"
+        " settled_on) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        invoice_no, institution, settlement_id, person_id, settled_on)
+
+
+async def settlement_for_receipt(conn: asyncpg.Connection, invoice_no: str,
+                                 institution: str) -> str | None:
+    return await conn.fetchval("SELECT settlement_id FROM direct_settlements WHERE"
+                               " invoice_no = $1 AND institution_code = $2",
+                               invoice_no, institution)
+
+
 async def proactive_record_seen(conn: asyncpg.Connection, record_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM proactive_records WHERE record_id = $1",
                                     record_id))

@@ -59,3 +59,15 @@ class OutageSettlementsUploaded(Payload):
     outage_from: date
     outage_to: date
     records: list[SettlementRecord] = Field(min_length=1, max_length=10_000)
+
+
+@event("cn.gov.hospital.settlement.recorded.v1", topics.REIMBURSEMENT_REQUESTS)
+class DirectSettlementRecorded(Payload):
+    """A receipt settled directly at the hospital: it can never be claimed again manually."""
+
+    settlement_id: Reference
+    person_id: ResidentId
+    invoice_no: Reference
+    institution_code: Reference
+    settled_on: date
+    fund_paid_fen: int = Field(ge=0)

@@ -128,3 +128,37 @@ async def test_proactive_batch_pays_each_good_record_once_and_reports_bad_ones(
     assert summary["total_approved_fen"] == 4_000 + 9_600 + 4_000
     claims = (await collect_status(stack.settings(), insured[0]))["reimbursement"]["claims"]
     assert sorted(c["claim_id"] for c in claims) == [f"PRO-{institution}-1", f"PRO-{institution}-2"]
+
+
+async def test_a_receipt_claimed_or_settled_before_is_refused_naming_it(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    from shared.contracts.hospital import DirectSettlementRecorded
+
+    person, _ = await enroll(stack)
+    await poll(lambda: collect_status(stack.settings(), person),
+               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
+               .get("status") == "active")
+    now = datetime.now(UTC)
+    settled_invoice, claimed_invoice = f"S{uuid.uuid4().hex[:8]}", f"C{uuid.uuid4().hex[:8]}"
+
+    def claim(claim_id: str, invoice: str) -> ClaimSubmitted:
+        return ClaimSubmitted(claim_id=claim_id, person_id=person, invoice_no=invoice,
+                              institution_code="H21020009",
+                              expense_date=now.date() - timedelta(days=3), amount_fen=50_000,
+                              channel="wechat", submitted_at=now)
+
+    first = f"CLM-{uuid.uuid4().hex[:8]}"
+    await send(stack, DirectSettlementRecorded(
+        settlement_id="SET-77", person_id=person, invoice_no=settled_invoice,
+        institution_code="H21020009", settled_on=now.date(), fund_paid_fen=30_000),
+        claim(f"CLM-{uuid.uuid4().hex[:8]}", settled_invoice), claim(first, claimed_invoice),
+        claim(f"CLM-{uuid.uuid4().hex[:8]}", claimed_invoice))
+    found = await poll(lambda: collect_status(stack.settings(), person),
+                       lambda f: len(f.get("reimbursement", {}).get("claims", [])) == 3)
+    by_stage = sorted((c["stage"], " ".join(c["reasons"]))
+                      for c in found["reimbursement"]["claims"])
+    assert by_stage[0] == ("preliminary_review", "")
+    assert by_stage[1][0] == by_stage[2][0] == "rejected"
+    reasons = by_stage[1][1] + by_stage[2][1]
+    assert "settled directly at the hospital (SET-77)" in reasons
+    assert f"already claimed in {first}" in reasons

@@ -56,7 +56,8 @@ class Claim:
 
 
 def accept_claim(*, insured_status: str | None, expense_date: date, filed_on: date,
-                 deadline: date, earlier_claim_for_receipt: str | None) -> None:
+                 deadline: date, earlier_claim_for_receipt: str | None,
+                 settled_as: str | None = None) -> None:
     reasons = []
     if insured_status not in ("active", "suspended"):
         reasons.append(f"claimant is not insured here (status {insured_status or 'unknown'})")
@@ -67,6 +68,8 @@ def accept_claim(*, insured_status: str | None, expense_date: date, filed_on: da
                        f"extension in force), by {deadline.isoformat()}")
     if earlier_claim_for_receipt:
         reasons.append(f"receipt already claimed in {earlier_claim_for_receipt}")
+    if settled_as:
+        reasons.append(f"receipt already settled directly at the hospital ({settled_as})")
     if reasons:
         raise ClaimRefused(reasons)
 
