@@ -91,6 +91,16 @@ async def test_filing_then_stop_contributions_suspends_and_ends_the_filing(
                        lambda e: e["person"]["status"] == "suspended")
     assert found["filings"][0]["state"] == "ended"
     assert found["scheduled"][0]["applied_at"] is not None
+    # The enrollment worker's HTTP read endpoint shows the same, masked.
+    import json as _json
+    import urllib.request
+
+    url = f"http://127.0.0.1:{stack.web_ports['enrollment']}/status/{person}"
+    shown = _json.loads(urllib.request.urlopen(url, timeout=5).read())
+    assert shown["person"]["status"] == "suspended" and shown["filings"][0]["state"] == "ended"
+    assert person not in _json.dumps(shown)
+    assert shown["person"]["person_id"] == f"{person[:4]}**********{person[-4:]}"
+    assert mobile not in _json.dumps(shown) and shown["person"]["name"] == "张*"
     sms = await poll(lambda: _value(read_received(stack.sms_dir)),
                      lambda s: any(m["to"] == mobile and "暂停" in m["text"] for m in s)
                      and any(m["to"] == mobile and "已终止" in m["text"] for m in s)
