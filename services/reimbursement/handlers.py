@@ -15,12 +15,18 @@ from shared.clock import china_date
 from shared.contracts import Envelope
 from shared.contracts.bank import PaymentResultReported
 from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
+from shared.contracts.employer import EmployerWageBaseReported
 from shared.contracts.enrollment import (
     InsuredStatusChanged,
     RemoteFilingAccepted,
     RemoteFilingEnded,
+    RosterRowProcessed,
 )
-from shared.contracts.hospital import DirectSettlementRecorded, OutageSettlementsUploaded
+from shared.contracts.hospital import (
+    BirthRecorded,
+    DirectSettlementRecorded,
+    OutageSettlementsUploaded,
+)
 from shared.contracts.reimbursement import (
     ClaimApproved,
     ClaimPaid,
@@ -35,6 +41,8 @@ from shared.contracts.reimbursement import (
 from shared.identity import IdentifierError, check_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.settings import ReimbursementSettings
+
+MATERNITY = rules.MaternityRules()
 
 
 def _settings(ctx: HandlerContext) -> ReimbursementSettings:
@@ -63,6 +71,13 @@ async def on_direct_settlement(ctx: HandlerContext, env: Envelope,
                                event: DirectSettlementRecorded) -> None:
     await repo.record_settlement(ctx.conn, event.invoice_no, event.institution_code,
                                  event.settlement_id, event.person_id, event.settled_on)
+
+
+async def on_roster_row(ctx: HandlerContext, env: Envelope, event: RosterRowProcessed) -> None:
+    """Who employs whom, for the maternity allowance's wage base."""
+    if event.accepted and event.action in ("increase", "decrease"):
+        await repo.set_employer(ctx.conn, event.person_id,
+                                event.employer_code if event.action == "increase" else None)
 
 
 async def on_filing_ended(ctx: HandlerContext, env: Envelope, event: RemoteFilingEnded) -> None:
@@ -174,6 +189,48 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 reason=reason or "claim approved and payment instructed"),
                 key=cmd.institution_code)
 
+    async def _grant_maternity(ctx: HandlerContext, env: Envelope, birth: BirthRecorded) -> None:
+        employer = await repo.employer_of(ctx.conn, birth.person_id)
+        if employer is None:
+            await repo.save_birth(ctx.conn, birth, "not_eligible", "no employee insurance "
+                                  "through an employer here", None)
+            return
+        wage = await repo.wage_base(ctx.conn, employer, birth.birth_date.year - 1)
+        if wage is None:
+            # Granted as soon as the employer's wage base for last year arrives.
+            await repo.save_birth(ctx.conn, birth, "waiting_for_wage_base",
+                                  f"waiting for {employer}'s {birth.birth_date.year - 1} wage "
+                                  "base", None)
+            return
+        days = rules.maternity_leave_days(MATERNITY, birth.difficult_birth, birth.babies)
+        fen, working = rules.maternity_allowance(MATERNITY, wage, days)
+        claim = Claim(f"MAT-{birth.birth_id}", birth.person_id, 1, Stage.CALCULATION,
+                      birth.birth_date, fen, fen, 1, "in_region")
+        await repo.save_submission(ctx.conn, claim, birth.birth_id, "MATERNITY")
+        rules.calculated(claim, fen)
+        await repo.save_claim(ctx.conn, claim)
+        await repo.save_calculation(ctx.conn, claim.claim_id, {
+            "policy_version": "maternity-practice", "payable_fen": fen, "working": [working]})
+        await repo.record(ctx.conn, claim, {"maternity": working}, env.id)
+        await repo.save_birth(ctx.conn, birth, "granted", None, claim.claim_id)
+        ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id, version=1,
+                               payable_fen=fen, policy_version="maternity-practice",
+                               overrides=[], working=[working]), key=claim.person_id)
+        _instruct(ctx, claim)
+
+    async def on_birth(ctx: HandlerContext, env: Envelope, cmd: BirthRecorded) -> None:
+        await _grant_maternity(ctx, env, cmd)
+
+    async def on_wage_base(ctx: HandlerContext, env: Envelope,
+                           cmd: EmployerWageBaseReported) -> None:
+        await repo.save_wage_base(ctx.conn, cmd.employer_code, cmd.year,
+                                  cmd.average_monthly_wage_fen)
+        for row in await repo.births_waiting(ctx.conn, cmd.employer_code, cmd.year):
+            await _grant_maternity(ctx, env, BirthRecorded(
+                birth_id=row["birth_id"], person_id=row["person_id"],
+                birth_date=row["birth_date"], difficult_birth=row["difficult_birth"],
+                babies=row["babies"]))
+
     async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim) -> bool:
         insured = await repo.insured(ctx.conn, claim.person_id)
         try:
@@ -250,6 +307,9 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         PaymentResultReported.event_type: on_payment_result,
         OutageSettlementsUploaded.event_type: on_outage_settlements,
         DirectSettlementRecorded.event_type: on_direct_settlement,
+        RosterRowProcessed.event_type: on_roster_row,
+        BirthRecorded.event_type: on_birth,
+        EmployerWageBaseReported.event_type: on_wage_base,
     }
 
 

@@ -131,6 +131,48 @@ async def settlement_for_receipt(conn: asyncpg.Connection, invoice_no: str,
                                invoice_no, institution)
 
 
+async def set_employer(conn: asyncpg.Connection, person_id: str, employer: str | None) -> None:
+    if employer is None:
+        await conn.execute("DELETE FROM employments WHERE person_id = $1", person_id)
+        return
+    await conn.execute("INSERT INTO employments VALUES ($1, $2) ON CONFLICT (person_id)"
+                       " DO UPDATE SET employer_code = $2", person_id, employer)
+
+
+async def employer_of(conn: asyncpg.Connection, person_id: str) -> str | None:
+    return await conn.fetchval(
+        "SELECT e.employer_code FROM employments e JOIN insured_view v USING (person_id)"
+        " WHERE e.person_id = $1 AND v.status = 'active'", person_id)
+
+
+async def save_wage_base(conn: asyncpg.Connection, employer: str, year: int, fen: int) -> None:
+    await conn.execute(
+        "INSERT INTO wage_bases VALUES ($1, $2, $3) ON CONFLICT (employer_code, year)"
+        " DO UPDATE SET average_monthly_wage_fen = $3", employer, year, fen)
+
+
+async def wage_base(conn: asyncpg.Connection, employer: str, year: int) -> int | None:
+    return await conn.fetchval("SELECT average_monthly_wage_fen FROM wage_bases"
+                               " WHERE employer_code = $1 AND year = $2", employer, year)
+
+
+async def save_birth(conn: asyncpg.Connection, b: Any, state: str, reason: str | None,
+                     claim_id: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO births VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (birth_id)"
+        " DO UPDATE SET state = $6, reason = $7, claim_id = $8",
+        b.birth_id, b.person_id, b.birth_date, b.difficult_birth, b.babies, state, reason,
+        claim_id)
+
+
+async def births_waiting(conn: asyncpg.Connection, employer: str,
+                         year: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT b.* FROM births b JOIN employments e USING (person_id) WHERE"
+        " b.state = 'waiting_for_wage_base' AND e.employer_code = $1"
+        " AND extract(year FROM b.birth_date) = $2 + 1", employer, year)
+
+
 async def proactive_record_seen(conn: asyncpg.Connection, record_id: str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM proactive_records WHERE record_id = $1",
                                     record_id))
@@ -168,6 +210,10 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     rows = await conn.fetch("SELECT * FROM claims WHERE person_id = $1 OR claim_id = $1"
                             " ORDER BY created_at", ref)
     view = await conn.fetchrow("SELECT * FROM insured_view WHERE person_id = $1", ref)
+    employer = await conn.fetchval("SELECT employer_code FROM employments WHERE person_id = $1",
+                                   ref)
+    births = await conn.fetch("SELECT birth_id, birth_date, state, reason, claim_id FROM births"
+                              " WHERE person_id = $1", ref)
     if not rows and view is None:
         summary = await institution_summary(conn, ref)
         return {"proactive_summary": summary} if summary else None
@@ -179,4 +225,5 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
             "reasons": json.loads(r["reasons"]),
             "calculation": json.loads(r["calculation"]) if r["calculation"] else None,
             "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history]})
-    return {"insured_status": dict(view) if view else None, "claims": claims}
+    return {"insured_status": dict(view) if view else None, "employer_code": employer,
+            "claims": claims, "births": [dict(b) for b in births]}

@@ -64,3 +64,13 @@ class CivilServantBenefitApplied(Payload):
 @event("cn.medins.review.civil-servant-benefit.decided.v1", BY_EMPLOYER, key_field="employer_code")
 class CivilServantBenefitReviewed(StaffDecision):
     employer_code: EmployerCode
+
+
+@event("cn.medins.employer.wage-base.reported.v1", topics.REIMBURSEMENT_REQUESTS,
+       key_field="employer_code")
+class EmployerWageBaseReported(Payload):
+    """The employer's average monthly wage of a year, from its contribution data (缴费基数)."""
+
+    employer_code: EmployerCode
+    year: int = Field(ge=2000, le=2100)
+    average_monthly_wage_fen: int = Field(gt=0)

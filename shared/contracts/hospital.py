@@ -71,3 +71,14 @@ class DirectSettlementRecorded(Payload):
     institution_code: Reference
     settled_on: date
     fund_paid_fen: int = Field(ge=0)
+
+
+@event("cn.gov.hospital.birth.recorded.v1", topics.REIMBURSEMENT_REQUESTS)
+class BirthRecorded(Payload):
+    """A birth at a designated hospital: the maternity allowance follows without application."""
+
+    birth_id: Reference
+    person_id: ResidentId
+    birth_date: date
+    difficult_birth: bool = False
+    babies: int = Field(default=1, ge=1, le=6)

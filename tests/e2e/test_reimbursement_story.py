@@ -162,3 +162,46 @@ async def test_a_receipt_claimed_or_settled_before_is_refused_naming_it(
     reasons = by_stage[1][1] + by_stage[2][1]
     assert "settled directly at the hospital (SET-77)" in reasons
     assert f"already claimed in {first}" in reasons
+
+
+async def test_maternity_allowance_is_granted_without_application(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    from stdnum.cn import uscc
+
+    from shared.contracts.employer import (
+        EmployerRegistered,
+        EmployerRosterSubmitted,
+        EmployerWageBaseReported,
+        RosterRow,
+    )
+    from shared.contracts.hospital import BirthRecorded
+    from shared.devstack import people
+
+    now = datetime.now(UTC)
+    body = f"91210200MA0Y{uuid.uuid4().hex[:5].upper()}"
+    employer = body + uscc.calc_check_digit(body)
+    mother = people.resident_id()
+    await send(stack, EmployerRegistered(employer_code=employer, name="大连某科技公司",
+                                         region_code=REGION, contact_email="hr@tech.example.cn",
+                                         channel="window", submitted_at=now),
+               EmployerRosterSubmitted(roster_id=f"R-{uuid.uuid4().hex[:6]}",
+                                       employer_code=employer, submitted_at=now, rows=[
+                                           RosterRow(row=1, action="increase", person_id=mother,
+                                                     name="周敏", mobile=people.mobile(),
+                                                     effective_on=now.date())]))
+    await poll(lambda: collect_status(stack.settings(), mother),
+               lambda f: f.get("reimbursement", {}).get("employer_code") == employer
+               and (f["reimbursement"].get("insured_status") or {}).get("status") == "active")
+    birth_id = f"BIRTH-{uuid.uuid4().hex[:6]}"
+    await send(stack, BirthRecorded(birth_id=birth_id, person_id=mother,
+                                    birth_date=now.date(), difficult_birth=True))
+    found = await poll(lambda: collect_status(stack.settings(), mother),
+                       lambda f: bool(f.get("reimbursement", {}).get("births")))
+    assert found["reimbursement"]["births"][0]["state"] == "waiting_for_wage_base"
+    await send(stack, EmployerWageBaseReported(employer_code=employer, year=now.year - 1,
+                                               average_monthly_wage_fen=750_000))
+    claim = await poll(lambda: claim_of(stack, f"MAT-{birth_id}"),
+                       lambda c: c.get("stage") == "approved")
+    # 7,500.00 / 30 x (98 + 15 difficult birth) days = 28,250.00
+    assert claim["payable_fen"] == 2_825_000
+    assert claim["calculation"]["working"] == ["7500.00 / 30 x 113 days = 28250.00"]

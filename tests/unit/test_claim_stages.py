@@ -75,3 +75,18 @@ def test_location_from_filings() -> None:
     assert location_of("440300", "210200", filings, date(2026, 6, 1)) == "remote_filed"
     assert location_of("440300", "210200", filings, date(2025, 6, 1)) == "remote_unfiled"
     assert location_of("110105", "210200", filings, date(2026, 6, 1)) == "remote_unfiled"
+
+
+def test_maternity_leave_days_and_allowance() -> None:
+    from services.reimbursement.domain.claims import (
+        MaternityRules,
+        maternity_allowance,
+        maternity_leave_days,
+    )
+
+    rules = MaternityRules()
+    assert maternity_leave_days(rules, False, 1) == 98
+    assert maternity_leave_days(rules, True, 2) == 128
+    fen, working = maternity_allowance(rules, 600_000, 98)  # 6,000.00 a month
+    assert fen == 1_960_000 and working == "6000.00 / 30 x 98 days = 19600.00"
+    assert maternity_allowance(rules, 100_001, 1)[0] == 3_333  # 33.3336... -> 33.33

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 
@@ -152,3 +153,28 @@ def check_proactive_record(*, person_id_error: str | None, insured_status: str |
     if eligible_fen > amount_fen:
         return "eligible_fen: must not exceed amount_fen"
     return None
+
+
+@dataclass(frozen=True)
+class MaternityRules:
+    """Practice, configurable: 98 days' leave, 15 more for a difficult birth and per extra
+    baby; the allowance is last year's average monthly wage / 30 x leave days."""
+
+    base_days: int = 98
+    difficult_extra_days: int = 15
+    per_extra_baby_days: int = 15
+    days_per_month: int = 30
+
+
+def maternity_leave_days(rules: MaternityRules, difficult: bool, babies: int) -> int:
+    return (rules.base_days + (rules.difficult_extra_days if difficult else 0)
+            + rules.per_extra_baby_days * (babies - 1))
+
+
+def maternity_allowance(rules: MaternityRules, average_monthly_wage_fen: int,
+                        leave_days: int) -> tuple[int, str]:
+    """The allowance in fen and its working, rounded half-up to the fen."""
+    exact = Decimal(average_monthly_wage_fen) / rules.days_per_month * leave_days
+    fen = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return fen, (f"{average_monthly_wage_fen / 100:.2f} / {rules.days_per_month} x {leave_days}"
+                 f" days = {fen / 100:.2f}")
