@@ -61,12 +61,6 @@ async def on_status_changed(ctx: HandlerContext, env: Envelope,
                                   event.to_status)
 
 
-async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
-                             event: RemoteFilingAccepted) -> None:
-    await repo.set_filing(ctx.conn, event.filing_id, event.person_id, event.treatment_area,
-                          event.start_date, event.end_date, True)
-
-
 async def on_direct_settlement(ctx: HandlerContext, env: Envelope,
                                event: DirectSettlementRecorded) -> None:
     await repo.record_settlement(ctx.conn, event.invoice_no, event.institution_code,
@@ -115,6 +109,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         except ClaimRefused as refused:
             claim.stage, claim.reasons = Stage.REJECTED, refused.reasons
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
+        await repo.set_treatment_area(ctx.conn, claim.claim_id, cmd.treatment_area)
         await repo.record(ctx.conn, claim, {"reasons": claim.reasons, "deadline": deadline,
                                             "extensions": extensions,
                                             "location": claim.location}, env.id)
@@ -188,6 +183,55 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 record_id=record.record_id, accepted=reason is None, claim_id=claim_id,
                 reason=reason or "claim approved and payment instructed"),
                 key=cmd.institution_code)
+
+    async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
+                                 event: RemoteFilingAccepted) -> None:
+        """A filing backfilled after the claim re-evaluates the claims it covers: those not yet
+        calculated simply count as filed; calculated ones get the difference paid."""
+        await repo.set_filing(ctx.conn, event.filing_id, event.person_id, event.treatment_area,
+                              event.start_date, event.end_date, True)
+        insured = await repo.insured(ctx.conn, event.person_id)
+        for claim in await repo.unfiled_claims(ctx.conn, event.person_id, event.treatment_area,
+                                               event.start_date, event.end_date):
+            await repo.set_location(ctx.conn, claim.claim_id, "remote_filed")
+            if claim.stage not in (Stage.APPROVED, Stage.PAID) or claim.payable_fen is None:
+                await repo.record(ctx.conn, claim, {"location": "remote_filed",
+                                                    "filing": event.filing_id}, env.id)
+                continue
+            kind = insured["insurance_type"] if insured else "resident"
+            original = await repo.calculation_of(ctx.conn, claim.claim_id)
+            try:
+                policy = book.in_force(claim.expense_date)
+                rule = policy.rule(kind, claim.hospital_level, "remote_filed")
+                # The same deductible and the same room under the cap as the first time.
+                calc = calculate(policy, ClaimFacts(
+                    insurance_type=kind, hospital_level=claim.hospital_level,
+                    location="remote_filed", expense_date=claim.expense_date,
+                    eligible_fen=claim.eligible_fen,
+                    deductible_used_fen=max(0, rule.deductible_fen
+                                            - int(original.get("deductible_fen", 0))),
+                    paid_this_year_fen=max(0, rule.annual_cap_fen - int(original.get(
+                        "cap_remaining_fen", rule.annual_cap_fen)))))
+            except PolicyError as err:
+                _refuse(ctx, claim.claim_id, claim.person_id, f"re-evaluation: {err}")
+                continue
+            top_up = calc.payable_fen - claim.payable_fen
+            if top_up <= 0:
+                continue
+            await repo.add_top_up(ctx.conn, claim.claim_id, top_up)
+            working = calc.working + [f"filing {event.filing_id} backfilled: pays "
+                                      f"{top_up / 100:.2f} more"]
+            await repo.record(ctx.conn, claim, {"working": working, "top_up_fen": top_up},
+                              env.id)
+            ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id,
+                                   version=claim.version, payable_fen=top_up,
+                                   policy_version=calc.policy_version,
+                                   overrides=calc.overrides, working=working),
+                     key=claim.person_id)
+            ctx.emit(PaymentInstructed(
+                idempotency_key=f"{claim.idempotency_key}:filing-{event.filing_id}",
+                claim_id=claim.claim_id, person_id=claim.person_id, payable_fen=top_up,
+                attempt=1), key=claim.person_id)
 
     async def _grant_maternity(ctx: HandlerContext, env: Envelope, birth: BirthRecorded) -> None:
         employer = await repo.employer_of(ctx.conn, birth.person_id)

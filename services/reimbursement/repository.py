@@ -87,6 +87,37 @@ async def save_claim(conn: asyncpg.Connection, c: Claim) -> None:
         c.payable_fen, c.payment_attempts)
 
 
+async def set_treatment_area(conn: asyncpg.Connection, claim_id: str, area: str | None) -> None:
+    await conn.execute("UPDATE claims SET treatment_area = $2 WHERE claim_id = $1",
+                       claim_id, area)
+
+
+async def unfiled_claims(conn: asyncpg.Connection, person_id: str, area: str, start: date,
+                         end: date | None) -> list[Claim]:
+    """Claims at this place in this window that were treated as remote without filing."""
+    rows = await conn.fetch(
+        "SELECT * FROM claims WHERE person_id = $1 AND treatment_area = $2"
+        " AND location = 'remote_unfiled' AND expense_date >= $3"
+        " AND ($4::date IS NULL OR expense_date <= $4) AND stage <> 'rejected'"
+        " ORDER BY expense_date FOR UPDATE", person_id, area, start, end)
+    return [_claim(r) for r in rows]
+
+
+async def calculation_of(conn: asyncpg.Connection, claim_id: str) -> dict[str, Any]:
+    raw = await conn.fetchval("SELECT calculation FROM claims WHERE claim_id = $1", claim_id)
+    return json.loads(raw) if raw else {}
+
+
+async def set_location(conn: asyncpg.Connection, claim_id: str, location: str) -> None:
+    await conn.execute("UPDATE claims SET location = $2 WHERE claim_id = $1", claim_id,
+                       location)
+
+
+async def add_top_up(conn: asyncpg.Connection, claim_id: str, fen: int) -> None:
+    await conn.execute("UPDATE claims SET top_up_fen = top_up_fen + $2,"
+                       " payable_fen = payable_fen + $2 WHERE claim_id = $1", claim_id, fen)
+
+
 async def save_calculation(conn: asyncpg.Connection, claim_id: str,
                            calculation: dict[str, Any]) -> None:
     await conn.execute("UPDATE claims SET calculation = $2 WHERE claim_id = $1", claim_id,

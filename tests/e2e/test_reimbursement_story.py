@@ -205,3 +205,45 @@ async def test_maternity_allowance_is_granted_without_application(
     # 7,500.00 / 30 x (98 + 15 difficult birth) days = 28,250.00
     assert claim["payable_fen"] == 2_825_000
     assert claim["calculation"]["working"] == ["7500.00 / 30 x 113 days = 28250.00"]
+
+
+async def test_a_backfilled_filing_pays_the_difference_on_an_unfiled_claim(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    from shared.contracts.channels import RemoteTreatmentFilingApplied
+
+    person, _ = await enroll(stack)
+    await poll(lambda: collect_status(stack.settings(), person),
+               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
+               .get("status") == "active")
+    now = datetime.now(UTC)
+    claim_id = f"CLM-{uuid.uuid4().hex[:8]}"
+    expense = now.date() - timedelta(days=20)
+    await send(stack, ClaimSubmitted(
+        claim_id=claim_id, person_id=person, invoice_no=f"INV{uuid.uuid4().hex[:8]}",
+        institution_code="H44030001", expense_date=expense, amount_fen=1_000_000,
+        hospital_level=3, treatment_area="440300", channel="wechat", submitted_at=now))
+    for stage in ("preliminary_review", "verification"):
+        if stage == "verification":
+            await send(stack, ClaimMaterialsMailed(claim_id=claim_id, person_id=person,
+                                                   tracking_no="XB123456789CN", mailed_at=now))
+        await send(stack, ClaimStageDecided(claim_id=claim_id, person_id=person, stage=stage,  # type: ignore[arg-type]
+                                            decision="approve", reviewer="s6", decided_at=now))
+    claim = await poll(lambda: claim_of(stack, claim_id), lambda c: c.get("stage") == "approved")
+    # Remote without filing (example policy, resident level 3): (10,000 - 1,000) x 0.50
+    assert claim["location"] == "remote_unfiled" and claim["payable_fen"] == 450_000
+    # A temporary filing may be backfilled to any day: it now covers the expense.
+    await send(stack, RemoteTreatmentFilingApplied(
+        filing_id=f"F-{uuid.uuid4().hex[:6]}", person_id=person, kind="temporary",
+        treatment_area="440300", start_date=expense - timedelta(days=1), channel="wechat",
+        submitted_at=now))
+    claim = await poll(lambda: claim_of(stack, claim_id),
+                       lambda c: c.get("top_up_fen") == 90_000)
+    # Filed: (10,000 - 1,000) x 0.60 = 5,400.00, so 900.00 more is paid.
+    assert claim["payable_fen"] == 540_000 and claim["location"] == "remote_filed"
+    payments = physical(PAYMENT_INSTRUCTIONS, region=REGION, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, payments, lambda rs: any(
+        data_of(r)["data"]["claim_id"] == claim_id and ":filing-" in
+        data_of(r)["data"]["idempotency_key"] for r in rs))
+    top_up = [data_of(r)["data"] for r in records if data_of(r)["data"]["claim_id"] == claim_id
+              and ":filing-" in data_of(r)["data"]["idempotency_key"]]
+    assert [t["payable_fen"] for t in top_up] == [90_000]
