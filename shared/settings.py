@@ -66,6 +66,11 @@ class ReimbursementSettings(PlatformSettings):
     policy_dir: Path = (Path(__file__).resolve().parents[1] / "services" / "reimbursement"
                         / "policies")
     payment_max_attempts: int = 3
+    # Maternity allowance (practice): leave days and the wage-to-day divisor.
+    maternity_base_days: int = 98
+    maternity_difficult_extra_days: int = 15
+    maternity_per_extra_baby_days: int = 15
+    maternity_days_per_month: int = 30
     # Proactive reimbursement of an outage is paid by this date (Wenzhou: 30 June).
     proactive_pay_by: date | None = None
     originals_mail_to: str = "医疗保障事务服务中心手工报销窗口（请在信封注明报销编号）"

@@ -25,6 +25,7 @@ from shared.contracts.enrollment import (
 from shared.contracts.hospital import (
     BirthRecorded,
     DirectSettlementRecorded,
+    EpidemicPatientSettled,
     OutageSettlementsUploaded,
 )
 from shared.contracts.reimbursement import (
@@ -35,14 +36,14 @@ from shared.contracts.reimbursement import (
     ClaimReceived,
     ClaimRejected,
     ClaimRequestRefused,
+    EpidemicCostsCovered,
+    EpidemicSettlementRefused,
     PaymentInstructed,
     ProactiveRecordProcessed,
 )
 from shared.identity import IdentifierError, check_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.settings import ReimbursementSettings
-
-MATERNITY = rules.MaternityRules()
 
 
 def _settings(ctx: HandlerContext) -> ReimbursementSettings:
@@ -233,6 +234,41 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 claim_id=claim.claim_id, person_id=claim.person_id, payable_fen=top_up,
                 attempt=1), key=claim.person_id)
 
+    async def on_epidemic_settled(ctx: HandlerContext, env: Envelope,
+                                  cmd: EpidemicPatientSettled) -> None:
+        """No claim procedure: covered in full while a declared epidemic override is in force
+        on the first treatment day, else refused back to the institution."""
+        try:
+            overrides = book.in_force(cmd.treated_from).overrides_on(
+                cmd.treated_from, "epidemic_full_coverage")
+        except PolicyError:
+            overrides = []
+        if not overrides:
+            ctx.emit(EpidemicSettlementRefused(
+                settlement_id=cmd.settlement_id, person_id=cmd.person_id,
+                institution_code=cmd.institution_code,
+                reason=f"treated_from: no declared epidemic coverage on "
+                       f"{cmd.treated_from.isoformat()}"), key=cmd.person_id)
+            return
+        claim = Claim(f"EPI-{cmd.settlement_id}", cmd.person_id, 1, Stage.CALCULATION,
+                      cmd.treated_from, cmd.cost_fen, cmd.cost_fen, 1, "in_region")
+        if await repo.load_claim(ctx.conn, claim.claim_id) is not None:
+            return
+        await repo.save_submission(ctx.conn, claim, cmd.settlement_id, cmd.institution_code)
+        rules.calculated(claim, cmd.cost_fen)
+        await repo.save_claim(ctx.conn, claim)
+        working = [f"override {overrides[0].id}: {cmd.diagnosis} epidemic patient, "
+                   f"{cmd.cost_fen / 100:.2f} borne in full, paid to {cmd.institution_code}"]
+        await repo.save_calculation(ctx.conn, claim.claim_id, {
+            "policy_version": book.in_force(cmd.treated_from).version,
+            "overrides": [overrides[0].id], "payable_fen": cmd.cost_fen, "working": working})
+        await repo.record(ctx.conn, claim, {"working": working}, env.id)
+        ctx.emit(EpidemicCostsCovered(settlement_id=cmd.settlement_id, person_id=cmd.person_id,
+                                      institution_code=cmd.institution_code,
+                                      cost_fen=cmd.cost_fen, override=overrides[0].id),
+                 key=cmd.person_id)
+        _instruct(ctx, claim)
+
     async def _grant_maternity(ctx: HandlerContext, env: Envelope, birth: BirthRecorded) -> None:
         employer = await repo.employer_of(ctx.conn, birth.person_id)
         if employer is None:
@@ -246,8 +282,12 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                                   f"waiting for {employer}'s {birth.birth_date.year - 1} wage "
                                   "base", None)
             return
-        days = rules.maternity_leave_days(MATERNITY, birth.difficult_birth, birth.babies)
-        fen, working = rules.maternity_allowance(MATERNITY, wage, days)
+        settings = _settings(ctx)
+        maternity = rules.MaternityRules(
+            settings.maternity_base_days, settings.maternity_difficult_extra_days,
+            settings.maternity_per_extra_baby_days, settings.maternity_days_per_month)
+        days = rules.maternity_leave_days(maternity, birth.difficult_birth, birth.babies)
+        fen, working = rules.maternity_allowance(maternity, wage, days)
         claim = Claim(f"MAT-{birth.birth_id}", birth.person_id, 1, Stage.CALCULATION,
                       birth.birth_date, fen, fen, 1, "in_region")
         await repo.save_submission(ctx.conn, claim, birth.birth_id, "MATERNITY")
@@ -354,6 +394,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         RosterRowProcessed.event_type: on_roster_row,
         BirthRecorded.event_type: on_birth,
         EmployerWageBaseReported.event_type: on_wage_base,
+        EpidemicPatientSettled.event_type: on_epidemic_settled,
     }
 
 

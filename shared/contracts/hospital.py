@@ -82,3 +82,17 @@ class BirthRecorded(Payload):
     birth_date: date
     difficult_birth: bool = False
     babies: int = Field(default=1, ge=1, le=6)
+
+
+@event("cn.gov.hospital.epidemic-patient.settled.v1", topics.REIMBURSEMENT_REQUESTS)
+class EpidemicPatientSettled(Payload):
+    """Costs of a confirmed or suspected patient of a declared epidemic, settled by the
+    hospital: the fund and finance bear them in full, with no claim by the patient [001]."""
+
+    settlement_id: Reference
+    person_id: ResidentId
+    institution_code: Reference
+    diagnosis: Literal["confirmed", "suspected"]
+    treated_from: date
+    treated_to: date
+    cost_fen: int = Field(gt=0)

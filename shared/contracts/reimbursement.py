@@ -94,3 +94,24 @@ class ProactiveRecordProcessed(Payload):
     accepted: bool
     claim_id: str | None
     reason: str
+
+
+@event("cn.medins.reimbursement.epidemic.covered.v1", T, person_facing=True)
+class EpidemicCostsCovered(Payload):
+    """The person is told their epidemic treatment costs are fully borne; nothing to claim."""
+
+    settlement_id: Reference
+    person_id: ResidentId
+    institution_code: str
+    cost_fen: Fen
+    override: str
+
+
+@event("cn.medins.reimbursement.epidemic.refused.v1", T)
+class EpidemicSettlementRefused(Payload):
+    """Back to the institution: no declared epidemic coverage on the treatment day."""
+
+    settlement_id: Reference
+    person_id: ResidentId
+    institution_code: str
+    reason: str

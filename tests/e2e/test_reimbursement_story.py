@@ -247,3 +247,35 @@ async def test_a_backfilled_filing_pays_the_difference_on_an_unfiled_claim(
     top_up = [data_of(r)["data"] for r in records if data_of(r)["data"]["claim_id"] == claim_id
               and ":filing-" in data_of(r)["data"]["idempotency_key"]]
     assert [t["payable_fen"] for t in top_up] == [90_000]
+
+
+async def test_epidemic_patients_are_covered_in_full_without_a_claim(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    from datetime import date
+
+    from shared.contracts.hospital import EpidemicPatientSettled
+
+    person, mobile = await enroll(stack)
+    # The example policy declares an epidemic for December 2026.
+    covered, refused = f"EP{uuid.uuid4().hex[:6]}", f"EP{uuid.uuid4().hex[:6]}"
+    [_, refused_event] = await send(stack, EpidemicPatientSettled(
+        settlement_id=covered, person_id=person, institution_code="H21020077",
+        diagnosis="suspected", treated_from=date(2026, 12, 3), treated_to=date(2026, 12, 9),
+        cost_fen=2_345_600), EpidemicPatientSettled(
+        settlement_id=refused, person_id=person, institution_code="H21020077",
+        diagnosis="confirmed", treated_from=date(2026, 11, 3), treated_to=date(2026, 11, 9),
+        cost_fen=100_000))
+    claim = await poll(lambda: claim_of(stack, f"EPI-{covered}"),
+                       lambda c: c.get("stage") == "approved")
+    assert claim["payable_fen"] == 2_345_600
+    assert claim["calculation"]["overrides"] == ["2026-epidemic-full-coverage"]
+    events = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, events, lambda rs: any(
+        data_of(r)["causationid"] == refused_event for r in rs))
+    answer = next(data_of(r) for r in records if data_of(r)["causationid"] == refused_event)
+    assert answer["type"].endswith("epidemic.refused.v1")
+    assert "no declared epidemic coverage on 2026-11-03" in answer["data"]["reason"]
+    assert await claim_of(stack, f"EPI-{refused}") == {}
+    await poll(lambda: _value(read_received(stack.sms_dir)),
+               lambda s: any(m["to"] == mobile and "23456.00元" in m["text"] and "全额承担"
+                             in m["text"] for m in s))
