@@ -9,10 +9,6 @@ from shared.contracts.enrollment import ContactRecorded
 from shared.messaging.consumer import Handler, HandlerContext
 
 
-async def on_contact_recorded(ctx: HandlerContext, env: Envelope, event: ContactRecorded) -> None:
-    await repo.upsert_contact(ctx.conn, event.person_id, event.name, event.mobile, event.email)
-
-
 async def on_preferences_set(ctx: HandlerContext, env: Envelope,
                              event: NotificationPreferencesSet) -> None:
     await repo.set_preferences(ctx.conn, event.person_id, event.sms, event.email)
@@ -26,9 +22,23 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
             return
         contact = await repo.load_contact(ctx.conn, person_id)
         if contact is None and catalogue.needs_contact(env.type):
-            await repo.park_without_contact(ctx.conn, env.id, person_id, env.type)
+            # Topics are not ordered with each other: the contact may still be on its way.
+            await repo.wait_for_contact(ctx.conn, env.id, person_id, env.type, env.regioncode,
+                                        data)
         messages = catalogue.messages_for(env.type, data, contact, env.regioncode)
         await repo.claim_deliveries(ctx.conn, env.id, person_id, messages)
+
+    async def on_contact_recorded(ctx: HandlerContext, env: Envelope,
+                                  event: ContactRecorded) -> None:
+        await repo.upsert_contact(ctx.conn, event.person_id, event.name, event.mobile,
+                                  event.email)
+        contact = await repo.load_contact(ctx.conn, event.person_id)
+        for waiting in await repo.waiting_for_contact(ctx.conn, event.person_id):
+            messages = catalogue.messages_for(waiting["event_type"], waiting["data"], contact,
+                                              waiting["region"])
+            await repo.claim_deliveries(ctx.conn, waiting["source_event_id"], event.person_id,
+                                        messages)
+            await repo.contact_arrived(ctx.conn, waiting["id"])
 
     table: dict[str, Handler] = {t: on_person_event for t in catalogue.event_types()}
     table[ContactRecorded.event_type] = on_contact_recorded

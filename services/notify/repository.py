@@ -1,6 +1,7 @@
 """asyncpg queries for the notify schema: contacts, preferences, deliveries, SMS receipts."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -49,13 +50,29 @@ async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, perso
     )
 
 
-async def park_without_contact(conn: asyncpg.Connection, source_event_id: str, person_id: str,
-                               event_type: str) -> None:
+async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, person_id: str,
+                           event_type: str, region: str, data: dict[str, Any]) -> None:
+    """Keep the event, visibly parked, until the person's contact data arrives."""
     await conn.execute(
         "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template, body,"
-        " status, last_error) VALUES ($1, $2, 'none', '', $3, '', 'parked',"
-        " 'no contact data recorded for this person') ON CONFLICT DO NOTHING",
-        source_event_id, person_id, event_type)
+        " status, last_error) VALUES ($1, $2, 'none', $3, $4, $5, 'parked',"
+        " 'no contact data recorded for this person yet') ON CONFLICT DO NOTHING",
+        source_event_id, person_id, region, event_type,
+        json.dumps(data, ensure_ascii=False))
+
+
+async def waiting_for_contact(conn: asyncpg.Connection,
+                              person_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, source_event_id, recipient AS region, template AS event_type, body"
+        " FROM deliveries WHERE person_id = $1 AND channel = 'none' AND status = 'parked'"
+        " ORDER BY id FOR UPDATE", person_id)
+    return [dict(r) | {"data": json.loads(r["body"])} for r in rows]
+
+
+async def contact_arrived(conn: asyncpg.Connection, delivery_id: int) -> None:
+    await conn.execute("UPDATE deliveries SET status = 'resolved', last_error = NULL"
+                       " WHERE id = $1", delivery_id)
 
 
 async def claim_due(conn: asyncpg.Connection, channel: str, limit: int) -> list[asyncpg.Record]:

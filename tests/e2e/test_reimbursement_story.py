@@ -279,3 +279,29 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
     await poll(lambda: _value(read_received(stack.sms_dir)),
                lambda s: any(m["to"] == mobile and "23456.00元" in m["text"] and "全额承担"
                              in m["text"] for m in s))
+
+
+async def test_a_rejected_claim_is_resubmitted_as_a_new_version(
+        stack: TestStack, workers: dict[str, Any]) -> None:
+    person, _ = await enroll(stack)
+    await poll(lambda: collect_status(stack.settings(), person),
+               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
+               .get("status") == "active")
+    now = datetime.now(UTC)
+    claim_id, invoice = f"CLM-{uuid.uuid4().hex[:8]}", f"INV{uuid.uuid4().hex[:8]}"
+
+    def submitted() -> ClaimSubmitted:
+        return ClaimSubmitted(claim_id=claim_id, person_id=person, invoice_no=invoice,
+                              institution_code="H21020005",
+                              expense_date=now.date() - timedelta(days=4), amount_fen=80_000,
+                              channel="alipay", submitted_at=now)
+
+    await send(stack, submitted(), ClaimStageDecided(
+        claim_id=claim_id, person_id=person, stage="preliminary_review", decision="reject",
+        reasons=["发票照片不清晰"], reviewer="s7", decided_at=now))
+    await poll(lambda: claim_of(stack, claim_id), lambda c: c.get("stage") == "rejected")
+    await send(stack, submitted())  # photos uploaded again under the same claim id
+    claim = await poll(lambda: claim_of(stack, claim_id),
+                       lambda c: c.get("version") == 2)
+    assert claim["stage"] == "preliminary_review" and claim["reasons"] == []
+    assert [h["detail"]["version"] for h in claim["history"]] == [1, 1, 2]

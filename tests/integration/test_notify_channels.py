@@ -128,6 +128,18 @@ async def test_email_and_sms_go_out_through_real_servers(rig: NotifyRig) -> None
         "sms": "sent", "email": "sent"}
 
 
+async def test_an_event_before_the_contact_data_waits_for_it(rig: NotifyRig) -> None:
+    person, contact, activated = person_events()
+    await rig.feed(activated)  # another topic's event overtook the contact data
+    rows = await rig.rows(person)
+    assert [(r["channel"], r["status"]) for r in rows] == [("none", "parked")]
+    await rig.feed(contact)
+    await rig.drain()
+    rows = await rig.rows(person)
+    assert [(r["channel"], r["status"]) for r in rows] == [("none", "resolved"), ("sms", "sent")]
+    assert [m.to for m in rig.smsc.received].count(contact.data["mobile"]) == 1
+
+
 async def test_channel_preferences_are_respected(rig: NotifyRig) -> None:
     from datetime import UTC, datetime
 
