@@ -230,8 +230,7 @@ async def on_roster(ctx: HandlerContext, env: Envelope, cmd: EmployerRosterSubmi
             "unknown_employer", f"employer_code {cmd.employer_code} is not enrolled here"))
     accepted = 0
     for row in cmd.rows:
-        person = await repo.load_person(ctx.conn, row.person_id) if len(row.person_id) == 18 \
-            else None
+        person = await repo.load_person(ctx.conn, row.person_id)
         try:
             # Each row in its own savepoint: a failing row leaves no trace, the others stand.
             async with ctx.conn.transaction():

@@ -10,6 +10,7 @@ from services.reimbursement.domain.policy import (
     PolicyError,
     calculate,
     claim_deadline,
+    epidemic_coverage,
 )
 from shared.clock import china_date
 from shared.contracts import Envelope
@@ -238,12 +239,8 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                                   cmd: EpidemicPatientSettled) -> None:
         """No claim procedure: covered in full while a declared epidemic override is in force
         on the first treatment day, else refused back to the institution."""
-        try:
-            overrides = book.in_force(cmd.treated_from).overrides_on(
-                cmd.treated_from, "epidemic_full_coverage")
-        except PolicyError:
-            overrides = []
-        if not overrides:
+        override = epidemic_coverage(book, cmd.treated_from)
+        if override is None:
             ctx.emit(EpidemicSettlementRefused(
                 settlement_id=cmd.settlement_id, person_id=cmd.person_id,
                 institution_code=cmd.institution_code,
@@ -257,15 +254,15 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         await repo.save_submission(ctx.conn, claim, cmd.settlement_id, cmd.institution_code)
         rules.calculated(claim, cmd.cost_fen)
         await repo.save_claim(ctx.conn, claim)
-        working = [f"override {overrides[0].id}: {cmd.diagnosis} epidemic patient, "
+        working = [f"override {override.id}: {cmd.diagnosis} epidemic patient, "
                    f"{cmd.cost_fen / 100:.2f} borne in full, paid to {cmd.institution_code}"]
         await repo.save_calculation(ctx.conn, claim.claim_id, {
             "policy_version": book.in_force(cmd.treated_from).version,
-            "overrides": [overrides[0].id], "payable_fen": cmd.cost_fen, "working": working})
+            "overrides": [override.id], "payable_fen": cmd.cost_fen, "working": working})
         await repo.record(ctx.conn, claim, {"working": working}, env.id)
         ctx.emit(EpidemicCostsCovered(settlement_id=cmd.settlement_id, person_id=cmd.person_id,
                                       institution_code=cmd.institution_code,
-                                      cost_fen=cmd.cost_fen, override=overrides[0].id),
+                                      cost_fen=cmd.cost_fen, override=override.id),
                  key=cmd.person_id)
         _instruct(ctx, claim)
 

@@ -145,6 +145,8 @@ class OutboxRelay(mode.Service):
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
                                [r["id"] for r in rows])
             OUTBOX_PUBLISHED.labels(self.service_name).inc(len(rows))
+            # Counting is only worth a query when the batch was full, i.e. a backlog is likely.
             OUTBOX_PENDING.labels(self.service_name).set(
-                await conn.fetchval("SELECT count(*) FROM outbox"))
+                await conn.fetchval("SELECT count(*) FROM outbox")
+                if len(rows) == self.batch_size else 0)
             return len(rows)

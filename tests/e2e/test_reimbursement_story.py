@@ -15,6 +15,15 @@ from tests.e2e.test_enrollment_stories import _value, enroll, send
 from tests.helpers import data_of, poll, read_topic
 
 
+async def enroll_for_claims(stack: TestStack) -> tuple[str, str]:
+    """Enroll a person and wait until reimbursement has consumed their active status."""
+    person, mobile = await enroll(stack)
+    await poll(lambda: collect_status(stack.settings(), person),
+               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
+               .get("status") == "active")
+    return person, mobile
+
+
 async def claim_of(stack: TestStack, claim_id: str) -> dict[str, Any]:
     found = await collect_status(stack.settings(), claim_id)
     claims = found.get("reimbursement", {}).get("claims", [])
@@ -23,11 +32,7 @@ async def claim_of(stack: TestStack, claim_id: str) -> dict[str, Any]:
 
 async def test_claim_is_reviewed_calculated_and_paid_once(stack: TestStack,
                                                           workers: dict[str, Any]) -> None:
-    person, mobile = await enroll(stack)
-    # Reimbursement knows the insured status from enrollment's events: wait until it does.
-    await poll(lambda: collect_status(stack.settings(), person),
-               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
-               .get("status") == "active")
+    person, mobile = await enroll_for_claims(stack)
     now = datetime.now(UTC)
     claim_id = f"CLM-{uuid.uuid4().hex[:8]}"
     await send(stack, ClaimSubmitted(
@@ -90,11 +95,7 @@ async def test_proactive_batch_pays_each_good_record_once_and_reports_bad_ones(
     from shared.contracts.hospital import OutageSettlementsUploaded, SettlementRecord
     from shared.devstack import people
 
-    insured = [(await enroll(stack))[0] for _ in range(2)]
-    for person in insured:
-        await poll(lambda p=person: collect_status(stack.settings(), p),
-                   lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
-                   .get("status") == "active")
+    insured = [(await enroll_for_claims(stack))[0] for _ in range(2)]
     today = datetime.now(UTC).date()
     institution = f"H{uuid.uuid4().hex[:8].upper()}"
 
@@ -134,10 +135,7 @@ async def test_a_receipt_claimed_or_settled_before_is_refused_naming_it(
         stack: TestStack, workers: dict[str, Any]) -> None:
     from shared.contracts.hospital import DirectSettlementRecorded
 
-    person, _ = await enroll(stack)
-    await poll(lambda: collect_status(stack.settings(), person),
-               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
-               .get("status") == "active")
+    person, _ = await enroll_for_claims(stack)
     now = datetime.now(UTC)
     settled_invoice, claimed_invoice = f"S{uuid.uuid4().hex[:8]}", f"C{uuid.uuid4().hex[:8]}"
 
@@ -211,10 +209,7 @@ async def test_a_backfilled_filing_pays_the_difference_on_an_unfiled_claim(
         stack: TestStack, workers: dict[str, Any]) -> None:
     from shared.contracts.channels import RemoteTreatmentFilingApplied
 
-    person, _ = await enroll(stack)
-    await poll(lambda: collect_status(stack.settings(), person),
-               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
-               .get("status") == "active")
+    person, _ = await enroll_for_claims(stack)
     now = datetime.now(UTC)
     claim_id = f"CLM-{uuid.uuid4().hex[:8]}"
     expense = now.date() - timedelta(days=20)
@@ -283,10 +278,7 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
 
 async def test_a_rejected_claim_is_resubmitted_as_a_new_version(
         stack: TestStack, workers: dict[str, Any]) -> None:
-    person, _ = await enroll(stack)
-    await poll(lambda: collect_status(stack.settings(), person),
-               lambda f: (f.get("reimbursement", {}).get("insured_status") or {})
-               .get("status") == "active")
+    person, _ = await enroll_for_claims(stack)
     now = datetime.now(UTC)
     claim_id, invoice = f"CLM-{uuid.uuid4().hex[:8]}", f"INV{uuid.uuid4().hex[:8]}"
 

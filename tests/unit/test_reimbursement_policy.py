@@ -97,3 +97,12 @@ def test_versions_and_bad_files(tmp_path: Path) -> None:
                                        'annual_cap_yuan = "1"\n', encoding="utf-8")
     with pytest.raises(PolicyError, match="bad rule"):
         load_policy(tmp_path / "bad.toml")
+
+
+def test_epidemic_coverage_only_while_declared() -> None:
+    from services.reimbursement.domain.policy import epidemic_coverage
+
+    declared = epidemic_coverage(BOOK, date(2026, 12, 3))
+    assert declared is not None and declared.id == "2026-epidemic-full-coverage"
+    assert epidemic_coverage(BOOK, date(2026, 11, 3)) is None
+    assert epidemic_coverage(BOOK, date(2025, 12, 3)) is None  # before any policy

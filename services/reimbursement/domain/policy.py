@@ -162,6 +162,17 @@ def calculate(policy: Policy, claim: ClaimFacts) -> Calculation:
                        cap_remaining, payable, working)
 
 
+def epidemic_coverage(book: PolicyBook, treated_from: date) -> Override | None:
+    """The declared-epidemic override covering a treatment that started that day, if any
+    [001]: such patients' costs are borne in full, with no claim."""
+    try:
+        overrides = book.in_force(treated_from).overrides_on(treated_from,
+                                                            "epidemic_full_coverage")
+    except PolicyError:
+        return None
+    return overrides[0] if overrides else None
+
+
 def add_months(day: date, months: int) -> date:
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1
