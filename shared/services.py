@@ -10,6 +10,7 @@ from shared.settings import (
     NotifySettings,
     PlatformSettings,
     ReimbursementSettings,
+    TransferSettings,
 )
 
 
@@ -27,4 +28,6 @@ def settings_for(service: str) -> PlatformSettings:
         return EnrollmentSettings()
     if service == "reimbursement":
         return ReimbursementSettings()
+    if service == "transfer":
+        return TransferSettings()
     return PlatformSettings()

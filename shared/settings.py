@@ -76,6 +76,31 @@ class ReimbursementSettings(PlatformSettings):
     originals_mail_to: str = "医疗保障事务服务中心手工报销窗口（请在信封注明报销编号）"
 
 
+class TransferSettings(PlatformSettings):
+    """Transfer's partners and statutory clocks (notice 003; the per-leg split is practice)."""
+
+    # Regions reached electronically; any other partner gets a paper contact letter.
+    # Comma-separated in MEDINS_TRANSFER_INTERCONNECTED; unset means every served region.
+    transfer_interconnected: str | None = None
+    total_days_cross_province: int = 15
+    total_days_intra_province: int = 9
+    # National practice: the transfer-out office 10 working days, the transfer-in office 5.
+    out_leg_days_cross_province: int = 10
+    in_leg_days_cross_province: int = 5
+    # Our split of the 9 intra-province days, in the same 2:1 proportion.
+    out_leg_days_intra_province: int = 6
+    in_leg_days_intra_province: int = 3
+    overdue_check_seconds: float = 60.0
+
+    def interconnected(self) -> frozenset[str]:
+        from shared.identity import REGIONS
+
+        if self.transfer_interconnected is None:
+            return frozenset(REGIONS) - {self.region}
+        return frozenset(code.strip() for code in self.transfer_interconnected.split(",")
+                         if code.strip()) - {self.region}
+
+
 class NotifySettings(PlatformSettings):
     """Notify's channels: the agency's SMTP relay and the SMS gateway."""
 

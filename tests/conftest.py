@@ -24,6 +24,10 @@ from shared.messaging.admin import ensure_topics, region_topics
 from shared.settings import SERVICES, NotifySettings
 
 REGION = "210200"
+# Partner regions run beside Dalian for the transfer stories: Jinan, and Weihai in Jinan's
+# province. Wenzhou (330300) is left off the interconnected list so it is reached by letter.
+PARTNER_REGIONS = ("370100", "371000")
+INTERCONNECTED = "210200,370100,371000,150200"
 
 
 @dataclass
@@ -51,15 +55,22 @@ class TestStack:
             "MEDINS_SMPP_PORT": str(self.smsc.port),
             "MEDINS_LOG_FORMAT": "json",
             "MEDINS_OUTBOX_POLL_SECONDS": "0.5",
+            "MEDINS_TRANSFER_INTERCONNECTED": INTERCONNECTED,
+            "MEDINS_OVERDUE_CHECK_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         } | extra
 
-    def settings(self, namespace: str | None = None) -> NotifySettings:
+    def settings(self, namespace: str | None = None, region: str = REGION) -> NotifySettings:
         return NotifySettings(
             broker_url=self.broker_url, MEDINS_DATABASE_URL=self.database_url,
-            namespace=self.namespace if namespace is None else namespace, region=REGION,
+            namespace=self.namespace if namespace is None else namespace, region=region,
             smtp_port=self.mail.port, smpp_port=self.smsc.port,
         )
+
+    def log_path(self, service: str, namespace: str | None = None,
+                 region: str = REGION) -> Path:
+        suffix = "" if region == REGION else f"-{region}"
+        return self.workdir / f"{namespace or self.namespace}{service}{suffix}.log"
 
     async def connect(self, service: str, namespace: str | None = None) -> asyncpg.Connection:
         return await connect(self.database_url,
@@ -75,14 +86,14 @@ class TestStack:
         finally:
             await conn.close()
 
-    def start_worker(self, service: str, namespace: str | None = None,
+    def start_worker(self, service: str, namespace: str | None = None, region: str = REGION,
                      **extra: str) -> subprocess.Popen[bytes]:
         port = free_port()
-        self.web_ports[service] = port
-        log = open(self.workdir / f"{namespace or self.namespace}{service}.log", "ab")  # noqa: SIM115
+        self.web_ports[service if region == REGION else f"{service}@{region}"] = port
+        log = open(self.log_path(service, namespace, region), "ab")  # noqa: SIM115
         return subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "worker", service],
-            env=self.env(namespace, MEDINS_WEB_PORT=str(port), **extra),
+            env=self.env(namespace, MEDINS_WEB_PORT=str(port), MEDINS_REGION=region, **extra),
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
         )
 
@@ -126,25 +137,27 @@ async def stack(infrastructure: tuple[str, str, MailServer, ThreadedSmsc], workd
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-def workers(stack: TestStack) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    procs = {service: stack.start_worker(service) for service in SERVICES}
-    deadline = time.monotonic() + 60
+def wait_healthy(stack: TestStack, procs: dict[str, subprocess.Popen[bytes]],
+                 timeout: float = 60.0) -> None:
+    """Each worker answers /health (keys as in `web_ports`), or the fixture fails."""
     import urllib.request
 
-    for service in SERVICES:
+    deadline = time.monotonic() + timeout
+    for key, proc in procs.items():
         while True:
-            if procs[service].poll() is not None:
-                raise RuntimeError(f"{service} worker exited; see {stack.workdir}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"{key} worker exited; see {stack.workdir}")
             try:
-                url = f"http://127.0.0.1:{stack.web_ports[service]}/health"
+                url = f"http://127.0.0.1:{stack.web_ports[key]}/health"
                 with urllib.request.urlopen(url, timeout=1):
                     break
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-    yield procs
+
+
+def stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for proc in procs.values():
         proc.terminate()
     for proc in procs.values():
@@ -152,3 +165,22 @@ def workers(stack: TestStack) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def workers(stack: TestStack) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    procs = {service: stack.start_worker(service) for service in SERVICES}
+    wait_healthy(stack, procs)
+    yield procs
+    stop_all(procs)
+
+
+@pytest.fixture(scope="session")
+def partner_regions(stack: TestStack, workers: dict[str, subprocess.Popen[bytes]]
+                    ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """Enrollment and transfer workers of Jinan and Weihai, on the same broker and server."""
+    procs = {f"{service}@{region}": stack.start_worker(service, region=region)
+             for region in PARTNER_REGIONS for service in ("enrollment", "transfer")}
+    wait_healthy(stack, procs)
+    yield procs
+    stop_all(procs)

@@ -2,23 +2,17 @@
 from __future__ import annotations
 
 from services.enrollment.handlers import ROUTES
-from services.enrollment.scheduler import DueChanges
+from services.enrollment.scheduler import due_changes
 from services.enrollment.views import status_of
 from shared.contracts import topics
-from shared.db.pool import Database
 from shared.messaging.runtime import ServiceSpec
-from shared.settings import PlatformSettings
-
-
-def _due_changes(db: Database, settings: PlatformSettings) -> DueChanges:
-    return DueChanges(db, settings)
 
 
 def spec() -> ServiceSpec:
     return ServiceSpec(
         name="enrollment",
         routes=dict(ROUTES),
-        consumes=[topics.ENROLLMENT_REQUESTS, topics.TAX_PAYMENTS],
+        consumes=[topics.ENROLLMENT_REQUESTS, topics.TAX_PAYMENTS, topics.TRANSFER_EVENTS],
         status_query=status_of,
-        extras=[_due_changes],
+        extras=[due_changes],
     )

@@ -55,6 +55,7 @@ from shared.contracts.enrollment import (
 )
 from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
 from shared.contracts.tax import ContributionPaymentConfirmed
+from shared.contracts.transfer import TransferCompleted
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.settings import EnrollmentSettings
 from shared.workdays import CalendarDataMissing, default_calendar
@@ -539,7 +540,25 @@ async def on_family_aid_revoked(ctx: HandlerContext, env: Envelope,
                             reason="revoked by the account holder"), key=cmd.person_id)
 
 
+async def on_transfer_completed(ctx: HandlerContext, env: Envelope,
+                                event: TransferCompleted) -> None:
+    """The transfer service here completed a transfer-out: the person is transferred_out."""
+    if event.from_region != ctx.region:
+        return
+    person = await repo.load_person(ctx.conn, event.person_id)
+    try:
+        change = lifecycle.record_transfer_out(person, event.transfer_id, event.to_region,
+                                               event.completed_on)
+    except RuleViolation as err:
+        return _reject(ctx, event.transfer_id, event.person_id, err)
+    if change is None or person is None:
+        return
+    await repo.save_person(ctx.conn, person)
+    await _change_side_effects(ctx, env, person.person_id, change)
+
+
 ROUTES.update({
+    TransferCompleted.event_type: on_transfer_completed,
     StopContributionRequested.event_type: on_stop_requested,
     EmployerRegistered.event_type: on_employer_registered,
     EmployerRosterSubmitted.event_type: on_roster,

@@ -1,49 +1,431 @@
-"""Transfer handlers: track insured status from enrollment, accept or refuse transfer-outs."""
+"""Transfer handlers: requests and office commands here, partner messages, enrollment's news."""
 from __future__ import annotations
 
+from datetime import date
+
 from services.transfer import repository as repo
-from services.transfer.domain.transfer import (
-    Transfer,
-    TransferRefused,
-    TransferStage,
-    request_transfer_out,
-)
+from services.transfer.domain import transfer as rules
+from services.transfer.domain.deadlines import DeadlineRules
+from services.transfer.domain.transfer import Answer, Stage, Transfer, TransferRefused
+from services.transfer.metrics import ANSWERS_IGNORED, OUTCOMES, set_overdue
+from shared.clock import china_date
 from shared.contracts import Envelope
 from shared.contracts.channels import TransferOutRequested
-from shared.contracts.enrollment import InsuredStatusChanged
-from shared.contracts.transfer import TransferRequestReceived, TransferRequestRejected
-from shared.messaging.consumer import HandlerContext
+from shared.contracts.enrollment import InsuredStatusChanged, PersonDeceased
+from shared.contracts.envelope import derived_id
+from shared.contracts.partner import (
+    PartnerPersonEnrolled,
+    PartnerTransferAcknowledged,
+    PartnerTransferCancelled,
+    PartnerTransferOut,
+    PartnerTransferRejected,
+)
+from shared.contracts.transfer import (
+    TransferCancelled,
+    TransferCommandRefused,
+    TransferCompleted,
+    TransferDispatched,
+    TransferFailed,
+    TransferInCompleted,
+    TransferOverdue,
+    TransferRequestReceived,
+    TransferRequestRejected,
+)
+from shared.contracts.transfer_office import (
+    TransferCommand,
+    TransferFundsReceived,
+    TransferInfoSheetIssued,
+    TransferLetterTracked,
+    TransferMaterialsRequested,
+    TransferMaterialsSupplied,
+    TransferPaperReplyRecorded,
+)
+from shared.identity import same_province
+from shared.messaging.consumer import Handler, HandlerContext
+from shared.observability.logging import get_logger
+from shared.settings import TransferSettings
+from shared.workdays import default_calendar
 
+log = get_logger(__name__)
+
+
+def _settings(ctx: HandlerContext) -> TransferSettings:
+    if isinstance(ctx.settings, TransferSettings):
+        return ctx.settings
+    return TransferSettings(region=ctx.region, namespace=ctx.namespace)
+
+
+def deadline_rules(settings: TransferSettings) -> DeadlineRules:
+    return DeadlineRules(
+        cross_province=rules.Clock(settings.total_days_cross_province,
+                                   settings.out_leg_days_cross_province,
+                                   settings.in_leg_days_cross_province),
+        intra_province=rules.Clock(settings.total_days_intra_province,
+                                   settings.out_leg_days_intra_province,
+                                   settings.in_leg_days_intra_province))
+
+
+def _clock(ctx: HandlerContext, from_region: str, to_region: str) -> rules.Clock:
+    return deadline_rules(_settings(ctx)).clock_for(from_region, to_region)
+
+
+async def _save(ctx: HandlerContext, t: Transfer, note: str | None) -> None:
+    await repo.save(ctx.conn, t, note, ctx.cause.id)
+    if not t.is_open:
+        OUTCOMES.labels(t.direction, t.stage.value).inc()
+
+
+def _refuse_command(ctx: HandlerContext, cmd: TransferCommand, err: TransferRefused) -> None:
+    log.warning("transfer command refused", transfer_id=cmd.transfer_id,
+                person_id=cmd.person_id, rule=err.rule, reason=err.reason)
+    ctx.emit(TransferCommandRefused(transfer_id=cmd.transfer_id, person_id=cmd.person_id,
+                                    command=ctx.cause.type, rule=err.rule, reason=err.reason),
+             key=cmd.person_id)
+
+
+def _event_fields(t: Transfer) -> dict[str, str]:
+    return {"transfer_id": t.transfer_id, "person_id": t.person_id,
+            "from_region": t.from_region, "to_region": t.to_region}
+
+
+# --- enrollment's news -----------------------------------------------------------------------
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,
                             event: InsuredStatusChanged) -> None:
     await repo.set_insured_status(ctx.conn, event.person_id, event.insurance_type,
                                   event.to_status)
+    if event.to_status == "active" and event.from_status != "active":
+        _announce_enrollment(ctx, event)
+    if event.to_status == "suspended":
+        for t in await repo.awaiting_suspension(ctx.conn, event.person_id):
+            rules.start_clocks(t, china_date(env.time), _clock(ctx, t.from_region, t.to_region),
+                               default_calendar())
+            await _save(ctx, t, "contributions here stopped: the automatic transfer starts")
+            ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="automatic",
+                                             due_on=t.due_on), key=t.person_id)
 
+
+def _announce_enrollment(ctx: HandlerContext, event: InsuredStatusChanged) -> None:
+    """SPEC transfer 5 (免申即享): tell the province's other regions, which start the transfer
+    themselves if they still hold the person's insurance."""
+    for partner in sorted(_settings(ctx).interconnected()):
+        if same_province(partner, ctx.region):
+            ctx.emit(PartnerPersonEnrolled(person_id=event.person_id, region=ctx.region,
+                                           insurance_type=event.insurance_type,
+                                           active_since=event.effective_on),
+                     key=event.person_id, region=partner)
+
+
+async def on_person_deceased(ctx: HandlerContext, env: Envelope, event: PersonDeceased) -> None:
+    """Death ends the person's open transfers here and, by message, at the partner."""
+    today = china_date(env.time)
+    for t in await repo.open_transfers_of(ctx.conn, event.person_id):
+        reason = f"the person died on {event.date_of_death.isoformat()}"
+        partner_knows = t.direction == "in" or (t.mode == "electronic"
+                                                and t.stage in rules.AWAITING_ANSWER)
+        rules.cancel(t, reason, today)
+        await _save(ctx, t, reason)
+        ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction, reason=reason),
+                 key=t.person_id)
+        if partner_knows:
+            ctx.emit(PartnerTransferCancelled(**_event_fields(t), reason=reason),
+                     key=t.person_id, region=t.partner)
+
+
+# --- transfer-out in this region (A) ---------------------------------------------------------
 
 async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
                                 cmd: TransferOutRequested) -> None:
-    if await repo.transfer_exists(ctx.conn, cmd.transfer_id):
-        return
-    status = await repo.insured_status(ctx.conn, cmd.person_id)
+    if await repo.load(ctx.conn, "out", cmd.transfer_id, ctx.region) is not None:
+        return  # the same request again under a new event id
+    status, insurance_type = await repo.insured(ctx.conn, cmd.person_id)
     try:
-        transfer = request_transfer_out(cmd.transfer_id, cmd.person_id, status, ctx.region,
-                                        cmd.to_region)
+        if await repo.open_transfers_of(ctx.conn, cmd.person_id):
+            raise TransferRefused("transfer_open", "a transfer of this person is already open")
+        t = rules.request_transfer_out(
+            cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
+            china_date(cmd.requested_at), _clock(ctx, ctx.region, cmd.to_region),
+            default_calendar())
     except TransferRefused as refused:
-        rejected = Transfer(cmd.transfer_id, cmd.person_id, ctx.region, cmd.to_region,
-                            TransferStage.REJECTED)
-        await repo.save_transfer(ctx.conn, rejected, refused.reason, env.id)
+        t = Transfer(cmd.transfer_id, cmd.person_id, "out", ctx.region, cmd.to_region,
+                     Stage.REFUSED, reason=refused.reason,
+                     completed_on=china_date(cmd.requested_at))
+        await _save(ctx, t, refused.reason)
         ctx.emit(TransferRequestRejected(transfer_id=cmd.transfer_id, person_id=cmd.person_id,
                                          reason=refused.reason), key=cmd.person_id)
         return
-    await repo.save_transfer(ctx.conn, transfer, None, env.id)
-    ctx.emit(TransferRequestReceived(transfer_id=transfer.transfer_id,
-                                     person_id=transfer.person_id,
-                                     from_region=transfer.from_region,
-                                     to_region=transfer.to_region), key=cmd.person_id)
+    await _save(ctx, t, f"accepted ({cmd.channel}); due {t.due_on}")
+    ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="application", due_on=t.due_on),
+             key=cmd.person_id)
 
 
-ROUTES = {
+async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
+                                       msg: PartnerPersonEnrolled) -> None:
+    """A region of this province took the person in: start the transfer to it unasked."""
+    if msg.region == ctx.region or not same_province(msg.region, ctx.region):
+        return
+    status, insurance_type = await repo.insured(ctx.conn, msg.person_id)
+    if status not in ("active", "suspended"):
+        return  # not insured here: nothing to move
+    if await repo.has_transfer_between(ctx.conn, msg.person_id, msg.region):
+        return
+    transfer_id = f"AUTO-{ctx.region}-{derived_id(env.id)[:18]}"
+    if status == "active":
+        # Two active insurances cannot both run; the transfer waits for the stop here.
+        t = Transfer(transfer_id, msg.person_id, "out", ctx.region, msg.region,
+                     Stage.AWAITING_SUSPENSION, trigger="automatic",
+                     insurance_type=insurance_type)
+        await _save(ctx, t, f"active in {msg.region}; waits for contributions here to stop")
+        return
+    t = rules.request_transfer_out(transfer_id, msg.person_id, status, insurance_type,
+                                   ctx.region, msg.region, china_date(env.time),
+                                   _clock(ctx, ctx.region, msg.region), default_calendar(),
+                                   trigger="automatic")
+    await _save(ctx, t, f"started without application: the person is active in {msg.region}")
+    ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="automatic", due_on=t.due_on),
+             key=t.person_id)
+
+
+async def _load_for(ctx: HandlerContext, cmd: TransferCommand) -> Transfer:
+    """The transfer an office command names: here's transfer-out, or a transfer-in from
+    `from_region`."""
+    direction = "in" if cmd.from_region and cmd.from_region != ctx.region else "out"
+    t = await repo.load(ctx.conn, direction, cmd.transfer_id, cmd.from_region or ctx.region)
+    if t is None or t.person_id != cmd.person_id:
+        raise TransferRefused("unknown_transfer",
+                              f"transfer_id: no transfer {cmd.transfer_id} of this person here")
+    return t
+
+
+async def on_info_sheet(ctx: HandlerContext, env: Envelope, cmd: TransferInfoSheetIssued) -> None:
+    try:
+        t = await _load_for(ctx, cmd)
+        rules.issue_info_sheet(t, cmd.name, cmd.contribution_months, cmd.account_balance_fen,
+                               _settings(ctx).interconnected(), china_date(cmd.issued_at))
+    except TransferRefused as err:
+        return _refuse_command(ctx, cmd, err)
+    await _save(ctx, t, f"information sheet issued: {t.contribution_months} months, "
+                        f"{t.account_balance_fen} fen; {t.mode}")
+    ctx.emit(TransferDispatched(**_event_fields(t), mode=t.mode,  # type: ignore[arg-type]
+                                contribution_months=cmd.contribution_months,
+                                account_balance_fen=cmd.account_balance_fen), key=t.person_id)
+    if t.mode == "electronic":
+        assert t.started_on and t.due_on and t.in_leg_days and t.insurance_type
+        ctx.emit(PartnerTransferOut(
+            **_event_fields(t), name=cmd.name, insurance_type=t.insurance_type,  # type: ignore[arg-type]
+            contribution_months=cmd.contribution_months,
+            account_balance_fen=cmd.account_balance_fen, trigger=t.trigger,  # type: ignore[arg-type]
+            started_on=t.started_on, due_on=t.due_on, in_leg_days=t.in_leg_days),
+            key=t.person_id, region=t.to_region)
+
+
+async def on_materials_requested(ctx: HandlerContext, env: Envelope,
+                                 cmd: TransferMaterialsRequested) -> None:
+    try:
+        t = await _load_for(ctx, cmd)
+        rules.pause(t, china_date(cmd.requested_at))
+    except TransferRefused as err:
+        return _refuse_command(ctx, cmd, err)
+    await _save(ctx, t, "waiting on the person for: " + "; ".join(cmd.missing))
+
+
+async def on_materials_supplied(ctx: HandlerContext, env: Envelope,
+                                cmd: TransferMaterialsSupplied) -> None:
+    try:
+        t = await _load_for(ctx, cmd)
+        lost = rules.resume(t, china_date(cmd.supplied_at), default_calendar())
+    except TransferRefused as err:
+        return _refuse_command(ctx, cmd, err)
+    await _save(ctx, t, f"material supplied; clocks ran again after {lost} working days "
+                        f"stopped; due {t.due_on or t.leg_due_on}")
+
+
+async def on_letter_tracked(ctx: HandlerContext, env: Envelope, cmd: TransferLetterTracked) -> None:
+    try:
+        t = await _load_for(ctx, cmd)
+        rules.track_letter(t, cmd.tracking_number, cmd.mail_event, china_date(cmd.occurred_at))
+    except TransferRefused as err:
+        return _refuse_command(ctx, cmd, err)
+    await _save(ctx, t, f"contact letter {cmd.mail_event} (registered mail "
+                        f"{cmd.tracking_number})")
+
+
+# --- answers from the partner (B) ------------------------------------------------------------
+
+async def _apply_answer(ctx: HandlerContext, env: Envelope, transfer_id: str,
+                        answer: Answer) -> None:
+    t = await repo.load(ctx.conn, "out", transfer_id, ctx.region)
+    ignored = rules.apply_answer(t, answer, china_date(env.time))
+    if ignored is not None:
+        ANSWERS_IGNORED.labels(ignored.reason).inc()
+        log.warning("transfer answer ignored", transfer_id=transfer_id, reason=ignored.reason,
+                    detail=ignored.detail, sender=answer.sender, event_id=env.id,
+                    person_id=t.person_id if t else None)
+        await repo.record_ignored_answer(ctx.conn, env.id, transfer_id, answer.sender,
+                                         ignored.reason, ignored.detail)
+        return
+    assert t is not None
+    if t.stage == Stage.FAILED:
+        await _save(ctx, t, f"the partner refused: {t.reason}")
+        ctx.emit(TransferFailed(**_event_fields(t), reason=t.reason or ""), key=t.person_id)
+        return
+    await _save(ctx, t, f"the partner credited {t.credited_months} months, "
+                        f"{t.credited_balance_fen} fen: reconciled")
+    assert t.completed_on and t.account_balance_fen is not None
+    ctx.emit(TransferCompleted(**_event_fields(t), contribution_months=t.credited_months or 0,
+                               account_balance_fen=t.account_balance_fen,
+                               completed_on=t.completed_on), key=t.person_id)
+
+
+def _addressed_here(ctx: HandlerContext, env: Envelope, from_region: str) -> None:
+    if from_region != ctx.region:
+        raise ValueError(f"data.from_region: this answer is for {from_region}, "
+                         f"not this region {ctx.region}")
+
+
+async def on_partner_acknowledged(ctx: HandlerContext, env: Envelope,
+                                  msg: PartnerTransferAcknowledged) -> None:
+    _addressed_here(ctx, env, msg.from_region)
+    await _apply_answer(ctx, env, msg.transfer_id, Answer(
+        env.regioncode, True, msg.credited_months, msg.credited_balance_fen))
+
+
+async def on_partner_rejected(ctx: HandlerContext, env: Envelope,
+                              msg: PartnerTransferRejected) -> None:
+    _addressed_here(ctx, env, msg.from_region)
+    await _apply_answer(ctx, env, msg.transfer_id,
+                        Answer(env.regioncode, False, reason=msg.reason))
+
+
+async def on_paper_reply(ctx: HandlerContext, env: Envelope,
+                         cmd: TransferPaperReplyRecorded) -> None:
+    t = await repo.load(ctx.conn, "out", cmd.transfer_id, ctx.region)
+    if t is None or t.mode != "paper":
+        return _refuse_command(ctx, cmd, TransferRefused(
+            "unknown_transfer", f"transfer_id: no paper transfer {cmd.transfer_id} here"))
+    await _apply_answer(ctx, env, cmd.transfer_id, Answer(
+        t.to_region, cmd.accepted, cmd.credited_months, cmd.credited_balance_fen, cmd.reason))
+
+
+# --- transfer-in in this region (B) ----------------------------------------------------------
+
+async def on_partner_transfer_out(ctx: HandlerContext, env: Envelope,
+                                  msg: PartnerTransferOut) -> None:
+    if msg.to_region != ctx.region:
+        # Only what is addressed to this region is taken in; the rest goes to dead letters.
+        raise ValueError(f"data.to_region: addressed to {msg.to_region}, this is {ctx.region}")
+    if await repo.load(ctx.conn, "in", msg.transfer_id, msg.from_region) is not None:
+        ANSWERS_IGNORED.labels("duplicate").inc()
+        log.warning("transfer-out received twice", transfer_id=msg.transfer_id,
+                    person_id=msg.person_id, sender=env.regioncode)
+        return
+    status, _ = await repo.insured(ctx.conn, msg.person_id)
+    t = rules.receive_transfer_in(msg.transfer_id, msg.person_id, msg.from_region, ctx.region,
+                                  status, msg.contribution_months, msg.account_balance_fen,
+                                  msg.in_leg_days, china_date(env.time), default_calendar())
+    t.insurance_type, t.name, t.trigger, t.due_on = (msg.insurance_type, msg.name, msg.trigger,
+                                                     msg.due_on)
+    if t.stage == Stage.REFUSED:
+        await _save(ctx, t, t.reason)
+        ctx.emit(PartnerTransferRejected(**_event_fields(t), rule="not_active",
+                                         reason=t.reason or ""),
+                 key=t.person_id, region=t.from_region)
+        return
+    await _save(ctx, t, f"received from {t.from_region}: {t.contribution_months} months, "
+                        f"{t.account_balance_fen} fen; leg due {t.leg_due_on}")
+    if t.stage == Stage.COMPLETED:
+        _acknowledge(ctx, t)
+
+
+def _acknowledge(ctx: HandlerContext, t: Transfer) -> None:
+    assert t.completed_on is not None
+    ctx.emit(PartnerTransferAcknowledged(
+        **_event_fields(t), credited_months=t.credited_months or 0,
+        credited_balance_fen=t.credited_balance_fen or 0, accepted_on=t.completed_on),
+        key=t.person_id, region=t.from_region)
+    ctx.emit(TransferInCompleted(**_event_fields(t), credited_months=t.credited_months or 0,
+                                 credited_balance_fen=t.credited_balance_fen or 0),
+             key=t.person_id)
+
+
+async def on_funds_received(ctx: HandlerContext, env: Envelope,
+                            cmd: TransferFundsReceived) -> None:
+    try:
+        t = await _load_for(ctx, cmd)
+        rules.confirm_funds(t, cmd.amount_fen, china_date(cmd.received_at))
+    except TransferRefused as err:
+        return _refuse_command(ctx, cmd, err)
+    await _save(ctx, t, f"balance of {cmd.amount_fen} fen arrived; records merged")
+    _acknowledge(ctx, t)
+
+
+async def on_partner_cancelled(ctx: HandlerContext, env: Envelope,
+                               msg: PartnerTransferCancelled) -> None:
+    sender = env.regioncode
+    if sender == msg.from_region:  # A cancels: our transfer-in
+        t = await repo.load(ctx.conn, "in", msg.transfer_id, msg.from_region)
+    elif sender == msg.to_region and msg.from_region == ctx.region:  # B cancels: our transfer-out
+        t = await repo.load(ctx.conn, "out", msg.transfer_id, ctx.region)
+    else:
+        t = None
+    if t is None or not rules.cancel(t, f"cancelled by {sender}: {msg.reason}",
+                                     china_date(env.time)):
+        reason = "unknown_transfer" if t is None else "late"
+        ANSWERS_IGNORED.labels(reason).inc()
+        log.warning("transfer cancellation ignored", transfer_id=msg.transfer_id,
+                    person_id=msg.person_id, sender=sender, reason=reason)
+        await repo.record_ignored_answer(ctx.conn, env.id, msg.transfer_id, sender, reason,
+                                         "cancellation of a transfer that is not open here")
+        return
+    await _save(ctx, t, t.reason)
+    ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
+                               reason=t.reason or ""), key=t.person_id)
+
+
+# --- the statutory clocks (a timer) ----------------------------------------------------------
+
+async def flag_overdue(ctx: HandlerContext, today: date) -> int:
+    """Report each clock that ran out, once, as an event; refresh the overdue gauge."""
+    calendar = default_calendar()
+    flagged = 0
+    for t in await repo.overdue_candidates(ctx.conn, today):
+        found = rules.newly_overdue(t, today, calendar)
+        for overdue in found:
+            if overdue.clock == "total":
+                t.overdue_flagged = True
+            else:
+                t.leg_overdue_flagged = True
+            log.warning("transfer overdue", transfer_id=t.transfer_id, person_id=t.person_id,
+                        clock=overdue.clock, due_on=overdue.due_on.isoformat(),
+                        working_days_late=overdue.working_days_late)
+            ctx.emit(TransferOverdue(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
+                                     clock=overdue.clock,  # type: ignore[arg-type]
+                                     due_on=overdue.due_on,
+                                     working_days_late=overdue.working_days_late),
+                     key=t.person_id,
+                     event_id=derived_id(t.direction, t.from_region, t.transfer_id,
+                                         overdue.clock, overdue.due_on))
+        if found:
+            flagged += len(found)
+            await repo.save(ctx.conn, t, "overdue: " + ", ".join(
+                f"{o.clock} clock due {o.due_on}" for o in found), ctx.cause.id)
+    set_overdue(await repo.count_overdue(ctx.conn))
+    return flagged
+
+
+ROUTES: dict[str, Handler] = {
     InsuredStatusChanged.event_type: on_status_changed,
+    PersonDeceased.event_type: on_person_deceased,
     TransferOutRequested.event_type: on_transfer_requested,
+    TransferInfoSheetIssued.event_type: on_info_sheet,
+    TransferMaterialsRequested.event_type: on_materials_requested,
+    TransferMaterialsSupplied.event_type: on_materials_supplied,
+    TransferLetterTracked.event_type: on_letter_tracked,
+    TransferPaperReplyRecorded.event_type: on_paper_reply,
+    TransferFundsReceived.event_type: on_funds_received,
+    PartnerTransferOut.event_type: on_partner_transfer_out,
+    PartnerTransferAcknowledged.event_type: on_partner_acknowledged,
+    PartnerTransferRejected.event_type: on_partner_rejected,
+    PartnerTransferCancelled.event_type: on_partner_cancelled,
+    PartnerPersonEnrolled.event_type: on_person_enrolled_elsewhere,
 }

@@ -1,11 +1,16 @@
-"""asyncpg queries for the transfer schema."""
+"""asyncpg queries for the transfer schema: insured view, transfers, history, ignored answers."""
 from __future__ import annotations
 
+from dataclasses import fields
+from datetime import date
 from typing import Any
 
 import asyncpg
 
-from services.transfer.domain.transfer import Transfer
+from services.transfer.domain.transfer import Stage, Transfer
+
+# Columns mirrored one to one from the domain object.
+_COLUMNS = [f.name for f in fields(Transfer)]
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
@@ -16,35 +21,111 @@ async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance
         " updated_at = now()", person_id, insurance_type, status)
 
 
-async def insured_status(conn: asyncpg.Connection, person_id: str) -> str | None:
-    return await conn.fetchval("SELECT status FROM insured_view WHERE person_id = $1", person_id)
+async def insured(conn: asyncpg.Connection, person_id: str) -> tuple[str | None, str | None]:
+    """(status, insurance type) as enrollment here last announced them."""
+    row = await conn.fetchrow("SELECT status, insurance_type FROM insured_view"
+                              " WHERE person_id = $1", person_id)
+    return (row["status"], row["insurance_type"]) if row else (None, None)
 
 
-async def transfer_exists(conn: asyncpg.Connection, transfer_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM transfers WHERE transfer_id = $1",
-                                    transfer_id))
+def to_transfer(row: asyncpg.Record) -> Transfer:
+    values = {name: row[name] for name in _COLUMNS}
+    values["stage"] = Stage(values["stage"])
+    if values["resume_stage"]:
+        values["resume_stage"] = Stage(values["resume_stage"])
+    return Transfer(**values)
 
 
-async def save_transfer(conn: asyncpg.Connection, t: Transfer, reason: str | None,
-                        cause_id: str) -> None:
+async def load(conn: asyncpg.Connection, direction: str, transfer_id: str,
+               from_region: str) -> Transfer | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM transfers WHERE direction = $1 AND transfer_id = $2"
+        " AND from_region = $3 FOR UPDATE", direction, transfer_id, from_region)
+    return to_transfer(row) if row else None
+
+
+async def open_transfers_of(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
+    rows = await conn.fetch(
+        "SELECT * FROM transfers WHERE person_id = $1 AND stage <> ALL($2::text[])"
+        " ORDER BY id FOR UPDATE", person_id, ["completed", "failed", "refused", "cancelled"])
+    return [to_transfer(r) for r in rows]
+
+
+async def save(conn: asyncpg.Connection, t: Transfer, note: str | None, cause_id: str) -> None:
+    """Upsert the transfer and add a history line (what happened, when, caused by which event)."""
+    values = [getattr(t, name) for name in _COLUMNS]
+    values = [v.value if isinstance(v, Stage) else v for v in values]
+    placeholders = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)
+    row_id = await conn.fetchval(
+        f"INSERT INTO transfers ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        f" ON CONFLICT (direction, from_region, transfer_id) DO UPDATE SET {updates},"
+        " updated_at = now() RETURNING id", *values)
     await conn.execute(
-        "INSERT INTO transfers (transfer_id, person_id, from_region, to_region, stage, reason)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (transfer_id) DO UPDATE SET stage = $5,"
-        " reason = $6, updated_at = now()",
-        t.transfer_id, t.person_id, t.from_region, t.to_region, t.stage.value, reason)
-    await conn.execute("INSERT INTO transfer_history (transfer_id, stage, note, cause_id)"
-                       " VALUES ($1, $2, $3, $4)", t.transfer_id, t.stage.value, reason, cause_id)
+        "INSERT INTO transfer_history (transfer_id, transfer_row, stage, note, cause_id)"
+        " VALUES ($1, $2, $3, $4, $5)", t.transfer_id, row_id, t.stage.value, note, cause_id)
 
 
-async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
-    rows = await conn.fetch("SELECT * FROM transfers WHERE person_id = $1 OR transfer_id = $1"
-                            " ORDER BY created_at", ref)
-    view = await conn.fetchrow("SELECT * FROM insured_view WHERE person_id = $1", ref)
-    if not rows and view is None:
-        return None
-    transfers = []
-    for r in rows:
-        history = await conn.fetch("SELECT stage, note, recorded_at FROM transfer_history"
-                                   " WHERE transfer_id = $1 ORDER BY id", r["transfer_id"])
-        transfers.append(dict(r) | {"history": [dict(h) for h in history]})
-    return {"insured_status": dict(view) if view else None, "transfers": transfers}
+async def has_transfer_between(conn: asyncpg.Connection, person_id: str,
+                               to_region: str) -> bool:
+    """An automatic transfer starts once: not when one to that region is open or done."""
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM transfers WHERE person_id = $1 AND direction = 'out' AND to_region = $2"
+        " AND stage NOT IN ('failed', 'refused', 'cancelled')", person_id, to_region))
+
+
+async def awaiting_suspension(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
+    rows = await conn.fetch("SELECT * FROM transfers WHERE person_id = $1 AND stage = $2"
+                            " FOR UPDATE", person_id, Stage.AWAITING_SUSPENSION.value)
+    return [to_transfer(r) for r in rows]
+
+
+async def overdue_candidates(conn: asyncpg.Connection, today: date,
+                             limit: int = 500) -> list[Transfer]:
+    rows = await conn.fetch(
+        "SELECT * FROM transfers WHERE stage <> ALL($2::text[]) AND stage <> 'waiting_on_person'"
+        " AND ((due_on < $1 AND NOT overdue_flagged)"
+        "      OR (leg_due_on < $1 AND NOT leg_overdue_flagged))"
+        " ORDER BY due_on LIMIT $3 FOR UPDATE SKIP LOCKED",
+        today, ["completed", "failed", "refused", "cancelled"], limit)
+    return [to_transfer(r) for r in rows]
+
+
+async def count_overdue(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
+    """Open transfers past a due date, by direction and clock, for the gauge."""
+    rows = await conn.fetch(
+        "SELECT direction, 'total' AS clock, count(*) AS n FROM transfers"
+        " WHERE overdue_flagged AND stage <> ALL($1::text[]) GROUP BY direction"
+        " UNION ALL SELECT direction, 'leg', count(*) FROM transfers"
+        " WHERE leg_overdue_flagged AND stage <> ALL($1::text[]) GROUP BY direction",
+        ["completed", "failed", "refused", "cancelled"])
+    return {(r["direction"], r["clock"]): r["n"] for r in rows}
+
+
+async def record_ignored_answer(conn: asyncpg.Connection, event_id: str, transfer_id: str,
+                                sender: str, reason: str, detail: str) -> None:
+    await conn.execute("INSERT INTO ignored_answers (event_id, transfer_id, sender, reason,"
+                       " detail) VALUES ($1, $2, $3, $4, $5)",
+                       event_id, transfer_id, sender, reason, detail)
+
+
+async def transfers_for_status(conn: asyncpg.Connection, ref: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM transfers WHERE person_id = $1 OR transfer_id = $1"
+        " OR tracking_number = $1 ORDER BY id", ref)
+
+
+async def history(conn: asyncpg.Connection, row_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT stage, note, recorded_at FROM transfer_history"
+                            " WHERE transfer_row = $1 ORDER BY id", row_id)
+
+
+async def ignored_answers(conn: asyncpg.Connection, transfer_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT reason, detail, sender, recorded_at FROM ignored_answers"
+                            " WHERE transfer_id = $1 ORDER BY id", transfer_id)
+    return [dict(r) for r in rows]
+
+
+async def insured_row(conn: asyncpg.Connection, person_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT * FROM insured_view WHERE person_id = $1", person_id)
+    return dict(row) if row else None

@@ -15,9 +15,11 @@ from shared.contracts import (  # noqa: F401  (importing registers each module's
     enrollment,
     hospital,
     notify,
+    partner,
     reimbursement,
     tax,
     transfer,
+    transfer_office,
 )
 from shared.contracts.base import EVENT_TYPES, Payload
 from shared.contracts.envelope import Envelope

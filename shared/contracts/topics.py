@@ -6,6 +6,8 @@ TAX_PAYMENTS = "tax.payments"
 ENROLLMENT_EVENTS = "enrollment.events"
 TRANSFER_REQUESTS = "transfer.requests"
 TRANSFER_EVENTS = "transfer.events"
+# A region's inbox for the inter-region transfer contract: partners write into it.
+TRANSFER_PARTNER = "transfer.partner"
 REIMBURSEMENT_REQUESTS = "reimbursement.requests"
 REIMBURSEMENT_EVENTS = "reimbursement.events"
 PAYMENT_INSTRUCTIONS = "payments.instructions"
@@ -20,6 +22,7 @@ ALL_TOPICS = (
     ENROLLMENT_EVENTS,
     TRANSFER_REQUESTS,
     TRANSFER_EVENTS,
+    TRANSFER_PARTNER,
     REIMBURSEMENT_REQUESTS,
     REIMBURSEMENT_EVENTS,
     PAYMENT_INSTRUCTIONS,

@@ -1,23 +1,93 @@
-"""Contracts produced by the transfer service."""
+"""Contracts produced by the transfer service (its own region's events, not the partner inbox)."""
 from __future__ import annotations
+
+from datetime import date
+from typing import Literal
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
-from shared.contracts.common import Reference, RegionCode, ResidentId
+from shared.contracts.common import Fen, Reference, RegionCode, ResidentId
 
 T = topics.TRANSFER_EVENTS
 
 
-@event("cn.medins.transfer.request.received.v1", T, person_facing=True)
-class TransferRequestReceived(Payload):
+class TransferEvent(Payload):
     transfer_id: Reference
     person_id: ResidentId
     from_region: RegionCode
     to_region: RegionCode
 
 
+@event("cn.medins.transfer.request.received.v1", T, person_facing=True)
+class TransferRequestReceived(TransferEvent):
+    """A transfer-out was accepted here (on application, or started by itself 免申即享)."""
+
+    trigger: Literal["application", "automatic"] = "application"
+    due_on: date
+
+
 @event("cn.medins.transfer.request.rejected.v1", T, person_facing=True)
 class TransferRequestRejected(Payload):
     transfer_id: Reference
     person_id: ResidentId
+    reason: str
+
+
+@event("cn.medins.transfer.dispatched.v1", T)
+class TransferDispatched(TransferEvent):
+    """The transfer left this region: electronically, or as a contact letter to be posted."""
+
+    mode: Literal["electronic", "paper"]
+    contribution_months: int
+    account_balance_fen: Fen
+
+
+@event("cn.medins.transfer.completed.v1", T, person_facing=True)
+class TransferCompleted(TransferEvent):
+    """The partner took the person in: enrollment here marks the person transferred_out."""
+
+    contribution_months: int
+    account_balance_fen: Fen
+    completed_on: date
+
+
+@event("cn.medins.transfer.failed.v1", T, person_facing=True)
+class TransferFailed(TransferEvent):
+    """The partner refused the transfer-in; the insurance stays here."""
+
+    reason: str
+
+
+@event("cn.medins.transfer.transfer-in.completed.v1", T)
+class TransferInCompleted(TransferEvent):
+    """This region took a person in and credited what the partner sent."""
+
+    credited_months: int
+    credited_balance_fen: Fen
+
+
+@event("cn.medins.transfer.cancelled.v1", T)
+class TransferCancelled(TransferEvent):
+    direction: Literal["out", "in"]
+    reason: str
+
+
+@event("cn.medins.transfer.overdue.v1", T)
+class TransferOverdue(TransferEvent):
+    """A statutory clock ran out: the whole transfer, or this office's leg of it."""
+
+    direction: Literal["out", "in"]
+    clock: Literal["total", "leg"]
+    due_on: date
+    working_days_late: int
+
+
+@event("cn.medins.transfer.command.refused.v1", T)
+class TransferCommandRefused(Payload):
+    """An office command the workflow cannot take (unknown transfer, wrong stage, wrong sum)."""
+
+    transfer_id: Reference
+    person_id: ResidentId
+    command: str
+    rule: str
     reason: str

@@ -42,6 +42,8 @@ class ServiceSpec:
     # Extra long-running parts (a timer, a sender), built once the database exists.
     extras: list[Callable[[Database, PlatformSettings], mode.Service]] = field(
         default_factory=list)
+    # Run once before consuming, after the region's topics and schema exist.
+    prepare: Callable[[PlatformSettings], Awaitable[None]] | None = None
 
 
 def to_jsonable(value: Any) -> Any:
@@ -70,6 +72,8 @@ async def prepare(spec: ServiceSpec, settings: PlatformSettings) -> None:
         await migrate(conn, settings.schema_for(spec.name), service_migrations(spec.name))
     finally:
         await conn.close()
+    if spec.prepare is not None:
+        await spec.prepare(settings)
 
 
 def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:

@@ -110,6 +110,20 @@ def record_death(person: Person | None, date_of_death: date, source: str) -> Ins
     return status_changed(person, InsuredStatus.TERMINATED, f"death ({source})", date_of_death)
 
 
+def record_transfer_out(person: Person | None, transfer_id: str, to_region: str,
+                        on: date) -> InsuredStatusChanged | None:
+    """SPEC transfer 3: the partner took the person in, so the insurance here ends; a person
+    already terminated or transferred here stays as they are (returns None)."""
+    if person is None or person.status in (InsuredStatus.TERMINATED,
+                                           InsuredStatus.TRANSFERRED_OUT):
+        return None
+    if person.status != InsuredStatus.SUSPENDED:
+        raise RuleViolation("not_suspended", f"transfer {transfer_id} completed while the "
+                            f"person is {person.status} here; only a suspended person moves")
+    return status_changed(person, InsuredStatus.TRANSFERRED_OUT,
+                          f"transferred to {to_region} (transfer {transfer_id})", on)
+
+
 def check_death_applicant(person: Person | None, applicant: str,
                           employer_code: str | None) -> None:
     """Employers cancel their staff; an agent applies only for a flexible worker (SPEC 4)."""

@@ -21,7 +21,7 @@ INSURANCE_TYPE_NAMES = {
 DERIVED_VARIABLES = frozenset({
     "name", "person_id_masked", "insurance_type_name", "region_name", "reasons_text",
     "to_region_name", "amount_yuan", "filing_kind_name", "decision_text", "payable_yuan",
-    "materials_text", "working_text", "cost_yuan",
+    "materials_text", "working_text", "cost_yuan", "balance_yuan",
 })
 FILING_KIND_NAMES = {"temporary": "临时外出就医", "long_term": "异地长期居住/工作",
                      "referral": "转外就医"}
@@ -173,5 +173,6 @@ def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> di
         "payable_yuan": f"{Decimal(payable) / 100:.2f}" if isinstance(payable, int) else "",
         "materials_text": "、".join(data.get("materials") or []),
         "cost_yuan": _yuan(data.get("cost_fen")),
+        "balance_yuan": _yuan(data.get("account_balance_fen")),
         "working_text": "\n".join(data.get("working") or []),
     }

@@ -1,20 +1,43 @@
-"""Transfer-out rules known so far: only a suspended person, only to another served region."""
+"""The transfer workflow on both sides: out (转出) in region A, in (转入) in region B."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
+from services.transfer.domain.deadlines import Clock, due_after, extended, working_days_left
 from shared.identity import REGIONS
+from shared.workdays import WorkingCalendar
 
 
-class TransferStage(StrEnum):
-    REQUESTED = "requested"
-    REJECTED = "rejected"
+class Stage(StrEnum):
+    # transfer-out (A)
+    AWAITING_SUSPENSION = "awaiting_suspension"  # automatic: A's contributions still running
+    AWAITING_INFO_SHEET = "awaiting_info_sheet"  # A's office prepares years and balance
+    WAITING_ON_PERSON = "waiting_on_person"      # clocks stopped: material missing
+    SENT = "sent"                                # electronic: in B's inbox, answer awaited
+    LETTER_PENDING = "letter_pending"            # paper: contact letter to be posted
+    LETTER_SENT = "letter_sent"
+    LETTER_RECEIVED = "letter_received"          # delivered to B's office, answer awaited
+    # transfer-in (B)
+    RECEIVED = "received"                        # B waits for A's balance to arrive
+    COMPLETED = "completed"
+    FAILED = "failed"                            # B refused the transfer-in
+    REFUSED = "refused"                          # refused here (A's request, or B's intake)
+    CANCELLED = "cancelled"
+
+
+CLOSED = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.REFUSED, Stage.CANCELLED})
+AWAITING_ANSWER = frozenset({Stage.SENT, Stage.LETTER_SENT, Stage.LETTER_RECEIVED})
+PAUSABLE = frozenset({Stage.AWAITING_INFO_SHEET, Stage.LETTER_PENDING, Stage.RECEIVED})
 
 
 class TransferRefused(Exception):
-    def __init__(self, reason: str) -> None:
+    """A request the rules refuse; `rule` is a stable code, `reason` what the person is told."""
+
+    def __init__(self, rule: str, reason: str) -> None:
         super().__init__(reason)
+        self.rule = rule
         self.reason = reason
 
 
@@ -22,20 +45,256 @@ class TransferRefused(Exception):
 class Transfer:
     transfer_id: str
     person_id: str
+    direction: str  # "out" here is A; "in" here is B
     from_region: str
     to_region: str
-    stage: TransferStage
+    stage: Stage
+    trigger: str = "application"
+    mode: str = "electronic"
+    insurance_type: str | None = None
+    name: str | None = None
+    contribution_months: int | None = None
+    account_balance_fen: int | None = None
+    credited_months: int | None = None
+    credited_balance_fen: int | None = None
+    started_on: date | None = None
+    due_on: date | None = None
+    leg_due_on: date | None = None
+    in_leg_days: int | None = None
+    dispatched_on: date | None = None
+    completed_on: date | None = None
+    paused_since: date | None = None
+    paused_working_days: int = 0
+    tracking_number: str | None = None
+    reason: str | None = None
+    overdue_flagged: bool = False
+    leg_overdue_flagged: bool = False
+    resume_stage: Stage | None = None
+
+    @property
+    def partner(self) -> str:
+        return self.to_region if self.direction == "out" else self.from_region
+
+    @property
+    def is_open(self) -> bool:
+        return self.stage not in CLOSED
+
+
+def _check_partner(here: str, to_region: str) -> None:
+    if to_region == here:
+        raise TransferRefused("same_region", "to_region: must differ from this region")
+    if to_region not in REGIONS:
+        raise TransferRefused("unknown_partner",
+                              f"to_region: {to_region} is not a known partner region")
+
+
+def start_clocks(t: Transfer, start: date, clock: Clock, calendar: WorkingCalendar) -> None:
+    """Due dates are fixed the day the transfer starts (notice 003's 15 / 9 working days)."""
+    t.started_on = start
+    t.due_on = due_after(calendar, start, clock.total)
+    t.leg_due_on = due_after(calendar, start, clock.out_leg)
+    t.in_leg_days = clock.in_leg
+    t.stage = Stage.AWAITING_INFO_SHEET
 
 
 def request_transfer_out(transfer_id: str, person_id: str, insured_status: str | None,
-                         here: str, to_region: str) -> Transfer:
+                         insurance_type: str | None, here: str, to_region: str, start: date,
+                         clock: Clock, calendar: WorkingCalendar,
+                         trigger: str = "application") -> Transfer:
     """SPEC transfer 1: a transfer-out needs the person's insurance here to be stopped."""
-    if to_region == here:
-        raise TransferRefused("to_region: must differ from this region")
-    if to_region not in REGIONS:
-        raise TransferRefused(f"to_region: {to_region} is not a known partner region")
+    _check_partner(here, to_region)
     if insured_status != "suspended":
         raise TransferRefused(
-            "transfer-out needs the insurance here to be stopped (suspended); "
+            "not_suspended", "transfer-out needs the insurance here to be stopped (suspended); "
             f"current status is {insured_status or 'not insured here'}")
-    return Transfer(transfer_id, person_id, here, to_region, TransferStage.REQUESTED)
+    t = Transfer(transfer_id, person_id, "out", here, to_region, Stage.AWAITING_INFO_SHEET,
+                 trigger=trigger, insurance_type=insurance_type)
+    start_clocks(t, start, clock, calendar)
+    return t
+
+
+def issue_info_sheet(t: Transfer, name: str, months: int, balance_fen: int,
+                     interconnected: frozenset[str], today: date) -> None:
+    """A's office fixes what moves; electronic partners get it at once, others by letter."""
+    if t.direction != "out" or t.stage != Stage.AWAITING_INFO_SHEET:
+        raise TransferRefused("out_of_order",
+                              f"an information sheet is not expected at stage {t.stage}")
+    t.name = name
+    t.contribution_months = months
+    t.account_balance_fen = balance_fen
+    if t.to_region in interconnected:
+        t.mode, t.stage, t.dispatched_on = "electronic", Stage.SENT, today
+    else:
+        t.mode, t.stage = "paper", Stage.LETTER_PENDING
+
+
+def pause(t: Transfer, on: date) -> None:
+    if t.stage not in PAUSABLE:
+        raise TransferRefused("out_of_order", f"cannot wait on the person at stage {t.stage}")
+    t.resume_stage, t.stage, t.paused_since = t.stage, Stage.WAITING_ON_PERSON, on
+
+
+def resume(t: Transfer, on: date, calendar: WorkingCalendar) -> int:
+    """Restart the clocks; returns the working days they were stopped for."""
+    if t.stage != Stage.WAITING_ON_PERSON or t.paused_since is None:
+        raise TransferRefused("out_of_order", f"nothing is awaited from the person at {t.stage}")
+    lost = max(0, calendar.working_days_between(t.paused_since, on))
+    if t.due_on:
+        t.due_on = extended(calendar, t.due_on, t.paused_since, on)
+    if t.leg_due_on:
+        t.leg_due_on = extended(calendar, t.leg_due_on, t.paused_since, on)
+    t.paused_working_days += lost
+    t.stage, t.paused_since = t.resume_stage or Stage.AWAITING_INFO_SHEET, None
+    t.resume_stage = None
+    return lost
+
+
+def track_letter(t: Transfer, tracking_number: str, mail_event: str, on: date) -> None:
+    if t.mode != "paper":
+        raise TransferRefused("not_paper", "this transfer went electronically; no letter")
+    if mail_event == "sent":
+        if t.stage != Stage.LETTER_PENDING:
+            raise TransferRefused("out_of_order", f"letter already posted (stage {t.stage})")
+        t.tracking_number, t.stage, t.dispatched_on = tracking_number, Stage.LETTER_SENT, on
+        return
+    if t.stage != Stage.LETTER_SENT or t.tracking_number != tracking_number:
+        raise TransferRefused("out_of_order", "a delivery needs the posted letter's tracking "
+                              f"number (stage {t.stage})")
+    t.stage = Stage.LETTER_RECEIVED
+
+
+@dataclass(frozen=True)
+class Answer:
+    """B's answer, from the partner inbox or keyed in from a paper reply."""
+
+    sender: str
+    accepted: bool
+    credited_months: int | None = None
+    credited_balance_fen: int | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """Why an answer changed nothing; counted and logged, never applied."""
+
+    reason: str  # unknown_transfer | wrong_partner | duplicate | late | out_of_order | mismatch
+    detail: str
+
+
+def apply_answer(t: Transfer | None, answer: Answer, on: date) -> Ignored | None:
+    """SPEC transfer 3: A completes on B's acknowledgement, whose amounts must reconcile."""
+    if t is None or t.direction != "out":
+        return Ignored("unknown_transfer", "no transfer-out with this id here")
+    if answer.sender != t.to_region:
+        return Ignored("wrong_partner", f"answer from {answer.sender}, sent to {t.to_region}")
+    if t.stage in (Stage.COMPLETED, Stage.FAILED):
+        return Ignored("duplicate", f"already {t.stage}")
+    if t.stage in CLOSED:
+        return Ignored("late", f"transfer is {t.stage}")
+    if t.stage not in AWAITING_ANSWER:
+        return Ignored("out_of_order", f"not sent to the partner yet (stage {t.stage})")
+    if not answer.accepted:
+        t.stage, t.reason, t.completed_on = Stage.FAILED, answer.reason, on
+        return None
+    if (answer.credited_months, answer.credited_balance_fen) != (
+            t.contribution_months, t.account_balance_fen):
+        return Ignored("mismatch", f"partner credited {answer.credited_months} months / "
+                       f"{answer.credited_balance_fen} fen; sent {t.contribution_months} / "
+                       f"{t.account_balance_fen}")
+    t.credited_months, t.credited_balance_fen = answer.credited_months, answer.credited_balance_fen
+    t.stage, t.completed_on = Stage.COMPLETED, on
+    return None
+
+
+def receive_transfer_in(transfer_id: str, person_id: str, from_region: str, here: str,
+                        insured_status: str | None, months: int, balance_fen: int,
+                        in_leg_days: int, today: date, calendar: WorkingCalendar) -> Transfer:
+    """SPEC transfer 2: B takes in only a person already active here.
+
+    With no balance to move (resident insurance has no personal account) the records merge
+    at once; otherwise B waits, on its own leg's clock, until the balance has arrived."""
+    t = Transfer(transfer_id, person_id, "in", from_region, here, Stage.RECEIVED,
+                 contribution_months=months, account_balance_fen=balance_fen,
+                 started_on=today, in_leg_days=in_leg_days)
+    t.leg_due_on = due_after(calendar, today, in_leg_days)
+    if insured_status != "active":
+        t.stage, t.completed_on = Stage.REFUSED, today
+        where = REGIONS[here].name if here in REGIONS else here
+        t.reason = (f"the person is not insured and active in {where} "
+                    f"(status {insured_status or 'none'}); enroll there first")
+    elif balance_fen == 0:
+        credit(t, today)
+    return t
+
+
+def confirm_funds(t: Transfer, amount_fen: int, today: date) -> None:
+    """B's finance confirms A's balance arrived; only the exact amount completes the merge."""
+    if t.direction != "in" or t.stage != Stage.RECEIVED:
+        raise TransferRefused("out_of_order", f"no balance is awaited at stage {t.stage}")
+    if amount_fen != t.account_balance_fen:
+        raise TransferRefused("amount_mismatch", f"amount_fen: {amount_fen} arrived, the "
+                              f"information sheet says {t.account_balance_fen}")
+    credit(t, today)
+
+
+def credit(t: Transfer, today: date) -> None:
+    t.credited_months, t.credited_balance_fen = t.contribution_months, t.account_balance_fen
+    t.stage, t.completed_on = Stage.COMPLETED, today
+
+
+def cancel(t: Transfer, reason: str, on: date) -> bool:
+    """The person's death ends an open transfer; a closed one stays as it was."""
+    if not t.is_open:
+        return False
+    t.stage, t.reason, t.completed_on = Stage.CANCELLED, reason, on
+    return True
+
+
+@dataclass(frozen=True)
+class Overdue:
+    clock: str  # "total" or "leg"
+    due_on: date
+    working_days_late: int
+
+
+def newly_overdue(t: Transfer, today: date, calendar: WorkingCalendar) -> list[Overdue]:
+    """Clocks that ran out and were not reported yet; a stopped clock is never overdue."""
+    if not t.is_open or t.stage == Stage.WAITING_ON_PERSON:
+        return []
+    found = []
+    if t.due_on and not t.overdue_flagged and today > t.due_on:
+        found.append(Overdue("total", t.due_on, -working_days_left(calendar, today, t.due_on)))
+    leg_running = t.stage in (Stage.AWAITING_INFO_SHEET, Stage.LETTER_PENDING, Stage.RECEIVED)
+    if t.leg_due_on and leg_running and not t.leg_overdue_flagged and today > t.leg_due_on:
+        found.append(Overdue("leg", t.leg_due_on,
+                             -working_days_left(calendar, today, t.leg_due_on)))
+    return found
+
+
+def estimated_completion(t: Transfer, today: date, calendar: WorkingCalendar) -> date | None:
+    """When the person can expect it done: the office's remaining budget, never in the past."""
+    if not t.is_open:
+        return t.completed_on
+    if t.stage in (Stage.WAITING_ON_PERSON, Stage.AWAITING_SUSPENSION) or t.in_leg_days is None:
+        return None  # depends on the person (or on A's contributions stopping)
+    if t.stage in AWAITING_ANSWER and t.dispatched_on:
+        return max(today, due_after(calendar, t.dispatched_on, t.in_leg_days))
+    if t.direction == "in" or t.leg_due_on is None:
+        return t.leg_due_on
+    return due_after(calendar, max(today, t.leg_due_on), t.in_leg_days)
+
+
+@dataclass
+class Progress:
+    due_on: date | None
+    working_days_left: int | None
+    estimated_completion: date | None
+    clocks_stopped: bool
+
+
+def progress(t: Transfer, today: date, calendar: WorkingCalendar) -> Progress:
+    left = (working_days_left(calendar, today, t.due_on)
+            if t.due_on and t.is_open and t.direction == "out" else None)
+    return Progress(t.due_on, left, estimated_completion(t, today, calendar),
+                    t.stage == Stage.WAITING_ON_PERSON)

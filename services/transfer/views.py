@@ -1,0 +1,44 @@
+"""What `medins status` and GET /status/{ref} show of transfers: stages, clocks, estimates."""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.transfer import repository as repo
+from services.transfer.domain import transfer as rules
+from services.transfer.repository import to_transfer
+from shared.clock import china_today
+from shared.workdays import CalendarDataMissing, default_calendar
+
+_SHOWN = ("transfer_id", "direction", "from_region", "to_region", "stage", "trigger", "mode",
+          "insurance_type", "contribution_months", "account_balance_fen", "credited_months",
+          "credited_balance_fen", "started_on", "due_on", "leg_due_on", "dispatched_on",
+          "completed_on", "paused_since", "paused_working_days", "tracking_number", "reason")
+
+
+async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
+    rows = await repo.transfers_for_status(conn, ref)
+    view = await repo.insured_row(conn, ref)
+    ignored = await repo.ignored_answers(conn, ref)
+    if not rows and view is None and not ignored:
+        return None
+    today, calendar = china_today(), default_calendar()
+    transfers = []
+    for row in rows:
+        t = to_transfer(row)
+        shown: dict[str, Any] = {k: row[k] for k in _SHOWN}
+        try:
+            p = rules.progress(t, today, calendar)
+            shown |= {"working_days_left": p.working_days_left,
+                      "estimated_completion": p.estimated_completion,
+                      "clocks_stopped": p.clocks_stopped}
+        except CalendarDataMissing as missing:
+            shown["estimate_unavailable"] = str(missing)
+        shown["stages"] = [dict(h) for h in await repo.history(conn, row["id"])]
+        shown["ignored_answers"] = await repo.ignored_answers(conn, t.transfer_id)
+        transfers.append(shown)
+    result: dict[str, Any] = {"insured_status": view, "transfers": transfers}
+    if ignored and not rows:
+        result["ignored_answers"] = ignored
+    return result

@@ -1,0 +1,357 @@
+"""Transfer stories between separately deployed regions on one broker and one database server."""
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from shared.contracts.base import Payload
+from shared.contracts.channels import (
+    EnrollmentApplicationSubmitted,
+    EnrollmentReviewDecided,
+    StopContributionRequested,
+    TransferOutRequested,
+)
+from shared.contracts.civil_affairs import DeathRecorded
+from shared.contracts.partner import PartnerTransferAcknowledged
+from shared.contracts.tax import ContributionPaymentConfirmed
+from shared.contracts.topics import DEAD_LETTER, TRANSFER_EVENTS, physical
+from shared.contracts.transfer_office import (
+    TransferFundsReceived,
+    TransferInfoSheetIssued,
+    TransferLetterTracked,
+    TransferMaterialsRequested,
+    TransferMaterialsSupplied,
+    TransferPaperReplyRecorded,
+)
+from shared.devstack import people
+from shared.devstack.smsc import read_received
+from shared.messaging.admin import bootstrap_servers
+from shared.messaging.publisher import publish
+from shared.messaging.runtime import to_jsonable
+from shared.status import collect_status
+from tests.conftest import TestStack
+from tests.e2e.foreign_partner import ForeignPartner
+from tests.helpers import data_of, envelope, header, poll, read_topic
+
+DALIAN, JINAN, WEIHAI, BAOTOU, WENZHOU = "210200", "370100", "371000", "150200", "330300"
+
+pytestmark = pytest.mark.usefixtures("partner_regions")
+
+
+async def send_in(stack: TestStack, region: str, *payloads: Payload) -> list[str]:
+    envs = [envelope(p, region=region) for p in payloads]
+    for env, payload in zip(envs, payloads, strict=True):
+        await publish(stack.broker_url, physical(payload.topic, region=region,
+                                                 namespace=stack.namespace), [env])
+    return [e.id for e in envs]
+
+
+async def status_in(stack: TestStack, region: str, service: str, ref: str) -> dict[str, Any]:
+    """What `medins status` shows, dates as ISO strings the way the HTTP endpoint gives them."""
+    found: dict[str, Any] = to_jsonable(
+        (await collect_status(stack.settings(region=region), ref)).get(service, {}))
+    return found
+
+
+async def _value(x: Any) -> Any:
+    return x
+
+
+async def enroll_in(stack: TestStack, region: str, person: str, kind: str = "flexible",
+                    paid_until: date = date(2026, 12, 31), mobile: str | None = None) -> str:
+    mobile = mobile or people.mobile()
+    app_id, now = f"APP-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+    await send_in(stack, region, EnrollmentApplicationSubmitted(
+        application_id=app_id, person_id=person, name="李娜", insurance_type=kind,  # type: ignore[arg-type]
+        mobile=mobile, channel="wechat", region_code=region, submitted_at=now),
+        EnrollmentReviewDecided(application_id=app_id, person_id=person, decision="approve",
+                                reviewer="s1", decided_at=now),
+        ContributionPaymentConfirmed(
+            payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id=app_id,
+            insurance_type=kind, period_start=date(paid_until.year, 1, 1),  # type: ignore[arg-type]
+            period_end=paid_until, amount_fen=40_000, paid_at=now))
+    await insured_in(stack, region, person, "active")
+    return mobile
+
+
+async def insured_in(stack: TestStack, region: str, person: str, status: str) -> None:
+    """Both enrollment and the region's transfer service know the person's status."""
+    await poll(lambda: status_in(stack, region, "enrollment", person),
+               lambda e: e.get("person", {}).get("status") == status)
+    await poll(lambda: status_in(stack, region, "transfer", person),
+               lambda t: (t.get("insured_status") or {}).get("status") == status)
+
+
+async def suspend_in(stack: TestStack, region: str, person: str) -> None:
+    await send_in(stack, region, StopContributionRequested(
+        request_id=f"STOP-{uuid.uuid4().hex[:6]}", person_id=person, channel="phone",
+        requested_at=datetime.now(UTC)))
+    await insured_in(stack, region, person, "suspended")
+
+
+async def suspended_person(stack: TestStack, region: str = DALIAN) -> tuple[str, str]:
+    """Someone paid up to last year in `region` who stopped contributing there."""
+    person = people.resident_id()
+    mobile = await enroll_in(stack, region, person, paid_until=date(2025, 12, 31))
+    await suspend_in(stack, region, person)
+    return person, mobile
+
+
+async def transfer_in(stack: TestStack, region: str, ref: str, done: Any,
+                      timeout: float = 30.0) -> dict[str, Any]:
+    status = await poll(lambda: status_in(stack, region, "transfer", ref),
+                        lambda s: any(done(t) for t in s.get("transfers", [])), timeout)
+    return next(t for t in status["transfers"] if done(t))
+
+
+def stage_is(stage: str, direction: str | None = None) -> Any:
+    return lambda t: t["stage"] == stage and direction in (None, t["direction"])
+
+
+def request(person: str, to_region: str, requested_at: datetime | None = None
+            ) -> TransferOutRequested:
+    return TransferOutRequested(transfer_id=f"TR-{uuid.uuid4().hex[:10]}", person_id=person,
+                                to_region=to_region, channel="national_app",
+                                requested_at=requested_at or datetime.now(UTC))
+
+
+def info_sheet(cmd: TransferOutRequested | str, person: str, months: int = 126,
+               balance: int = 345_678) -> TransferInfoSheetIssued:
+    transfer_id = cmd if isinstance(cmd, str) else cmd.transfer_id
+    return TransferInfoSheetIssued(transfer_id=transfer_id, person_id=person, name="李娜",
+                                   contribution_months=months, account_balance_fen=balance,
+                                   issued_at=datetime.now(UTC))
+
+
+async def transfer_events(stack: TestStack, region: str, transfer_id: str, event_type: str,
+                          ) -> list[dict[str, Any]]:
+    topic = physical(TRANSFER_EVENTS, region=region, namespace=stack.namespace)
+
+    def matching(records: list[Any]) -> list[dict[str, Any]]:
+        return [d for d in map(data_of, records) if d["type"] == event_type
+                and d["data"].get("transfer_id") == transfer_id]
+
+    return matching(await read_topic(stack.broker_url, topic, lambda rs: bool(matching(rs))))
+
+
+def http_status(stack: TestStack, key: str, ref: str) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{stack.web_ports[key]}/status/{ref}"
+    shown: dict[str, Any] = json.loads(urllib.request.urlopen(url, timeout=5).read())
+    return shown
+
+
+async def test_dalian_to_jinan_cross_province_electronic(stack: TestStack) -> None:
+    person, mobile = await suspended_person(stack, DALIAN)
+    await enroll_in(stack, JINAN, person)
+    cmd = request(person, JINAN)
+    await send_in(stack, DALIAN, cmd)
+    accepted = await transfer_in(stack, DALIAN, cmd.transfer_id,
+                                 stage_is("awaiting_info_sheet"))
+    received_event = (await transfer_events(stack, DALIAN, cmd.transfer_id,
+                                            "cn.medins.transfer.request.received.v1"))[0]
+    assert accepted["due_on"] == received_event["data"]["due_on"]
+    assert accepted["working_days_left"] == 15  # cross-province, started today
+    await send_in(stack, DALIAN, info_sheet(cmd, person))
+    # Jinan took the person in and waits for the balance (its own 5-day leg).
+    incoming = await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("received", "in"))
+    assert (incoming["contribution_months"], incoming["account_balance_fen"]) == (126, 345_678)
+    await send_in(stack, JINAN, TransferFundsReceived(
+        transfer_id=cmd.transfer_id, person_id=person, from_region=DALIAN,
+        amount_fen=345_678, received_at=datetime.now(UTC)))
+    done = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("completed"))
+    merged = await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("completed", "in"))
+    # What left Dalian arrived in Jinan, exactly.
+    assert (done["credited_months"], done["credited_balance_fen"]) == (
+        merged["credited_months"], merged["credited_balance_fen"]) == (126, 345_678)
+    assert [s["stage"] for s in done["stages"]] == ["awaiting_info_sheet", "sent", "completed"]
+    await insured_in(stack, DALIAN, person, "transferred_out")
+    sms = await poll(lambda: _value(read_received(stack.sms_dir)),
+                     lambda s: any(m["to"] == mobile and "已转入济南" in m["text"] for m in s))
+    assert any("3456.78元" in m["text"] for m in sms if m["to"] == mobile)
+    # The HTTP read endpoint shows the same progress, masked.
+    shown = http_status(stack, "transfer", cmd.transfer_id)
+    assert person not in json.dumps(shown)
+    assert shown["transfers"][0]["stage"] == "completed"
+    assert shown["transfers"][0]["due_on"] == accepted["due_on"]
+
+
+async def test_weihai_to_jinan_intra_province_starts_by_itself(stack: TestStack) -> None:
+    person = people.resident_id()
+    await enroll_in(stack, WEIHAI, person, kind="resident", paid_until=date(2025, 12, 31))
+    # Enrolling in Jinan while still insured (active) in Weihai: the transfer waits for the stop.
+    await enroll_in(stack, JINAN, person, kind="resident")
+    waiting = await transfer_in(stack, WEIHAI, person, stage_is("awaiting_suspension"))
+    assert waiting["trigger"] == "automatic" and waiting["due_on"] is None
+    await suspend_in(stack, WEIHAI, person)
+    started = await transfer_in(stack, WEIHAI, person, stage_is("awaiting_info_sheet"))
+    assert started["working_days_left"] == 9  # intra-province
+    transfer_id = started["transfer_id"]
+    # Resident insurance has no personal account: Jinan merges the record at once.
+    await send_in(stack, WEIHAI, info_sheet(transfer_id, person, months=36, balance=0))
+    done = await transfer_in(stack, WEIHAI, transfer_id, stage_is("completed"))
+    assert (done["credited_months"], done["credited_balance_fen"]) == (36, 0)
+    merged = await transfer_in(stack, JINAN, transfer_id, stage_is("completed", "in"))
+    assert merged["trigger"] == "automatic" and merged["credited_months"] == 36
+    await insured_in(stack, WEIHAI, person, "transferred_out")
+    assert (await status_in(stack, JINAN, "enrollment", person))["person"]["status"] == "active"
+
+
+async def test_foreign_partner_written_with_aiokafka_only(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    cmd = request(person, BAOTOU)
+    await send_in(stack, DALIAN, cmd, info_sheet(cmd, person, months=60, balance=12_345))
+    partner = ForeignPartner(bootstrap_servers(stack.broker_url), stack.namespace, BAOTOU)
+    received = await partner.receive_transfer(cmd.transfer_id)
+    assert received["_key"] == person and received["regioncode"] == DALIAN
+    assert received["data"]["account_balance_fen"] == 12_345
+    assert received["data"]["in_leg_days"] == 5
+    await partner.answer(received, accept=True)
+    done = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("completed"))
+    assert (done["credited_months"], done["credited_balance_fen"]) == (60, 12_345)
+
+
+async def test_partner_refusal_is_passed_back_and_the_insurance_stays(stack: TestStack) -> None:
+    person, mobile = await suspended_person(stack, DALIAN)  # never enrolled in Jinan
+    cmd = request(person, JINAN)
+    await send_in(stack, DALIAN, cmd, info_sheet(cmd, person))
+    failed = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("failed"))
+    assert "enroll there first" in failed["reason"]
+    refused = await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("refused", "in"))
+    assert refused["credited_months"] is None
+    assert (await status_in(stack, DALIAN, "enrollment", person))["person"]["status"] == (
+        "suspended")
+    await poll(lambda: _value(read_received(stack.sms_dir)),
+               lambda s: any(m["to"] == mobile and "未能转入" in m["text"] for m in s))
+
+
+async def test_paper_letter_to_a_partner_that_is_not_interconnected(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    cmd = request(person, WENZHOU)
+    await send_in(stack, DALIAN, cmd, info_sheet(cmd, person, months=24, balance=5_000))
+    pending = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("letter_pending"))
+    assert pending["mode"] == "paper"
+    tracking, now = "XA120045678CN", datetime.now(UTC)
+    await send_in(stack, DALIAN, *(
+        TransferLetterTracked(transfer_id=cmd.transfer_id, person_id=person,
+                              tracking_number=tracking, mail_event=event, occurred_at=now)
+        for event in ("sent", "received")))
+    delivered = await transfer_in(stack, DALIAN, tracking, stage_is("letter_received"))
+    assert delivered["tracking_number"] == tracking
+    assert delivered["estimated_completion"] is not None
+    await send_in(stack, DALIAN, TransferPaperReplyRecorded(
+        transfer_id=cmd.transfer_id, person_id=person, accepted=True, credited_months=24,
+        credited_balance_fen=5_000, recorded_by="clerk7"))
+    done = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("completed"))
+    assert [s["stage"] for s in done["stages"]] == [
+        "awaiting_info_sheet", "letter_pending", "letter_sent", "letter_received", "completed"]
+    await insured_in(stack, DALIAN, person, "transferred_out")
+
+
+async def test_death_in_the_destination_cancels_both_sides(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    await enroll_in(stack, JINAN, person)
+    cmd = request(person, JINAN)
+    await send_in(stack, DALIAN, cmd, info_sheet(cmd, person))
+    await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("received", "in"))
+    await send_in(stack, JINAN, DeathRecorded(record_ref=f"MZ-{uuid.uuid4().hex[:6]}",
+                                              person_id=person, date_of_death=date.today()))
+    here = await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("cancelled", "in"))
+    there = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("cancelled"))
+    assert "died" in here["reason"] and "cancelled by 370100" in there["reason"]
+    # The balance arriving afterwards changes nothing.
+    await send_in(stack, JINAN, TransferFundsReceived(
+        transfer_id=cmd.transfer_id, person_id=person, from_region=DALIAN, amount_fen=345_678,
+        received_at=datetime.now(UTC)))
+    refused = await transfer_events(stack, JINAN, cmd.transfer_id,
+                                    "cn.medins.transfer.command.refused.v1")
+    assert refused[0]["data"]["rule"] == "out_of_order"
+
+
+async def test_stray_answers_change_nothing_and_are_counted(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    cmd = request(person, BAOTOU)
+    await send_in(stack, DALIAN, cmd)
+    await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("awaiting_info_sheet"))
+
+    def ack(transfer_id: str, months: int = 60) -> PartnerTransferAcknowledged:
+        return PartnerTransferAcknowledged(
+            transfer_id=transfer_id, person_id=person, from_region=DALIAN, to_region=BAOTOU,
+            credited_months=months, credited_balance_fen=100, accepted_on=date.today())
+
+    # Out of order (nothing sent yet) and an unknown transfer, from the partner.
+    inbox = physical("transfer.partner", region=DALIAN, namespace=stack.namespace)
+    await publish(stack.broker_url, inbox, [envelope(ack(cmd.transfer_id), region=BAOTOU),
+                                            envelope(ack("TR-NEVER-SENT"), region=BAOTOU)])
+    await send_in(stack, DALIAN, info_sheet(cmd, person, months=60, balance=100))
+    await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("sent"))
+    # A real answer, then the same answer again under a new id, and one from another region.
+    first = envelope(ack(cmd.transfer_id), region=BAOTOU)
+    again = envelope(ack(cmd.transfer_id), region=BAOTOU)
+    stranger = envelope(ack(cmd.transfer_id, months=1), region=WENZHOU)
+    await publish(stack.broker_url, inbox, [stranger])
+    await publish(stack.broker_url, inbox, [first, again])
+    done = await transfer_in(stack, DALIAN, cmd.transfer_id, lambda t: t["stage"] == "completed"
+                             and len(t["ignored_answers"]) == 3)
+    assert [a["reason"] for a in done["ignored_answers"]] == [
+        "out_of_order", "wrong_partner", "duplicate"]
+    assert done["credited_months"] == 60
+    unknown = await status_in(stack, DALIAN, "transfer", "TR-NEVER-SENT")
+    assert unknown["ignored_answers"][0]["reason"] == "unknown_transfer"
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{stack.web_ports['transfer']}/metrics", timeout=5).read().decode()
+    for reason in ("out_of_order", "wrong_partner", "duplicate", "unknown_transfer"):
+        assert f'medins_transfer_answers_ignored_total{{reason="{reason}"}}' in metrics
+    log = stack.log_path("transfer").read_text(encoding="utf-8")
+    assert "transfer answer ignored" in log and person not in log
+
+
+async def test_overdue_clocks_are_detected_by_the_timer(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    # Accepted on 28 September 2026: due 23 October (15 working days over National Day).
+    cmd = request(person, JINAN, requested_at=datetime(2026, 9, 28, 2, 0, tzinfo=UTC))
+    await send_in(stack, DALIAN, cmd)
+    late = await transfer_in(stack, DALIAN, cmd.transfer_id,
+                             lambda t: any(s["stage"] == "awaiting_info_sheet"
+                                           and "overdue" in (s["note"] or "")
+                                           for s in t["stages"]))
+    assert (late["due_on"], late["leg_due_on"]) == ("2026-10-23", "2026-10-16")
+    assert late["working_days_left"] < 0
+    events = await transfer_events(stack, DALIAN, cmd.transfer_id, "cn.medins.transfer.overdue.v1")
+    assert {e["data"]["clock"] for e in events} <= {"total", "leg"}
+    metrics = urllib.request.urlopen(
+        f"http://127.0.0.1:{stack.web_ports['transfer']}/metrics", timeout=5).read().decode()
+    line = next(m for m in metrics.splitlines()
+                if m.startswith('medins_transfers_overdue{clock="total",direction="out"}'))
+    assert float(line.split()[-1]) >= 1
+
+
+async def test_waiting_on_the_person_moves_the_due_date(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    cmd = request(person, JINAN, requested_at=datetime(2026, 9, 28, 2, 0, tzinfo=UTC))
+    await send_in(stack, DALIAN, cmd, TransferMaterialsRequested(
+        transfer_id=cmd.transfer_id, person_id=person, missing=["户口迁移证明"],
+        requested_at=datetime(2026, 9, 29, 2, 0, tzinfo=UTC)))
+    paused = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("waiting_on_person"))
+    assert paused["clocks_stopped"] is True and paused["estimated_completion"] is None
+    await send_in(stack, DALIAN, TransferMaterialsSupplied(
+        transfer_id=cmd.transfer_id, person_id=person,
+        supplied_at=datetime(2026, 10, 9, 2, 0, tzinfo=UTC)))
+    resumed = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("awaiting_info_sheet"))
+    assert (resumed["due_on"], resumed["paused_working_days"]) == ("2026-10-28", 3)
+
+
+async def test_a_due_date_past_the_calendar_data_is_refused_loudly(stack: TestStack) -> None:
+    person, _ = await suspended_person(stack, DALIAN)
+    cmd = request(person, JINAN, requested_at=datetime(2031, 3, 3, 2, 0, tzinfo=UTC))
+    [event_id] = await send_in(stack, DALIAN, cmd)
+    topic = physical(DEAD_LETTER, region=DALIAN, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, topic, lambda rs: any(
+        data_of(r)["id"] == event_id for r in rs))
+    dead = next(r for r in records if data_of(r)["id"] == event_id)
+    assert "no holiday schedule for 2031" in (header(dead, "dlq-reason") or "")
+    assert (await status_in(stack, DALIAN, "transfer", cmd.transfer_id)) == {}

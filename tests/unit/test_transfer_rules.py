@@ -1,0 +1,173 @@
+"""Transfer rules: statutory clocks, both legs, pauses, letters, answers, transfer-in."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from services.transfer.domain import transfer as rules
+from services.transfer.domain.deadlines import DeadlineRules, calendar_gap
+from services.transfer.domain.transfer import Answer, Stage, TransferRefused
+from shared.workdays import CalendarDataMissing, WorkingCalendar
+
+CAL = WorkingCalendar()
+RULES = DeadlineRules()
+PERSON = "110101199003074477"
+# Monday before National Day 2026: 1-7 October off, Saturday 10 October a make-up working day.
+BEFORE_HOLIDAY = date(2026, 9, 28)
+
+
+def start(to_region: str = "370100", here: str = "210200", on: date = BEFORE_HOLIDAY,
+          status: str = "suspended") -> rules.Transfer:
+    return rules.request_transfer_out("T1", PERSON, status, "flexible", here, to_region, on,
+                                      RULES.clock_for(here, to_region), CAL)
+
+
+def test_cross_province_is_15_working_days_across_national_day() -> None:
+    t = start()
+    # 29, 30 Sep; 8, 9, 10 (make-up Saturday), 12-16, 19-23 Oct: the 15th is 23 October.
+    assert t.due_on == date(2026, 10, 23)
+    assert t.leg_due_on == date(2026, 10, 16)  # the transfer-out office's 10 days
+    assert t.in_leg_days == 5
+    assert t.stage == Stage.AWAITING_INFO_SHEET
+
+
+def test_intra_province_is_9_working_days() -> None:
+    t = start(to_region="370100", here="371000")
+    assert t.due_on == date(2026, 10, 15)
+    assert t.leg_due_on == date(2026, 10, 12)
+    assert t.in_leg_days == 3
+
+
+def test_transfer_out_needs_a_suspended_person() -> None:
+    with pytest.raises(TransferRefused) as refused:
+        start(status="active")
+    assert refused.value.rule == "not_suspended"
+    with pytest.raises(TransferRefused, match="differ"):
+        start(to_region="210200")
+    with pytest.raises(TransferRefused, match="known partner"):
+        start(to_region="440300")
+
+
+def test_a_due_date_without_calendar_data_fails_at_start() -> None:
+    with pytest.raises(CalendarDataMissing, match="2031"):
+        start(on=date(2031, 3, 2))
+    assert calendar_gap(CAL, date(2031, 3, 2), RULES) is not None
+    assert calendar_gap(CAL, date(2026, 3, 2), RULES) is None
+
+
+def test_info_sheet_sends_electronically_or_by_letter() -> None:
+    electronic = start()
+    rules.issue_info_sheet(electronic, "张三", 126, 345678, frozenset({"370100"}),
+                           date(2026, 9, 29))
+    assert (electronic.mode, electronic.stage) == ("electronic", Stage.SENT)
+    paper = start()
+    rules.issue_info_sheet(paper, "张三", 126, 345678, frozenset(), date(2026, 9, 29))
+    assert (paper.mode, paper.stage) == ("paper", Stage.LETTER_PENDING)
+    with pytest.raises(TransferRefused):
+        rules.issue_info_sheet(paper, "张三", 126, 345678, frozenset(), date(2026, 9, 29))
+
+
+def test_waiting_on_the_person_stops_the_clocks() -> None:
+    t = start()
+    rules.pause(t, date(2026, 9, 29))
+    assert rules.newly_overdue(t, date(2026, 12, 1), CAL) == []  # a stopped clock is not late
+    assert rules.estimated_completion(t, date(2026, 9, 30), CAL) is None
+    lost = rules.resume(t, date(2026, 10, 9), CAL)
+    assert lost == 3  # 30 Sep, 8 Oct, 9 Oct
+    assert t.due_on == date(2026, 10, 28)  # 23 Oct + 3 working days
+    assert t.leg_due_on == date(2026, 10, 21)
+    assert t.stage == Stage.AWAITING_INFO_SHEET and t.paused_working_days == 3
+
+
+def test_paper_letter_must_be_posted_before_it_is_delivered() -> None:
+    t = start()
+    rules.issue_info_sheet(t, "张三", 12, 0, frozenset(), date(2026, 9, 29))
+    with pytest.raises(TransferRefused):
+        rules.track_letter(t, "XA123456789CN", "received", date(2026, 9, 30))
+    rules.track_letter(t, "XA123456789CN", "sent", date(2026, 9, 30))
+    with pytest.raises(TransferRefused):
+        rules.track_letter(t, "XB000000000CN", "received", date(2026, 10, 9))
+    rules.track_letter(t, "XA123456789CN", "received", date(2026, 10, 9))
+    assert (t.stage, t.tracking_number) == (Stage.LETTER_RECEIVED, "XA123456789CN")
+
+
+def sent() -> rules.Transfer:
+    t = start()
+    rules.issue_info_sheet(t, "张三", 126, 345678, frozenset({"370100"}), date(2026, 9, 29))
+    return t
+
+
+def test_acknowledgement_completes_only_when_amounts_reconcile() -> None:
+    t = sent()
+    ignored = rules.apply_answer(t, Answer("370100", True, 126, 345677), date(2026, 10, 8))
+    assert ignored is not None and ignored.reason == "mismatch"
+    assert t.stage == Stage.SENT
+    assert rules.apply_answer(t, Answer("370100", True, 126, 345678), date(2026, 10, 8)) is None
+    assert (t.stage, t.credited_months, t.credited_balance_fen) == (Stage.COMPLETED, 126, 345678)
+    assert t.completed_on == date(2026, 10, 8)
+
+
+@pytest.mark.parametrize(("prepare", "answer", "reason"), [
+    (lambda: None, Answer("370100", True, 1, 1), "unknown_transfer"),
+    (sent, Answer("330300", True, 126, 345678), "wrong_partner"),
+    (start, Answer("370100", True, 126, 345678), "out_of_order"),
+])
+def test_answers_that_change_nothing(prepare, answer, reason) -> None:  # type: ignore[no-untyped-def]
+    t = prepare()
+    before = None if t is None else (t.stage, t.completed_on)
+    ignored = rules.apply_answer(t, answer, date(2026, 10, 8))
+    assert ignored is not None and ignored.reason == reason
+    assert before == (None if t is None else (t.stage, t.completed_on))
+
+
+def test_duplicate_and_late_answers() -> None:
+    t = sent()
+    assert rules.apply_answer(t, Answer("370100", False, reason="not active"),
+                              date(2026, 10, 8)) is None
+    assert t.stage == Stage.FAILED
+    again = rules.apply_answer(t, Answer("370100", True, 126, 345678), date(2026, 10, 9))
+    assert again is not None and again.reason == "duplicate" and t.stage == Stage.FAILED
+    cancelled = sent()
+    assert rules.cancel(cancelled, "died", date(2026, 10, 8))
+    late = rules.apply_answer(cancelled, Answer("370100", True, 126, 345678), date(2026, 10, 9))
+    assert late is not None and late.reason == "late" and cancelled.stage == Stage.CANCELLED
+    assert not rules.cancel(cancelled, "again", date(2026, 10, 9))
+
+
+def test_transfer_in_takes_only_an_active_person() -> None:
+    refused = rules.receive_transfer_in("T1", PERSON, "210200", "370100", "suspended", 126,
+                                        345678, 5, BEFORE_HOLIDAY, CAL)
+    assert refused.stage == Stage.REFUSED and "济南" in (refused.reason or "")
+    waiting = rules.receive_transfer_in("T1", PERSON, "210200", "370100", "active", 126,
+                                        345678, 5, BEFORE_HOLIDAY, CAL)
+    assert waiting.stage == Stage.RECEIVED and waiting.leg_due_on == date(2026, 10, 10)
+    with pytest.raises(TransferRefused, match="amount_fen"):
+        rules.confirm_funds(waiting, 345600, date(2026, 10, 8))
+    rules.confirm_funds(waiting, 345678, date(2026, 10, 8))
+    assert (waiting.stage, waiting.credited_months, waiting.credited_balance_fen) == (
+        Stage.COMPLETED, 126, 345678)
+    resident = rules.receive_transfer_in("T2", PERSON, "371000", "370100", "active", 36, 0, 3,
+                                         BEFORE_HOLIDAY, CAL)
+    assert resident.stage == Stage.COMPLETED  # no personal account: nothing to wait for
+
+
+def test_overdue_clocks_are_reported_once_each() -> None:
+    t = start()
+    assert rules.newly_overdue(t, date(2026, 10, 16), CAL) == []
+    leg_late = rules.newly_overdue(t, date(2026, 10, 19), CAL)
+    assert [(o.clock, o.due_on, o.working_days_late) for o in leg_late] == [
+        ("leg", date(2026, 10, 16), 1)]
+    t.leg_overdue_flagged = True
+    both = rules.newly_overdue(t, date(2026, 10, 27), CAL)
+    assert [(o.clock, o.working_days_late) for o in both] == [("total", 2)]
+
+
+def test_estimated_completion_follows_the_stage() -> None:
+    t = start()
+    # Out-leg budget to 16 Oct, then the transfer-in office's 5 working days.
+    assert rules.estimated_completion(t, BEFORE_HOLIDAY, CAL) == date(2026, 10, 23)
+    rules.issue_info_sheet(t, "张三", 126, 345678, frozenset({"370100"}), date(2026, 9, 29))
+    assert rules.estimated_completion(t, date(2026, 9, 29), CAL) == date(2026, 10, 12)
+    p = rules.progress(t, date(2026, 9, 29), CAL)
+    assert p.working_days_left == 14 and p.due_on == date(2026, 10, 23)
