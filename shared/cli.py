@@ -11,6 +11,9 @@ from rich.console import Console
 
 from shared.settings import SERVICES, PlatformSettings
 
+# Two partner regions by default: a transfer (the reason regions exist) can be seen at once.
+DEFAULT_REGIONS = "210200,370100"
+
 cli = typer.Typer(help="Regional medical-insurance platform (不见面办理).", no_args_is_help=True,
                   add_completion=False)
 console = Console(soft_wrap=True)
@@ -47,7 +50,7 @@ def prepare_regions(regions: list[str]) -> None:
 
 
 @cli.command()
-def up(regions: Annotated[str, typer.Option(help="comma-separated region codes")] = "210200"
+def up(regions: Annotated[str, typer.Option(help="comma-separated region codes")] = DEFAULT_REGIONS
        ) -> None:
     """Start broker, database, mail server and all four services; Ctrl-C stops everything."""
     from shared.devstack.supervisor import run_up
@@ -137,10 +140,13 @@ def demo(region: Annotated[str, typer.Option()] = "",
          ) -> None:
     """Feed realistic stories into a running platform and show their progress."""
     from shared.devstack.demo import run_demo
+    from shared.devstack.supervisor import running_regions
 
     _stack_env()
     settings = PlatformSettings(**({"region": region} if region else {}))
-    raise typer.Exit(asyncio.run(run_demo(settings, console, proactive)))
+    partners = [r for r in running_regions() if r != settings.region]
+    raise typer.Exit(asyncio.run(run_demo(settings, console, proactive,
+                                          partners[0] if partners else None)))
 
 
 @cli.command()

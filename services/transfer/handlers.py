@@ -141,7 +141,7 @@ async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
     status, insurance_type = await repo.insured(ctx.conn, cmd.person_id)
     try:
         if await repo.open_transfers_of(ctx.conn, cmd.person_id):
-            raise TransferRefused("transfer_open", "a transfer of this person is already open")
+            raise TransferRefused("transfer_open", "您已有一笔正在办理的医保关系转移")
         t = rules.request_transfer_out(
             cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
             china_date(cmd.requested_at), _clock(ctx, ctx.region, cmd.to_region),

@@ -57,7 +57,7 @@ def _sent(found: dict[str, Any], template: str, channel: str) -> bool:
 
 
 async def run_demo(settings: PlatformSettings, console: Console,
-                   proactive_size: int = 1000) -> int:
+                   proactive_size: int = 1000, partner_region: str | None = None) -> int:
     now = datetime.now(UTC)
     person = people.resident_id(settings.region)
     application_id = f"APP-{uuid.uuid4().hex[:10].upper()}"
@@ -112,6 +112,13 @@ async def run_demo(settings: PlatformSettings, console: Console,
         from shared.devstack.demo_proactive import run_proactive_demo
 
         await run_proactive_demo(settings, console, proactive_size)
+    if partner_region:
+        from shared.devstack.demo_transfer import run_transfer_demo
+
+        await run_transfer_demo(settings, console, partner_region)
+    else:
+        console.print("Only one region runs: start `medins up --regions 210200,370100` to see "
+                      "a transfer move between two regions.", highlight=False)
     notify = (await collect_status(settings, person))["notify"]["messages"]
     for m in notify:
         console.print(f"  {m['channel']:>5} → {mask_text(m['recipient'])}: {m['template']} "

@@ -43,6 +43,14 @@ def load_stack_defaults() -> None:
             os.environ.setdefault(key, str(value))
 
 
+def running_regions() -> list[str]:
+    """The regions the `medins up` of this folder started, first one first."""
+    if not STACK_FILE.exists():
+        return []
+    regions: list[str] = json.loads(STACK_FILE.read_text()).get("regions", [])
+    return regions
+
+
 @dataclass
 class Stack:
     regions: list[str]

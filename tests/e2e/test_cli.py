@@ -110,12 +110,12 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path,
             assert line or proc.poll() is None, "".join(lines)
             lines.append(line)
         urls = re.findall(r"metrics: (http://\S+/metrics)", "".join(lines))
-        assert len(urls) == 4
+        assert len(urls) == 8  # two regions by default
         for url in urls:
             body = _get_when_ready(url, deadline)
             assert "faust_" in body or "medins_" in body
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 5  # four workers and the broker
+        assert len(children) >= 9  # eight workers and the broker
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, "".join(lines) + rest

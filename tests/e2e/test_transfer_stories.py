@@ -220,7 +220,7 @@ async def test_partner_refusal_is_passed_back_and_the_insurance_stays(stack: Tes
     cmd = request(person, JINAN)
     await send_in(stack, DALIAN, cmd, info_sheet(cmd, person))
     failed = await transfer_in(stack, DALIAN, cmd.transfer_id, stage_is("failed"))
-    assert "enroll there first" in failed["reason"]
+    assert "济南市未查到您的正常参保记录" in failed["reason"]
     refused = await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("refused", "in"))
     assert refused["credited_months"] is None
     assert (await status_in(stack, DALIAN, "enrollment", person))["person"]["status"] == (

@@ -99,7 +99,7 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
     found = await poll(status, lambda f: bool(f.get("transfer", {}).get("transfers"))
                        and bool(f.get("reimbursement", {}).get("claims")))
     transfer = found["transfer"]["transfers"][0]
-    assert transfer["stage"] == "refused" and "suspended" in transfer["reason"]
+    assert transfer["stage"] == "refused" and "停保" in transfer["reason"]
     assert found["reimbursement"]["claims"][0]["stage"] == "preliminary_review"
 
 

@@ -32,6 +32,15 @@ AWAITING_ANSWER = frozenset({Stage.SENT, Stage.LETTER_SENT, Stage.LETTER_RECEIVE
 PAUSABLE = frozenset({Stage.AWAITING_INFO_SHEET, Stage.LETTER_PENDING, Stage.RECEIVED})
 
 
+# Reasons reach the person by SMS, so they are written in Chinese; `rule` is for machines.
+STATUS_NAMES = {"none": "未参保", "pending": "待缴费", "active": "正常参保",
+                "suspended": "暂停参保", "terminated": "已注销", "transferred_out": "已转出"}
+
+
+def _status_name(status: str | None) -> str:
+    return STATUS_NAMES.get(status or "none", status or "未参保")
+
+
 class TransferRefused(Exception):
     """A request the rules refuse; `rule` is a stable code, `reason` what the person is told."""
 
@@ -82,10 +91,10 @@ class Transfer:
 
 def _check_partner(here: str, to_region: str) -> None:
     if to_region == here:
-        raise TransferRefused("same_region", "to_region: must differ from this region")
+        raise TransferRefused("same_region", f"转入地（to_region {to_region}）不能是本统筹区")
     if to_region not in REGIONS:
         raise TransferRefused("unknown_partner",
-                              f"to_region: {to_region} is not a known partner region")
+                              f"转入地（to_region {to_region}）不是已对接的统筹区")
 
 
 def start_clocks(t: Transfer, start: date, clock: Clock, calendar: WorkingCalendar) -> None:
@@ -105,8 +114,8 @@ def request_transfer_out(transfer_id: str, person_id: str, insured_status: str |
     _check_partner(here, to_region)
     if insured_status != "suspended":
         raise TransferRefused(
-            "not_suspended", "transfer-out needs the insurance here to be stopped (suspended); "
-            f"current status is {insured_status or 'not insured here'}")
+            "not_suspended", "转出须先在本地停保（暂停参保），您当前的参保状态为"
+            f"{_status_name(insured_status)}")
     t = Transfer(transfer_id, person_id, "out", here, to_region, Stage.AWAITING_INFO_SHEET,
                  trigger=trigger, insurance_type=insurance_type)
     start_clocks(t, start, clock, calendar)
@@ -221,8 +230,8 @@ def receive_transfer_in(transfer_id: str, person_id: str, from_region: str, here
     if insured_status != "active":
         t.stage, t.completed_on = Stage.REFUSED, today
         where = REGIONS[here].name if here in REGIONS else here
-        t.reason = (f"the person is not insured and active in {where} "
-                    f"(status {insured_status or 'none'}); enroll there first")
+        t.reason = (f"{where}未查到您的正常参保记录（当前{_status_name(insured_status)}），"
+                    f"请先在{where}参保缴费后再办理转移")
     elif balance_fen == 0:
         credit(t, today)
     return t
