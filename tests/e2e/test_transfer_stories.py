@@ -17,7 +17,7 @@ from shared.contracts.channels import (
     TransferOutRequested,
 )
 from shared.contracts.civil_affairs import DeathRecorded
-from shared.contracts.partner import PartnerTransferAcknowledged
+from shared.contracts.partner import PartnerTransferAcknowledged, PartnerTransferOut
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import DEAD_LETTER, TRANSFER_EVENTS, physical
 from shared.contracts.transfer_office import (
@@ -357,3 +357,20 @@ async def test_a_due_date_past_the_calendar_data_is_refused_loudly(stack: TestSt
     dead = next(r for r in records if data_of(r)["id"] == event_id)
     assert "no holiday schedule for 2031" in (header(dead, "dlq-reason") or "")
     assert (await status_in(stack, DALIAN, "transfer", cmd.transfer_id)) == {}
+
+
+async def test_a_transfer_addressed_to_another_region_is_not_taken_in(stack: TestStack) -> None:
+    person = people.resident_id()
+    misrouted = envelope(PartnerTransferOut(
+        transfer_id="TR-MISROUTED", person_id=person, from_region=WEIHAI, to_region=JINAN,
+        name="李娜", insurance_type="resident", contribution_months=12, account_balance_fen=0,
+        trigger="application", started_on=date(2026, 11, 2), due_on=date(2026, 11, 13),
+        in_leg_days=3), region=WEIHAI)
+    await publish(stack.broker_url, physical("transfer.partner", region=DALIAN,
+                                             namespace=stack.namespace), [misrouted])
+    topic = physical(DEAD_LETTER, region=DALIAN, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, topic, lambda rs: any(
+        data_of(r)["id"] == misrouted.id for r in rs))
+    dead = next(r for r in records if data_of(r)["id"] == misrouted.id)
+    assert "data.to_region: addressed to 370100" in (header(dead, "dlq-reason") or "")
+    assert (await status_in(stack, DALIAN, "transfer", "TR-MISROUTED")) == {}

@@ -67,3 +67,17 @@ def test_schemas_written_for_every_type(tmp_path: Path) -> None:
     assert schema["properties"]["type"] == {"const": "cn.gov.tax.contribution.paid.v1"}
     assert "payment_ref" in schema["properties"]["data"]["properties"]
     assert schema["properties"]["data"]["properties"]["amount_fen"]["type"] == "integer"
+
+
+def test_partner_contract_is_published_with_integer_money() -> None:
+    from shared.contracts import json_schemas
+
+    schemas = json_schemas()
+    partner = {t: s for t, s in schemas.items() if t.startswith("cn.medins.transfer.partner.")}
+    assert set(partner) == {f"cn.medins.transfer.partner.{n}.v1" for n in (
+        "transfer-out", "acknowledged", "rejected", "cancelled", "person-enrolled")}
+    assert {s["x-topic"] for s in partner.values()} == {"transfer.partner"}
+    out = partner["cn.medins.transfer.partner.transfer-out.v1"]["properties"]["data"]
+    assert out["properties"]["account_balance_fen"]["type"] == "integer"
+    assert out["properties"]["contribution_months"]["type"] == "integer"
+    assert {"person_id", "to_region", "due_on", "in_leg_days"} <= set(out["required"])

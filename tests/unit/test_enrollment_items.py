@@ -94,6 +94,17 @@ def test_death_terminates_and_cannot_repeat() -> None:
         lifecycle.record_death(p, date(2026, 5, 1), "again")
 
 
+def test_completed_transfer_out_marks_a_suspended_person_transferred_out() -> None:
+    p = person(InsuredStatus.SUSPENDED)
+    change = lifecycle.record_transfer_out(p, "TR-1", "370100", date(2026, 11, 23))
+    assert change is not None and change.to_status == "transferred_out"
+    assert p.status == InsuredStatus.TRANSFERRED_OUT and "370100" in change.reason
+    assert lifecycle.record_transfer_out(p, "TR-1", "370100", date(2026, 11, 24)) is None
+    with pytest.raises(RuleViolation, match="only a suspended person moves"):
+        lifecycle.record_transfer_out(person(InsuredStatus.ACTIVE), "TR-2", "370100",
+                                      date(2026, 11, 23))
+
+
 def test_agent_may_apply_only_for_flexible_workers() -> None:
     with pytest.raises(RuleViolation, match="flexible"):
         lifecycle.check_death_applicant(person(kind="resident"), "agent", None)
