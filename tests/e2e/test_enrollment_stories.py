@@ -32,32 +32,34 @@ from tests.helpers import data_of, envelope, poll, read_topic
 EMPLOYER = "91210200MA0Y6G2K14"
 
 
-async def send(stack: TestStack, *payloads: Payload) -> list[str]:
-    envs = [envelope(p) for p in payloads]
+async def send(stack: TestStack, *payloads: Payload, region: str = REGION) -> list[str]:
+    envs = [envelope(p, region=region) for p in payloads]
     for env, payload in zip(envs, payloads, strict=True):
-        await publish(stack.broker_url, physical(payload.topic, region=REGION,
+        await publish(stack.broker_url, physical(payload.topic, region=region,
                                                  namespace=stack.namespace), [env])
     return [e.id for e in envs]
 
 
-async def enrollment(stack: TestStack, person: str) -> dict[str, Any]:
-    return (await collect_status(stack.settings(), person)).get("enrollment", {})
+async def enrollment(stack: TestStack, person: str, region: str = REGION) -> dict[str, Any]:
+    return (await collect_status(stack.settings(region=region), person)).get("enrollment", {})
 
 
 async def enroll(stack: TestStack, kind: str = "resident", paid_until: date = date(2026, 12, 31),
-                 email: str | None = None) -> tuple[str, str]:
-    person, mobile, app_id = people.resident_id(), people.mobile(), f"APP-{uuid.uuid4().hex[:8]}"
-    now = datetime.now(UTC)
+                 email: str | None = None, region: str = REGION, person: str | None = None,
+                 mobile: str | None = None) -> tuple[str, str]:
+    """Apply, approve and pay in `region`; returns once enrollment there has the person active."""
+    person, mobile = person or people.resident_id(), mobile or people.mobile()
+    app_id, now = f"APP-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     await send(stack, EnrollmentApplicationSubmitted(
         application_id=app_id, person_id=person, name="张静", insurance_type=kind,  # type: ignore[arg-type]
-        mobile=mobile, email=email, channel="wechat", region_code=REGION, submitted_at=now),
+        mobile=mobile, email=email, channel="wechat", region_code=region, submitted_at=now),
         EnrollmentReviewDecided(application_id=app_id, person_id=person, decision="approve",
                                 reviewer="s1", decided_at=now),
         ContributionPaymentConfirmed(
             payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id=app_id,
             insurance_type=kind, period_start=date(paid_until.year, 1, 1),  # type: ignore[arg-type]
-            period_end=paid_until, amount_fen=40_000, paid_at=now))
-    await poll(lambda: enrollment(stack, person),
+            period_end=paid_until, amount_fen=40_000, paid_at=now), region=region)
+    await poll(lambda: enrollment(stack, person, region),
                lambda e: e.get("person", {}).get("status") == "active")
     return person, mobile
 

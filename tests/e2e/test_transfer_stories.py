@@ -11,14 +11,11 @@ import pytest
 
 from shared.contracts.base import Payload
 from shared.contracts.channels import (
-    EnrollmentApplicationSubmitted,
-    EnrollmentReviewDecided,
     StopContributionRequested,
     TransferOutRequested,
 )
 from shared.contracts.civil_affairs import DeathRecorded
 from shared.contracts.partner import PartnerTransferAcknowledged, PartnerTransferOut
-from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import DEAD_LETTER, TRANSFER_EVENTS, physical
 from shared.contracts.transfer_office import (
     TransferFundsReceived,
@@ -36,19 +33,12 @@ from shared.messaging.runtime import to_jsonable
 from shared.status import collect_status
 from tests.conftest import TestStack
 from tests.e2e.foreign_partner import ForeignPartner
+from tests.e2e.test_enrollment_stories import _value, enroll, send
 from tests.helpers import data_of, envelope, header, poll, read_topic
 
 DALIAN, JINAN, WEIHAI, BAOTOU, WENZHOU = "210200", "370100", "371000", "150200", "330300"
 
 pytestmark = pytest.mark.usefixtures("partner_regions")
-
-
-async def send_in(stack: TestStack, region: str, *payloads: Payload) -> list[str]:
-    envs = [envelope(p, region=region) for p in payloads]
-    for env, payload in zip(envs, payloads, strict=True):
-        await publish(stack.broker_url, physical(payload.topic, region=region,
-                                                 namespace=stack.namespace), [env])
-    return [e.id for e in envs]
 
 
 async def status_in(stack: TestStack, region: str, service: str, ref: str) -> dict[str, Any]:
@@ -58,23 +48,13 @@ async def status_in(stack: TestStack, region: str, service: str, ref: str) -> di
     return found
 
 
-async def _value(x: Any) -> Any:
-    return x
+async def send_in(stack: TestStack, region: str, *payloads: Payload) -> list[str]:
+    return await send(stack, *payloads, region=region)
 
 
 async def enroll_in(stack: TestStack, region: str, person: str, kind: str = "flexible",
-                    paid_until: date = date(2026, 12, 31), mobile: str | None = None) -> str:
-    mobile = mobile or people.mobile()
-    app_id, now = f"APP-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
-    await send_in(stack, region, EnrollmentApplicationSubmitted(
-        application_id=app_id, person_id=person, name="李娜", insurance_type=kind,  # type: ignore[arg-type]
-        mobile=mobile, channel="wechat", region_code=region, submitted_at=now),
-        EnrollmentReviewDecided(application_id=app_id, person_id=person, decision="approve",
-                                reviewer="s1", decided_at=now),
-        ContributionPaymentConfirmed(
-            payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id=app_id,
-            insurance_type=kind, period_start=date(paid_until.year, 1, 1),  # type: ignore[arg-type]
-            period_end=paid_until, amount_fen=40_000, paid_at=now))
+                    paid_until: date = date(2026, 12, 31)) -> str:
+    _, mobile = await enroll(stack, kind, paid_until, region=region, person=person)
     await insured_in(stack, region, person, "active")
     return mobile
 
