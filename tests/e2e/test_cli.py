@@ -121,8 +121,8 @@ def test_up_starts_everything_and_ctrl_c_stops_it_cleanly(tmp_path: Path,
         assert proc.returncode == 0, "".join(lines) + rest
         gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive, f"orphans: {alive}"
-        # Each worker's lines arrive prefixed with its service name.
-        assert any(re.match(r"\s*enrollment \|", line) for line in (rest.splitlines()))
+        # Each worker's lines arrive prefixed with its service and region.
+        assert any(re.match(r"\s*enrollment@210200 \|", line) for line in (rest.splitlines()))
     finally:
         if proc.poll() is None:
             proc.kill()
