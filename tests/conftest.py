@@ -57,6 +57,7 @@ class TestStack:
             "MEDINS_OUTBOX_POLL_SECONDS": "0.5",
             "MEDINS_TRANSFER_INTERCONNECTED": INTERCONNECTED,
             "MEDINS_OVERDUE_CHECK_SECONDS": "1",
+            "MEDINS_CALENDAR_DIR": str(Path(__file__).parent / "calendar"),
             "PYTHONUNBUFFERED": "1",
         } | extra
 

@@ -318,6 +318,8 @@ async def on_partner_transfer_out(ctx: HandlerContext, env: Envelope,
         ANSWERS_IGNORED.labels("duplicate").inc()
         log.warning("transfer-out received twice", transfer_id=msg.transfer_id,
                     person_id=msg.person_id, sender=env.regioncode)
+        await repo.record_ignored_answer(ctx.conn, env.id, msg.transfer_id, env.regioncode,
+                                         "duplicate", "this transfer-out was already taken in")
         return
     status, _ = await repo.insured(ctx.conn, msg.person_id)
     t = rules.receive_transfer_in(msg.transfer_id, msg.person_id, msg.from_region, ctx.region,

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from services.transfer.domain.transfer import Stage, Transfer
+from services.transfer.domain.transfer import LEG_RUNNING, Stage, Transfer
 
 # Columns mirrored one to one from the domain object.
 _COLUMNS = [f.name for f in fields(Transfer)]
@@ -82,12 +82,14 @@ async def awaiting_suspension(conn: asyncpg.Connection, person_id: str) -> list[
 
 async def overdue_candidates(conn: asyncpg.Connection, today: date,
                              limit: int = 500) -> list[Transfer]:
+    """Open transfers with a running clock past its due date and not yet reported."""
     rows = await conn.fetch(
         "SELECT * FROM transfers WHERE stage <> ALL($2::text[]) AND stage <> 'waiting_on_person'"
         " AND ((due_on < $1 AND NOT overdue_flagged)"
-        "      OR (leg_due_on < $1 AND NOT leg_overdue_flagged))"
+        "      OR (leg_due_on < $1 AND NOT leg_overdue_flagged AND stage = ANY($4::text[])))"
         " ORDER BY due_on LIMIT $3 FOR UPDATE SKIP LOCKED",
-        today, ["completed", "failed", "refused", "cancelled"], limit)
+        today, ["completed", "failed", "refused", "cancelled"], limit,
+        [s.value for s in LEG_RUNNING])
     return [to_transfer(r) for r in rows]
 
 

@@ -30,6 +30,8 @@ class Stage(StrEnum):
 CLOSED = frozenset({Stage.COMPLETED, Stage.FAILED, Stage.REFUSED, Stage.CANCELLED})
 AWAITING_ANSWER = frozenset({Stage.SENT, Stage.LETTER_SENT, Stage.LETTER_RECEIVED})
 PAUSABLE = frozenset({Stage.AWAITING_INFO_SHEET, Stage.LETTER_PENDING, Stage.RECEIVED})
+# Stages in which an office's own leg clock runs (A before dispatch, B before merging).
+LEG_RUNNING = frozenset({Stage.AWAITING_INFO_SHEET, Stage.LETTER_PENDING, Stage.RECEIVED})
 
 
 # Reasons reach the person by SMS, so they are written in Chinese; `rule` is for machines.
@@ -274,10 +276,9 @@ def newly_overdue(t: Transfer, today: date, calendar: WorkingCalendar) -> list[O
     found = []
     if t.due_on and not t.overdue_flagged and today > t.due_on:
         found.append(Overdue("total", t.due_on, -working_days_left(calendar, today, t.due_on)))
-    leg_running = t.stage in (Stage.AWAITING_INFO_SHEET, Stage.LETTER_PENDING, Stage.RECEIVED)
-    if t.leg_due_on and leg_running and not t.leg_overdue_flagged and today > t.leg_due_on:
-        found.append(Overdue("leg", t.leg_due_on,
-                             -working_days_left(calendar, today, t.leg_due_on)))
+    leg_due = t.leg_due_on
+    if leg_due and today > leg_due and t.stage in LEG_RUNNING and not t.leg_overdue_flagged:
+        found.append(Overdue("leg", leg_due, -working_days_left(calendar, today, leg_due)))
     return found
 
 
