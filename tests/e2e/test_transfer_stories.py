@@ -250,6 +250,16 @@ async def test_death_in_the_destination_cancels_both_sides(stack: TestStack) -> 
     refused = await transfer_events(stack, JINAN, cmd.transfer_id,
                                     "cn.medins.transfer.command.refused.v1")
     assert refused[0]["data"]["rule"] == "out_of_order"
+    # Nor does an acknowledgement that arrives late at Dalian.
+    late = PartnerTransferAcknowledged(
+        transfer_id=cmd.transfer_id, person_id=person, from_region=DALIAN, to_region=JINAN,
+        credited_months=126, credited_balance_fen=345_678, accepted_on=date.today())
+    await publish(stack.broker_url, physical("transfer.partner", region=DALIAN,
+                                             namespace=stack.namespace),
+                  [envelope(late, region=JINAN)])
+    there = await transfer_in(stack, DALIAN, cmd.transfer_id,
+                              lambda t: bool(t["ignored_answers"]))
+    assert there["stage"] == "cancelled" and there["ignored_answers"][0]["reason"] == "late"
 
 
 async def test_stray_answers_change_nothing_and_are_counted(stack: TestStack) -> None:
