@@ -5,7 +5,7 @@ from datetime import date
 
 from services.transfer import repository as repo
 from services.transfer.domain import transfer as rules
-from services.transfer.domain.deadlines import DeadlineRules
+from services.transfer.domain.deadlines import Clock, DeadlineRules
 from services.transfer.domain.transfer import Answer, Stage, Transfer, TransferRefused
 from services.transfer.metrics import ANSWERS_IGNORED, OUTCOMES, set_overdue
 from shared.clock import china_date
@@ -57,15 +57,15 @@ def _settings(ctx: HandlerContext) -> TransferSettings:
 
 def deadline_rules(settings: TransferSettings) -> DeadlineRules:
     return DeadlineRules(
-        cross_province=rules.Clock(settings.total_days_cross_province,
+        cross_province=Clock(settings.total_days_cross_province,
                                    settings.out_leg_days_cross_province,
                                    settings.in_leg_days_cross_province),
-        intra_province=rules.Clock(settings.total_days_intra_province,
+        intra_province=Clock(settings.total_days_intra_province,
                                    settings.out_leg_days_intra_province,
                                    settings.in_leg_days_intra_province))
 
 
-def _clock(ctx: HandlerContext, from_region: str, to_region: str) -> rules.Clock:
+def _clock(ctx: HandlerContext, from_region: str, to_region: str) -> Clock:
     return deadline_rules(_settings(ctx)).clock_for(from_region, to_region)
 
 
