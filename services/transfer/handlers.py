@@ -44,7 +44,7 @@ from shared.identity import same_province
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.observability.logging import get_logger
 from shared.settings import TransferSettings
-from shared.workdays import default_calendar
+from shared.workdays import CalendarDataMissing, default_calendar
 
 log = get_logger(__name__)
 
@@ -98,8 +98,19 @@ async def on_status_changed(ctx: HandlerContext, env: Envelope,
         _announce_enrollment(ctx, event)
     if event.to_status == "suspended":
         for t in await repo.awaiting_suspension(ctx.conn, event.person_id):
-            rules.start_clocks(t, china_date(env.time), _clock(ctx, t.from_region, t.to_region),
-                               default_calendar())
+            try:
+                rules.start_clocks(t, china_date(env.time),
+                                   _clock(ctx, t.from_region, t.to_region), default_calendar())
+            except CalendarDataMissing as missing:
+                # The status change must still count here; only this transfer cannot start.
+                t.stage, t.reason = Stage.REFUSED, str(missing)
+                await _save(ctx, t, t.reason)
+                log.error("automatic transfer not started", transfer_id=t.transfer_id,
+                          person_id=t.person_id, error=str(missing))
+                ctx.emit(TransferCommandRefused(
+                    transfer_id=t.transfer_id, person_id=t.person_id, command=env.type,
+                    rule="calendar_data_missing", reason=str(missing)), key=t.person_id)
+                continue
             await _save(ctx, t, "contributions here stopped: the automatic transfer starts")
             ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="automatic",
                                              due_on=t.due_on), key=t.person_id)
