@@ -132,8 +132,7 @@ async def on_person_deceased(ctx: HandlerContext, env: Envelope, event: PersonDe
     today = china_date(env.time)
     for t in await repo.open_transfers_of(ctx.conn, event.person_id):
         reason = f"the person died on {event.date_of_death.isoformat()}"
-        partner_knows = t.direction == "in" or (t.mode == "electronic"
-                                                and t.stage in rules.AWAITING_ANSWER)
+        partner_knows = rules.partner_involved(t)
         rules.cancel(t, reason, today)
         await _save(ctx, t, reason)
         ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction, reason=reason),
@@ -151,12 +150,11 @@ async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
         return  # the same request again under a new event id
     status, insurance_type = await repo.insured(ctx.conn, cmd.person_id)
     try:
-        if await repo.open_transfers_of(ctx.conn, cmd.person_id):
-            raise TransferRefused("transfer_open", "您已有一笔正在办理的医保关系转移")
         t = rules.request_transfer_out(
             cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
             china_date(cmd.requested_at), _clock(ctx, ctx.region, cmd.to_region),
-            default_calendar())
+            default_calendar(), one_open=bool(await repo.open_transfers_of(ctx.conn,
+                                                                         cmd.person_id)))
     except TransferRefused as refused:
         t = Transfer(cmd.transfer_id, cmd.person_id, "out", ctx.region, cmd.to_region,
                      Stage.REFUSED, reason=refused.reason,
@@ -175,23 +173,18 @@ async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
     """A region of this province took the person in: start the transfer to it unasked."""
     if msg.region == ctx.region or not same_province(msg.region, ctx.region):
         return
-    status, insurance_type = await repo.insured(ctx.conn, msg.person_id)
-    if status not in ("active", "suspended"):
-        return  # not insured here: nothing to move
     if await repo.has_transfer_between(ctx.conn, msg.person_id, msg.region):
         return
-    transfer_id = f"AUTO-{ctx.region}-{derived_id(env.id)[:18]}"
-    if status == "active":
-        # Two active insurances cannot both run; the transfer waits for the stop here.
-        t = Transfer(transfer_id, msg.person_id, "out", ctx.region, msg.region,
-                     Stage.AWAITING_SUSPENSION, trigger="automatic",
-                     insurance_type=insurance_type)
+    status, insurance_type = await repo.insured(ctx.conn, msg.person_id)
+    t = rules.start_automatic(f"AUTO-{ctx.region}-{derived_id(env.id)[:18]}", msg.person_id,
+                              status, insurance_type, ctx.region, msg.region,
+                              china_date(env.time), _clock(ctx, ctx.region, msg.region),
+                              default_calendar())
+    if t is None:
+        return
+    if t.stage == Stage.AWAITING_SUSPENSION:
         await _save(ctx, t, f"active in {msg.region}; waits for contributions here to stop")
         return
-    t = rules.request_transfer_out(transfer_id, msg.person_id, status, insurance_type,
-                                   ctx.region, msg.region, china_date(env.time),
-                                   _clock(ctx, ctx.region, msg.region), default_calendar(),
-                                   trigger="automatic")
     await _save(ctx, t, f"started without application: the person is active in {msg.region}")
     ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="automatic", due_on=t.due_on),
              key=t.person_id)

@@ -172,3 +172,34 @@ def test_estimated_completion_follows_the_stage() -> None:
     assert rules.estimated_completion(t, date(2026, 9, 29), CAL) == date(2026, 10, 12)
     p = rules.progress(t, date(2026, 9, 29), CAL)
     assert p.working_days_left == 14 and p.due_on == date(2026, 10, 23)
+
+
+def test_one_open_transfer_at_a_time() -> None:
+    with pytest.raises(TransferRefused) as refused:
+        rules.request_transfer_out("T2", PERSON, "suspended", "resident", "210200", "370100",
+                                   BEFORE_HOLIDAY, RULES.cross_province, CAL, one_open=True)
+    assert refused.value.rule == "transfer_open"
+
+
+def test_automatic_transfer_within_the_province() -> None:
+    def auto(status: str | None) -> rules.Transfer | None:
+        return rules.start_automatic("AUTO-1", PERSON, status, "resident", "371000", "370100",
+                                     BEFORE_HOLIDAY, RULES.intra_province, CAL)
+
+    assert auto(None) is None and auto("transferred_out") is None
+    waiting = auto("active")
+    assert waiting is not None and waiting.stage == Stage.AWAITING_SUSPENSION
+    assert waiting.due_on is None and waiting.trigger == "automatic"
+    started = auto("suspended")
+    assert started is not None and started.stage == Stage.AWAITING_INFO_SHEET
+    assert started.due_on == date(2026, 10, 15)
+
+
+def test_the_partner_hears_of_a_cancellation_only_when_it_holds_a_copy() -> None:
+    t = start()
+    assert not rules.partner_involved(t)  # still with A's office
+    rules.issue_info_sheet(t, "张三", 12, 0, frozenset({"370100"}), date(2026, 9, 29))
+    assert rules.partner_involved(t)
+    paper = start()
+    rules.issue_info_sheet(paper, "张三", 12, 0, frozenset(), date(2026, 9, 29))
+    assert not rules.partner_involved(paper)

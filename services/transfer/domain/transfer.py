@@ -111,9 +111,12 @@ def start_clocks(t: Transfer, start: date, clock: Clock, calendar: WorkingCalend
 def request_transfer_out(transfer_id: str, person_id: str, insured_status: str | None,
                          insurance_type: str | None, here: str, to_region: str, start: date,
                          clock: Clock, calendar: WorkingCalendar,
-                         trigger: str = "application") -> Transfer:
-    """SPEC transfer 1: a transfer-out needs the person's insurance here to be stopped."""
+                         trigger: str = "application", one_open: bool = False) -> Transfer:
+    """SPEC transfer 1: a transfer-out needs the person's insurance here to be stopped, and
+    one transfer at a time (`one_open`: the person already has an open one)."""
     _check_partner(here, to_region)
+    if one_open:
+        raise TransferRefused("transfer_open", "您已有一笔正在办理的医保关系转移")
     if insured_status != "suspended":
         raise TransferRefused(
             "not_suspended", "转出须先在本地停保（暂停参保），您当前的参保状态为"
@@ -122,6 +125,23 @@ def request_transfer_out(transfer_id: str, person_id: str, insured_status: str |
                  trigger=trigger, insurance_type=insurance_type)
     start_clocks(t, start, clock, calendar)
     return t
+
+
+def start_automatic(transfer_id: str, person_id: str, insured_status: str | None,
+                    insurance_type: str | None, here: str, to_region: str, start: date,
+                    clock: Clock, calendar: WorkingCalendar) -> Transfer | None:
+    """SPEC transfer 5 (免申即享): the person became active in `to_region`, same province.
+
+    Not insured here: nothing to move (None). Suspended: the transfer starts now. Still
+    active: two insurances cannot both run, so it waits for the contributions here to stop."""
+    if insured_status not in ("active", "suspended"):
+        return None
+    if insured_status == "active":
+        return Transfer(transfer_id, person_id, "out", here, to_region,
+                        Stage.AWAITING_SUSPENSION, trigger="automatic",
+                        insurance_type=insurance_type)
+    return request_transfer_out(transfer_id, person_id, insured_status, insurance_type, here,
+                                to_region, start, clock, calendar, trigger="automatic")
 
 
 def issue_info_sheet(t: Transfer, name: str, months: int, balance_fen: int,
@@ -252,6 +272,11 @@ def confirm_funds(t: Transfer, amount_fen: int, today: date) -> None:
 def credit(t: Transfer, today: date) -> None:
     t.credited_months, t.credited_balance_fen = t.contribution_months, t.account_balance_fen
     t.stage, t.completed_on = Stage.COMPLETED, today
+
+
+def partner_involved(t: Transfer) -> bool:
+    """Whether the partner holds its own copy: it must hear of a cancellation."""
+    return t.direction == "in" or (t.mode == "electronic" and t.stage in AWAITING_ANSWER)
 
 
 def cancel(t: Transfer, reason: str, on: date) -> bool:
