@@ -116,8 +116,10 @@ def publish(topic: str, file: Path) -> None:
 
 
 @cli.command()
-def status(ref: Annotated[str, typer.Argument(help="resident ID or application/claim id")],
-           region: Annotated[str, typer.Option()] = "") -> None:
+def status(ref: Annotated[str, typer.Argument(
+               help="resident ID, application/claim/transfer id, or a letter's tracking number")],
+           region: Annotated[str, typer.Option(help="region to ask (default MEDINS_REGION)")] = ""
+           ) -> None:
     """Show a person's or an application's state and history in every service (masked)."""
     from shared.status import collect_status
 
