@@ -257,8 +257,7 @@ async def on_letter_tracked(ctx: HandlerContext, env: Envelope, cmd: TransferLet
 # --- answers from the partner (B) ------------------------------------------------------------
 
 async def _apply_answer(ctx: HandlerContext, env: Envelope, transfer_id: str,
-                        answer: Answer) -> None:
-    t = await repo.load(ctx.conn, "out", transfer_id, ctx.region)
+                        answer: Answer, t: Transfer | None) -> None:
     ignored = rules.apply_answer(t, answer, china_date(env.time))
     if ignored is not None:
         ANSWERS_IGNORED.labels(ignored.reason).inc()
@@ -291,14 +290,16 @@ async def on_partner_acknowledged(ctx: HandlerContext, env: Envelope,
                                   msg: PartnerTransferAcknowledged) -> None:
     _addressed_here(ctx, env, msg.from_region)
     await _apply_answer(ctx, env, msg.transfer_id, Answer(
-        env.regioncode, True, msg.credited_months, msg.credited_balance_fen))
+        env.regioncode, True, msg.credited_months, msg.credited_balance_fen),
+        await repo.load(ctx.conn, "out", msg.transfer_id, ctx.region))
 
 
 async def on_partner_rejected(ctx: HandlerContext, env: Envelope,
                               msg: PartnerTransferRejected) -> None:
     _addressed_here(ctx, env, msg.from_region)
     await _apply_answer(ctx, env, msg.transfer_id,
-                        Answer(env.regioncode, False, reason=msg.reason))
+                        Answer(env.regioncode, False, reason=msg.reason),
+                        await repo.load(ctx.conn, "out", msg.transfer_id, ctx.region))
 
 
 async def on_paper_reply(ctx: HandlerContext, env: Envelope,
@@ -308,7 +309,7 @@ async def on_paper_reply(ctx: HandlerContext, env: Envelope,
         return _refuse_command(ctx, cmd, TransferRefused(
             "unknown_transfer", f"transfer_id: no paper transfer {cmd.transfer_id} here"))
     await _apply_answer(ctx, env, cmd.transfer_id, Answer(
-        t.to_region, cmd.accepted, cmd.credited_months, cmd.credited_balance_fen, cmd.reason))
+        t.to_region, cmd.accepted, cmd.credited_months, cmd.credited_balance_fen, cmd.reason), t)
 
 
 # --- transfer-in in this region (B) ----------------------------------------------------------
@@ -397,10 +398,6 @@ async def flag_overdue(ctx: HandlerContext, today: date) -> int:
     for t in await repo.overdue_candidates(ctx.conn, today):
         found = rules.newly_overdue(t, today, calendar)
         for overdue in found:
-            if overdue.clock == "total":
-                t.overdue_flagged = True
-            else:
-                t.leg_overdue_flagged = True
             log.warning("transfer overdue", transfer_id=t.transfer_id, person_id=t.person_id,
                         clock=overdue.clock, due_on=overdue.due_on.isoformat(),
                         working_days_late=overdue.working_days_late)

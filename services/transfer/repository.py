@@ -7,10 +7,11 @@ from typing import Any
 
 import asyncpg
 
-from services.transfer.domain.transfer import LEG_RUNNING, Stage, Transfer
+from services.transfer.domain.transfer import CLOSED, LEG_RUNNING, Stage, Transfer
 
 # Columns mirrored one to one from the domain object.
 _COLUMNS = [f.name for f in fields(Transfer)]
+_CLOSED = [s.value for s in CLOSED]
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
@@ -47,7 +48,7 @@ async def load(conn: asyncpg.Connection, direction: str, transfer_id: str,
 async def open_transfers_of(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
     rows = await conn.fetch(
         "SELECT * FROM transfers WHERE person_id = $1 AND stage <> ALL($2::text[])"
-        " ORDER BY id FOR UPDATE", person_id, ["completed", "failed", "refused", "cancelled"])
+        " ORDER BY id FOR UPDATE", person_id, _CLOSED)
     return [to_transfer(r) for r in rows]
 
 
@@ -88,7 +89,7 @@ async def overdue_candidates(conn: asyncpg.Connection, today: date,
         " AND ((due_on < $1 AND NOT overdue_flagged)"
         "      OR (leg_due_on < $1 AND NOT leg_overdue_flagged AND stage = ANY($4::text[])))"
         " ORDER BY due_on LIMIT $3 FOR UPDATE SKIP LOCKED",
-        today, ["completed", "failed", "refused", "cancelled"], limit,
+        today, _CLOSED, limit,
         [s.value for s in LEG_RUNNING])
     return [to_transfer(r) for r in rows]
 
@@ -100,7 +101,7 @@ async def count_overdue(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
         " WHERE overdue_flagged AND stage <> ALL($1::text[]) GROUP BY direction"
         " UNION ALL SELECT direction, 'leg', count(*) FROM transfers"
         " WHERE leg_overdue_flagged AND stage <> ALL($1::text[]) GROUP BY direction",
-        ["completed", "failed", "refused", "cancelled"])
+        _CLOSED)
     return {(r["direction"], r["clock"]): r["n"] for r in rows}
 
 

@@ -159,9 +159,10 @@ def test_overdue_clocks_are_reported_once_each() -> None:
     leg_late = rules.newly_overdue(t, date(2026, 10, 19), CAL)
     assert [(o.clock, o.due_on, o.working_days_late) for o in leg_late] == [
         ("leg", date(2026, 10, 16), 1)]
-    t.leg_overdue_flagged = True
-    both = rules.newly_overdue(t, date(2026, 10, 27), CAL)
-    assert [(o.clock, o.working_days_late) for o in both] == [("total", 2)]
+    assert rules.newly_overdue(t, date(2026, 10, 20), CAL) == []  # the leg was reported
+    later = rules.newly_overdue(t, date(2026, 10, 27), CAL)
+    assert [(o.clock, o.working_days_late) for o in later] == [("total", 2)]
+    assert rules.newly_overdue(t, date(2026, 10, 28), CAL) == []
 
 
 def test_estimated_completion_follows_the_stage() -> None:

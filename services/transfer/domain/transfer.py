@@ -295,14 +295,17 @@ class Overdue:
 
 
 def newly_overdue(t: Transfer, today: date, calendar: WorkingCalendar) -> list[Overdue]:
-    """Clocks that ran out and were not reported yet; a stopped clock is never overdue."""
+    """Clocks that ran out and were not reported yet, now marked reported: each clock is
+    reported once. A stopped clock is never overdue."""
     if not t.is_open or t.stage == Stage.WAITING_ON_PERSON:
         return []
     found = []
     if t.due_on and not t.overdue_flagged and today > t.due_on:
+        t.overdue_flagged = True
         found.append(Overdue("total", t.due_on, -working_days_left(calendar, today, t.due_on)))
     leg_due = t.leg_due_on
     if leg_due and today > leg_due and t.stage in LEG_RUNNING and not t.leg_overdue_flagged:
+        t.leg_overdue_flagged = True
         found.append(Overdue("leg", leg_due, -working_days_left(calendar, today, leg_due)))
     return found
 
