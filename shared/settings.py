@@ -36,6 +36,8 @@ class PlatformSettings(BaseSettings):
     outbox_relay: bool = True
     outbox_poll_seconds: float = 1.0
     calendar_dir: Path | None = None
+    # How far in the future a sender's timestamp may be (clock skew) before it is refused.
+    clock_tolerance_seconds: float = 300.0
     # Local working files (Faust's data dir, the dev stack's mail and SMS folders).
     state_dir: Path = Path(".medins")
 

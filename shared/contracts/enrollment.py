@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
@@ -60,6 +63,30 @@ class InsuredStatusChanged(Payload):
     reason: str
     effective_on: date
     paid_until: date | None = None
+
+
+class CoveragePeriod(BaseModel):
+    """Days a person was insured here under one insurance type; `end` None while open."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    insurance_type: InsuranceType
+    start: date
+    end: date | None = None
+    # tax_payment (resident: calendar year; flexible: the paid period), employer (while on
+    # staff), transfer_in (credited by a completed transfer-in)
+    source: Literal["tax_payment", "employer", "transfer_in"]
+    reference: str
+
+
+@event("cn.medins.enrollment.coverage.changed.v1", T)
+class CoverageChanged(Payload):
+    """The person's complete list of coverage periods after a change, oldest first: other
+    services replace their copy with it and judge a fact by the period covering its date."""
+
+    person_id: ResidentId
+    periods: list[CoveragePeriod]
+    cause: str
 
 
 @event("cn.medins.enrollment.payment.recorded.v1", T)

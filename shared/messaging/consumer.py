@@ -5,12 +5,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 import faust
 from structlog.contextvars import bound_contextvars
 
+from shared import clock
 from shared.contracts import ContractError, Envelope, Payload, parse_event
 from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.topics import DEAD_LETTER, physical
@@ -53,6 +55,16 @@ class HandlerContext:
     namespace: str
     emitted: list[OutboxMessage] = field(default_factory=list)
     settings: PlatformSettings | None = None
+    # When the platform took the event from the broker: what "filed on" means, never the
+    # sender's own timestamp. A retried batch keeps its first time.
+    received_at: datetime = field(default_factory=clock.now)
+
+    def filed_on(self, claimed: datetime | None = None, name: str = "submitted_at") -> date:
+        """The China date this request reached the platform; raises SenderClockError when
+        the sender dates it in the future beyond the tolerance."""
+        tolerance = self.settings.clock_tolerance_seconds if self.settings else 300.0
+        return clock.receipt_date(self.received_at, claimed, field=name,
+                                  tolerance_seconds=tolerance)
 
     def emit(self, payload: Payload, *, key: str, subject: str | None = None,
              region: str | None = None, event_id: str | None = None) -> Envelope:
@@ -95,6 +107,7 @@ class EventConsumer:
     async def process(self, batch: Sequence[RawMessage]) -> None:
         """Handle a batch; returns only once every record is committed or dead-lettered."""
         started = time.perf_counter()
+        received_at = clock.now()
         parsed: list[tuple[RawMessage, Envelope, Payload]] = []
         rejected: dict[int, str] = {}  # index in batch -> dead-letter reason
         for index, msg in enumerate(batch):
@@ -107,7 +120,7 @@ class EventConsumer:
         delay = 0.1
         while True:
             try:
-                await self._process_once(batch, parsed, rejected)
+                await self._process_once(batch, parsed, rejected, received_at)
                 break
             except _HandlerFailed as failed:
                 # A bug in one handler: the batch is redone without that event, which is
@@ -131,7 +144,7 @@ class EventConsumer:
 
     async def _process_once(self, batch: Sequence[RawMessage],
                             parsed: list[tuple[RawMessage, Envelope, Payload]],
-                            rejected: dict[int, str]) -> None:
+                            rejected: dict[int, str], received_at: datetime) -> None:
         index_of = {id(msg): i for i, msg in enumerate(batch)}
         outgoing = [self._dead_letter(batch[i], reason) for i, reason in sorted(rejected.items())]
         processed: list[tuple[str, str]] = []
@@ -157,7 +170,8 @@ class EventConsumer:
                 if handler is None:
                     continue  # a contract type this service has no interest in
                 ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
-                                     self.settings.namespace, settings=self.settings)
+                                     self.settings.namespace, settings=self.settings,
+                                     received_at=received_at)
                 try:
                     with bound_contextvars(event_id=envelope.id,
                                            correlation_id=envelope.correlationid):

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import date
 
 import mode
 
-from shared.clock import china_today
+from shared import clock
 from shared.contracts.envelope import Envelope
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
 from shared.messaging.consumer import HandlerContext
@@ -41,7 +41,7 @@ class Timer(mode.Service):
             await self.sleep(self.interval)
 
     async def run_once(self, today: date | None = None) -> int:
-        now = datetime.now(UTC)
+        now = clock.now()
         tick = Envelope(id=f"{self.name}:{now.isoformat()}",
                         source=f"/medins/{self.settings.region}/{self.service}/{self.name}",
                         type=f"cn.medins.{self.service}.{self.name}.tick.v1", time=now,
@@ -49,7 +49,8 @@ class Timer(mode.Service):
                         regioncode=self.settings.region, data={})
         async with self.db.pool.acquire() as conn, conn.transaction():
             ctx = HandlerContext(conn, tick, self.service, self.settings.region,
-                                 self.settings.namespace, settings=self.settings)
-            done = await self.rule(ctx, today or china_today())
+                                 self.settings.namespace, settings=self.settings,
+                                 received_at=now)
+            done = await self.rule(ctx, today or clock.china_today())
             await write_outbox(conn, self.db.schema, ctx.emitted)
         return done
