@@ -6,7 +6,7 @@ from typing import Literal
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
-from shared.contracts.common import Fen, Reference, RegionCode, ResidentId
+from shared.contracts.common import Fen, InsuranceType, Reference, RegionCode, ResidentId
 
 T = topics.TRANSFER_EVENTS
 
@@ -64,6 +64,19 @@ class TransferInCompleted(TransferEvent):
 
     credited_months: int
     credited_balance_fen: Fen
+    # Enrollment here credits these to the person's record and opens a transfer_in period.
+    insurance_type: InsuranceType | None = None
+    accepted_on: date | None = None
+    mode: Literal["electronic", "paper"] = "electronic"
+
+
+@event("cn.medins.transfer.coverage-end.requested.v1", T)
+class CoverageEndRequested(TransferEvent):
+    """An automatic intra-province transfer (免申即享): the person is insured in `to_region`
+    from `last_day` + 1, so enrollment here ends the coverage on `last_day` (no gap, no
+    overlap) and suspends the person; the transfer-out then starts by itself."""
+
+    last_day: date
 
 
 @event("cn.medins.transfer.cancelled.v1", T)
