@@ -60,6 +60,10 @@ class EnrollmentSettings(PlatformSettings):
 
     # A temporary remote-treatment filing without an end date lasts this long.
     temporary_filing_days: int = 180
+    # Days after a paid period ends, with nothing paid for the next, before the person is
+    # suspended (from the day after the period): a late payment confirmed by the tax authority
+    # within them does not make the status flap. The suspension's date is not moved by it.
+    coverage_grace_days: int = 15
 
 
 class ReimbursementSettings(PlatformSettings):

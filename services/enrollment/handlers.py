@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.enrollment import repository as repo
-from services.enrollment.domain import benefits, filings, lifecycle, review
+from services.enrollment.domain import benefits, coverage, filings, lifecycle, review
 from services.enrollment.domain import enrollment as rules
+from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import Application, InsuredStatus, Person
-from shared.clock import china_date
+from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope
 from shared.contracts.channels import (
     AccidentInjuryFiled,
@@ -40,12 +41,14 @@ from shared.contracts.enrollment import (
     CivilServantBenefitDecided,
     ContactRecorded,
     ContributionStopAccepted,
+    CoverageChanged,
     DeathCancellationDecided,
     DesignatedInstitutionChanged,
     EmployerEnrolled,
     FamilyAidAccepted,
     FamilyAidEnded,
     InsuredStatusChanged,
+    PaymentParked,
     PersonDeceased,
     RemoteFilingAccepted,
     RemoteFilingEnded,
@@ -55,7 +58,7 @@ from shared.contracts.enrollment import (
 )
 from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
 from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.contracts.transfer import TransferCompleted
+from shared.contracts.transfer import CoverageEndRequested, TransferCompleted, TransferInCompleted
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.settings import EnrollmentSettings
 from shared.workdays import CalendarDataMissing, default_calendar
@@ -64,6 +67,37 @@ from shared.workdays import CalendarDataMissing, default_calendar
 def _reject(ctx: HandlerContext, reference: str, person_id: str | None, err: RuleViolation) -> None:
     ctx.emit(RequestRejected(reference=reference, person_id=person_id, rule=err.rule,
                              reason=err.reason), key=person_id or reference)
+
+
+def _received_on(ctx: HandlerContext, claimed: datetime, name: str = "submitted_at") -> date:
+    """The day the platform received the request (never the sender's date for it)."""
+    try:
+        return ctx.filed_on(claimed, name)
+    except SenderClockError as err:
+        raise RuleViolation(err.rule, err.reason) from None
+
+
+def _today(ctx: HandlerContext) -> date:
+    return china_date(ctx.received_at)
+
+
+def _settings(ctx: HandlerContext) -> EnrollmentSettings:
+    return ctx.settings if isinstance(ctx.settings, EnrollmentSettings) else EnrollmentSettings()
+
+
+async def _save_coverage(ctx: HandlerContext, env: Envelope, person_id: str,
+                         before: list[Period], after: list[Period], cause: str) -> None:
+    """Keep the new periods, in the history with their cause, and tell the other services."""
+    if sorted(after, key=repr) == sorted(before, key=repr):
+        return
+    await repo.save_periods(ctx.conn, person_id, after)
+    contract = [p.to_contract() for p in sorted(after, key=lambda p: (p.start, p.reference))]
+    await repo.record_history(ctx.conn, person_id, person_id, "coverage changed",
+                              {"cause": cause,
+                               "periods": [c.model_dump(mode="json") for c in contract]},
+                              env.id, env.type)
+    ctx.emit(CoverageChanged(person_id=person_id, periods=contract, cause=cause),
+             key=person_id, subject=person_id)
 
 
 async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, person_id: str) -> None:
@@ -122,7 +156,9 @@ async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Per
             insurance_type=application.insurance_type,  # type: ignore[arg-type]
             period_start=row["period_start"], period_end=row["period_end"],
             amount_fen=row["amount_fen"], paid_at=row["recorded_at"])
-        outcome = rules.confirm_payment(payment, person, application)
+        before = await repo.load_periods(ctx.conn, person.person_id)
+        outcome = rules.confirm_payment(payment, person, application, before, _today(ctx),
+                                       _settings(ctx).coverage_grace_days)
         if outcome.parked_reason:
             continue
         await repo.mark_payment_applied(ctx.conn, row["payment_ref"])
@@ -130,6 +166,20 @@ async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Per
                                   "parked payment applied", {"amount_fen": row["amount_fen"]},
                                   env.id, env.type)
         await _save(ctx, env, outcome, person.person_id)
+        await _after_payment(ctx, env, outcome, person.person_id, before, row["payment_ref"])
+
+
+async def _after_payment(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome,
+                         person_id: str, before: list[Period], payment_ref: str) -> None:
+    if outcome.periods is not None:
+        await _save_coverage(ctx, env, person_id, before, outcome.periods,
+                             f"contribution {payment_ref} confirmed by the tax authority")
+    if outcome.activate_on is not None:
+        # Paid ahead: active from the first day of the paid period, not before.
+        await repo.schedule_change(ctx.conn, person_id, InsuredStatus.ACTIVE.value,
+                                   outcome.activate_on, env.id, env.correlationid)
+        await repo.record_history(ctx.conn, person_id, payment_ref, "activation scheduled",
+                                  {"active_from": outcome.activate_on}, env.id, env.type)
 
 
 async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
@@ -140,7 +190,16 @@ async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
     person = await repo.load_person(ctx.conn, cmd.person_id)
     application = (await repo.load_application(ctx.conn, cmd.application_id)
                    if cmd.application_id else None)
-    outcome = rules.confirm_payment(cmd, person, application)
+    before = await repo.load_periods(ctx.conn, cmd.person_id)
+    try:
+        ctx.filed_on(cmd.paid_at, "paid_at")
+    except SenderClockError as err:
+        outcome = rules.Outcome(events=[PaymentParked(
+            payment_ref=cmd.payment_ref, person_id=cmd.person_id, reason=err.reason)],
+            parked_reason=err.reason)
+    else:
+        outcome = rules.confirm_payment(cmd, person, application, before, _today(ctx),
+                                        _settings(ctx).coverage_grace_days)
     await repo.save_payment(ctx.conn, cmd.payment_ref, cmd.person_id, cmd.application_id,
                             (cmd.period_start, cmd.period_end), cmd.amount_fen,
                             "parked" if outcome.parked_reason else "applied", outcome.parked_reason)
@@ -149,6 +208,7 @@ async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
                               {"amount_fen": cmd.amount_fen, "period_end": cmd.period_end,
                                "reason": outcome.parked_reason}, env.id, env.type)
     await _save(ctx, env, outcome, cmd.person_id)
+    await _after_payment(ctx, env, outcome, cmd.person_id, before, cmd.payment_ref)
 
 
 ROUTES: dict[str, Handler] = {
@@ -175,14 +235,22 @@ async def _change_side_effects(ctx: HandlerContext, env: Envelope, person_id: st
         ctx.emit(RemoteFilingEnded(filing_id=filing.filing_id, person_id=person_id,
                                    reason=f"insured status changed to {change.to_status}"),
                  key=person_id)
+    if benefits.family_aid_ends(InsuredStatus(change.to_status)):
+        # The account holder is no longer insured here: relatives may not spend from it.
+        held = await repo.held_family_aid(ctx.conn, person_id)
+        await repo.end_family_aid(ctx.conn, held)
+        for auth_id in held:
+            ctx.emit(FamilyAidEnded(authorisation_id=auth_id, person_id=person_id,
+                                    reason="the account holder is no longer insured here"),
+                     key=person_id)
     return [f.filing_id for f in ended]
 
 
 async def on_stop_requested(ctx: HandlerContext, env: Envelope,
                             cmd: StopContributionRequested) -> None:
     person = await repo.load_person(ctx.conn, cmd.person_id)
-    today = china_date(cmd.requested_at)
     try:
+        today = _received_on(ctx, cmd.requested_at, "requested_at")
         suspended_from = lifecycle.stop_contributions(person, today)
     except RuleViolation as err:
         return _reject(ctx, cmd.request_id, cmd.person_id, err)
@@ -197,22 +265,54 @@ async def on_stop_requested(ctx: HandlerContext, env: Envelope,
 
 
 async def apply_due_changes(ctx: HandlerContext, today: date, limit: int = 500) -> int:
-    """Apply scheduled status changes that have fallen due (also run by a timer)."""
+    """What falls due by date (also run by a timer): scheduled suspensions and activations,
+    paid periods that ended with nothing paid after them, deferred institution changes."""
     due = await repo.due_changes(ctx.conn, today, limit)
     for row in due:
         person = await repo.load_person(ctx.conn, row["person_id"])
-        change = (lifecycle.apply_scheduled_suspension(person, row["effective_on"])
-                  if person is not None else None)
         await repo.mark_applied(ctx.conn, row["id"])
-        if change is None or person is None:
+        if person is None:
+            continue
+        if row["to_status"] == InsuredStatus.ACTIVE.value:
+            periods = await repo.load_periods(ctx.conn, person.person_id)
+            change = rules.apply_scheduled_activation(person, periods, row["effective_on"])
+        else:
+            change = lifecycle.apply_scheduled_suspension(person, row["effective_on"])
+        if change is None:
             continue
         await repo.save_person(ctx.conn, person)
-        cause = ctx.cause.model_copy(update={"id": row["cause_id"],
-                                             "correlationid": row["correlation_id"]})
-        scoped = HandlerContext(ctx.conn, cause, ctx.service, ctx.region, ctx.namespace,
-                                ctx.emitted)
-        await _change_side_effects(scoped, cause, person.person_id, change)
-    return len(due)
+        scoped = _caused_by(ctx, row["cause_id"], row["correlation_id"])
+        await _change_side_effects(scoped, scoped.cause, person.person_id, change)
+    lapsed = await _apply_lapses(ctx, today, limit)
+    moved = await repo.apply_due_institution_changes(ctx.conn, today)
+    return len(due) + lapsed + moved
+
+
+def _caused_by(ctx: HandlerContext, cause_id: str, correlation_id: str) -> HandlerContext:
+    """A context whose events are caused by an earlier event (a scheduled change's cause)."""
+    cause = ctx.cause.model_copy(update={"id": cause_id, "correlationid": correlation_id})
+    return HandlerContext(ctx.conn, cause, ctx.service, ctx.region, ctx.namespace, ctx.emitted,
+                          ctx.settings, ctx.received_at)
+
+
+async def _apply_lapses(ctx: HandlerContext, today: date, limit: int) -> int:
+    grace = _settings(ctx).coverage_grace_days
+    count = 0
+    for person_id in await repo.lapse_candidates(ctx.conn, today, grace, limit):
+        person = await repo.load_person(ctx.conn, person_id)
+        periods = await repo.load_periods(ctx.conn, person_id)
+        if person is None:
+            continue
+        change = rules.apply_lapse(person, periods, today, grace)
+        if change is None:
+            continue
+        await repo.save_person(ctx.conn, person)
+        # One lapse per person and ended period: the same ids if the timer runs it again.
+        scoped = _caused_by(ctx, f"lapse:{person_id}:{change.effective_on.isoformat()}",
+                            f"lapse:{person_id}")
+        await _change_side_effects(scoped, scoped.cause, person_id, change)
+        count += 1
+    return count
 
 
 async def on_employer_registered(ctx: HandlerContext, env: Envelope,
@@ -238,6 +338,11 @@ async def on_roster(ctx: HandlerContext, env: Envelope, cmd: EmployerRosterSubmi
                 outcome = lifecycle.apply_roster_row(row, person, cmd.employer_code)
                 assert outcome.person is not None
                 await repo.save_person(ctx.conn, outcome.person)
+                before = await repo.load_periods(ctx.conn, row.person_id)
+                after = coverage.employment_changed(before, row.action, row.effective_on,
+                                                    cmd.employer_code, cmd.roster_id)
+                await _save_coverage(ctx, env, row.person_id, before, after,
+                                     f"roster {cmd.roster_id} row {row.row}: {row.action}")
                 for event in outcome.events:
                     if isinstance(event, InsuredStatusChanged):
                         await _change_side_effects(ctx, env, row.person_id, event)
@@ -307,6 +412,9 @@ async def _terminate(ctx: HandlerContext, env: Envelope, person: Person, date_of
                      source: str) -> None:
     change = lifecycle.record_death(person, date_of_death, source)
     await repo.save_person(ctx.conn, person)
+    before = await repo.load_periods(ctx.conn, person.person_id)
+    await _save_coverage(ctx, env, person.person_id, before,
+                         coverage.end_all(before, date_of_death), f"death ({source})")
     ended_filings = await _change_side_effects(ctx, env, person.person_id, change)
     ended_aid = await repo.active_family_aid(ctx.conn, person.person_id)
     await repo.end_family_aid(ctx.conn, ended_aid)
@@ -323,8 +431,8 @@ async def _terminate(ctx: HandlerContext, env: Envelope, person: Person, date_of
 
 async def on_death_recorded(ctx: HandlerContext, env: Envelope, cmd: DeathRecorded) -> None:
     person = await repo.load_person(ctx.conn, cmd.person_id)
-    if person is None or person.status in (InsuredStatus.NONE, InsuredStatus.TERMINATED):
-        return  # nothing insured here to cancel, or already cancelled: nothing to tell anyone
+    if person is None or person.status == InsuredStatus.TERMINATED:
+        return  # no record here to end, or already ended: nothing to tell anyone
     await _terminate(ctx, env, person, cmd.date_of_death, f"civil affairs {cmd.record_ref}")
 
 
@@ -395,7 +503,8 @@ async def on_remote_filing(ctx: HandlerContext, env: Envelope,
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
         filing = filings.accept_remote_filing(cmd, person, ctx.region,
-                                              _temporary_filing_days(ctx))
+                                              _temporary_filing_days(ctx),
+                                              _received_on(ctx, cmd.submitted_at))
     except RuleViolation as err:
         return _reject(ctx, cmd.filing_id, cmd.person_id, err)
     await _accept_filing(ctx, env, filing)
@@ -430,7 +539,8 @@ async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInj
         return
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
-        deadline = filings.accept_accident_filing(cmd, person, default_calendar())
+        deadline = filings.accept_accident_filing(cmd, person, default_calendar(),
+                                                  _received_on(ctx, cmd.submitted_at))
     except RuleViolation as err:
         return _reject(ctx, cmd.filing_id, cmd.person_id, err)
     except CalendarDataMissing as exc:
@@ -457,14 +567,19 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
     person = await repo.load_person(ctx.conn, cmd.person_id)
     current = await repo.recognition(ctx.conn, cmd.person_id, cmd.disease)
     try:
+        today = _received_on(ctx, cmd.submitted_at)
         benefits.check_chronic_application(cmd, person, current)
     except RuleViolation as err:
         return _reject(ctx, cmd.application_id, cmd.person_id, err)
     if cmd.action == "change_institution":
-        effective = benefits.institution_change_effective(china_date(cmd.submitted_at),
-                                                          cmd.reimbursed_this_month)
-        await repo.save_recognition(ctx.conn, cmd.person_id, cmd.disease,
-                                    cmd.institution_code, effective, False)
+        effective = benefits.institution_change_effective(today, cmd.reimbursed_this_month)
+        if effective > today:
+            # The present institution stays designated until the change takes effect.
+            await repo.schedule_institution_change(ctx.conn, cmd.person_id, cmd.disease,
+                                                   cmd.institution_code, effective)
+        else:
+            await repo.save_recognition(ctx.conn, cmd.person_id, cmd.disease,
+                                        cmd.institution_code, effective, False)
         await repo.save_case(ctx.conn, cmd.application_id, "chronic_change", cmd.person_id,
                              "approved", cmd.model_dump(mode="json"), [])
         ctx.emit(DesignatedInstitutionChanged(
@@ -488,7 +603,7 @@ async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
     if not approved:
         return _reject(ctx, cmd.application_id, cmd.person_id,
                        RuleViolation("chronic_rejected", "；".join(reasons)))
-    effective = china_date(cmd.decided_at)
+    effective = _today(ctx)
     await repo.save_recognition(ctx.conn, cmd.person_id, data["disease"],
                                 data["institution_code"], effective, False)
     ctx.emit(ChronicDiseaseRecognised(
@@ -555,9 +670,59 @@ async def on_transfer_completed(ctx: HandlerContext, env: Envelope,
         return
     await repo.save_person(ctx.conn, person)
     await _change_side_effects(ctx, env, person.person_id, change)
+    before = await repo.load_periods(ctx.conn, person.person_id)
+    await _save_coverage(ctx, env, person.person_id, before,
+                         coverage.end_all(before, event.completed_on),
+                         f"transferred to {event.to_region} (transfer {event.transfer_id})")
+
+
+async def on_coverage_end_requested(ctx: HandlerContext, env: Envelope,
+                                    event: CoverageEndRequested) -> None:
+    """An automatic intra-province transfer: the person is insured in the new region from the
+    day after `last_day`, so coverage here ends that day and the person is suspended (the
+    transfer-out then starts by itself): neither a gap nor an overlap."""
+    if event.from_region != ctx.region:
+        return
+    person = await repo.load_person(ctx.conn, event.person_id)
+    if person is None:
+        return
+    before = await repo.load_periods(ctx.conn, event.person_id)
+    cause = f"insured in {event.to_region} from {event.last_day + timedelta(days=1)}" \
+            f" (transfer {event.transfer_id})"
+    await _save_coverage(ctx, env, event.person_id, before,
+                         coverage.end_all(before, event.last_day), cause)
+    change = lifecycle.end_coverage_here(person, event.last_day, _today(ctx), cause)
+    await repo.save_person(ctx.conn, person)
+    if change is not None:
+        await _change_side_effects(ctx, env, event.person_id, change)
+    elif person.status == InsuredStatus.ACTIVE:
+        await repo.schedule_change(ctx.conn, event.person_id, InsuredStatus.SUSPENDED.value,
+                                   event.last_day + timedelta(days=1), env.id,
+                                   env.correlationid)
+
+
+async def on_transfer_in_completed(ctx: HandlerContext, env: Envelope,
+                                   event: TransferInCompleted) -> None:
+    """This region took the person in: the months and balance are credited to their record."""
+    if event.to_region != ctx.region:
+        return
+    accepted_on = event.accepted_on or _today(ctx)
+    if not await repo.save_transfer_credit(
+            ctx.conn, event.transfer_id, event.person_id, event.from_region,
+            event.insurance_type, event.credited_months, event.credited_balance_fen,
+            accepted_on, event.mode):
+        return
+    await repo.record_history(ctx.conn, event.person_id, event.transfer_id,
+                              "transfer-in credited",
+                              {"from_region": event.from_region,
+                               "credited_months": event.credited_months,
+                               "credited_balance_fen": event.credited_balance_fen,
+                               "mode": event.mode}, env.id, env.type)
 
 
 ROUTES.update({
+    CoverageEndRequested.event_type: on_coverage_end_requested,
+    TransferInCompleted.event_type: on_transfer_in_completed,
     TransferCompleted.event_type: on_transfer_completed,
     StopContributionRequested.event_type: on_stop_requested,
     EmployerRegistered.event_type: on_employer_registered,

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
 
@@ -182,6 +183,13 @@ async def active_family_aid(conn: asyncpg.Connection, person_id: str) -> list[st
         " AND (person_id = $1 OR relative_id = $1)", person_id)]
 
 
+async def held_family_aid(conn: asyncpg.Connection, holder_id: str) -> list[str]:
+    """Active authorisations the person granted as account holder."""
+    return [r["authorisation_id"] for r in await conn.fetch(
+        "SELECT authorisation_id FROM family_aid WHERE state = 'active' AND person_id = $1",
+        holder_id)]
+
+
 async def end_family_aid(conn: asyncpg.Connection, ids: list[str]) -> None:
     await conn.execute("UPDATE family_aid SET state = 'ended', updated_at = now()"
                        " WHERE authorisation_id = ANY($1)", ids)
@@ -210,6 +218,65 @@ async def mark_applied(conn: asyncpg.Connection, change_id: int) -> None:
     await conn.execute("UPDATE scheduled_changes SET applied_at = now() WHERE id = $1", change_id)
 
 
+async def load_periods(conn: asyncpg.Connection, person_id: str) -> list[Period]:
+    rows = await conn.fetch("SELECT * FROM coverage_periods WHERE person_id = $1 ORDER BY seq",
+                            person_id)
+    return [Period(r["insurance_type"], r["start_date"], r["end_date"], r["source"],
+                   r["reference"]) for r in rows]
+
+
+async def save_periods(conn: asyncpg.Connection, person_id: str, periods: list[Period]) -> None:
+    """Replace the person's periods, oldest first."""
+    await conn.execute("DELETE FROM coverage_periods WHERE person_id = $1", person_id)
+    ordered = sorted(periods, key=lambda p: (p.start, p.reference))
+    await conn.executemany(
+        "INSERT INTO coverage_periods (person_id, seq, insurance_type, start_date, end_date,"
+        " source, reference) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [(person_id, i, p.insurance_type, p.start, p.end, p.source, p.reference)
+         for i, p in enumerate(ordered)])
+
+
+async def lapse_candidates(conn: asyncpg.Connection, today: Any, grace_days: int,
+                           limit: int) -> list[str]:
+    """Active people with coverage before, but none on, the day the grace period began."""
+    rows = await conn.fetch(
+        "SELECT p.person_id FROM persons p WHERE p.status = 'active'"
+        " AND EXISTS (SELECT 1 FROM coverage_periods c WHERE c.person_id = p.person_id)"
+        " AND NOT EXISTS (SELECT 1 FROM coverage_periods c WHERE c.person_id = p.person_id"
+        "   AND c.start_date <= $1 AND (c.end_date IS NULL OR c.end_date >= $1 - $2::int))"
+        " LIMIT $3", today, grace_days, limit)
+    return [r["person_id"] for r in rows]
+
+
+async def save_transfer_credit(conn: asyncpg.Connection, transfer_id: str, person_id: str,
+                               from_region: str, insurance_type: str | None, months: int,
+                               balance_fen: int, accepted_on: Any, mode: str) -> bool:
+    return (await conn.fetchval(
+        "INSERT INTO transfer_credits (transfer_id, person_id, from_region, insurance_type,"
+        " credited_months, credited_balance_fen, accepted_on, mode) VALUES ($1, $2, $3, $4,"
+        " $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1", transfer_id, person_id,
+        from_region, insurance_type, months, balance_fen, accepted_on, mode)) is not None
+
+
+async def schedule_institution_change(conn: asyncpg.Connection, person_id: str, disease: str,
+                                      institution: str, effective_from: Any) -> None:
+    """The current institution stays designated until `effective_from`."""
+    await conn.execute(
+        "UPDATE chronic_recognitions SET next_institution_code = $3, next_from = $4,"
+        " updated_at = now() WHERE person_id = $1 AND disease = $2",
+        person_id, disease, institution, effective_from)
+
+
+async def apply_due_institution_changes(conn: asyncpg.Connection, today: Any) -> int:
+    """Deferred institution changes whose day has come replace the current institution."""
+    result = await conn.execute(
+        "UPDATE chronic_recognitions SET institution_code = next_institution_code,"
+        " effective_from = next_from, next_institution_code = NULL, next_from = NULL,"
+        " updated_at = now() WHERE next_from IS NOT NULL AND next_from <= $1"
+        " AND ended_on IS NULL", today)
+    return int(result.split()[-1])
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     """A person's (or an application's person's) status, applications, payments and history."""
     person_id = ref
@@ -231,14 +298,24 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
                                " start_date, end_date, state FROM filings WHERE person_id = $1"
                                " ORDER BY created_at", person_id)
     chronic = await conn.fetch("SELECT disease, institution_code, effective_from,"
-                               " without_application, ended_on FROM chronic_recognitions"
-                               " WHERE person_id = $1", person_id)
+                               " next_institution_code, next_from, without_application,"
+                               " ended_on FROM chronic_recognitions WHERE person_id = $1",
+                               person_id)
+    periods = await conn.fetch("SELECT insurance_type, start_date, end_date, source, reference"
+                               " FROM coverage_periods WHERE person_id = $1 ORDER BY seq",
+                               person_id)
+    credits = await conn.fetch("SELECT transfer_id, from_region, insurance_type,"
+                               " credited_months, credited_balance_fen, accepted_on, mode"
+                               " FROM transfer_credits WHERE person_id = $1"
+                               " ORDER BY accepted_on", person_id)
     aid = await conn.fetch("SELECT authorisation_id, relative_id, relationship, state"
                            " FROM family_aid WHERE person_id = $1", person_id)
     scheduled = await conn.fetch("SELECT to_status, effective_on, applied_at FROM"
                                  " scheduled_changes WHERE person_id = $1 ORDER BY id",
                                  person_id)
     return {
+        "coverage": [dict(c) for c in periods],
+        "transfer_credits": [dict(c) for c in credits],
         "filings": [dict(f) for f in filings],
         "chronic_diseases": [dict(c) for c in chronic],
         "family_aid": [dict(a) for a in aid],

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from shared.clock import china_today
 from shared.contracts.base import Payload
 from shared.contracts.channels import (
     ClaimSubmitted,
@@ -149,12 +150,14 @@ def show_local_servers(console: Console, mobile: str, email: str) -> None:
 
 
 async def remote_filing_and_stop_story(settings: PlatformSettings, console: Console) -> None:
-    """A flexible worker paid for last year files long-term care elsewhere, then stops paying."""
+    """A flexible worker whose paid period just ended files long-term care elsewhere, then
+    stops paying."""
     now = datetime.now(UTC)
+    yesterday = china_today() - timedelta(days=1)
     person, app_id = people.resident_id(settings.region), f"APP-{uuid.uuid4().hex[:10].upper()}"
     filing_id = f"FIL-{uuid.uuid4().hex[:8].upper()}"
     console.print(f"[bold]Story:[/] {mask_text(person)}, a flexible worker paid up to "
-                  f"{now.year - 1}-12-31, files long-term treatment in Shenzhen, then stops")
+                  f"{yesterday.isoformat()}, files long-term treatment in Shenzhen, then stops")
 
     def status(f: dict[str, Any]) -> str | None:
         return _person_status(f)
@@ -168,10 +171,11 @@ async def remote_filing_and_stop_story(settings: PlatformSettings, console: Cons
         ("approved", EnrollmentReviewDecided(
             application_id=app_id, person_id=person, decision="approve", reviewer="staff-017",
             decided_at=now), lambda f: status(f) == "pending"),
-        ("tax authority confirms last year's contribution", ContributionPaymentConfirmed(
+        ("tax authority confirms the contribution for a period that ended yesterday",
+         ContributionPaymentConfirmed(
             payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=person,
             application_id=app_id, insurance_type="flexible",
-            period_start=date(now.year - 1, 1, 1), period_end=date(now.year - 1, 12, 31),
+            period_start=date(yesterday.year, 1, 1), period_end=yesterday,
             amount_fen=360_000, paid_at=now), lambda f: status(f) == "active"),
         ("long-term remote-treatment filing (backfilled 3 days)", RemoteTreatmentFilingApplied(
             filing_id=filing_id, person_id=person, kind="long_term",

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 
+from shared.clock import china_today
 from shared.contracts.base import Payload
 from shared.contracts.channels import (
     EnrollmentApplicationSubmitted,
@@ -36,10 +37,11 @@ async def run_transfer_demo(settings: PlatformSettings, console: Console, to_reg
     person, mobile, name = people.resident_id(), people.mobile(), people.name()
     now, transfer_id = datetime.now(UTC), f"TRF-{uuid.uuid4().hex[:10].upper()}"
     console.rule(f"transfer {REGIONS[here.region].name} → {REGIONS[to_region].name}")
-    console.print(f"[bold]Story:[/] {mask_text(person)}, a flexible worker paid up to last year "
-                  f"in {here.region}, stops paying, enrols in {to_region} and moves there")
+    console.print(f"[bold]Story:[/] {mask_text(person)}, a flexible worker whose paid period "
+                  f"just ended in {here.region}, stops paying, enrols in {to_region} and moves "
+                  "there")
 
-    def enrolment(region: PlatformSettings, year: int) -> list[Payload]:
+    def enrolment(region: PlatformSettings, paid_until: date) -> list[Payload]:
         app_id = f"APP-{uuid.uuid4().hex[:10].upper()}"
         return [EnrollmentApplicationSubmitted(
             application_id=app_id, person_id=person, name=name, insurance_type="flexible",
@@ -49,7 +51,7 @@ async def run_transfer_demo(settings: PlatformSettings, console: Console, to_reg
             ContributionPaymentConfirmed(
                 payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=person,
                 application_id=app_id, insurance_type="flexible",
-                period_start=date(year, 1, 1), period_end=date(year, 12, 31),
+                period_start=date(paid_until.year, 1, 1), period_end=paid_until,
                 amount_fen=360_000, paid_at=now)]
 
     def status_is(status: str) -> Callable[[dict[str, Any]], bool]:
@@ -57,12 +59,13 @@ async def run_transfer_demo(settings: PlatformSettings, console: Console, to_reg
             "status") == status
 
     steps: list[tuple[str, PlatformSettings, list[Payload], Callable[[dict[str, Any]], bool]]] = [
-        (f"insured in {here.region}", here, enrolment(here, now.year - 1), status_is("active")),
+        (f"insured in {here.region}", here, enrolment(here, china_today() - timedelta(days=1)),
+         status_is("active")),
         (f"stops paying in {here.region}: suspended", here, [StopContributionRequested(
             request_id=f"STOP-{uuid.uuid4().hex[:8]}", person_id=person, channel="phone",
             requested_at=now)], status_is("suspended")),
-        (f"enrols in {to_region}: active there", there, enrolment(there, now.year),
-         status_is("active")),
+        (f"enrols in {to_region}: active there", there,
+         enrolment(there, date(china_today().year, 12, 31)), status_is("active")),
         (f"asks {here.region} to transfer out (Alipay)", here, [TransferOutRequested(
             transfer_id=transfer_id, person_id=person, to_region=to_region, channel="alipay",
             requested_at=now)],

@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from shared.clock import china_today
 from shared.contracts.base import Payload
 from shared.contracts.channels import (
     AccidentInjuryFiled,
@@ -44,10 +45,21 @@ async def enrollment(stack: TestStack, person: str, region: str = REGION) -> dic
     return (await collect_status(stack.settings(region=region), person)).get("enrollment", {})
 
 
-async def enroll(stack: TestStack, kind: str = "resident", paid_until: date = date(2026, 12, 31),
+def this_year_end() -> date:
+    return date(china_today().year, 12, 31)
+
+
+def paid_up_to_yesterday() -> date:
+    """A flexible worker's period that just ended: still active (the grace period), and a stop
+    takes effect at once."""
+    return china_today() - timedelta(days=1)
+
+
+async def enroll(stack: TestStack, kind: str = "resident", paid_until: date | None = None,
                  email: str | None = None, region: str = REGION, person: str | None = None,
                  mobile: str | None = None) -> tuple[str, str]:
     """Apply, approve and pay in `region`; returns once enrollment there has the person active."""
+    paid_until = paid_until or this_year_end()
     person, mobile = person or people.resident_id(), mobile or people.mobile()
     app_id, now = f"APP-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     await send(stack, EnrollmentApplicationSubmitted(
@@ -73,8 +85,8 @@ async def events_caused_by(stack: TestStack, cause_id: str, count: int) -> list[
 
 async def test_filing_then_stop_contributions_suspends_and_ends_the_filing(
         stack: TestStack, workers: dict[str, Any]) -> None:
-    # Paid up to last year: the stop takes effect at once.
-    person, mobile = await enroll(stack, paid_until=date(2025, 12, 31))
+    # Paid up to yesterday: the stop takes effect at once.
+    person, mobile = await enroll(stack, "flexible", paid_until=paid_up_to_yesterday())
     now = datetime.now(UTC)
     too_early = now.date() - timedelta(days=6)
     await send(stack, RemoteTreatmentFilingApplied(
@@ -269,12 +281,15 @@ async def test_reviews_and_changes_civil_servant_chronic_disease_and_family_aid(
             action="change_institution", disease="diabetes", institution_code="H2",
             reimbursed_this_month=True, channel="wechat", submitted_at=now))
     found = await poll(lambda: enrollment(stack, person),
-                       lambda e: [c["institution_code"] for c in e.get("chronic_diseases", [])]
-                       == ["H2"])
+                       lambda e: [c["next_institution_code"]
+                                  for c in e.get("chronic_diseases", [])] == ["H2"])
     change = found["chronic_diseases"][0]
-    first_next = (date(now.year + 1, 1, 1) if now.month == 12
-                  else date(now.year, now.month + 1, 1))
-    assert change["effective_from"] == first_next  # reimbursed this month: next month
+    today = china_today()
+    first_next = (date(today.year + 1, 1, 1) if today.month == 12
+                  else date(today.year, today.month + 1, 1))
+    # Reimbursed this month: the change waits for the 1st, and until then the present
+    # institution stays designated, so the person is never without one.
+    assert change["next_from"] == first_next and change["institution_code"] == "H1"
 
     auth = f"FA-{uuid.uuid4().hex[:6]}"
     await send(stack, FamilyAidAuthorised(

@@ -33,7 +33,7 @@ from shared.messaging.runtime import to_jsonable
 from shared.status import collect_status
 from tests.conftest import TestStack
 from tests.e2e.foreign_partner import ForeignPartner
-from tests.e2e.test_enrollment_stories import _value, enroll, send
+from tests.e2e.test_enrollment_stories import _value, enroll, paid_up_to_yesterday, send
 from tests.helpers import data_of, envelope, header, poll, read_topic
 
 DALIAN, JINAN, WEIHAI, BAOTOU, WENZHOU = "210200", "370100", "371000", "150200", "330300"
@@ -53,7 +53,7 @@ async def send_in(stack: TestStack, region: str, *payloads: Payload) -> list[str
 
 
 async def enroll_in(stack: TestStack, region: str, person: str, kind: str = "flexible",
-                    paid_until: date = date(2026, 12, 31)) -> str:
+                    paid_until: date | None = None) -> str:
     _, mobile = await enroll(stack, kind, paid_until, region=region, person=person)
     await insured_in(stack, region, person, "active")
     return mobile
@@ -75,9 +75,9 @@ async def suspend_in(stack: TestStack, region: str, person: str) -> None:
 
 
 async def suspended_person(stack: TestStack, region: str = DALIAN) -> tuple[str, str]:
-    """Someone paid up to last year in `region` who stopped contributing there."""
+    """Someone whose paid period just ended in `region` and who stopped contributing there."""
     person = people.resident_id()
-    mobile = await enroll_in(stack, region, person, paid_until=date(2025, 12, 31))
+    mobile = await enroll_in(stack, region, person, paid_until=paid_up_to_yesterday())
     await suspend_in(stack, region, person)
     return person, mobile
 
@@ -162,7 +162,7 @@ async def test_dalian_to_jinan_cross_province_electronic(stack: TestStack) -> No
 
 async def test_weihai_to_jinan_intra_province_starts_by_itself(stack: TestStack) -> None:
     person = people.resident_id()
-    await enroll_in(stack, WEIHAI, person, kind="resident", paid_until=date(2025, 12, 31))
+    await enroll_in(stack, WEIHAI, person, kind="resident")
     # Enrolling in Jinan while still insured (active) in Weihai: the transfer waits for the stop.
     await enroll_in(stack, JINAN, person, kind="resident")
     waiting = await transfer_in(stack, WEIHAI, person, stage_is("awaiting_suspension"))

@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from shared.clock import china_today
 from shared.contracts.channels import (
     ClaimSubmitted,
     EnrollmentApplicationSubmitted,
@@ -39,6 +40,7 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
     person, mobile = people.resident_id(), people.mobile()
     mail_to = f"p{uuid.uuid4().hex[:6]}@example.cn"
     now = datetime.now(UTC)
+    year = china_today().year
     await send(stack, ENROLLMENT_REQUESTS, EnrollmentApplicationSubmitted(
         application_id="APP-E2E-1", person_id=person, name="刘洋", insurance_type="resident",
         mobile=mobile, email=mail_to, channel="wechat", region_code=REGION, submitted_at=now))
@@ -53,13 +55,16 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
                        .get("status") == "pending")
     await send(stack, TAX_PAYMENTS, ContributionPaymentConfirmed(
         payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id="APP-E2E-1",
-        insurance_type="resident", period_start=date(2026, 1, 1), period_end=date(2026, 12, 31),
+        insurance_type="resident", period_start=date(year, 1, 1), period_end=date(year, 12, 31),
         amount_fen=40_000, paid_at=now))
     found = await poll(status, lambda f: f["enrollment"]["person"]["status"] == "active")
-    assert found["enrollment"]["person"]["paid_until"] == date(2026, 12, 31)
+    assert found["enrollment"]["person"]["paid_until"] == date(year, 12, 31)
     whats = [h["what"] for h in found["enrollment"]["history"]]
     assert whats == ["application submitted", "application approved", "status changed",
-                     "payment applied", "application paid", "status changed"]
+                     "payment applied", "application paid", "status changed",
+                     "coverage changed"]
+    assert [(c["start_date"], c["end_date"]) for c in found["enrollment"]["coverage"]] == [
+        (date(year, 1, 1), date(year, 12, 31))]
 
     # The other services learned the status from enrollment's events.
     found = await poll(status, lambda f: (f.get("transfer", {}).get("insured_status") or {})
@@ -72,7 +77,7 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
                        lambda ms: any(mail_to in m.recipients and m.subject == "参保生效通知"
                                       for m in ms))
     activated = next(m for m in mails if mail_to in m.recipients and m.subject == "参保生效通知")
-    assert "刘洋" in activated.body and "2026-12-31" in activated.body
+    assert "刘洋" in activated.body and f"{year}-12-31" in activated.body
     assert person not in activated.body  # the ID is shown masked
     sms = await poll(lambda: _async(read_received(stack.sms_dir)),
                      lambda s: any(m["to"] == mobile and "参保状态为正常" in m["text"] for m in s))

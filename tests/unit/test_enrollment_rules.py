@@ -17,6 +17,7 @@ from shared.contracts.tax import ContributionPaymentConfirmed
 
 PID = "210202198001011238"
 NOW = datetime(2026, 3, 1, 9, tzinfo=UTC)
+TODAY = date(2026, 3, 1)
 
 
 def application(app_id: str = "APP-1", region: str = "210200") -> EnrollmentApplicationSubmitted:
@@ -60,7 +61,7 @@ def test_apply_approve_pay_makes_person_active_for_paid_period() -> None:
     assert person is not None and person.status == InsuredStatus.NONE
     approved = rules.review_application(review("approve"), submitted.application, person)
     assert person.status == InsuredStatus.PENDING
-    paid = rules.confirm_payment(payment(), person, approved.application)
+    paid = rules.confirm_payment(payment(), person, approved.application, [], TODAY)
     assert person.status == InsuredStatus.ACTIVE and person.paid_until == date(2026, 12, 31)
     change = [e for e in paid.events if isinstance(e, InsuredStatusChanged)]
     assert change and change[0].from_status == "pending" and change[0].to_status == "active"
@@ -108,12 +109,13 @@ def test_payment_without_approved_application_is_parked(state: str | None,
     app = submitted.application
     if state == "rejected":
         rules.review_application(review("reject", ["x"]), app, submitted.person)
-    outcome = rules.confirm_payment(payment(), submitted.person, app if state else None)
+    outcome = rules.confirm_payment(payment(), submitted.person, app if state else None, [],
+                                    TODAY)
     assert outcome.parked_reason and expected in outcome.parked_reason
     assert isinstance(outcome.events[0], PaymentParked)
     assert submitted.person and submitted.person.status == InsuredStatus.NONE
 
 
 def test_payment_for_unknown_person_is_parked() -> None:
-    outcome = rules.confirm_payment(payment(app_id=None), None, None)
+    outcome = rules.confirm_payment(payment(app_id=None), None, None, [], TODAY)
     assert outcome.parked_reason == "no enrollment for this person"

@@ -38,6 +38,12 @@ def institution_change_effective(today: date, reimbursed_this_month: bool) -> da
     return first_of_next_month(today) if reimbursed_this_month else today
 
 
+def family_aid_ends(status: InsuredStatus) -> bool:
+    """Relatives spend from the holder's account only while the holder is insured here. (A
+    death ends the authorisations on either side, holder or relative: see record of death.)"""
+    return status in (InsuredStatus.SUSPENDED, InsuredStatus.TRANSFERRED_OUT)
+
+
 def check_family_aid(cmd: FamilyAidAuthorised, person: Person | None, region: str) -> None:
     if person is None or person.status != InsuredStatus.ACTIVE or not person.has_personal_account:
         raise RuleViolation("no_personal_account", "person_id: only an insured employee with a "

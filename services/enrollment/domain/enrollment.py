@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
+from services.enrollment.domain import coverage
+from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.lifecycle import status_changed
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
@@ -29,6 +32,10 @@ class Outcome:
     application: Application | None = None
     status_change: InsuredStatusChanged | None = None
     parked_reason: str | None = None
+    # The person's coverage periods after the decision (None: unchanged), and the day a
+    # payment for a period not yet begun makes the person active.
+    periods: list[Period] | None = None
+    activate_on: date | None = None
 
 
 def submit_application(cmd: EnrollmentApplicationSubmitted, person: Person | None,
@@ -93,27 +100,65 @@ def review_application(cmd: EnrollmentReviewDecided, application: Application | 
 
 
 def confirm_payment(cmd: ContributionPaymentConfirmed, person: Person | None,
-                    application: Application | None) -> Outcome:
-    """Activate for the paid period; a payment matching nothing approved is parked, not lost."""
+                    application: Application | None, periods: list[Period],
+                    today: date, grace_days: int = 0) -> Outcome:
+    """Record the paid period; the person is active only while it runs (or within the grace
+    period after it): a payment in November for next year activates nothing before
+    1 January, and one for a year long past only records that coverage. A payment matching
+    nothing approved is parked, not lost."""
     parked = _why_parked(cmd, person, application)
     if parked:
         return Outcome(events=[PaymentParked(payment_ref=cmd.payment_ref, person_id=cmd.person_id,
                                              reason=parked)], parked_reason=parked)
     assert person is not None
-    if person.paid_until is None or cmd.period_end > person.paid_until:
-        person.paid_until = cmd.period_end
+    period = coverage.paid_period(cmd.insurance_type, cmd.period_start, cmd.period_end,
+                                  cmd.payment_ref)
+    periods = [*periods, period]
+    if person.paid_until is None or period.end > person.paid_until:  # type: ignore[operator]
+        person.paid_until = period.end
     events: list[Payload] = [ContributionRecorded(
         person_id=person.person_id, payment_ref=cmd.payment_ref, period_start=cmd.period_start,
         period_end=cmd.period_end, amount_fen=cmd.amount_fen)]
     change = None
+    activate_on = None
+    in_force = coverage.current(periods, today, grace_days)
     if person.status != InsuredStatus.ACTIVE:
-        change = status_changed(person, InsuredStatus.ACTIVE,
-                                f"contribution {cmd.payment_ref} confirmed by the tax authority",
-                                cmd.period_start)
-        events.append(change)
+        if in_force is not None:
+            change = status_changed(person, InsuredStatus.ACTIVE,
+                                    f"contribution {cmd.payment_ref} confirmed by the tax "
+                                    f"authority", in_force.start)
+            events.append(change)
+        else:
+            activate_on = coverage.next_start(periods, today)
     if application is not None and application.state == ApplicationState.APPROVED:
         application.state = ApplicationState.PAID
-    return Outcome(events=events, person=person, application=application, status_change=change)
+    return Outcome(events=events, person=person, application=application, status_change=change,
+                   periods=periods, activate_on=activate_on)
+
+
+def apply_scheduled_activation(person: Person, periods: list[Period],
+                               on: date) -> InsuredStatusChanged | None:
+    """A paid period has begun: a pending or suspended person becomes active."""
+    if person.status not in (InsuredStatus.PENDING, InsuredStatus.SUSPENDED):
+        return None
+    period = coverage.covering(periods, on)
+    if period is None:
+        return None
+    return status_changed(person, InsuredStatus.ACTIVE,
+                          f"paid period from {period.start.isoformat()} began", on)
+
+
+def apply_lapse(person: Person, periods: list[Period], today: date,
+                grace_days: int) -> InsuredStatusChanged | None:
+    """An active person whose paid period ended with nothing paid for the next is suspended
+    from the day after it ended, once the grace period has passed."""
+    if person.status != InsuredStatus.ACTIVE:
+        return None
+    ended = coverage.lapsed(periods, today, grace_days)
+    if ended is None:
+        return None
+    return status_changed(person, InsuredStatus.SUSPENDED,
+                          "no contribution for the period after the paid one", ended)
 
 
 def _why_parked(cmd: ContributionPaymentConfirmed, person: Person | None,

@@ -42,9 +42,12 @@ def _require_active(person: Person | None, what: str) -> Person:
 
 
 def accept_remote_filing(cmd: RemoteTreatmentFilingApplied, person: Person | None, region: str,
-                         temporary_valid_days: int = TEMPORARY_VALID_DAYS) -> Filing:
+                         temporary_valid_days: int = TEMPORARY_VALID_DAYS,
+                         filed_on: date | None = None) -> Filing:
+    """`filed_on` is the day the platform received the filing (the backfill window counts
+    from it, never from the sender's own date)."""
     _require_active(person, "a remote-treatment filing")
-    filed_on = china_date(cmd.submitted_at)
+    filed_on = filed_on or china_date(cmd.submitted_at)
     if cmd.treatment_area[:4] == region[:4]:
         raise RuleViolation("not_remote", "treatment_area: must be outside the insured city "
                             f"{region}")
@@ -101,10 +104,11 @@ def accident_filing_deadline(in_city: bool, admitted_on: date, workdays: Working
 
 
 def accept_accident_filing(cmd: AccidentInjuryFiled, person: Person | None,
-                           workdays: WorkingCalendar) -> date:
-    """Returns the deadline the filing met; late or improper filings are refused."""
+                           workdays: WorkingCalendar, filed_on: date | None = None) -> date:
+    """Returns the deadline the filing met; late or improper filings are refused. `filed_on`
+    is the platform's day of receipt."""
     _require_active(person, "an accident-injury filing")
-    filed_on = china_date(cmd.submitted_at)
+    filed_on = filed_on or china_date(cmd.submitted_at)
     if cmd.admitted_on > filed_on:
         raise RuleViolation("future_date", "admitted_on: must not be after the filing day")
     if not cmd.no_third_party_declared:

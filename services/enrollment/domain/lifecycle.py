@@ -103,7 +103,8 @@ def _increase(row: RosterRow, person: Person | None, employer_code: str) -> RowO
 
 
 def record_death(person: Person | None, date_of_death: date, source: str) -> InsuredStatusChanged:
-    if person is None or person.status == InsuredStatus.NONE:
+    """Recorded whatever the status (pending, suspended, transferred out): the record ends."""
+    if person is None:
         raise RuleViolation("not_insured", "person is not insured here")
     if person.status == InsuredStatus.TERMINATED:
         raise RuleViolation("already_cancelled", "insurance was already cancelled on death")
@@ -122,6 +123,17 @@ def record_transfer_out(person: Person | None, transfer_id: str, to_region: str,
                             f"person is {person.status} here; only a suspended person moves")
     return status_changed(person, InsuredStatus.TRANSFERRED_OUT,
                           f"transferred to {to_region} (transfer {transfer_id})", on)
+
+
+def end_coverage_here(person: Person, last_day: date, today: date,
+                      reason: str) -> InsuredStatusChanged | None:
+    """Insurance here ends on `last_day` because the person is insured elsewhere from the next
+    day: suspended now if that day has come (None: nothing to change yet, or not active)."""
+    if person.paid_until is not None and person.paid_until > last_day:
+        person.paid_until = last_day
+    if person.status != InsuredStatus.ACTIVE or today <= last_day:
+        return None
+    return status_changed(person, InsuredStatus.SUSPENDED, reason, last_day + timedelta(days=1))
 
 
 def check_death_applicant(person: Person | None, applicant: str,

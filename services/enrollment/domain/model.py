@@ -19,7 +19,9 @@ class InsuredStatus(StrEnum):
 
 ALLOWED_TRANSITIONS: dict[InsuredStatus, frozenset[InsuredStatus]] = {
     # Employer enrollment makes a person active at once: the employer contributes monthly.
-    InsuredStatus.NONE: frozenset({InsuredStatus.PENDING, InsuredStatus.ACTIVE}),
+    # A death is recorded whatever the status: every record of the person ends there.
+    InsuredStatus.NONE: frozenset({InsuredStatus.PENDING, InsuredStatus.ACTIVE,
+                                   InsuredStatus.TERMINATED}),
     InsuredStatus.PENDING: frozenset({InsuredStatus.ACTIVE, InsuredStatus.TERMINATED}),
     InsuredStatus.ACTIVE: frozenset(
         {InsuredStatus.SUSPENDED, InsuredStatus.TERMINATED, InsuredStatus.TRANSFERRED_OUT}),
@@ -28,7 +30,8 @@ ALLOWED_TRANSITIONS: dict[InsuredStatus, frozenset[InsuredStatus]] = {
          InsuredStatus.TRANSFERRED_OUT}),
     InsuredStatus.TERMINATED: frozenset(),
     # Someone who moved away may later enroll here again.
-    InsuredStatus.TRANSFERRED_OUT: frozenset({InsuredStatus.PENDING, InsuredStatus.ACTIVE}),
+    InsuredStatus.TRANSFERRED_OUT: frozenset({InsuredStatus.PENDING, InsuredStatus.ACTIVE,
+                                              InsuredStatus.TERMINATED}),
 }
 
 
