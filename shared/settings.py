@@ -64,6 +64,8 @@ class EnrollmentSettings(PlatformSettings):
     # suspended (from the day after the period): a late payment confirmed by the tax authority
     # within them does not make the status flap. The suspension's date is not moved by it.
     coverage_grace_days: int = 15
+    # How often scheduled changes, lapses and deferred institution changes are looked for.
+    due_check_seconds: float = 60.0
 
 
 class ReimbursementSettings(PlatformSettings):
