@@ -224,8 +224,41 @@ def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
     console.print(f"requeued {len(requeued)} message(s)")
 
 
+from shared.ops_cli import deadletters_cli, outbox_cli  # noqa: E402 - after the core commands
+
+cli.add_typer(deadletters_cli, name="deadletters")
+cli.add_typer(outbox_cli, name="outbox")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import version
+
+        typer.echo(f"medins {version('medins')}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")] = False
+             ) -> None:
+    """Regional medical-insurance platform (不见面办理)."""
+
+
 def main() -> None:
-    cli()
+    """Operators get one line on stderr and an exit code for an unreachable database or
+    broker, never a traceback."""
+    import sys
+
+    import asyncpg
+    from aiokafka.errors import KafkaError
+
+    try:
+        cli()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+            KafkaError) as exc:
+        print(f"medins: {type(exc).__name__}: {exc or 'unreachable'}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ class PlatformSettings(BaseSettings):
     batch_within_seconds: float = 0.05
     outbox_relay: bool = True
     outbox_poll_seconds: float = 1.0
+    # A row for a topic the broker does not have is set aside after this long (an operator
+    # may create the topic meanwhile); other permanent failures are set aside at once.
+    outbox_set_aside_after_seconds: float = 300.0
     calendar_dir: Path | None = None
     # How far in the future a sender's timestamp may be (clock skew) before it is refused.
     clock_tolerance_seconds: float = 300.0

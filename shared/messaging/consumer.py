@@ -150,12 +150,15 @@ class EventConsumer:
         processed: list[tuple[str, str]] = []
         async with self.db.pool.acquire() as conn, conn.transaction():
             fresh: set[str] = set()
-            if parsed:
+            # A dead-lettered event is not recorded as processed, so that once its cause is
+            # fixed `medins deadletters replay` can have it handled.
+            taken = [e for m, e, _ in parsed if index_of[id(m)] not in rejected]
+            if taken:
                 rows = await conn.fetch(
                     "INSERT INTO processed_messages (consumer, event_id, event_type)"
                     " SELECT $1, * FROM unnest($2::text[], $3::text[])"
                     " ON CONFLICT DO NOTHING RETURNING event_id",
-                    self.service, [e.id for _, e, _ in parsed], [e.type for _, e, _ in parsed],
+                    self.service, [e.id for e in taken], [e.type for e in taken],
                 )
                 fresh = {r["event_id"] for r in rows}
             for msg, envelope, payload in parsed:

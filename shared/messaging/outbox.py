@@ -10,13 +10,30 @@ from dataclasses import dataclass, field
 import asyncpg
 import mode
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
 from shared.messaging.admin import bootstrap_servers
 from shared.observability.logging import get_logger
-from shared.observability.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
+from shared.observability.metrics import (
+    OUTBOX_OLDEST_SECONDS,
+    OUTBOX_PENDING,
+    OUTBOX_PUBLISHED,
+    OUTBOX_SET_ASIDE,
+)
 
 log = get_logger(__name__)
+
+# Failures no retry can mend: the row is set aside (after the grace below for a missing topic,
+# which an operator may still create) instead of holding up every row behind it.
+PERMANENT_ERRORS = (UnknownTopicOrPartitionError, InvalidTopicError, MessageSizeTooLargeError,
+                    RecordListTooLargeError, TopicAuthorizationFailedError)
 
 
 @dataclass(frozen=True)
@@ -53,12 +70,14 @@ class OutboxRelay(mode.Service):
     """
 
     def __init__(self, db: Database, broker_url: str, service: str,
-                 poll_seconds: float = 1.0, batch_size: int = 2000, **kwargs: object) -> None:
+                 poll_seconds: float = 1.0, batch_size: int = 2000,
+                 set_aside_after_seconds: float = 300.0, **kwargs: object) -> None:
         self.db = db
         self.broker_url = broker_url
         self.service_name = service
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
+        self.set_aside_after_seconds = set_aside_after_seconds
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
@@ -124,29 +143,121 @@ class OutboxRelay(mode.Service):
         except Exception:
             conn.terminate()  # type: ignore[union-attr]
 
+    @mode.Service.task
+    async def _measure(self) -> None:
+        """Backlog, oldest row and set-aside rows, read from the table every few seconds, so
+        they show (and alert) exactly when publishing is not working."""
+        while not self.should_stop:
+            try:
+                await self.measure()
+            except Exception as exc:  # the database is away: the relay loop says so
+                log.debug("outbox measure skipped", error=repr(exc))
+            await self.sleep(max(self.poll_seconds, 5.0))
+
+    async def measure(self) -> None:
+        async with self.db.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+                " AS oldest, (SELECT count(*) FROM outbox_set_aside) AS aside FROM outbox")
+        OUTBOX_PENDING.labels(self.service_name).set(row["n"])
+        OUTBOX_OLDEST_SECONDS.labels(self.service_name).set(float(row["oldest"]))
+        OUTBOX_SET_ASIDE.labels(self.service_name).set(row["aside"])
+
+    async def _missing_topics(self, topics: set[str]) -> set[str]:
+        """Topics the broker does not have; asks for metadata only when one is not cached."""
+        assert self._producer is not None
+        known = self._producer.client.cluster.topics()
+        if topics <= known:
+            return set()
+        cluster = await self._producer.client.fetch_all_metadata()
+        return topics - cluster.topics()
+
     async def publish_once(self) -> int:
+        """Publish a batch in id order; a row that fails for a permanent reason is recorded
+        against the row (and set aside once it is old enough) while the others go on."""
         assert self._producer is not None
         async with self.db.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
-                self.batch_size,
-            )
+                # Rows that failed go last, so a backlog of them never crowds out the rest.
+                "SELECT id, topic, key, value, headers, created_at FROM outbox"
+                " ORDER BY attempts > 0, id LIMIT $1", self.batch_size)
             if not rows:
-                OUTBOX_PENDING.labels(self.service_name).set(0)
                 return 0
-            futures = [
-                await self._producer.send(
-                    r["topic"], r["value"], key=r["key"],
-                    headers=[(k, v.encode()) for k, v in json.loads(r["headers"])] or None,
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])",
-                               [r["id"] for r in rows])
-            OUTBOX_PUBLISHED.labels(self.service_name).inc(len(rows))
-            # Counting is only worth a query when the batch was full, i.e. a backlog is likely.
-            OUTBOX_PENDING.labels(self.service_name).set(
-                await conn.fetchval("SELECT count(*) FROM outbox")
-                if len(rows) == self.batch_size else 0)
-            return len(rows)
+            missing = await self._missing_topics({r["topic"] for r in rows})
+            failed: dict[int, BaseException] = {
+                r["id"]: UnknownTopicOrPartitionError(f"topic {r['topic']} does not exist")
+                for r in rows if r["topic"] in missing}
+            sent: list[tuple[int, asyncio.Future[object]]] = []
+            for r in rows:
+                if r["id"] in failed:
+                    continue
+                try:
+                    future = await self._producer.send(
+                        r["topic"], r["value"], key=r["key"],
+                        headers=[(k, v.encode()) for k, v in json.loads(r["headers"])] or None)
+                except PERMANENT_ERRORS as exc:
+                    failed[r["id"]] = exc
+                else:
+                    sent.append((r["id"], future))
+            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            done = []
+            for (row_id, _), result in zip(sent, results, strict=True):
+                if isinstance(result, PERMANENT_ERRORS):
+                    failed[row_id] = result
+                elif isinstance(result, BaseException):
+                    raise result  # the broker is away: keep every row, try again
+                else:
+                    done.append(row_id)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+            OUTBOX_PUBLISHED.labels(self.service_name).inc(len(done))
+            if failed:
+                await self._record_failures(conn, rows, failed)
+            return len(done)
+
+    async def _record_failures(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
+                               failed: dict[int, BaseException]) -> None:
+        by_id = {r["id"]: r for r in rows}
+        aside = [i for i, exc in failed.items()
+                 if not isinstance(exc, UnknownTopicOrPartitionError)
+                 or _age_seconds(by_id[i]) >= self.set_aside_after_seconds]
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE outbox o SET attempts = attempts + 1, last_error = f.error"
+                " FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id",
+                list(failed), [_describe(e) for e in failed.values()])
+            if aside:
+                await conn.execute(
+                    "WITH moved AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING *)"
+                    " INSERT INTO outbox_set_aside (id, topic, key, value, headers, created_at,"
+                    " attempts, reason) SELECT id, topic, key, value, headers, created_at,"
+                    " attempts, last_error FROM moved", aside)
+        for row_id, exc in failed.items():
+            log.error("outbox row not publishable", row=row_id, topic=by_id[row_id]["topic"],
+                      error=_describe(exc), set_aside=row_id in aside)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _age_seconds(row: asyncpg.Record) -> float:
+    from datetime import UTC, datetime
+
+    return (datetime.now(UTC) - row["created_at"]).total_seconds()
+
+
+async def set_aside_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT id, topic, length(value) AS bytes, created_at, attempts,"
+                            " reason, set_aside_at FROM outbox_set_aside ORDER BY id")
+
+
+async def retry_set_aside(conn: asyncpg.Connection, ids: list[int] | None) -> int:
+    """Put set-aside rows back in the outbox under their own ids, so they go out in their
+    original order (the fix, say a created topic, is the operator's)."""
+    async with conn.transaction():
+        moved = await conn.fetch(
+            "WITH back AS (DELETE FROM outbox_set_aside WHERE $1::bigint[] IS NULL"
+            " OR id = ANY($1::bigint[]) RETURNING *) INSERT INTO outbox (id, topic, key, value,"
+            " headers, created_at, attempts, last_error) SELECT id, topic, key, value, headers,"
+            " created_at, 0, NULL FROM back RETURNING id", ids)
+    return len(moved)

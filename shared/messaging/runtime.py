@@ -81,8 +81,9 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
     db = Database(settings.database_url, settings.schema_for(spec.name))
     app.add_dependency(db)
     if settings.outbox_relay:
-        app.add_dependency(OutboxRelay(db, settings.broker_url, spec.name,
-                                       poll_seconds=settings.outbox_poll_seconds))
+        app.add_dependency(OutboxRelay(
+            db, settings.broker_url, spec.name, poll_seconds=settings.outbox_poll_seconds,
+            set_aside_after_seconds=settings.outbox_set_aside_after_seconds))
     for make in spec.extras:
         app.add_dependency(make(db, settings))
     consumer = EventConsumer(spec.name, settings, db, spec.routes)

@@ -28,3 +28,7 @@ BATCH_SIZE = Histogram(
 )
 OUTBOX_PUBLISHED = Counter("medins_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_PENDING = Gauge("medins_outbox_pending", "Outbox rows not yet published", ["service"])
+OUTBOX_OLDEST_SECONDS = Gauge("medins_outbox_oldest_seconds",
+                              "Age of the oldest outbox row not yet published", ["service"])
+OUTBOX_SET_ASIDE = Gauge("medins_outbox_set_aside",
+                         "Outbox rows set aside for a permanent publishing failure", ["service"])

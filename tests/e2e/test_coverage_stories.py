@@ -58,10 +58,15 @@ class ClockedEnrollment:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, clock_start: str) -> None:
+        shared_port = self.stack.web_ports.get("enrollment")
         self.procs = {"enrollment": self.stack.start_worker(
             "enrollment", namespace=self.namespace, MEDINS_CLOCK_START=clock_start,
             MEDINS_DUE_CHECK_SECONDS="0.5")}
-        wait_healthy(self.stack, self.procs)
+        try:
+            wait_healthy(self.stack, self.procs)
+        finally:
+            if shared_port is not None:  # other tests still talk to the session's worker
+                self.stack.web_ports["enrollment"] = shared_port
 
     def stop(self) -> None:
         stop_all(self.procs)

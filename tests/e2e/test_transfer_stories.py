@@ -162,7 +162,7 @@ async def test_dalian_to_jinan_cross_province_electronic(stack: TestStack) -> No
 
 async def test_weihai_to_jinan_intra_province_starts_by_itself(stack: TestStack) -> None:
     person = people.resident_id()
-    await enroll_in(stack, WEIHAI, person, kind="resident")
+    await enroll_in(stack, WEIHAI, person, paid_until=paid_up_to_yesterday())
     # Enrolling in Jinan while still insured (active) in Weihai: the transfer waits for the stop.
     await enroll_in(stack, JINAN, person, kind="resident")
     waiting = await transfer_in(stack, WEIHAI, person, stage_is("awaiting_suspension"))

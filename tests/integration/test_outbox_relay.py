@@ -72,3 +72,52 @@ async def test_relay_killed_after_commit_publishes_after_restart(stack: TestStac
             worker.wait(20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+async def test_a_row_that_cannot_be_published_is_set_aside_and_never_blocks_the_rest(
+        stack: TestStack) -> None:
+    from shared.db.pool import Database
+    from shared.messaging.admin import ensure_topics
+    from shared.messaging.outbox import (
+        OutboxMessage,
+        OutboxRelay,
+        retry_set_aside,
+        set_aside_rows,
+        write_outbox,
+    )
+
+    ns = f"{stack.namespace}aside_"
+    await stack.prepare(ns)
+    events_topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
+    missing_topic = f"{ns}medins.999999.transfer.partner"  # a partner inbox nobody created
+    schema = stack.settings(ns).schema_for("enrollment")
+    db = Database(stack.database_url, schema)
+    await db.start()
+    relay = OutboxRelay(db, stack.broker_url, "enrollment", set_aside_after_seconds=0)
+    await relay.on_start()  # the producer only: the test drives publish_once itself
+    try:
+        async with db.pool.acquire() as conn, conn.transaction():
+            await write_outbox(conn, schema, [
+                OutboxMessage(missing_topic, b"k", b'{"n": 1}'),
+                OutboxMessage(events_topic, b"k", b'{"n": 2}'),
+                OutboxMessage(events_topic, b"k", b"x" * (2 * 1024 * 1024)),  # too large
+                OutboxMessage(events_topic, b"k", b'{"n": 4}')])
+        assert await relay.publish_once() == 2  # the good rows, in their order
+        records = await read_topic(stack.broker_url, events_topic, lambda rs: len(rs) >= 2)
+        assert [r.value for r in records] == [b'{"n": 2}', b'{"n": 4}']
+        async with db.pool.acquire() as conn:
+            aside = await set_aside_rows(conn)
+            assert [r["topic"] for r in aside] == [missing_topic, events_topic]
+            assert "UnknownTopicOrPartition" in aside[0]["reason"]
+            assert "MessageSizeTooLarge" in aside[1]["reason"]
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+            await relay.measure()  # the gauges come from the tables, not from publishing
+            # The operator creates the partner's inbox and replays that row.
+            await ensure_topics(stack.broker_url, [missing_topic], 4)
+            assert await retry_set_aside(conn, [aside[0]["id"]]) == 1
+        assert await relay.publish_once() == 1
+        inbox = await read_topic(stack.broker_url, missing_topic, lambda rs: len(rs) >= 1)
+        assert [r.value for r in inbox] == [b'{"n": 1}']
+    finally:
+        await relay.on_stop()
+        await db.stop()
