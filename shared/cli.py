@@ -248,11 +248,15 @@ def _options(version: Annotated[bool, typer.Option(
 def main() -> None:
     """Operators get one line on stderr and an exit code for an unreachable database or
     broker, never a traceback."""
+    import os
     import sys
 
     import asyncpg
     from aiokafka.errors import KafkaError
 
+    if sys.argv[1:2] == ["worker"] or os.environ.get("MEDINS_DEBUG"):
+        cli()  # a worker's crash belongs in its log with the whole traceback
+        return
     try:
         cli()
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,

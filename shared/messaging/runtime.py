@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,7 @@ from faust.web import Request, Response, View
 from shared.contracts.topics import physical
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
-from shared.messaging.admin import ensure_topics, region_topics
+from shared.messaging.admin import bootstrap_servers, ensure_topics, region_topics
 from shared.messaging.app import create_app
 from shared.messaging.consumer import EventConsumer, Handler, attach_consumer
 from shared.messaging.outbox import OutboxRelay
@@ -102,10 +103,48 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
 
     @app.page("/health")
     async def health_view(web: View, request: Request) -> Response:
+        """Liveness: the process and its event loop answer (restart it if not)."""
         return web.json({"service": spec.name, "region": settings.region, "ok": True})
+
+    @app.page("/ready")
+    async def ready_view(web: View, request: Request) -> Response:
+        """Readiness: the database answers, the broker accepts a connection and the consumer
+        has partitions assigned; 503 naming what is missing otherwise."""
+        checks = await readiness(app, db, settings)
+        ok = all(checks.values())
+        return web.json({"service": spec.name, "region": settings.region, "ready": ok,
+                         "checks": checks}, status=200 if ok else 503)
 
     app.medins_db = db  # type: ignore[attr-defined]
     return app
+
+
+async def readiness(app: faust.App, db: Database, settings: PlatformSettings,
+                    wait_seconds: float = 2.0) -> dict[str, bool]:
+    async def database() -> bool:
+        async with db.pool.acquire(timeout=wait_seconds) as conn:
+            return bool(await conn.fetchval("SELECT 1", timeout=wait_seconds))
+
+    async def broker() -> bool:
+        for server in bootstrap_servers(settings.broker_url).split(","):
+            host, _, port = server.rpartition(":")
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)),
+                                                   wait_seconds)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            return True
+        return False
+
+    async def safely(check: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return await asyncio.wait_for(check(), wait_seconds * 2)
+        except Exception:
+            return False
+
+    return {"database": await safely(database), "broker": await safely(broker),
+            "partitions_assigned": bool(app.consumer.assignment())}
 
 
 class _Worker(faust.Worker):
@@ -119,10 +158,25 @@ class _Worker(faust.Worker):
                           service=self.medins_service)
 
 
+def _require_writable(folder: Path) -> None:
+    """The worker keeps local state (Faust's data dir) here: say so plainly and stop, rather
+    than crash-loop with a traceback, when the folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        log.critical("state folder not writable: set MEDINS_STATE_DIR to a writable folder "
+                     "(a volume in a container)", state_dir=str(folder.resolve()),
+                     error=exc.strerror)
+        raise SystemExit(78) from None  # EX_CONFIG
+
+
 def run_worker(spec: ServiceSpec, settings: PlatformSettings) -> None:
     configure_logging(settings.log_format, settings.log_level, service=spec.name)
+    _require_writable(settings.state_dir)
     asyncio.run(prepare(spec, settings))
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_app(spec, settings)
     worker = _Worker(app, quiet=True, redirect_stdouts=False, loglevel=settings.log_level)
