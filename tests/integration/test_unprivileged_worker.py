@@ -5,11 +5,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-import uuid
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
