@@ -29,12 +29,13 @@ def prepare_regions(regions: list[str]) -> None:
     """Declare topics and migrate every service schema of each region."""
     from shared.db.migrations import migrate, service_migrations
     from shared.db.pool import connect
-    from shared.messaging.admin import ensure_topics, region_topics
+    from shared.messaging.admin import TopicPolicy, ensure_topics, region_topics
 
     async def run() -> None:
         settings = PlatformSettings()
         names = [t for r in regions for t in region_topics(r, settings.namespace)]
-        await ensure_topics(settings.broker_url, names, settings.topic_partitions)
+        await ensure_topics(settings.broker_url, names, settings.topic_partitions,
+                            policy=TopicPolicy.from_settings(settings))
         conn = await connect(settings.database_url)
         try:
             for region in regions:

@@ -23,6 +23,14 @@ class PlatformSettings(BaseSettings):
         validation_alias=AliasChoices("MEDINS_DATABASE_URL", "DATABASE_URL"),
     )
     topic_partitions: int = 4
+    # A cluster: 3 and 2 (docker-compose); the embedded single broker: 1 and unset.
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int | None = None
+    topic_retention_hours: float = 7 * 24
+    deadletter_retention_days: float = 90
+    # Idempotent producers (the outbox relay) where the broker supports them: Kafka does,
+    # the embedded Tansu does not.
+    producer_idempotence: bool = False
     # Prefix for topics, schemas and consumer groups, so test runs never see each other.
     namespace: str = ""
     # Short consumer-group timeouts: Tansu makes a join wait about half the session timeout.

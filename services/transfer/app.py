@@ -7,7 +7,7 @@ from services.transfer.views import status_of
 from shared.clock import china_today
 from shared.contracts import topics
 from shared.db.pool import Database
-from shared.messaging.admin import ensure_topics
+from shared.messaging.admin import TopicPolicy, ensure_topics
 from shared.messaging.runtime import ServiceSpec
 from shared.messaging.timer import Timer
 from shared.observability.logging import get_logger
@@ -29,7 +29,8 @@ async def _prepare(settings: PlatformSettings) -> None:
     inboxes = [topics.physical(topics.TRANSFER_PARTNER, region=partner,
                                namespace=settings.namespace)
                for partner in sorted(settings.interconnected())]
-    await ensure_topics(settings.broker_url, inboxes, settings.topic_partitions)
+    await ensure_topics(settings.broker_url, inboxes, settings.topic_partitions,
+                        policy=TopicPolicy.from_settings(settings))
     gap = calendar_gap(default_calendar(), china_today(), deadline_rules(settings))
     if gap is not None:
         log.error("transfer due dates will fail soon", year=gap.year, error=str(gap))

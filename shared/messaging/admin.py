@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from shared.contracts import topics
+from shared.settings import PlatformSettings
 
 
 def bootstrap_servers(broker_url: str) -> str:
@@ -14,8 +16,35 @@ def bootstrap_servers(broker_url: str) -> str:
     return ",".join(part.split("://", 1)[-1] for part in broker_url.replace(";", ",").split(","))
 
 
+@dataclass(frozen=True)
+class TopicPolicy:
+    """Replication and retention for declared topics: settings, so a three-broker cluster
+    (RF 3, min ISR 2) and the single embedded broker (RF 1) use the same code."""
+
+    replication_factor: int = 1
+    min_insync_replicas: int | None = None
+    retention_hours: float = 7 * 24
+    # Dead letters wait for an operator: kept well beyond the broker's 7-day default.
+    deadletter_retention_days: float = 90
+
+    @classmethod
+    def from_settings(cls, settings: PlatformSettings) -> TopicPolicy:
+        return cls(settings.topic_replication_factor, settings.topic_min_insync_replicas,
+                   settings.topic_retention_hours, settings.deadletter_retention_days)
+
+    def configs(self, name: str) -> dict[str, str]:
+        hours = (self.deadletter_retention_days * 24 if name.endswith(f".{topics.DEAD_LETTER}")
+                 else self.retention_hours)
+        configs = {"retention.ms": str(int(hours * 3600 * 1000))}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        return configs
+
+
 async def ensure_topics(broker_url: str, names: list[str], partitions: int,
-                        deadline_seconds: float = 30.0) -> None:
+                        deadline_seconds: float = 30.0,
+                        policy: TopicPolicy | None = None) -> None:
+    policy = policy or TopicPolicy()
     loop = asyncio.get_running_loop()
     stop_at = loop.time() + deadline_seconds
     while True:
@@ -27,7 +56,9 @@ async def ensure_topics(broker_url: str, names: list[str], partitions: int,
             if missing:
                 try:
                     await admin.create_topics(
-                        [NewTopic(n, num_partitions=partitions, replication_factor=1)
+                        [NewTopic(n, num_partitions=partitions,
+                                  replication_factor=policy.replication_factor,
+                                  topic_configs=policy.configs(n))
                          for n in missing]
                     )
                 except TopicAlreadyExistsError:

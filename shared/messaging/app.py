@@ -19,7 +19,7 @@ def create_app(service: str, settings: PlatformSettings) -> faust.App:
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
         topic_partitions=settings.topic_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,
         # Topics are declared by `ensure_topics` with the platform's partition count.
         topic_allow_declare=False,
         topic_disable_leader=True,

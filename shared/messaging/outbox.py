@@ -71,13 +71,15 @@ class OutboxRelay(mode.Service):
 
     def __init__(self, db: Database, broker_url: str, service: str,
                  poll_seconds: float = 1.0, batch_size: int = 2000,
-                 set_aside_after_seconds: float = 300.0, **kwargs: object) -> None:
+                 set_aside_after_seconds: float = 300.0, idempotence: bool = False,
+                 **kwargs: object) -> None:
         self.db = db
         self.broker_url = broker_url
         self.service_name = service
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.set_aside_after_seconds = set_aside_after_seconds
+        self.idempotence = idempotence
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
@@ -87,6 +89,7 @@ class OutboxRelay(mode.Service):
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers(self.broker_url),
             acks="all", linger_ms=5, max_batch_size=256 * 1024,
+            enable_idempotence=self.idempotence,
         )
         await self._producer.start()
 

@@ -19,7 +19,7 @@ from faust.web import Request, Response, View
 from shared.contracts.topics import physical
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
-from shared.messaging.admin import bootstrap_servers, ensure_topics, region_topics
+from shared.messaging.admin import TopicPolicy, bootstrap_servers, ensure_topics, region_topics
 from shared.messaging.app import create_app
 from shared.messaging.consumer import EventConsumer, Handler, attach_consumer
 from shared.messaging.outbox import OutboxRelay
@@ -67,7 +67,7 @@ def masked_status(status: dict[str, Any]) -> dict[str, Any]:
 async def prepare(spec: ServiceSpec, settings: PlatformSettings) -> None:
     """Topics and schema, idempotent: what a container does before consuming."""
     await ensure_topics(settings.broker_url, region_topics(settings.region, settings.namespace),
-                        settings.topic_partitions)
+                        settings.topic_partitions, policy=TopicPolicy.from_settings(settings))
     conn = await connect(settings.database_url)
     try:
         await migrate(conn, settings.schema_for(spec.name), service_migrations(spec.name))
@@ -84,7 +84,8 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
     if settings.outbox_relay:
         app.add_dependency(OutboxRelay(
             db, settings.broker_url, spec.name, poll_seconds=settings.outbox_poll_seconds,
-            set_aside_after_seconds=settings.outbox_set_aside_after_seconds))
+            set_aside_after_seconds=settings.outbox_set_aside_after_seconds,
+            idempotence=settings.producer_idempotence))
     for make in spec.extras:
         app.add_dependency(make(db, settings))
     consumer = EventConsumer(spec.name, settings, db, spec.routes)

@@ -86,8 +86,16 @@ def test_compose_names_only_commands_the_cli_has() -> None:
             assert command[1] in SERVICES
             workers.add(command[1])
     assert workers == set(SERVICES)
-    assert {"kafka", "postgres", "prometheus", "grafana"} <= set(compose["services"])
-    assert "KAFKA_PROCESS_ROLES" in compose["services"]["kafka"]["environment"]
+    brokers = [n for n in compose["services"] if n.startswith("kafka-")]
+    assert len(brokers) == 3 and {"postgres", "prometheus", "grafana"} <= set(compose["services"])
+    envs = [compose["services"][b]["environment"] for b in brokers]
+    assert {e["KAFKA_NODE_ID"] for e in envs} == {1, 2, 3}
+    assert len({e["CLUSTER_ID"] for e in envs}) == 1 and all(
+        e["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data" for e in envs)
+    assert len({compose["services"][b]["volumes"][0] for b in brokers}) == 3
+    worker_env = compose["services"]["enrollment"]["environment"]
+    assert worker_env["MEDINS_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert worker_env["MEDINS_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
     scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     targets = scrape["scrape_configs"][0]["static_configs"][0]["targets"]
     assert {t.split(":")[0] for t in targets} == set(SERVICES)
