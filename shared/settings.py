@@ -43,6 +43,8 @@ class PlatformSettings(BaseSettings):
     batch_within_seconds: float = 0.05
     outbox_relay: bool = True
     outbox_poll_seconds: float = 1.0
+    # How often domain gauges (parked payments, claims by stage, ...) are read from the tables.
+    gauge_sample_seconds: float = 15.0
     # A row for a topic the broker does not have is set aside after this long (an operator
     # may create the topic meanwhile); other permanent failures are set aside at once.
     outbox_set_aside_after_seconds: float = 300.0

@@ -55,6 +55,7 @@ class TestStack:
             "MEDINS_SMPP_PORT": str(self.smsc.port),
             "MEDINS_LOG_FORMAT": "json",
             "MEDINS_OUTBOX_POLL_SECONDS": "0.5",
+            "MEDINS_GAUGE_SAMPLE_SECONDS": "1",
             "MEDINS_TRANSFER_INTERCONNECTED": INTERCONNECTED,
             "MEDINS_OVERDUE_CHECK_SECONDS": "1",
             "MEDINS_CALENDAR_DIR": str(Path(__file__).parent / "calendar"),

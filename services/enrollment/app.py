@@ -6,6 +6,7 @@ from services.enrollment.scheduler import due_changes
 from services.enrollment.views import status_of
 from shared.contracts import topics
 from shared.messaging.runtime import ServiceSpec
+from shared.observability.sampled import SampledGauge
 
 
 def spec() -> ServiceSpec:
@@ -15,4 +16,18 @@ def spec() -> ServiceSpec:
         consumes=[topics.ENROLLMENT_REQUESTS, topics.TAX_PAYMENTS, topics.TRANSFER_EVENTS],
         status_query=status_of,
         extras=[due_changes],
+        gauges=GAUGES,
     )
+
+
+GAUGES = [
+    SampledGauge("medins_enrollment_persons", "Insured persons by status", "SELECT status,"
+                 " count(*) AS value FROM persons GROUP BY status", ("status",)),
+    SampledGauge("medins_enrollment_payments_parked",
+                 "Tax payments parked: matching no approved application",
+                 "SELECT count(*) AS value FROM payments WHERE state = 'parked'"),
+    SampledGauge("medins_enrollment_scheduled_overdue",
+                 "Scheduled status changes past their day and not applied (timer stuck?)",
+                 "SELECT count(*) AS value FROM scheduled_changes WHERE applied_at IS NULL"
+                 " AND effective_on < current_date - 1"),
+]

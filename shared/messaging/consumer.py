@@ -206,6 +206,10 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
     channel = app.topic(*topic_names, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw")
     settings = consumer.settings
+    for name in topic_names:
+        # Every series exists at zero from the start, so `increase()` sees the first one.
+        EVENTS_DEAD_LETTERED.labels(consumer.service, name)
+        EVENTS_FAILED.labels(consumer.service, name)
 
     async def consume(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.batch_size,

@@ -25,6 +25,7 @@ from shared.messaging.consumer import EventConsumer, Handler, attach_consumer
 from shared.messaging.outbox import OutboxRelay
 from shared.observability.logging import configure_logging, get_logger
 from shared.observability.masking import mask_value
+from shared.observability.sampled import GaugeSampler, SampledGauge
 from shared.settings import PlatformSettings
 
 log = get_logger(__name__)
@@ -45,6 +46,8 @@ class ServiceSpec:
         default_factory=list)
     # Run once before consuming, after the region's topics and schema exist.
     prepare: Callable[[PlatformSettings], Awaitable[None]] | None = None
+    # Domain gauges read from the service's tables (parked payments, claims by stage, ...).
+    gauges: list[SampledGauge] = field(default_factory=list)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -88,6 +91,8 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
             idempotence=settings.producer_idempotence))
     for make in spec.extras:
         app.add_dependency(make(db, settings))
+    if spec.gauges:
+        app.add_dependency(GaugeSampler(db, spec.gauges, settings.gauge_sample_seconds))
     consumer = EventConsumer(spec.name, settings, db, spec.routes)
     attach_consumer(app, consumer, [physical(t, region=settings.region,
                                              namespace=settings.namespace)

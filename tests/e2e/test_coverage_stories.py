@@ -167,3 +167,23 @@ async def test_family_aid_ends_when_the_holder_stops_being_insured(
                        lambda e: [a["state"] for a in e.get("family_aid", [])] == ["ended"])
     assert found["person"]["status"] == "suspended"
     assert china_today() >= found["coverage"][0]["end_date"]
+
+
+async def test_enrollment_exports_its_domain_gauges(stack: TestStack,
+                                                    workers: dict[str, Any]) -> None:
+    import urllib.request
+
+    await enroll(stack)
+
+    def metrics() -> str:
+        url = f"http://127.0.0.1:{stack.web_ports['enrollment']}/metrics"
+        return urllib.request.urlopen(url, timeout=5).read().decode()
+
+    async def sampled() -> str:
+        return metrics()
+
+    text = await poll(sampled, lambda t: 'medins_enrollment_persons{status="active"}' in t,
+                      timeout=40)
+    assert "medins_enrollment_payments_parked " in text
+    # Dead-letter series exist at zero from the start, for `increase()` to see the first.
+    assert 'medins_events_dead_lettered_total{service="enrollment"' in text
