@@ -49,6 +49,12 @@ class PlatformSettings(BaseSettings):
     # may create the topic meanwhile); other permanent failures are set aside at once.
     outbox_set_aside_after_seconds: float = 300.0
     calendar_dir: Path | None = None
+    # The policy book (shared/policy): the folder of versions loaded by default (None: the
+    # shipped shared/policies), then extra folders, comma-separated, an agency adds (e.g. the
+    # examples of emergency measures); re-read this often so a new file takes effect.
+    policy_dir: Path | None = None
+    policy_dirs: str = ""
+    policy_reload_seconds: float = 30.0
     # How far in the future a sender's timestamp may be (clock skew) before it is refused.
     clock_tolerance_seconds: float = 300.0
     # Local working files (Faust's data dir, the dev stack's mail and SMS folders).
@@ -60,6 +66,11 @@ class PlatformSettings(BaseSettings):
         if len(value) != 6 or not value.isdigit():
             raise ValueError("region must be a 6-digit GB/T 2260 code")
         return value
+
+    def policy_folders(self) -> list[Path]:
+        from shared.policy import folders
+
+        return folders(self.policy_dir, self.policy_dirs)
 
     def schema_for(self, service: str, region: str | None = None) -> str:
         return f"{self.namespace}r{region or self.region}_{service}"
@@ -82,10 +93,8 @@ class EnrollmentSettings(PlatformSettings):
 
 
 class ReimbursementSettings(PlatformSettings):
-    """Reimbursement's policy files and payment handling."""
+    """Reimbursement's payment handling and practice values."""
 
-    policy_dir: Path = (Path(__file__).resolve().parents[1] / "services" / "reimbursement"
-                        / "policies")
     payment_max_attempts: int = 3
     # Maternity allowance (practice): leave days and the wage-to-day divisor.
     maternity_base_days: int = 98

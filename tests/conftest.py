@@ -21,6 +21,7 @@ from shared.devstack.database import DevDatabase
 from shared.devstack.mailserver import MailServer
 from shared.devstack.smsc import ThreadedSmsc
 from shared.messaging.admin import ensure_topics, region_topics
+from shared.policy import EXAMPLES_DIR
 from shared.settings import SERVICES, NotifySettings
 
 REGION = "210200"
@@ -59,8 +60,18 @@ class TestStack:
             "MEDINS_TRANSFER_INTERCONNECTED": INTERCONNECTED,
             "MEDINS_OVERDUE_CHECK_SECONDS": "1",
             "MEDINS_CALENDAR_DIR": str(Path(__file__).parent / "calendar"),
+            # Tests load the seeds' emergency measures explicitly, and a folder a test adds
+            # policy files to while the workers run.
+            "MEDINS_POLICY_DIRS": f"{EXAMPLES_DIR},{self.policy_dir}",
+            "MEDINS_POLICY_RELOAD_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         } | extra
+
+    @property
+    def policy_dir(self) -> Path:
+        folder = self.workdir / "policies"
+        folder.mkdir(exist_ok=True)
+        return folder
 
     def settings(self, namespace: str | None = None, region: str = REGION) -> NotifySettings:
         return NotifySettings(

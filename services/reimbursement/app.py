@@ -1,21 +1,24 @@
-"""Composition root of the reimbursement service: policy book, topics, handlers."""
+"""Composition root of the reimbursement service: policy book, topics, handlers, policy watch."""
 from __future__ import annotations
 
-from services.reimbursement.domain.policy import PolicyBook
 from services.reimbursement.handlers import routes
+from services.reimbursement.policy_watch import policy_watch
 from services.reimbursement.repository import status_of
 from shared.contracts import topics
 from shared.messaging.runtime import ServiceSpec
+from shared.policy import BookCache
 from shared.settings import ReimbursementSettings
 
 
 def spec() -> ServiceSpec:
     settings = ReimbursementSettings()
-    book = PolicyBook.load(settings.policy_dir, settings.region)  # no policy: no start
+    # A wrong policy file stops the start, naming the file and key.
+    cache = BookCache(settings.region, settings.policy_folders())
     return ServiceSpec(
         name="reimbursement",
-        routes=routes(book),
+        routes=routes(cache),
         consumes=[topics.REIMBURSEMENT_REQUESTS, topics.ENROLLMENT_EVENTS,
                   topics.PAYMENT_RESULTS],
         status_query=status_of,
+        extras=[policy_watch(cache)],
     )

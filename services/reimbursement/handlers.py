@@ -1,23 +1,19 @@
 """Reimbursement handlers: intake, review stages, policy calculation, payment and its result."""
 from __future__ import annotations
 
+from datetime import date
+from typing import Literal
+
 from services.reimbursement import repository as repo
 from services.reimbursement.domain import claims as rules
-from services.reimbursement.domain.claims import Claim, ClaimRefused, Stage, StageError
-from services.reimbursement.domain.policy import (
-    ClaimFacts,
-    PolicyBook,
-    PolicyError,
-    calculate,
-    claim_deadline,
-    epidemic_coverage,
-)
-from shared.clock import china_date
+from services.reimbursement.domain.claims import Claim, Stage, StageError
+from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope
 from shared.contracts.bank import PaymentResultReported
 from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
 from shared.contracts.employer import EmployerWageBaseReported
 from shared.contracts.enrollment import (
+    CoverageChanged,
     InsuredStatusChanged,
     RemoteFilingAccepted,
     RemoteFilingEnded,
@@ -44,7 +40,19 @@ from shared.contracts.reimbursement import (
 )
 from shared.identity import IdentifierError, check_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
+from shared.observability.logging import get_logger
+from shared.policy import (
+    BookCache,
+    ClaimFacts,
+    NoPolicyInForce,
+    PolicyBook,
+    PolicyError,
+    calculate,
+)
 from shared.settings import ReimbursementSettings
+
+log = get_logger(__name__)
+Calculated = Literal["approved", "awaiting_policy", "no_rule"]
 
 
 def _settings(ctx: HandlerContext) -> ReimbursementSettings:
@@ -77,48 +85,77 @@ async def on_roster_row(ctx: HandlerContext, env: Envelope, event: RosterRowProc
 
 
 async def on_filing_ended(ctx: HandlerContext, env: Envelope, event: RemoteFilingEnded) -> None:
-    await repo.end_filing(ctx.conn, event.filing_id)
+    await repo.end_filing(ctx.conn, event.filing_id, china_date(ctx.received_at))
 
 
-def routes(book: PolicyBook) -> dict[str, Handler]:
-    """The handlers, closed over the region's policy book (loaded once at start-up)."""
+async def on_coverage_changed(ctx: HandlerContext, env: Envelope,
+                              event: CoverageChanged) -> None:
+    await repo.replace_coverage(ctx.conn, event.person_id, [
+        (p.insurance_type, p.start, p.end, p.source, p.reference) for p in event.periods])
+
+
+def routes(cache: BookCache) -> dict[str, Handler]:
+    """The handlers, reading the region's policy book as it is now (re-read on a timer, so a
+    policy file added while claims wait is used without a restart)."""
 
     async def on_claim_submitted(ctx: HandlerContext, env: Envelope,
                                  cmd: ClaimSubmitted) -> None:
+        """Judged as of the expense date (coverage, insurance type, filing and policy in
+        force then); filed on the platform's date of receipt, never the sender's."""
+        book = cache.book
         current = await repo.load_claim(ctx.conn, cmd.claim_id)
         try:
             version = rules.can_resubmit(current)
         except StageError as err:
             return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
-        insured = await repo.insured(ctx.conn, cmd.person_id)
         filings = (await repo.filings_for(ctx.conn, cmd.person_id, cmd.treatment_area)
                    if cmd.treatment_area else [])
+        coverage = rules.coverage_on(await repo.coverage(ctx.conn, cmd.person_id),
+                                     cmd.expense_date)
         claim = Claim(cmd.claim_id, cmd.person_id, version, Stage.PRELIMINARY_REVIEW,
                       cmd.expense_date, cmd.amount_fen, cmd.eligible_fen or cmd.amount_fen,
                       cmd.hospital_level,
                       rules.location_of(cmd.treatment_area, ctx.region, filings,
-                                        cmd.expense_date))
-        deadline, extensions = claim_deadline(book, cmd.expense_date)
+                                        cmd.expense_date),
+                      insurance_type=coverage.insurance_type if coverage else None,
+                      filed_on=china_date(ctx.received_at))
+        filed_on: date = claim.filed_on or china_date(ctx.received_at)
+        deadline: date | None = None
+        measures: list[dict[str, str | None]] = []
         try:
-            rules.accept_claim(
-                insured_status=insured["status"] if insured else None,
-                expense_date=cmd.expense_date, filed_on=china_date(cmd.submitted_at),
+            ctx.filed_on(cmd.submitted_at, "submitted_at")  # refuses a future timestamp
+            deadline, applied = book.claim_deadline(cmd.expense_date)
+            measures = [a.record() for a in applied]
+        except SenderClockError as err:
+            claim.reasons = [rules.future_timestamp_reason(
+                err.field, cmd.submitted_at.isoformat(),
+                ctx.received_at.isoformat(timespec="seconds"))]
+        except NoPolicyInForce:
+            pass  # the validity in force on the expense date is not known yet: wait for it
+        if not claim.reasons:
+            claim.reasons = rules.intake_reasons(
+                coverage=coverage, expense_date=cmd.expense_date, filed_on=filed_on,
                 deadline=deadline,
                 earlier_claim_for_receipt=await repo.claim_for_receipt(
                     ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.claim_id),
                 settled_as=await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no,
                                                              cmd.institution_code))
-        except ClaimRefused as refused:
-            claim.stage, claim.reasons = Stage.REJECTED, refused.reasons
+        if claim.reasons:
+            claim.stage = Stage.REJECTED
+        elif deadline is None:
+            rules.awaiting_policy(claim, "intake")
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
         await repo.set_treatment_area(ctx.conn, claim.claim_id, cmd.treatment_area)
-        await repo.record(ctx.conn, claim, {"reasons": claim.reasons, "deadline": deadline,
-                                            "extensions": extensions,
-                                            "location": claim.location}, env.id)
+        await repo.record(ctx.conn, claim, {
+            "reasons": claim.reasons, "deadline": deadline, "measures": measures,
+            "filed_on": claim.filed_on, "submitted_at": cmd.submitted_at,
+            "insurance_type": claim.insurance_type, "location": claim.location,
+            **({"waiting": f"no policy in force on {cmd.expense_date.isoformat()}"}
+               if claim.stage == Stage.AWAITING_POLICY else {})}, env.id)
         if claim.stage == Stage.REJECTED:
             ctx.emit(ClaimRejected(claim_id=cmd.claim_id, person_id=cmd.person_id,
                                    reasons=claim.reasons), key=cmd.person_id)
-        else:
+        elif claim.stage == Stage.PRELIMINARY_REVIEW:
             ctx.emit(ClaimReceived(claim_id=cmd.claim_id, person_id=cmd.person_id,
                                    amount_fen=cmd.amount_fen, stage=claim.stage.value),
                      key=cmd.person_id)
@@ -143,7 +180,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 mail_to=_settings(ctx).originals_mail_to, materials=rules.MATERIALS),
                 key=claim.person_id)
         else:
-            await _calculate_and_instruct(ctx, env, claim)
+            await _calculate_and_instruct(ctx, env, claim, cache.book)
         await repo.save_claim(ctx.conn, claim)
 
     async def on_outage_settlements(ctx: HandlerContext, env: Envelope,
@@ -158,32 +195,40 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 id_error = None
             except IdentifierError as exc:
                 id_error = str(exc)
-            insured = None if id_error else await repo.insured(ctx.conn, record.person_id)
+            coverage = None if id_error else rules.coverage_on(
+                await repo.coverage(ctx.conn, record.person_id), record.expense_date)
             reason = rules.check_proactive_record(
-                person_id_error=id_error, insured_status=insured["status"] if insured else None,
+                person_id_error=id_error, coverage=coverage,
                 expense_date=record.expense_date, outage_from=cmd.outage_from,
                 outage_to=cmd.outage_to, amount_fen=record.amount_fen,
                 eligible_fen=record.eligible_fen)
             claim_id = None
             if reason is None:
+                assert coverage is not None
                 claim = Claim(f"PRO-{record.record_id}", record.person_id, 1, Stage.CALCULATION,
                               record.expense_date, record.amount_fen, record.eligible_fen,
-                              record.hospital_level, "in_region")
+                              record.hospital_level, "in_region",
+                              insurance_type=coverage.insurance_type,
+                              filed_on=china_date(ctx.received_at))
                 await repo.save_submission(ctx.conn, claim, record.record_id,
                                            cmd.institution_code)
                 await repo.record(ctx.conn, claim, {"proactive_batch": cmd.batch_id}, env.id)
-                if await _calculate_and_instruct(ctx, env, claim):
+                outcome = await _calculate_and_instruct(ctx, env, claim, cache.book)
+                if outcome == "no_rule":
+                    reason = "calculation: no policy rule for this record"
+                else:
                     await repo.save_claim(ctx.conn, claim)
                     claim_id = claim.claim_id
-                else:
-                    reason = "calculation: no policy rule for this record"
             await repo.save_proactive_record(ctx.conn, record.record_id, cmd.batch_id,
                                              cmd.institution_code, record.person_id,
                                              claim_id, reason)
             ctx.emit(ProactiveRecordProcessed(
                 batch_id=cmd.batch_id, institution_code=cmd.institution_code,
                 record_id=record.record_id, accepted=reason is None, claim_id=claim_id,
-                reason=reason or "claim approved and payment instructed"),
+                reason=reason or ("claim approved and payment instructed"
+                                  if claim.stage != Stage.AWAITING_POLICY else
+                                  f"claim awaiting the policy for "
+                                  f"{record.expense_date.isoformat()}")),
                 key=cmd.institution_code)
 
     async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
@@ -192,7 +237,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         calculated simply count as filed; calculated ones get the difference paid."""
         await repo.set_filing(ctx.conn, event.filing_id, event.person_id, event.treatment_area,
                               event.start_date, event.end_date, True)
-        insured = await repo.insured(ctx.conn, event.person_id)
+        book = cache.book
         for claim in await repo.unfiled_claims(ctx.conn, event.person_id, event.treatment_area,
                                                event.start_date, event.end_date):
             await repo.set_location(ctx.conn, claim.claim_id, "remote_filed")
@@ -200,13 +245,13 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 await repo.record(ctx.conn, claim, {"location": "remote_filed",
                                                     "filing": event.filing_id}, env.id)
                 continue
-            kind = insured["insurance_type"] if insured else "resident"
+            kind = claim.insurance_type or "resident"
             original = await repo.calculation_of(ctx.conn, claim.claim_id)
             try:
-                policy = book.in_force(claim.expense_date)
-                rule = policy.rule(kind, claim.hospital_level, "remote_filed")
+                rule = book.in_force(claim.expense_date).rule(kind, claim.hospital_level,
+                                                              "remote_filed")
                 # The same deductible and the same room under the cap as the first time.
-                calc = calculate(policy, ClaimFacts(
+                calc = calculate(book, ClaimFacts(
                     insurance_type=kind, hospital_level=claim.hospital_level,
                     location="remote_filed", expense_date=claim.expense_date,
                     eligible_fen=claim.eligible_fen,
@@ -239,7 +284,8 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                                   cmd: EpidemicPatientSettled) -> None:
         """No claim procedure: covered in full while a declared epidemic override is in force
         on the first treatment day, else refused back to the institution."""
-        override = epidemic_coverage(book, cmd.treated_from)
+        book = cache.book
+        override = book.epidemic_coverage(cmd.treated_from)
         if override is None:
             ctx.emit(EpidemicSettlementRefused(
                 settlement_id=cmd.settlement_id, person_id=cmd.person_id,
@@ -254,15 +300,16 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
         await repo.save_submission(ctx.conn, claim, cmd.settlement_id, cmd.institution_code)
         rules.calculated(claim, cmd.cost_fen)
         await repo.save_claim(ctx.conn, claim)
-        working = [f"override {override.id}: {cmd.diagnosis} epidemic patient, "
-                   f"{cmd.cost_fen / 100:.2f} borne in full, paid to {cmd.institution_code}"]
+        working = [f"measure {override.measure_id} ({override.notice}): {cmd.diagnosis} "
+                   f"epidemic patient, {cmd.cost_fen / 100:.2f} borne in full, paid to "
+                   f"{cmd.institution_code}"]
         await repo.save_calculation(ctx.conn, claim.claim_id, {
-            "policy_version": book.in_force(cmd.treated_from).version,
-            "overrides": [override.id], "payable_fen": cmd.cost_fen, "working": working})
+            "policy_version": override.policy_version, "overrides": [override.measure_id],
+            "measures": [override.record()], "payable_fen": cmd.cost_fen, "working": working})
         await repo.record(ctx.conn, claim, {"working": working}, env.id)
         ctx.emit(EpidemicCostsCovered(settlement_id=cmd.settlement_id, person_id=cmd.person_id,
                                       institution_code=cmd.institution_code,
-                                      cost_fen=cmd.cost_fen, override=override.id),
+                                      cost_fen=cmd.cost_fen, override=override.measure_id),
                  key=cmd.person_id)
         _instruct(ctx, claim)
 
@@ -312,37 +359,6 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
                 birth_date=row["birth_date"], difficult_birth=row["difficult_birth"],
                 babies=row["babies"]))
 
-    async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim) -> bool:
-        insured = await repo.insured(ctx.conn, claim.person_id)
-        try:
-            policy = book.in_force(claim.expense_date)
-            calc = calculate(policy, ClaimFacts(
-                insurance_type=insured["insurance_type"] if insured else "resident",
-                hospital_level=claim.hospital_level, location=claim.location,
-                expense_date=claim.expense_date, eligible_fen=claim.eligible_fen,
-                paid_this_year_fen=await repo.paid_this_year(ctx.conn, claim.person_id,
-                                                             claim.expense_date.year),
-                deductible_used_fen=await repo.deductible_used_this_year(
-                    ctx.conn, claim.person_id, claim.expense_date.year)))
-        except PolicyError as err:
-            # No rule for this case: staff must see it; the claim waits at calculation.
-            _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
-            return False
-        rules.calculated(claim, calc.payable_fen)
-        await repo.save_calculation(ctx.conn, claim.claim_id, {
-            "policy_version": calc.policy_version, "overrides": calc.overrides,
-            "eligible_fen": calc.eligible_fen, "deductible_fen": calc.deductible_fen,
-            "ratio": str(calc.ratio), "cap_remaining_fen": calc.cap_remaining_fen,
-            "payable_fen": calc.payable_fen, "working": calc.working})
-        await repo.record(ctx.conn, claim, {"working": calc.working,
-                                            "policy_version": calc.policy_version}, env.id)
-        ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id,
-                               version=claim.version, payable_fen=calc.payable_fen,
-                               policy_version=calc.policy_version, overrides=calc.overrides,
-                               working=calc.working), key=claim.person_id)
-        _instruct(ctx, claim)
-        return True
-
     async def on_materials_mailed(ctx: HandlerContext, env: Envelope,
                                   cmd: ClaimMaterialsMailed) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.claim_id)
@@ -380,6 +396,7 @@ def routes(book: PolicyBook) -> dict[str, Handler]:
 
     return {
         InsuredStatusChanged.event_type: on_status_changed,
+        CoverageChanged.event_type: on_coverage_changed,
         RemoteFilingAccepted.event_type: on_filing_accepted,
         RemoteFilingEnded.event_type: on_filing_ended,
         ClaimSubmitted.event_type: on_claim_submitted,
@@ -403,3 +420,68 @@ def _instruct(ctx: HandlerContext, claim: Claim) -> None:
              key=claim.person_id)
 
 
+async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim,
+                                  book: PolicyBook) -> Calculated:
+    """Amount by the version and measures in force on the expense date, then the payment;
+    with no version for that day the claim waits in awaiting_policy (never another period's
+    figures). The caller saves the claim."""
+    try:
+        calc = calculate(book, ClaimFacts(
+            insurance_type=claim.insurance_type or "resident",
+            hospital_level=claim.hospital_level, location=claim.location,
+            expense_date=claim.expense_date, eligible_fen=claim.eligible_fen,
+            paid_this_year_fen=await repo.paid_this_year(ctx.conn, claim.person_id,
+                                                         claim.expense_date.year),
+            deductible_used_fen=await repo.deductible_used_this_year(
+                ctx.conn, claim.person_id, claim.expense_date.year)))
+    except NoPolicyInForce as err:
+        rules.awaiting_policy(claim, "calculation")
+        await repo.record(ctx.conn, claim, {"waiting": str(err)}, env.id)
+        return "awaiting_policy"
+    except PolicyError as err:
+        # No rule for this case: staff must see it; the claim waits at calculation.
+        _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+        return "no_rule"
+    rules.calculated(claim, calc.payable_fen)
+    await repo.save_calculation(ctx.conn, claim.claim_id, {
+        "policy_version": calc.policy_version, "overrides": calc.overrides,
+        "eligible_fen": calc.eligible_fen, "deductible_fen": calc.deductible_fen,
+        "ratio": str(calc.ratio), "cap_remaining_fen": calc.cap_remaining_fen,
+        "payable_fen": calc.payable_fen, "working": calc.working})
+    await repo.record(ctx.conn, claim, {"working": calc.working,
+                                        "policy_version": calc.policy_version,
+                                        "overrides": calc.overrides}, env.id)
+    ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id,
+                           version=claim.version, payable_fen=calc.payable_fen,
+                           policy_version=calc.policy_version, overrides=calc.overrides,
+                           working=calc.working), key=claim.person_id)
+    _instruct(ctx, claim)
+    return "approved"
+
+
+async def resume_awaiting_policy(ctx: HandlerContext, book: PolicyBook) -> int:
+    """Claims whose expense date now has a policy go on where they waited: the intake check
+    (then preliminary review, told to the person as received) or the calculation."""
+    resumed = 0
+    for claim in await repo.awaiting_policy(ctx.conn):
+        try:
+            deadline, applied = book.claim_deadline(claim.expense_date)
+        except NoPolicyInForce:
+            continue
+        waited_for = claim.waiting_for
+        reasons = rules.policy_added(claim, deadline)
+        resumed += 1
+        await repo.record(ctx.conn, claim, {
+            "policy_added": book.in_force(claim.expense_date).version, "deadline": deadline,
+            "measures": [a.record() for a in applied], "reasons": reasons}, ctx.cause.id)
+        if claim.stage == Stage.REJECTED:
+            ctx.emit(ClaimRejected(claim_id=claim.claim_id, person_id=claim.person_id,
+                                   reasons=reasons), key=claim.person_id)
+        elif claim.stage == Stage.PRELIMINARY_REVIEW:
+            ctx.emit(ClaimReceived(claim_id=claim.claim_id, person_id=claim.person_id,
+                                   amount_fen=claim.amount_fen, stage=claim.stage.value),
+                     key=claim.person_id)
+        elif waited_for == "calculation":
+            await _calculate_and_instruct(ctx, ctx.cause, claim, book)
+        await repo.save_claim(ctx.conn, claim)
+    return resumed

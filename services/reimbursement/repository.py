@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from services.reimbursement.domain.claims import Claim, Stage
+from services.reimbursement.domain.claims import Claim, Coverage, Stage
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
@@ -31,16 +31,49 @@ async def set_filing(conn: asyncpg.Connection, filing_id: str, person_id: str, a
         " active = $6", filing_id, person_id, area, start, end, active)
 
 
-async def end_filing(conn: asyncpg.Connection, filing_id: str) -> None:
-    await conn.execute("UPDATE filings_view SET active = false WHERE filing_id = $1", filing_id)
+async def end_filing(conn: asyncpg.Connection, filing_id: str, ended_on: date) -> None:
+    """Kept, with the day it ended: it still covers what was spent while it was valid."""
+    await conn.execute("UPDATE filings_view SET active = false,"
+                       " ended_on = coalesce(ended_on, $2) WHERE filing_id = $1",
+                       filing_id, ended_on)
 
 
 async def filings_for(conn: asyncpg.Connection, person_id: str,
                       area: str) -> list[tuple[str, date, date | None]]:
-    rows = await conn.fetch("SELECT treatment_area, start_date, end_date FROM filings_view"
-                            " WHERE person_id = $1 AND active AND treatment_area = $2",
-                            person_id, area)
-    return [(r["treatment_area"], r["start_date"], r["end_date"]) for r in rows]
+    """Every filing for that place, with its last valid day (None: open)."""
+    rows = await conn.fetch(
+        "SELECT treatment_area, start_date, CASE WHEN end_date IS NULL THEN ended_on"
+        " WHEN ended_on IS NULL THEN end_date ELSE least(end_date, ended_on) END AS last_day"
+        " FROM filings_view WHERE person_id = $1 AND treatment_area = $2", person_id, area)
+    return [(r["treatment_area"], r["start_date"], r["last_day"]) for r in rows]
+
+
+async def replace_coverage(conn: asyncpg.Connection, person_id: str,
+                           periods: list[tuple[str, date, date | None, str, str]]) -> None:
+    """Enrollment sends the complete list each time: ours is replaced, never merged."""
+    await conn.execute("DELETE FROM coverage_view WHERE person_id = $1", person_id)
+    await conn.executemany(
+        "INSERT INTO coverage_view (person_id, insurance_type, start_date, end_date, source,"
+        " reference) VALUES ($1, $2, $3, $4, $5, $6)",
+        [(person_id, *p) for p in periods])
+
+
+async def coverage(conn: asyncpg.Connection, person_id: str) -> list[Coverage]:
+    rows = await conn.fetch("SELECT insurance_type, start_date, end_date FROM coverage_view"
+                            " WHERE person_id = $1 ORDER BY start_date", person_id)
+    return [Coverage(r["insurance_type"], r["start_date"], r["end_date"]) for r in rows]
+
+
+async def awaiting_policy(conn: asyncpg.Connection, limit: int = 500) -> list[Claim]:
+    rows = await conn.fetch("SELECT * FROM claims WHERE stage = 'awaiting_policy'"
+                            " ORDER BY expense_date, claim_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                            limit)
+    return [_claim(r) for r in rows]
+
+
+async def count_awaiting_policy(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM claims"
+                                   " WHERE stage = 'awaiting_policy'"))
 
 
 async def claim_for_receipt(conn: asyncpg.Connection, invoice_no: str, institution_code: str,
@@ -54,7 +87,8 @@ def _claim(row: asyncpg.Record) -> Claim:
     return Claim(row["claim_id"], row["person_id"], row["version"], Stage(row["stage"]),
                  row["expense_date"], row["amount_fen"], row["eligible_fen"] or row["amount_fen"],
                  row["hospital_level"], row["location"], row["tracking_no"], row["payable_fen"],
-                 row["payment_attempts"], json.loads(row["reasons"]))
+                 row["payment_attempts"], json.loads(row["reasons"]), row["insurance_type"],
+                 row["filed_on"], row["waiting_for"])
 
 
 async def load_claim(conn: asyncpg.Connection, claim_id: str) -> Claim | None:
@@ -67,24 +101,26 @@ async def save_submission(conn: asyncpg.Connection, c: Claim, invoice_no: str,
     """A new claim, or a new version of a rejected one under the same claim id."""
     await conn.execute(
         "INSERT INTO claims (claim_id, person_id, invoice_no, institution_code, expense_date,"
-        " amount_fen, stage, reasons, version, eligible_fen, hospital_level, location)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " amount_fen, stage, reasons, version, eligible_fen, hospital_level, location,"
+        " insurance_type, filed_on, waiting_for)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " ON CONFLICT (claim_id) DO UPDATE SET invoice_no = $3, institution_code = $4,"
         " expense_date = $5, amount_fen = $6, stage = $7, reasons = $8, version = $9,"
-        " eligible_fen = $10, hospital_level = $11, location = $12, tracking_no = NULL,"
+        " eligible_fen = $10, hospital_level = $11, location = $12, insurance_type = $13,"
+        " filed_on = $14, waiting_for = $15, tracking_no = NULL,"
         " payable_fen = NULL, calculation = NULL, payment_attempts = 0, updated_at = now()",
         c.claim_id, c.person_id, invoice_no, institution_code, c.expense_date, c.amount_fen,
         c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.version, c.eligible_fen,
-        c.hospital_level, c.location)
+        c.hospital_level, c.location, c.insurance_type, c.filed_on, c.waiting_for)
 
 
 async def save_claim(conn: asyncpg.Connection, c: Claim) -> None:
     """Stage, decision and payment progress of an existing claim."""
     await conn.execute(
         "UPDATE claims SET stage = $2, reasons = $3, tracking_no = $4, payable_fen = $5,"
-        " payment_attempts = $6, updated_at = now() WHERE claim_id = $1",
+        " payment_attempts = $6, waiting_for = $7, updated_at = now() WHERE claim_id = $1",
         c.claim_id, c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.tracking_no,
-        c.payable_fen, c.payment_attempts)
+        c.payable_fen, c.payment_attempts, c.waiting_for)
 
 
 async def set_treatment_area(conn: asyncpg.Connection, claim_id: str, area: str | None) -> None:
@@ -245,7 +281,10 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
                                    ref)
     births = await conn.fetch("SELECT birth_id, birth_date, state, reason, claim_id FROM births"
                               " WHERE person_id = $1", ref)
-    if not rows and view is None:
+    periods = await conn.fetch("SELECT insurance_type, start_date, end_date, source, reference"
+                               " FROM coverage_view WHERE person_id = $1 ORDER BY start_date",
+                               ref)
+    if not rows and view is None and not periods:
         summary = await institution_summary(conn, ref)
         return {"proactive_summary": summary} if summary else None
     claims = []
@@ -257,4 +296,5 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
             "calculation": json.loads(r["calculation"]) if r["calculation"] else None,
             "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history]})
     return {"insured_status": dict(view) if view else None, "employer_code": employer,
+            "coverage": [dict(p) for p in periods],
             "claims": claims, "births": [dict(b) for b in births]}

@@ -189,5 +189,6 @@ def test_the_installed_package_carries_migrations_templates_and_policies(tmp_pat
     for needed in ("shared/messaging/migrations/0001_messaging.sql",
                    "services/enrollment/migrations/0001_enrollment.sql",
                    "services/notify/templates.toml",
-                   "services/reimbursement/policies/210200-2026.1.toml"):
+                   "shared/policies/210200-2026.1.toml",
+                   "shared/policies/examples/002-baotou-emergency.toml"):
         assert needed in names

@@ -158,8 +158,8 @@ async def test_a_receipt_claimed_or_settled_before_is_refused_naming_it(
     assert by_stage[0] == ("preliminary_review", "")
     assert by_stage[1][0] == by_stage[2][0] == "rejected"
     reasons = by_stage[1][1] + by_stage[2][1]
-    assert "settled directly at the hospital (SET-77)" in reasons
-    assert f"already claimed in {first}" in reasons
+    assert "已在医院直接结算（结算号SET-77）" in reasons  # the person reads it: Chinese
+    assert f"已在报销申请{first}中申报" in reasons
 
 
 async def test_maternity_allowance_is_granted_without_application(
@@ -251,7 +251,7 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
     from shared.contracts.hospital import EpidemicPatientSettled
 
     person, mobile = await enroll(stack)
-    # The example policy declares an epidemic for December 2026.
+    # The examples the test stack loads (notice 001) declare an epidemic for December 2026.
     covered, refused = f"EP{uuid.uuid4().hex[:6]}", f"EP{uuid.uuid4().hex[:6]}"
     [_, refused_event] = await send(stack, EpidemicPatientSettled(
         settlement_id=covered, person_id=person, institution_code="H21020077",
@@ -263,7 +263,7 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
     claim = await poll(lambda: claim_of(stack, f"EPI-{covered}"),
                        lambda c: c.get("stage") == "approved")
     assert claim["payable_fen"] == 2_345_600
-    assert claim["calculation"]["overrides"] == ["2026-epidemic-full-coverage"]
+    assert claim["calculation"]["overrides"] == ["example-001-epidemic-full-coverage"]
     events = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
     records = await read_topic(stack.broker_url, events, lambda rs: any(
         data_of(r)["causationid"] == refused_event for r in rs))

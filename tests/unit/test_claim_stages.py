@@ -90,3 +90,61 @@ def test_maternity_leave_days_and_allowance() -> None:
     fen, working = maternity_allowance(rules, 600_000, 98)  # 6,000.00 a month
     assert fen == 1_960_000 and working == "6000.00 / 30 x 98 days = 19600.00"
     assert maternity_allowance(rules, 100_001, 1)[0] == 3_333  # 33.3336... -> 33.33
+
+
+def test_a_claim_is_judged_by_the_coverage_on_the_expense_date() -> None:
+    from services.reimbursement.domain.claims import Coverage, coverage_on, intake_reasons
+
+    # Insured 2025 as a resident, then as an employee from March 2026 until death in June.
+    periods = [Coverage("resident", date(2025, 1, 1), date(2025, 12, 31)),
+               Coverage("employee", date(2026, 3, 1), date(2026, 6, 10))]
+    assert coverage_on(periods, date(2025, 7, 1)) == periods[0]
+    assert coverage_on(periods, date(2026, 6, 10)) == periods[1]
+    assert coverage_on(periods, date(2026, 2, 1)) is None  # a gap
+    assert coverage_on(periods, date(2026, 6, 11)) is None  # after death
+    assert coverage_on([Coverage("flexible", date(2026, 11, 23), None)],
+                       date(2026, 10, 30)) is None  # insured only since yesterday
+
+    def reasons(**kw: object) -> list[str]:
+        base: dict[str, object] = dict(coverage=periods[1], expense_date=date(2026, 6, 1),
+                                       filed_on=date(2026, 11, 24), deadline=date(2027, 6, 1),
+                                       earlier_claim_for_receipt=None)
+        return intake_reasons(**(base | kw))  # type: ignore[arg-type]
+
+    assert reasons() == []  # heirs claim an expense from while the person was insured
+    [gap] = reasons(coverage=None, expense_date=date(2026, 2, 1))
+    assert "2026-02-01" in gap and "不在本统筹区参保期内" in gap
+    [late] = reasons(deadline=date(2026, 11, 23))
+    assert "2026-11-23" in late and "一年内" in late
+    [future] = reasons(expense_date=date(2026, 11, 25))
+    assert "晚于申请受理日期" in future
+    assert reasons(deadline=None) == []  # no policy yet: the deadline waits for it
+    assert len(reasons(earlier_claim_for_receipt="CLM-0", settled_as="S-1")) == 2
+
+
+def test_a_claim_waits_for_the_policy_then_goes_on() -> None:
+    from services.reimbursement.domain.claims import awaiting_policy, policy_added
+
+    waiting = claim()
+    waiting.filed_on = date(2026, 11, 24)
+    awaiting_policy(waiting, "intake")
+    assert waiting.stage == Stage.AWAITING_POLICY and waiting.waiting_for == "intake"
+    assert policy_added(waiting, date(2027, 6, 1)) == []
+    assert waiting.stage == Stage.PRELIMINARY_REVIEW and waiting.waiting_for is None
+    late = claim()
+    late.filed_on = date(2026, 11, 24)
+    awaiting_policy(late, "intake")
+    [reason] = policy_added(late, date(2026, 11, 1))
+    assert late.stage == Stage.REJECTED and late.reasons == [reason]
+    calc = claim()
+    awaiting_policy(calc, "calculation")
+    assert policy_added(calc, date(2027, 6, 1)) == [] and calc.stage == Stage.CALCULATION
+    with pytest.raises(StageError):
+        policy_added(calc, date(2027, 6, 1))
+
+
+def test_a_filing_that_ended_later_still_covers_the_expense() -> None:
+    # Filed from January, ended on 2026-05-31: an expense in May was filed, one in June not.
+    filings = [("440300", date(2026, 1, 1), date(2026, 5, 31))]
+    assert location_of("440300", "210200", filings, date(2026, 5, 20)) == "remote_filed"
+    assert location_of("440300", "210200", filings, date(2026, 6, 2)) == "remote_unfiled"

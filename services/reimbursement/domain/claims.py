@@ -7,12 +7,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 
-class ClaimRefused(Exception):
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__("; ".join(reasons))
-        self.reasons = reasons
-
-
 class StageError(Exception):
     """A decision that would skip a stage or act on a closed claim; never applied."""
 
@@ -23,6 +17,9 @@ class Stage(StrEnum):
     MATERIALS_PENDING = "materials_pending"
     VERIFICATION = "verification"
     CALCULATION = "calculation"
+    # No policy version covers the expense date: nothing is computed with another period's
+    # figures; the claim goes on by itself when the agency adds the policy.
+    AWAITING_POLICY = "awaiting_policy"
     APPROVED = "approved"
     PAID = "paid"
     PAYMENT_FAILED = "payment_failed"
@@ -49,6 +46,9 @@ class Claim:
     payable_fen: int | None = None
     payment_attempts: int = 0
     reasons: list[str] = field(default_factory=list)
+    insurance_type: str | None = None  # of the coverage period on the expense date
+    filed_on: date | None = None  # the platform's date of receipt, never the sender's
+    waiting_for: str | None = None  # intake or calculation, while awaiting a policy
 
     @property
     def idempotency_key(self) -> str:
@@ -56,23 +56,76 @@ class Claim:
         return f"{self.claim_id}:v{self.version}"
 
 
-def accept_claim(*, insured_status: str | None, expense_date: date, filed_on: date,
-                 deadline: date, earlier_claim_for_receipt: str | None,
-                 settled_as: str | None = None) -> None:
+@dataclass(frozen=True)
+class Coverage:
+    """A period the person was insured here (from enrollment's coverage.changed)."""
+
+    insurance_type: str
+    start: date
+    end: date | None
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
+def coverage_on(periods: list[Coverage], day: date) -> Coverage | None:
+    """The period in force on `day` (the latest-starting one if several overlap): a claim is
+    judged by it, not by today's status, so heirs and transferred-out people are paid for
+    what was spent while insured, and a newcomer is not paid for last month."""
+    found = [p for p in periods if p.covers(day)]
+    return max(found, key=lambda p: p.start) if found else None
+
+
+def intake_reasons(*, coverage: Coverage | None, expense_date: date, filed_on: date,
+                   deadline: date | None, earlier_claim_for_receipt: str | None,
+                   settled_as: str | None = None) -> list[str]:
+    """Why a claim cannot be accepted, in Chinese for the person (field names for staff).
+    `deadline` None: no policy in force on the expense date yet, so not judged here."""
     reasons = []
-    if insured_status not in ("active", "suspended"):
-        reasons.append(f"claimant is not insured here (status {insured_status or 'unknown'})")
     if expense_date > filed_on:
-        reasons.append("expense_date: must not be in the future")
-    elif filed_on > deadline:
-        reasons.append(f"expense_date: claims must be filed within one year (plus any "
-                       f"extension in force), by {deadline.isoformat()}")
+        reasons.append(f"费用日期（expense_date {expense_date.isoformat()}）晚于申请受理日期"
+                       f"{filed_on.isoformat()}，不能报销尚未发生的费用")
+    elif coverage is None:
+        reasons.append(f"费用发生日（expense_date {expense_date.isoformat()}）您不在本统筹区"
+                       "参保期内，不能报销")
+    elif deadline is not None and filed_on > deadline:
+        reasons.append(late_reason(deadline))
     if earlier_claim_for_receipt:
-        reasons.append(f"receipt already claimed in {earlier_claim_for_receipt}")
+        reasons.append(f"该票据已在报销申请{earlier_claim_for_receipt}中申报（invoice_no）")
     if settled_as:
-        reasons.append(f"receipt already settled directly at the hospital ({settled_as})")
-    if reasons:
-        raise ClaimRefused(reasons)
+        reasons.append(f"该票据已在医院直接结算（结算号{settled_as}），不能重复报销（invoice_no）")
+    return reasons
+
+
+def late_reason(deadline: date) -> str:
+    return (f"零星报销须在费用发生后一年内（含政策延期）申请，本笔费用最迟应于"
+            f"{deadline.isoformat()}申请（expense_date）")
+
+
+def future_timestamp_reason(field_name: str, claimed: str, received: str) -> str:
+    return (f"提交时间（{field_name} {claimed}）晚于平台收到申请的时间{received}，"
+            "申请日期以平台收到的时间为准，不能是将来的时间")
+
+
+def awaiting_policy(claim: Claim, waiting_for: str) -> None:
+    """No policy in force on the expense date: wait, visibly, for the agency to add it."""
+    claim.stage, claim.waiting_for = Stage.AWAITING_POLICY, waiting_for
+
+
+def policy_added(claim: Claim, deadline: date) -> list[str]:
+    """The policy for the expense date arrived: the intake check it waited for, or back to
+    calculation. Returns the reasons for a rejection (empty: it goes on)."""
+    if claim.stage != Stage.AWAITING_POLICY:
+        raise StageError(f"claim is {claim.stage}, not awaiting a policy")
+    waiting_for, claim.waiting_for = claim.waiting_for, None
+    if waiting_for == "calculation":
+        claim.stage = Stage.CALCULATION
+        return []
+    assert claim.filed_on is not None  # the rest of intake was checked on receipt
+    reasons = [late_reason(deadline)] if claim.filed_on > deadline else []
+    claim.stage, claim.reasons = ((Stage.REJECTED, reasons) if reasons
+                                  else (Stage.PRELIMINARY_REVIEW, []))
+    return reasons
 
 
 def can_resubmit(current: Claim | None) -> int:
@@ -129,7 +182,8 @@ def payment_result(claim: Claim, succeeded: bool, max_attempts: int) -> Stage:
 
 def location_of(treatment_area: str | None, region: str,
                 filings: list[tuple[str, date, date | None]], expense_date: date) -> str:
-    """in_region, or remote_filed when a filing covered that place and day, else unfiled."""
+    """in_region, or remote_filed when a filing covered that place on the expense day (one
+    that ended later still counts: pass each filing's last valid day), else unfiled."""
     if treatment_area is None or treatment_area[:4] == region[:4]:
         return "in_region"
     for area, start, end in filings:
@@ -139,14 +193,14 @@ def location_of(treatment_area: str | None, region: str,
     return "remote_unfiled"
 
 
-def check_proactive_record(*, person_id_error: str | None, insured_status: str | None,
+def check_proactive_record(*, person_id_error: str | None, coverage: Coverage | None,
                            expense_date: date, outage_from: date, outage_to: date,
                            amount_fen: int, eligible_fen: int) -> str | None:
     """Why an outage record cannot become a claim, or None when it can [004]."""
     if person_id_error:
         return f"person_id: {person_id_error}"
-    if insured_status not in ("active", "suspended"):
-        return f"person_id: not insured here (status {insured_status or 'unknown'})"
+    if coverage is None:
+        return f"person_id: not insured here on {expense_date.isoformat()}"
     if not outage_from <= expense_date <= outage_to:
         return (f"expense_date: {expense_date.isoformat()} is outside the outage "
                 f"{outage_from.isoformat()}..{outage_to.isoformat()}")
