@@ -67,7 +67,7 @@ def tcp_database(stack: TestStack) -> str | None:
 
 
 def run_as_nobody(stack: TestStack, tree: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
-    site = next((ROOT / ".venv" / "lib").glob("python3.11/site-packages"))
+    site = sysconfig.get_paths()["purelib"]  # this interpreter's packages (the venv's)
     return subprocess.Popen(
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
          str(SYSTEM_PYTHON), "-m", "shared.cli", "worker", "enrollment"],
