@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
 import time
 import urllib.error
 import urllib.request
