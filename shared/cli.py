@@ -230,6 +230,10 @@ from shared.ops_cli import deadletters_cli, outbox_cli  # noqa: E402 - after the
 cli.add_typer(deadletters_cli, name="deadletters")
 cli.add_typer(outbox_cli, name="outbox")
 
+from shared.policy_cli import policy_cli  # noqa: E402 - after the core commands
+
+cli.add_typer(policy_cli, name="policy")
+
 
 def _version(show: bool) -> None:
     if show:
