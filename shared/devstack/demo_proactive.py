@@ -85,8 +85,9 @@ async def run_proactive_demo(settings: PlatformSettings, console: Console,
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("insured people known to reimbursement", total=size)
         await _publish_all(settings, enrolment)
-        await _until(progress, task, settings, "SELECT count(*) FROM insured_view WHERE"
-                     " person_id = ANY($1) AND status = 'active'", (persons,), size)
+        # Outage records are judged by the coverage on their expense date.
+        await _until(progress, task, settings, "SELECT count(DISTINCT person_id) FROM"
+                     " coverage_view WHERE person_id = ANY($1)", (persons,), size)
         outage_day = now.date() - timedelta(days=2)
         batch = OutageSettlementsUploaded(
             batch_id=f"B-{uuid.uuid4().hex[:8]}", institution_code=institution,
