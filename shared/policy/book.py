@@ -476,10 +476,16 @@ class PolicyBook:
         return self._optional("recognition_postponement", day)
 
     def prescription_limit(self, day: date, disease: str | None = None) -> Applied[int]:
-        """Longest prescription, in months, for `disease` on `day` [000 十三, 002 第五条]."""
-        applied = self._standing("prescription_limit", day)
-        return Applied(applied.value.months_for(disease), applied.measure_id, applied.kind,
-                       applied.notice, applied.policy_version)
+        """Longest prescription, in months, for `disease` on `day` [000 十三, 002 第五条]. An
+        emergency measure relaxes (放宽) the limit, never shortens it: where the standing rule
+        allows more (Dalian's 3 months), the standing rule stays."""
+        version = self.in_force(day)
+        standing = next(m for m in version.measures if m.kind == "prescription_limit")
+        chosen = self.measure("prescription_limit", day) or standing
+        if chosen.value.months_for(disease) < standing.value.months_for(disease):
+            chosen = standing
+        return Applied(chosen.value.months_for(disease), chosen.id, chosen.kind, chosen.notice,
+                       version.version)
 
     def epidemic_coverage(self, day: date) -> Applied[None] | None:
         """Full coverage of confirmed and suspected epidemic patients treated from `day` [001]."""

@@ -111,6 +111,11 @@ def test_prescription_limits_emergency_and_dalian_normal() -> None:
     assert WITH_EXAMPLES.prescription_limit(date(2026, 11, 1), "copd").value == 1
     dalian = SHIPPED["210200"].prescription_limit(DEC, "copd")
     assert dalian.value == 3 and dalian.notice.startswith("000")
+    # The emergency relaxes, never shortens: Dalian keeps its 3 months for other diseases.
+    dalian_emergency = PolicyBook.load("210200", [SHIPPED_DIR, EXAMPLES_DIR])
+    assert dalian_emergency.prescription_limit(DEC, "copd").measure_id == \
+        "210200-2026.1-long-prescription"
+    assert dalian_emergency.prescription_limit(DEC, "diabetes_insulin").value == 3
 
 
 def test_claim_validity_and_extension() -> None:
