@@ -507,9 +507,10 @@ class PolicyBook:
 
 
 def folders(policy_dir: Path | None, extra: str | Sequence[Path] = "") -> list[Path]:
-    """The shipped (or configured) folder, then any extra folders (comma-separated)."""
-    extras = [Path(p.strip()) for p in extra.split(",") if p.strip()] \
-        if isinstance(extra, str) else list(extra)
+    """The shipped (or configured) folder, then any extra folders (comma-separated); the word
+    `examples` names the shipped examples wherever the package is installed."""
+    extras = [EXAMPLES_DIR if p.strip() == "examples" else Path(p.strip())
+              for p in extra.split(",") if p.strip()] if isinstance(extra, str) else list(extra)
     return [policy_dir or SHIPPED_DIR, *extras]
 
 

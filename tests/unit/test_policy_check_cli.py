@@ -50,3 +50,12 @@ def test_a_wrong_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("MEDINS_POLICY_DIRS", str(tmp_path))
     code, out = run("--regions", "210200")
     assert code == 1 and "210200-bad.toml" in out and "effective_to is required" in out
+
+
+def test_the_examples_are_enabled_by_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDINS_POLICY_DIRS", "examples")
+    code, out = run("--regions", "150200", "--from", "2026-01-01", "--to", "2026-12-31",
+                    "--json")
+    assert code == 0, out
+    assert json.loads(out)["folders"][1].endswith("shared/policies/examples")
+
