@@ -206,23 +206,38 @@ def notify_parked() -> None:
 
 @notify_cli.command("retry")
 def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
-                 all_: Annotated[bool, typer.Option("--all")] = False) -> None:
-    """Requeue parked or unknown messages (by id, or --all) after checking with the gateway."""
+                 all_: Annotated[bool, typer.Option("--all")] = False,
+                 force: Annotated[list[int] | None, typer.Option(
+                     "--force", help="requeue this 'unknown' message (repeat per id) once the "
+                     "gateway confirmed it never went out")] = None) -> None:
+    """Requeue parked messages (by id, or --all); an 'unknown' one only with --force <id>.
+    A message the records show as handed over (gateway id or sent time) is never resent."""
     from services.notify import repository as repo
 
-    if not ids and not all_:
-        raise typer.BadParameter("give message ids or --all")
+    if not ids and not all_ and not force:
+        raise typer.BadParameter("give message ids, --all or --force <id>")
     _stack_env()
+    named = sorted(set(ids or []) | set(force or []))
 
-    async def run() -> list[dict[str, object]]:
+    async def run() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         conn = await _notify_conn()
         try:
-            return [dict(r) for r in await repo.requeue(conn, None if all_ else ids)]
+            done = [dict(r) for r in await repo.requeue(conn, None if all_ else named, force)]
+            refused = [dict(r) for r in await repo.not_requeueable(conn, named)
+                       if r["id"] not in {d["id"] for d in done}]
+            return done, refused
         finally:
             await conn.close()
 
-    requeued = asyncio.run(run())
+    requeued, refused = asyncio.run(run())
+    for r in refused:
+        why = ("handed over to the gateway: never resent" if r["handed_over"]
+               else "outcome unknown: check with the gateway, then --force "
+               f"{r['id']}" if r["status"] == "unknown" else f"is {r['status']}")
+        console.print(f"#{r['id']} not requeued: {why}", highlight=False)
     console.print(f"requeued {len(requeued)} message(s)")
+    if refused:
+        raise typer.Exit(1)
 
 
 from shared.ops_cli import deadletters_cli, outbox_cli  # noqa: E402 - after the core commands

@@ -147,8 +147,19 @@ class NotifySettings(PlatformSettings):
     smpp_password: str = "medins"
     sms_source_addr: str = "10690000"
     smpp_submit_timeout_seconds: float = 10.0
-    send_max_attempts: int = 5
+    # Transient failures are retried (backoff doubling from send_backoff_seconds up to
+    # send_backoff_max_seconds, with jitter) until the message is this old, then parked;
+    # send_max_attempts > 0 adds a cap on attempts (0: the horizon alone decides).
+    send_max_attempts: int = 0
     send_backoff_seconds: float = 1.0
+    send_backoff_max_seconds: float = 300.0
+    send_retry_horizon_seconds: float = 6 * 3600.0
+    # Per channel: this many transient failures in a row stop sending for a pause that
+    # doubles up to send_backoff_max_seconds, so an outage does not burn attempts.
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 5.0
+    # On SIGTERM/SIGINT: how long to wait for the gateway's answers of messages in flight.
+    drain_seconds: float = 15.0
     # Gateway limits in messages per second; waiting on them never holds up consumption.
     sms_rate_per_second: float = 50.0
     email_rate_per_second: float = 20.0

@@ -1,14 +1,18 @@
-"""Sends claimed deliveries per channel within the gateway's rate, retries, parks, reconciles."""
+"""Sends claimed deliveries per channel within the gateway's rate, records every answer."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import mode
 
 from services.notify import metrics
 from services.notify import repository as repo
+from services.notify.breaker import CircuitBreaker
+from services.notify.journal import OutcomeJournal
 from services.notify.ratelimit import TokenBucket
 from services.notify.senders import OutcomeUnknown, PermanentSendError, Sender
 from shared.contracts.base import Payload
@@ -24,35 +28,82 @@ log = get_logger(__name__)
 
 
 class Dispatcher(mode.Service):
-    """One loop per channel: claim what the rate allows, send concurrently, record outcomes."""
+    """One loop per channel: claim what the rate and the breaker allow, send concurrently,
+    write each answer to a local journal and then, retrying until it lands, the database."""
 
     def __init__(self, db: Database, settings: NotifySettings, senders: dict[str, Sender],
                  limits: dict[str, TokenBucket], poll_seconds: float = 0.2,
-                 **kwargs: Any) -> None:
+                 journal: OutcomeJournal | None = None, **kwargs: Any) -> None:
         self.db = db
         self.settings = settings
         self.senders = senders
         self.limits = limits
         self.poll_seconds = poll_seconds
+        self.journal = journal or OutcomeJournal(
+            settings.state_dir / f"notify-{settings.namespace}{settings.region}-outcomes.jsonl")
+        self.breakers = {c: CircuitBreaker(settings.breaker_failures,
+                                           settings.breaker_open_seconds,
+                                           max(settings.breaker_open_seconds,
+                                               settings.send_backoff_max_seconds))
+                         for c in senders}
+        for channel in senders:
+            metrics.CHANNEL_UP.labels(channel).set(1)
+        self.in_flight: dict[int, asyncio.Task[None]] = {}
+        # Rows whose answer is known here but not yet in the database: never swept.
+        self.holding: set[int] = {int(e["id"]) for e in self.journal.pending()}
+        self.stopping = False
+        self._give_up_at: float | None = None
         super().__init__(**kwargs)
 
     async def on_stop(self) -> None:
+        """Drain: take nothing new, wait (bounded) for the answers in flight, record them."""
+        self.stopping = True
+        self._give_up_at = time.monotonic() + self.settings.drain_seconds
+        tasks = list(self.in_flight.values())
+        if tasks:
+            log.info("waiting for the gateways' answers before stopping", in_flight=len(tasks),
+                     within_seconds=self.settings.drain_seconds)
+            _, late = await asyncio.wait(tasks, timeout=self.settings.drain_seconds)
+            for task in late:
+                task.cancel()
+            if late:
+                log.error("stopped with answers still awaited; their rows stay 'sending' and "
+                          "are reconciled as unknown", count=len(late))
         for sender in self.senders.values():
             close = getattr(sender, "close", None)
             if close is not None:
-                await close()
+                try:
+                    await asyncio.wait_for(close(), 5)
+                except Exception as exc:
+                    log.warning("sender did not close cleanly", error=repr(exc))
+        left = self.journal.pending()
+        if left:
+            log.error("answers not yet in the database are kept in the journal and recorded "
+                      "at next start", count=len(left), journal=str(self.journal.path))
+        self.journal.compact()
 
     @mode.Service.task
     async def _channels(self) -> None:
+        await self.replay_journal()
         await asyncio.gather(*(self._channel_loop(c) for c in self.senders))
+
+    async def replay_journal(self) -> None:
+        """Answers a previous run received but could not write down: write them now."""
+        entries = self.journal.pending()
+        for entry in entries:
+            await self._write(entry)
+        if entries:
+            log.info("recorded answers kept from the previous run", count=len(entries))
+            self.journal.compact()
 
     @mode.Service.timer(5.0)
     async def _reconcile(self) -> None:
-        """Expose what needs an operator: stale 'sending' becomes 'unknown'; gauge counts."""
+        """Expose what needs an operator: orphaned 'sending' becomes 'unknown'; gauge counts."""
         try:
             async with self.db.pool.acquire() as conn:
-                stale = await repo.stale_sending_to_unknown(conn,
-                                                            self.settings.unknown_after_seconds)
+                stale = await repo.stale_sending_to_unknown(
+                    conn, self.settings.unknown_after_seconds,
+                    [*self.in_flight, *self.holding])
                 counts = await repo.counts_by_status(conn)
         except (RuntimeError, *TRANSIENT_DB_ERRORS):
             return
@@ -61,39 +112,68 @@ class Dispatcher(mode.Service):
         metrics.set_attention(counts)
 
     async def _channel_loop(self, channel: str) -> None:
-        while not self.should_stop:
+        while not self.should_stop and not self.stopping:
             try:
                 sent = await self.dispatch_once(channel)
             except (RuntimeError, *TRANSIENT_DB_ERRORS) as exc:
                 log.warning("dispatcher waiting for the database", error=str(exc))
                 sent = 0
             except Exception:
-                # Never let one bad message stop the channel; what was claimed and not
-                # recorded stays 'sending' and is reconciled as unknown.
+                # Never let one bad message stop the channel.
                 log.exception("dispatcher round failed", channel=channel)
                 sent = 0
             if not sent:
                 await self.sleep(self.poll_seconds)
 
     async def dispatch_once(self, channel: str) -> int:
+        if self.stopping:
+            return 0
+        allowance = self.breakers[channel].allowance()
+        if allowance == 0:
+            return 0
         limit = self.limits[channel]
-        room = max(1, min(limit.available(), 100))
+        room = max(1, min(limit.available(), 100, allowance or 100))
         async with self.db.pool.acquire() as conn:
-            due = await repo.claim_due(conn, channel, room)
+            due = [dict(r) for r in await repo.claim_due(conn, channel, room)]
         tasks = []
-        for row in due:
+        for index, row in enumerate(due):
+            if self.stopping or (index == 1 and self.breakers[channel].failing):
+                # Stopping takes nothing new; a batch whose first message found the gateway
+                # away waits for the next round instead of failing message by message.
+                await self._release([r["id"] for r in due[index:]])
+                break
             if row["attempts"] > 1 or row["last_error"] == repo.REQUEUED:
                 metrics.RETRIED.labels(channel).inc()
             await limit.take()  # the gateway's pace; consumption runs on regardless
-            tasks.append(asyncio.create_task(self._deliver(dict(row))))
+            task = asyncio.create_task(self._deliver(row))
+            self.in_flight[row["id"]] = task
+            task.add_done_callback(self._forget(row["id"]))
+            tasks.append(task)
+            if index == 0 and len(due) > 1:
+                await asyncio.wait([task])  # the first one tells whether the gateway is there
         if tasks:
-            await asyncio.gather(*tasks)
+            await asyncio.gather(*tasks, return_exceptions=True)
         return len(due)
+
+    def _forget(self, delivery_id: int) -> Any:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self.in_flight.pop(delivery_id, None)
+        return forget
+
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            async with self.db.pool.acquire() as conn:
+                await repo.release(conn, ids)
+        except Exception as exc:
+            # Never handed over: left 'sending', the sweep makes them 'unknown', never lost.
+            log.warning("claimed messages not released", count=len(ids), error=repr(exc))
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         channel = row["channel"]
+        breaker = self.breakers[channel]
         key = f"{row['source_event_id']}:{channel}"
         started = time.perf_counter()
+        outcome: dict[str, Any]
         try:
             result = await self.senders[channel].send(row["recipient"], row["subject"],
                                                       row["body"], key)
@@ -101,48 +181,116 @@ class Dispatcher(mode.Service):
             metrics.UNKNOWN.labels(channel).inc()
             log.error("send outcome unknown; not resending", channel=channel,
                       to=row["recipient"], error=str(exc))
-            async with self.db.pool.acquire() as conn:
-                await repo.mark_unknown(conn, row["id"], str(exc))
-            return
+            outcome = {"kind": "unknown", "error": str(exc)}
+        except PermanentSendError as exc:
+            self._channel_answered(channel)
+            outcome = self._failure(row, exc, permanent=True)
         except Exception as exc:
-            await self._failed(row, exc)
-            return
-        metrics.SEND_SECONDS.labels(channel).observe(time.perf_counter() - started)
-        metrics.SENT.labels(channel).inc()
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            await repo.mark_sent(conn, row["id"], result.provider_ids, channel)
-            await self._emit(conn, row, MessageSent(
-                source_event_id=row["source_event_id"], channel=channel,
-                template=row["template"]))
+            if breaker.failure():
+                metrics.CHANNEL_UP.labels(channel).set(0)
+                log.error("channel down: pausing sends", channel=channel, error=str(exc))
+            outcome = self._failure(row, exc, permanent=False)
+        else:
+            self._channel_answered(channel)
+            metrics.SEND_SECONDS.labels(channel).observe(time.perf_counter() - started)
+            metrics.SENT.labels(channel).inc()
+            outcome = {"kind": "sent", "provider_ids": result.provider_ids}
+        await self.record(row, outcome)
 
-    async def _failed(self, row: dict[str, Any], exc: Exception) -> None:
-        channel = row["channel"]
-        permanent = isinstance(exc, PermanentSendError)
-        park = permanent or row["attempts"] >= self.settings.send_max_attempts
-        retry_in = self.settings.send_backoff_seconds * 2 ** (row["attempts"] - 1)
+    def _channel_answered(self, channel: str) -> None:
+        if self.breakers[channel].is_open:
+            log.info("channel back: sending again", channel=channel)
+        self.breakers[channel].success()
+        metrics.CHANNEL_UP.labels(channel).set(1)
+
+    def _failure(self, row: dict[str, Any], exc: Exception, permanent: bool) -> dict[str, Any]:
+        channel, s = row["channel"], self.settings
+        age = (datetime.now(UTC) - row["retry_since"]).total_seconds()
+        capped = s.send_max_attempts > 0 and row["attempts"] >= s.send_max_attempts
+        park = permanent or capped or age >= s.send_retry_horizon_seconds
+        # Full jitter: replicas and messages failing together do not come back together.
+        ceiling = min(s.send_backoff_max_seconds,
+                      s.send_backoff_seconds * 2 ** min(row["attempts"] - 1, 30))
+        retry_in = random.uniform(ceiling / 2, ceiling)
         metrics.FAILED.labels(channel).inc()
+        if park:
+            metrics.PARKED.labels(channel).inc()
         log.warning("send failed", channel=channel, to=row["recipient"],
-                    attempt=row["attempts"], parked=park, error=str(exc))
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            await repo.mark_failed(conn, row["id"], f"{type(exc).__name__}: {exc}", park,
-                                   retry_in)
-            if park:
-                metrics.PARKED.labels(channel).inc()
-                await self._emit(conn, row, MessageParked(
-                    source_event_id=row["source_event_id"], channel=channel,
-                    template=row["template"], reason=str(exc)))
+                    attempt=row["attempts"], parked=park, retry_in=round(retry_in, 1),
+                    error=str(exc))
+        return {"kind": "failed", "error": f"{type(exc).__name__}: {exc}", "park": park,
+                "retry_in": retry_in}
+
+    async def record(self, row: dict[str, Any], outcome: dict[str, Any]) -> None:
+        """Journal first (fsync), then the database until it takes it."""
+        entry = {"id": row["id"], "source_event_id": row["source_event_id"],
+                 "channel": row["channel"], "template": row["template"],
+                 "attempts": row["attempts"], "person_id": row["person_id"], **outcome}
+        self.journal.append(entry)
+        self.holding.add(row["id"])
+        await self._write(entry)
+
+    async def _write(self, entry: dict[str, Any]) -> None:
+        delay, tries = 0.2, 0
+        while True:
+            try:
+                async with self.db.pool.acquire() as conn, conn.transaction():
+                    await self._apply(conn, entry)
+            except Exception as exc:
+                # Whatever the reason, the answer must not be dropped: it stays in the journal.
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    return
+                tries += 1
+                if tries == 1 or tries % 20 == 0:
+                    log.warning("answer not recorded yet; retrying", delivery=entry["id"],
+                                outcome=entry["kind"], tries=tries, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.journal.done(entry["id"])
+            self.holding.discard(entry["id"])
+            return
+
+    async def _apply(self, conn: Any, entry: dict[str, Any]) -> None:
+        kind = entry["kind"]
+        if kind == "sent":
+            if await repo.mark_sent(conn, entry["id"], entry["provider_ids"], entry["channel"]):
+                await self._emit(conn, entry, MessageSent(
+                    source_event_id=entry["source_event_id"], channel=entry["channel"],
+                    template=entry["template"]))
+        elif kind == "failed":
+            changed = await repo.mark_failed(conn, entry["id"], entry["error"], entry["park"],
+                                             entry["retry_in"])
+            if changed and entry["park"]:
+                await self._emit(conn, entry, MessageParked(
+                    source_event_id=entry["source_event_id"], channel=entry["channel"],
+                    template=entry["template"], reason=entry["error"]))
+        else:
+            await repo.mark_unknown(conn, entry["id"], entry["error"])
 
     async def on_receipt(self, message_id: str, stat: str) -> None:
+        """The SMSC counts a receipt as delivered once acknowledged: keep trying to write it."""
         metrics.RECEIPTS.labels(stat).inc()
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            await repo.record_receipt(conn, message_id, stat)
+        delay = 0.2
+        while True:
+            try:
+                async with self.db.pool.acquire() as conn, conn.transaction():
+                    await repo.record_receipt(conn, message_id, stat)
+                return
+            except Exception as exc:
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    log.error("delivery receipt not recorded", error=repr(exc))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
-    async def _emit(self, conn: Any, row: dict[str, Any], payload: Payload) -> None:
+    async def _emit(self, conn: Any, entry: dict[str, Any], payload: Payload) -> None:
         envelope = new_envelope(payload.event_type, payload, source="notify",
                                 region=self.settings.region,
-                                event_id=derived_id(row["source_event_id"], row["channel"],
-                                                    payload.event_type, row["attempts"]))
+                                event_id=derived_id(entry["source_event_id"], entry["channel"],
+                                                    payload.event_type, entry["attempts"]))
         topic = physical(payload.topic, region=self.settings.region,
                          namespace=self.settings.namespace)
         await write_outbox(conn, self.db.schema,
-                           [OutboxMessage(topic, row["person_id"].encode(), envelope.to_bytes())])
+                           [OutboxMessage(topic, entry["person_id"].encode(),
+                                          envelope.to_bytes())])

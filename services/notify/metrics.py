@@ -23,3 +23,6 @@ def set_attention(counts: Iterable[Any]) -> None:
     ATTENTION.clear()
     for row in counts:
         ATTENTION.labels(row["channel"], row["status"]).set(row["n"])
+CHANNEL_UP = Gauge("medins_notify_channel_up",
+                   "1 while the channel's gateway answers, 0 while its circuit breaker is open",
+                   ["channel"])

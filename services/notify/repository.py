@@ -85,11 +85,16 @@ async def claim_due(conn: asyncpg.Connection, channel: str, limit: int) -> list[
 
 
 async def mark_sent(conn: asyncpg.Connection, delivery_id: int, provider_ids: list[str],
-                    channel: str) -> None:
-    await conn.execute(
+                    channel: str) -> bool:
+    """Record a hand-over the gateway answered; a gateway's answer beats a sweep's 'unknown'.
+    False when already recorded (a replayed outcome), so nothing is emitted twice."""
+    updated = await conn.fetchval(
         "UPDATE deliveries SET status = 'sent', sent_at = now(), last_error = NULL,"
-        " provider_ids = $2, delivery_state = $3 WHERE id = $1",
+        " provider_ids = $2, delivery_state = $3 WHERE id = $1"
+        " AND status IN ('sending', 'unknown') RETURNING id",
         delivery_id, provider_ids, "submitted" if channel == "sms" else "accepted")
+    if updated is None:
+        return False
     if channel == "sms":
         await _lock_messages(conn, provider_ids)
         await conn.executemany(
@@ -97,26 +102,45 @@ async def mark_sent(conn: asyncpg.Connection, delivery_id: int, provider_ids: li
             " ON CONFLICT DO NOTHING",
             [(mid, delivery_id, seq) for seq, mid in enumerate(provider_ids, start=1) if mid])
         await refresh_sms_state(conn, delivery_id)
+    return True
 
 
 async def mark_failed(conn: asyncpg.Connection, delivery_id: int, error: str, park: bool,
-                      retry_in_seconds: float) -> None:
-    await conn.execute(
+                      retry_in_seconds: float) -> bool:
+    """The gateway refused it (nothing went out): retry later or park."""
+    updated = await conn.fetchval(
         "UPDATE deliveries SET status = $2, last_error = $3,"
-        " next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+        " next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1"
+        " AND status IN ('sending', 'unknown') RETURNING id",
         delivery_id, "parked" if park else "pending", error, retry_in_seconds)
+    return updated is not None
 
 
-async def mark_unknown(conn: asyncpg.Connection, delivery_id: int, error: str) -> None:
-    await conn.execute("UPDATE deliveries SET status = 'unknown', last_error = $2 WHERE id = $1",
-                       delivery_id, error)
+async def mark_unknown(conn: asyncpg.Connection, delivery_id: int, error: str,
+                       provider_ids: list[str] | None = None) -> bool:
+    updated = await conn.fetchval(
+        "UPDATE deliveries SET status = 'unknown', last_error = $2,"
+        " provider_ids = coalesce($3, provider_ids) WHERE id = $1 AND status = 'sending'"
+        " RETURNING id", delivery_id, error, provider_ids)
+    return updated is not None
 
 
-async def stale_sending_to_unknown(conn: asyncpg.Connection, older_than_seconds: float) -> int:
+async def release(conn: asyncpg.Connection, ids: list[int]) -> None:
+    """Claimed but never handed over (the worker is stopping): due again at once."""
+    await conn.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = greatest(attempts - 1, 0)"
+        " WHERE id = ANY($1::bigint[]) AND status = 'sending'", ids)
+
+
+async def stale_sending_to_unknown(conn: asyncpg.Connection, older_than_seconds: float,
+                                   holding: list[int] | None = None) -> int:
+    """A 'sending' row nobody holds an answer for: its worker died between hand-over and
+    writing down the answer. Rows this worker still holds are never guessed at."""
     rows = await conn.fetch(
-        "UPDATE deliveries SET status = 'unknown', last_error = 'worker stopped while sending;"
-        " check with the gateway before resending' WHERE status = 'sending'"
-        " AND claimed_at < now() - make_interval(secs => $1) RETURNING id", older_than_seconds)
+        "UPDATE deliveries SET status = 'unknown', last_error = 'worker died after handing it"
+        " over and before recording the answer; check with the gateway before resending'"
+        " WHERE status = 'sending' AND claimed_at < now() - make_interval(secs => $1)"
+        " AND NOT id = ANY($2::bigint[]) RETURNING id", older_than_seconds, holding or [])
     return len(rows)
 
 
@@ -158,13 +182,25 @@ async def needing_attention(conn: asyncpg.Connection) -> list[asyncpg.Record]:
         " created_at FROM deliveries WHERE status IN ('parked', 'unknown') ORDER BY id")
 
 
-async def requeue(conn: asyncpg.Connection, ids: list[int] | None) -> list[asyncpg.Record]:
-    """Operator's retry: parked or unknown messages go back to pending with fresh attempts."""
+async def requeue(conn: asyncpg.Connection, ids: list[int] | None,
+                  force: list[int] | None = None) -> list[asyncpg.Record]:
+    """Operator's retry: parked messages go back to pending with fresh attempts; an 'unknown'
+    one only when named in `force` (the operator checked with the gateway); never one the
+    records show as handed over (a gateway id or a sent time)."""
     return await conn.fetch(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),"
-        " last_error = $2 WHERE status IN ('parked', 'unknown')"
+        " retry_since = now(), last_error = $2"
+        " WHERE (status = 'parked' OR (status = 'unknown' AND id = ANY($3::bigint[])))"
+        " AND sent_at IS NULL AND cardinality(array_remove(provider_ids, '')) = 0"
         " AND channel <> 'none' AND ($1::bigint[] IS NULL OR id = ANY($1)) RETURNING id, channel",
-        ids, REQUEUED)
+        ids, REQUEUED, force or [])
+
+
+async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.Record]:
+    """Why each named message cannot be requeued as asked (for the operator)."""
+    return await conn.fetch(
+        "SELECT id, status, sent_at IS NOT NULL OR cardinality(array_remove(provider_ids, ''))"
+        " > 0 AS handed_over FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id", ids)
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -82,18 +81,17 @@ class SmtpEmailSender:
         return SendResult([msg["Message-ID"]])
 
 
-def _smpp_status(exc: Exception) -> int | None:
-    """smpp34 reports a NAK as 'ESME_RSYSERR (0x00000008)': the SMSC did answer."""
-    match = re.search(r"\(0x([0-9a-fA-F]{8})\)", str(exc))
-    return int(match.group(1), 16) if match else None
-
-
 ReceiptCallback = Callable[[str, str], Awaitable[None]]
 
 # SMSC answers that retrying will not change.
 PERMANENT_SMPP_STATUS = frozenset({
     smpp34.ESME_RINVDSTADR, smpp34.ESME_RINVSRCADR, smpp34.ESME_RINVMSGLEN,
 })
+# SMSC answers that mean "not now": named in the log so an operator sees which it was.
+TRANSIENT_SMPP_REASONS = {
+    smpp34.ESME_RTHROTTLED: "throttled", smpp34.ESME_RMSGQFUL: "queue full",
+    smpp34.ESME_RSYSERR: "system error",
+}
 
 
 class SmppSmsSender:
@@ -165,11 +163,13 @@ class SmppSmsSender:
                         data_coding=UCS2, esm_class=part.esm_class, registered_delivery=1),
                         self.submit_timeout)
             except smpp34.SmppError as exc:
-                status = _smpp_status(exc)
-                if status is None:
-                    await self._discard_session()
-                    raise OutcomeUnknown(f"SMPP error on part {index + 1}: {exc}") from exc
-                self._refused(status, index, len(parts))
+                # A NAK from the SMSC comes back as a response with its status; an error
+                # raised here is the client's own (session unbound or dropped before the
+                # answer): the PDU may have gone, so it is a late answer, not a refusal.
+                await self._discard_session()
+                raise OutcomeUnknown(
+                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc}"
+                ) from exc
             except Exception as exc:
                 # The PDU may have reached the SMSC: resending could message the person twice.
                 await self._discard_session()
@@ -189,7 +189,8 @@ class SmppSmsSender:
                                  "after earlier parts went")
         if status in PERMANENT_SMPP_STATUS:
             raise PermanentSendError(f"SMSC refused: status {status:#x}")
-        raise ConnectionError(f"SMSC busy: status {status:#x}")
+        reason = TRANSIENT_SMPP_REASONS.get(status, "refused for now")
+        raise ConnectionError(f"SMSC {reason}: status {status:#x}")
 
     async def _discard_session(self) -> None:
         """Drop a session that stopped answering; the next send binds afresh."""

@@ -32,7 +32,8 @@ class LocalSmsc:
 
     Test knobs: destinations starting with a `reject_prefixes` entry are refused
     permanently (invalid destination); `throttle_next` refuses that many submissions as
-    throttled; `vanish_next` never answers the next submission (a response lost on the way).
+    throttled; `vanish_next` never answers the next submission (a response lost on the way);
+    `answer_delay` holds each answer back that long (a slow gateway).
     """
 
     port: int
@@ -41,6 +42,7 @@ class LocalSmsc:
     send_receipts: bool = True
     throttle_next: int = 0
     vanish_next: bool = False
+    answer_delay: float = 0.0
     received: list[ReceivedSms] = field(default_factory=list)
     submissions: list[float] = field(default_factory=list)
     _server: Any = None
@@ -71,7 +73,14 @@ class LocalSmsc:
             elif isinstance(event, smpp34.Unbound):
                 self._sessions.pop(event.session_id, None)
             elif isinstance(event, smpp34.SubmitSmEvent):
-                await self._on_submit(event)
+                if self.answer_delay:
+                    asyncio.create_task(self._later(event))
+                else:
+                    await self._on_submit(event)
+
+    async def _later(self, event: Any) -> None:
+        await asyncio.sleep(self.answer_delay)
+        await self._on_submit(event)
 
     async def _on_submit(self, event: Any) -> None:
         self.submissions.append(time.monotonic())

@@ -1,6 +1,7 @@
 """Notify against real protocols: SMPP (smpp34 server) and SMTP (aiosmtpd), real PostgreSQL."""
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -65,13 +66,15 @@ async def rig(stack: TestStack, tmp_path: Path) -> AsyncIterator[NotifyRig]:
         broker_url=stack.broker_url, MEDINS_DATABASE_URL=stack.database_url, region=REGION,
         namespace=stack.namespace, smtp_port=mail.port, smpp_port=smsc.port,
         send_max_attempts=3, send_backoff_seconds=0.0, sms_rate_per_second=1000,
-        smpp_submit_timeout_seconds=1.0)
+        smpp_submit_timeout_seconds=1.0, breaker_open_seconds=0.2, drain_seconds=5.0,
+        state_dir=tmp_path / "state")
     db = Database(stack.database_url, schema)
     await db.start()
     dispatcher = build_dispatcher(db, settings)
     consumer = EventConsumer("notify", settings, db, routes(Catalogue.load(CATALOGUE)))
     yield NotifyRig(db, smsc, mail, consumer, dispatcher)
-    await dispatcher.on_stop()
+    if not dispatcher.stopping:
+        await dispatcher.on_stop()
     await db.stop()
     mail.stop()
     await smsc.stop()
@@ -196,10 +199,12 @@ async def test_lost_connection_after_submit_is_unknown_and_not_resent(rig: Notif
     rows = await rig.rows(person)
     assert rows[0]["status"] == "unknown"
     assert len(rig.smsc.submissions) == submissions + 1  # handed over once, never again
-    # A worker that died mid-send leaves 'sending'; the sweep turns it into 'unknown'.
+    # A worker that died mid-send leaves 'sending'; the sweep turns it into 'unknown',
+    # but never a row whose answer a live worker still holds.
     async with rig.db.pool.acquire() as conn:
         await conn.execute("UPDATE deliveries SET status = 'sending',"
                            " claimed_at = now() - interval '1 hour' WHERE id = $1", rows[0]["id"])
+        assert await repo.stale_sending_to_unknown(conn, 120, [rows[0]["id"]]) == 0
         assert await repo.stale_sending_to_unknown(conn, 120) == 1
 
 
@@ -221,7 +226,188 @@ async def test_rate_limit_paces_sending_without_holding_up_consumption(rig: Noti
         assert len(await rig.rows(person)) == 1
 
 
+class _FlakyPool:
+    """The real pool, refusing the next `failures` acquisitions (the database away)."""
+
+    def __init__(self, pool: Any, failures: int) -> None:
+        self.pool, self.failures = pool, failures
+
+    def acquire(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionRefusedError("database away (test)")
+        return self.pool.acquire(*args, **kwargs)
+
+
+class _FlakyDb:
+    def __init__(self, db: Database, failures: int) -> None:
+        self.schema, self.pool = db.schema, _FlakyPool(db.pool, failures)
+
+
+async def _outbox_types(rig: NotifyRig, source_event_id: str) -> list[str]:
+    async with rig.db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT value FROM outbox ORDER BY id")
+    out = []
+    for r in rows:
+        body = bytes(r["value"]).decode()
+        if source_event_id in body:
+            out.append(json.loads(body)["type"])
+    return out
+
+
+async def test_answer_is_recorded_once_the_database_is_back(rig: NotifyRig) -> None:
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    async with rig.db.pool.acquire() as conn:
+        due = [dict(r) for r in await repo_claim(conn)]
+    real_db = rig.dispatcher.db
+    rig.dispatcher.db = _FlakyDb(real_db, failures=3)  # type: ignore[assignment]
+    result = await rig.dispatcher.senders["sms"].send(due[0]["recipient"], None,
+                                                      due[0]["body"], "k")
+    await rig.dispatcher.record(due[0], {"kind": "sent", "provider_ids": result.provider_ids})
+    rig.dispatcher.db = real_db
+    rows = await rig.rows(person)
+    assert rows[0]["status"] == "sent" and rows[0]["provider_ids"] == result.provider_ids
+    assert rig.dispatcher.journal.pending() == []
+    assert await _outbox_types(rig, activated.id) == ["cn.medins.notify.message.sent.v1"]
+
+
+async def test_an_answer_the_database_never_took_is_replayed_at_next_start(
+        rig: NotifyRig) -> None:
+    from services.notify.dispatcher import Dispatcher
+
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    async with rig.db.pool.acquire() as conn:
+        due = [dict(r) for r in await repo_claim(conn)]
+    real_db = rig.dispatcher.db
+    rig.dispatcher.db = _FlakyDb(real_db, failures=10**6)  # type: ignore[assignment]
+    rig.dispatcher._give_up_at = 0  # stopping: the database never came back in time
+    await rig.dispatcher.record(due[0], {"kind": "sent", "provider_ids": ["m1"]})
+    rig.dispatcher.db = real_db
+    assert (await rig.rows(person))[0]["status"] == "sending"
+    # The sweep of another worker must not guess while the answer is held.
+    assert due[0]["id"] in rig.dispatcher.holding
+    again = Dispatcher(real_db, rig.dispatcher.settings, rig.dispatcher.senders,
+                       rig.dispatcher.limits, journal=rig.dispatcher.journal)
+    await again.replay_journal()
+    await again.replay_journal()  # twice changes nothing
+    rows = await rig.rows(person)
+    assert rows[0]["status"] == "sent" and rows[0]["provider_ids"] == ["m1"]
+    assert await _outbox_types(rig, activated.id) == ["cn.medins.notify.message.sent.v1"]
+    rig.dispatcher._give_up_at = None
+
+
+async def repo_claim(conn: Any) -> Any:
+    from services.notify import repository as repo
+
+    return await repo.claim_due(conn, "sms", 1)
+
+
+async def test_operator_retry_never_resends_what_was_handed_over(rig: NotifyRig) -> None:
+    from services.notify import repository as repo
+
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    await rig.drain()
+    (sent,) = await rig.rows(person)
+    async with rig.db.pool.acquire() as conn:
+        # Even were it marked unknown or parked, a gateway id means it went out.
+        await conn.execute("UPDATE deliveries SET status = 'unknown' WHERE id = $1", sent["id"])
+        assert await repo.requeue(conn, [sent["id"]], force=[sent["id"]]) == []
+        await conn.execute("UPDATE deliveries SET status = 'unknown', sent_at = NULL,"
+                           " provider_ids = '{}' WHERE id = $1", sent["id"])
+        assert await repo.requeue(conn, [sent["id"]]) == []  # unknown needs --force
+        assert await repo.requeue(conn, None) == []  # nor does --all take it
+        assert len(await repo.requeue(conn, [sent["id"]], force=[sent["id"]])) == 1
+
+
+async def test_graceful_stop_waits_for_answers_in_flight_and_takes_nothing_new(
+        rig: NotifyRig) -> None:
+    import asyncio
+
+    first = person_events()
+    await rig.feed(first[1], first[2])
+    rig.smsc.answer_delay = 0.5  # within the 1 s submit timeout
+    before = len(rig.smsc.submissions)
+    sending = asyncio.create_task(rig.dispatcher.dispatch_once("sms"))
+    await poll(lambda: _now(rig.smsc.submissions), lambda s: len(s) > before)
+    second = person_events()
+    await rig.feed(second[1], second[2])
+    await rig.dispatcher.on_stop()  # what SIGTERM does
+    await sending
+    assert [r["status"] for r in await rig.rows(first[0])] == ["sent"]
+    assert [r["status"] for r in await rig.rows(second[0])] == ["pending"]
+    assert await rig.dispatcher.dispatch_once("sms") == 0
+
+
+async def test_smsc_down_opens_the_breaker_and_the_queue_drains_when_it_is_back(
+        rig: NotifyRig) -> None:
+    import asyncio
+
+    rig.dispatcher.settings.send_max_attempts = 0  # the horizon alone decides
+    port = rig.smsc.port
+    await rig.smsc.stop()
+    persons = [person_events() for _ in range(8)]
+    for _, contact, activated in persons:
+        await rig.feed(contact, activated)
+    breaker = rig.dispatcher.breakers["sms"]
+    for _ in range(5):  # breaker_failures rounds, one message each
+        await rig.dispatcher.dispatch_once("sms")
+    assert breaker.is_open and await rig.dispatcher.dispatch_once("sms") == 0
+    rows = [r for p, _, _ in persons for r in await rig.rows(p)]
+    assert all(r["status"] == "pending" for r in rows)
+    assert sum(r["attempts"] for r in rows) == 5  # attempts are not burned while it is down
+    rig.smsc = await LocalSmsc(port).start()
+
+    async def drained() -> list[str]:
+        await rig.dispatcher.dispatch_once("sms")
+        return [r["status"] for p, _, _ in persons for r in await rig.rows(p)]
+
+    await poll(drained, lambda states: states == ["sent"] * 8, timeout=20)
+    assert not breaker.is_open
+    for _, contact, _ in persons:
+        assert [m.to for m in rig.smsc.received].count(contact.data["mobile"]) == 1
+    await asyncio.sleep(0)
+
+
 async def _now(value: Any) -> Any:
     return list(value)
 
 
+
+
+async def test_cli_retry_refuses_unknown_without_force_and_handed_over_always(
+        tmp_path: Path, stack: TestStack, workers: dict[str, Any]) -> None:
+    import subprocess
+    import sys
+
+    conn = await stack.connect("notify")
+    try:
+        ids = {}
+        for label, status, provider in (("unknown", "unknown", []),
+                                        ("handed", "unknown", ["m-1"])):
+            ids[label] = await conn.fetchval(
+                "INSERT INTO deliveries (source_event_id, person_id, channel, recipient,"
+                " template, body, status, attempts, provider_ids, next_attempt_at)"
+                " VALUES ($1, $2, 'sms', $3, 'manual', '【医保服务】测试消息', $4, 1, $5,"
+                " now() + interval '1 day') RETURNING id",
+                f"evt-{uuid.uuid4().hex}", people.resident_id(), people.mobile(), status,
+                provider)
+
+        def retry(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "shared.cli", "notify", "retry", *args],
+                                  env=stack.env(), capture_output=True, text=True, cwd=tmp_path)
+
+        refused = retry(str(ids["unknown"]), str(ids["handed"]))
+        assert refused.returncode == 1 and "requeued 0" in refused.stdout
+        assert f"--force {ids['unknown']}" in refused.stdout
+        assert "never resent" in refused.stdout
+        forced = retry("--force", str(ids["unknown"]), "--force", str(ids["handed"]))
+        assert "requeued 1" in forced.stdout, forced.stdout + forced.stderr
+        states = dict(await conn.fetch("SELECT id, status FROM deliveries WHERE id = ANY($1)",
+                                       list(ids.values())))
+        assert states[ids["handed"]] == "unknown"
+        assert states[ids["unknown"]] in ("pending", "sending", "sent")
+    finally:
+        await conn.close()
