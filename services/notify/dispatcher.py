@@ -110,6 +110,8 @@ class Dispatcher(mode.Service):
         if stale:
             log.warning("messages with unknown outcome need reconciling", count=stale)
         metrics.set_attention(counts)
+        if self.journal.size() > 1_000_000:
+            self.journal.compact()  # synchronous: no append can interleave
 
     async def _channel_loop(self, channel: str) -> None:
         while not self.should_stop and not self.stopping:
