@@ -1,4 +1,4 @@
-"""Composition root of the enrollment service: which topics, which handlers."""
+"""Composition root of the enrollment service: topics, handlers, policy book, timers."""
 from __future__ import annotations
 
 from services.enrollment.handlers import ROUTES
@@ -7,16 +7,23 @@ from services.enrollment.views import status_of
 from shared.contracts import topics
 from shared.messaging.runtime import ServiceSpec
 from shared.observability.sampled import SampledGauge
+from shared.policy import BookCache
+from shared.settings import EnrollmentSettings
 
 
 def spec() -> ServiceSpec:
+    settings = EnrollmentSettings()
+    # The region's policy book (accident-filing limits, institution changes, recognition
+    # postponements, prescriptions); a wrong file stops the start, naming the file and key.
+    cache = BookCache(settings.region, settings.policy_folders())
     return ServiceSpec(
         name="enrollment",
         routes=dict(ROUTES),
         consumes=[topics.ENROLLMENT_REQUESTS, topics.TAX_PAYMENTS, topics.TRANSFER_EVENTS],
         status_query=status_of,
-        extras=[due_changes],
+        extras=[due_changes(cache)],
         gauges=GAUGES,
+        policy=cache,
     )
 
 
@@ -30,4 +37,7 @@ GAUGES = [
                  "Scheduled status changes past their day and not applied (timer stuck?)",
                  "SELECT count(*) AS value FROM scheduled_changes WHERE applied_at IS NULL"
                  " AND effective_on < current_date - 1"),
+    SampledGauge("medins_enrollment_awaiting_policy",
+                 "Requests waiting because no policy version covers their day",
+                 "SELECT count(*) AS value FROM awaiting_policy WHERE resumed_at IS NULL"),
 ]

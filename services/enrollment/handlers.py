@@ -12,7 +12,7 @@ from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import Application, InsuredStatus, Person
 from shared.clock import SenderClockError, china_date
-from shared.contracts import Envelope
+from shared.contracts import Envelope, parse_event
 from shared.contracts.channels import (
     AccidentInjuryFiled,
     ChronicDiseaseApplied,
@@ -60,6 +60,7 @@ from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecord
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.transfer import CoverageEndRequested, TransferCompleted, TransferInCompleted
 from shared.messaging.consumer import Handler, HandlerContext
+from shared.policy import Limit, NoPolicyInForce, PolicyBook
 from shared.settings import EnrollmentSettings
 from shared.workdays import CalendarDataMissing, default_calendar
 
@@ -539,23 +540,75 @@ async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInj
         return
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
-        deadline = filings.accept_accident_filing(cmd, person, default_calendar(),
-                                                  _received_on(ctx, cmd.submitted_at))
+        filed_on = _received_on(ctx, cmd.submitted_at)
+        # The limits in force on the day of admission [002 十三], from the policy book.
+        applied = _book(ctx).accident_filing_limits(cmd.admitted_on)
+        deadline = filings.accept_accident_filing(cmd, person, applied.value, _count_due,
+                                                  filed_on)
     except RuleViolation as err:
         return _reject(ctx, cmd.filing_id, cmd.person_id, err)
+    except NoPolicyInForce as missing:
+        return await _await_policy(ctx, env, cmd.filing_id, cmd.person_id, missing)
     except CalendarDataMissing as exc:
         return _reject(ctx, cmd.filing_id, cmd.person_id,
                        RuleViolation("calendar_missing", str(exc)))
-    accident = filings.Filing(cmd.filing_id, cmd.person_id, "inpatient", "application", None,
+    accident = filings.Filing(cmd.filing_id, cmd.person_id, "inpatient", "application", "",
                               cmd.admitted_on, None, state="accepted")
-    await repo.save_filing(ctx.conn, accident, "accident",  # type: ignore[arg-type]
-                           {"hospital_code": cmd.hospital_code, "in_city": cmd.in_city,
-                            "deadline": deadline})
+    detail = {"hospital_code": cmd.hospital_code, "in_city": cmd.in_city,
+              "deadline": deadline.on, "deadline_provisional": deadline.provisional,
+              "policy": applied.record()}
+    await repo.save_filing(ctx.conn, accident, "accident", detail)
     await repo.record_history(ctx.conn, cmd.person_id, cmd.filing_id, "accident filing accepted",
-                              {"deadline": deadline}, env.id, env.type)
+                              detail, env.id, env.type)
     ctx.emit(AccidentInjuryAccepted(filing_id=cmd.filing_id, person_id=cmd.person_id,
-                                    admitted_on=cmd.admitted_on, deadline=deadline),
+                                    admitted_on=cmd.admitted_on, deadline=deadline.on,
+                                    deadline_provisional=deadline.provisional),
              key=cmd.person_id)
+
+
+def _count_due(start: date, limit: Limit) -> tuple[date, bool]:
+    """A limit's last day; working days past the holiday schedules count weekdays only and
+    are provisional, so no request is ever refused or stranded for a missing schedule."""
+    if limit.unit != "working_days":
+        return limit.due(start), False
+    return limit.due(start, default_calendar().add_working_days), False
+
+
+def _book(ctx: HandlerContext) -> PolicyBook:
+    if ctx.policy is not None:
+        return ctx.policy  # type: ignore[no-any-return]
+    settings = _settings(ctx)
+    return PolicyBook.load(ctx.region, settings.policy_folders())
+
+
+async def _await_policy(ctx: HandlerContext, env: Envelope, reference: str,
+                        person_id: str | None, missing: NoPolicyInForce) -> None:
+    """No policy version covers the fact's day: the request waits, whole and visible, and is
+    decided by the same handler once the agency adds the policy (never with another
+    period's rules)."""
+    await repo.save_awaiting_policy(ctx.conn, env.id, env.type, person_id, reference,
+                                    env.to_bytes(), ctx.received_at, missing.day, str(missing))
+    if person_id is not None:
+        await repo.record_history(ctx.conn, person_id, reference, "awaiting policy",
+                                  {"reason": str(missing), "day": missing.day}, env.id,
+                                  env.type)
+
+
+async def resume_awaiting_policy(ctx: HandlerContext, book: PolicyBook, limit: int = 200) -> int:
+    """Requests that waited for a policy whose day is now covered are decided, with the
+    date of receipt they had."""
+    resumed = 0
+    for row in await repo.awaiting_policy(ctx.conn, limit):
+        if book.version_on(row["fact_date"]) is None:
+            continue
+        envelope, payload = parse_event(bytes(row["envelope"]))
+        handler = ROUTES[row["event_type"]]
+        original = HandlerContext(ctx.conn, envelope, ctx.service, ctx.region, ctx.namespace,
+                                  ctx.emitted, ctx.settings, row["received_at"], book)
+        await repo.mark_resumed(ctx.conn, row["event_id"])
+        await handler(original, envelope, payload)
+        resumed += 1
+    return resumed
 
 
 # --- benefits: chronic disease, family aid (SPEC enrollment 6 and 7) ----------------------
@@ -569,10 +622,21 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
     try:
         today = _received_on(ctx, cmd.submitted_at)
         benefits.check_chronic_application(cmd, person, current)
+        book = _book(ctx)
+        change_rule = book.chronic_change_rule(today) if cmd.action == "change_institution" \
+            else None
+        postponed = book.recognition_postponement(today) if change_rule is None else None
     except RuleViolation as err:
         return _reject(ctx, cmd.application_id, cmd.person_id, err)
-    if cmd.action == "change_institution":
-        effective = benefits.institution_change_effective(today, cmd.reimbursed_this_month)
+    except NoPolicyInForce as missing:
+        return await _await_policy(ctx, env, cmd.application_id, cmd.person_id, missing)
+    if change_rule is not None:
+        # At once, or from the 1st of next month after a reimbursement this month [002 六].
+        effective = change_rule.value.effective_on(today, cmd.reimbursed_this_month)
+        await repo.record_history(ctx.conn, cmd.person_id, cmd.application_id,
+                                  "institution change accepted",
+                                  {"effective_from": effective,
+                                   "policy": change_rule.record()}, env.id, env.type)
         if effective > today:
             # The present institution stays designated until the change takes effect.
             await repo.schedule_institution_change(ctx.conn, cmd.person_id, cmd.disease,
@@ -586,8 +650,17 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
             application_id=cmd.application_id, person_id=cmd.person_id, disease=cmd.disease,
             institution_code=cmd.institution_code, effective_from=effective), key=cmd.person_id)
         return
+    data = cmd.model_dump(mode="json")
+    if postponed is not None and not postponed.value.is_urgent(cmd.disease):
+        # Recognition postponed by an emergency measure, except the urgent kinds [002 八].
+        data["review_from"] = postponed.value.recognition_from(today, cmd.disease).isoformat()
+        data["postponement"] = postponed.record()
+        await repo.record_history(ctx.conn, cmd.person_id, cmd.application_id,
+                                  "recognition postponed",
+                                  {"review_from": data["review_from"],
+                                   "policy": postponed.record()}, env.id, env.type)
     await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
-                         "submitted", cmd.model_dump(mode="json"), [])
+                         "submitted", data, [])
 
 
 async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
@@ -597,19 +670,34 @@ async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
     if reviewed is None:
         return
     data, reasons = reviewed
+    effective = _today(ctx)
+    review_from = data.get("review_from")
+    if review_from and effective < date.fromisoformat(review_from):
+        return _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
+            "recognition_postponed", f"decided_at: recognition of {data['disease']} is "
+            f"postponed by measure {data['postponement']['measure']} until {review_from}"))
     approved = cmd.decision == "approve"
     await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
                          "approved" if approved else "rejected", {}, reasons)
     if not approved:
         return _reject(ctx, cmd.application_id, cmd.person_id,
                        RuleViolation("chronic_rejected", "；".join(reasons)))
-    effective = _today(ctx)
     await repo.save_recognition(ctx.conn, cmd.person_id, data["disease"],
                                 data["institution_code"], effective, False)
     ctx.emit(ChronicDiseaseRecognised(
         reference=cmd.application_id, person_id=cmd.person_id, disease=data["disease"],
         institution_code=data["institution_code"], effective_from=effective,
-        without_application=False), key=cmd.person_id)
+        without_application=False,
+        prescription_months=_prescription_months(ctx, effective, data["disease"])),
+        key=cmd.person_id)
+
+
+def _prescription_months(ctx: HandlerContext, day: date, disease: str) -> int | None:
+    """The longest prescription the policy in force allows (told with the recognition)."""
+    try:
+        return _book(ctx).prescription_limit(day, disease).value
+    except NoPolicyInForce:
+        return None
 
 
 async def on_treatment_recorded(ctx: HandlerContext, env: Envelope,
@@ -625,7 +713,9 @@ async def on_treatment_recorded(ctx: HandlerContext, env: Envelope,
     ctx.emit(ChronicDiseaseRecognised(
         reference=cmd.treatment_id, person_id=cmd.person_id, disease=disease,
         institution_code=cmd.hospital_code, effective_from=cmd.treated_on,
-        without_application=True), key=cmd.person_id)
+        without_application=True,
+        prescription_months=_prescription_months(ctx, cmd.treated_on, disease)),
+        key=cmd.person_id)
 
 
 async def on_family_aid_authorised(ctx: HandlerContext, env: Envelope,

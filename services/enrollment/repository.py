@@ -277,6 +277,26 @@ async def apply_due_institution_changes(conn: asyncpg.Connection, today: Any) ->
     return int(result.split()[-1])
 
 
+async def save_awaiting_policy(conn: asyncpg.Connection, event_id: str, event_type: str,
+                               person_id: str | None, reference: str, envelope: bytes,
+                               received_at: Any, fact_date: Any, reason: str) -> None:
+    await conn.execute(
+        "INSERT INTO awaiting_policy (event_id, event_type, person_id, reference, envelope,"
+        " received_at, fact_date, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (event_id) DO UPDATE SET reason = $8, resumed_at = NULL",
+        event_id, event_type, person_id, reference, envelope, received_at, fact_date, reason)
+
+
+async def awaiting_policy(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM awaiting_policy WHERE resumed_at IS NULL"
+                            " ORDER BY waiting_since LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+
+
+async def mark_resumed(conn: asyncpg.Connection, event_id: str) -> None:
+    await conn.execute("UPDATE awaiting_policy SET resumed_at = now() WHERE event_id = $1",
+                       event_id)
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     """A person's (or an application's person's) status, applications, payments and history."""
     person_id = ref
@@ -310,11 +330,15 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
                                " ORDER BY accepted_on", person_id)
     aid = await conn.fetch("SELECT authorisation_id, relative_id, relationship, state"
                            " FROM family_aid WHERE person_id = $1", person_id)
+    waiting = await conn.fetch("SELECT reference, event_type, fact_date, reason, waiting_since,"
+                               " resumed_at FROM awaiting_policy WHERE person_id = $1"
+                               " ORDER BY waiting_since", person_id)
     scheduled = await conn.fetch("SELECT to_status, effective_on, applied_at FROM"
                                  " scheduled_changes WHERE person_id = $1 ORDER BY id",
                                  person_id)
     return {
         "coverage": [dict(c) for c in periods],
+        "awaiting_policy": [dict(w) for w in waiting],
         "transfer_credits": [dict(c) for c in credits],
         "filings": [dict(f) for f in filings],
         "chronic_diseases": [dict(c) for c in chronic],

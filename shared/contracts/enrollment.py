@@ -218,6 +218,8 @@ class ChronicDiseaseRecognised(Payload):
     institution_code: str
     effective_from: date
     without_application: bool
+    # Longest prescription the policy in force allows for the disease, in months.
+    prescription_months: int | None = None
 
 
 @event("cn.medins.enrollment.chronic-disease.institution-changed.v1", T, person_facing=True)
@@ -250,3 +252,5 @@ class AccidentInjuryAccepted(Payload):
     person_id: ResidentId
     admitted_on: date
     deadline: date
+    # Counted past the official holiday schedules (weekdays only) until the year's file.
+    deadline_provisional: bool = False

@@ -58,6 +58,8 @@ class HandlerContext:
     # When the platform took the event from the broker: what "filed on" means, never the
     # sender's own timestamp. A retried batch keeps its first time.
     received_at: datetime = field(default_factory=clock.now)
+    # The region's policy book (shared.policy.PolicyBook) for services that decide by it.
+    policy: Any = None
 
     def filed_on(self, claimed: datetime | None = None, name: str = "submitted_at") -> date:
         """The China date this request reached the platform; raises SenderClockError when
@@ -86,11 +88,12 @@ class EventConsumer:
     """Processes batches of records for one service in one transaction, a savepoint each."""
 
     def __init__(self, service: str, settings: PlatformSettings, db: Database,
-                 routes: dict[str, Handler]) -> None:
+                 routes: dict[str, Handler], policy: Any = None) -> None:
         self.service = service
         self.settings = settings
         self.db = db
         self.routes = routes
+        self.policy = policy  # a shared.policy.BookCache: its current book goes to handlers
         self.dead_letter_topic = physical(DEAD_LETTER, region=settings.region,
                                           namespace=settings.namespace)
 
@@ -174,7 +177,8 @@ class EventConsumer:
                     continue  # a contract type this service has no interest in
                 ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
                                      self.settings.namespace, settings=self.settings,
-                                     received_at=received_at)
+                                     received_at=received_at,
+                                     policy=self.policy.book if self.policy else None)
                 try:
                     with bound_contextvars(event_id=envelope.id,
                                            correlation_id=envelope.correlationid):

@@ -48,6 +48,8 @@ class ServiceSpec:
     prepare: Callable[[PlatformSettings], Awaitable[None]] | None = None
     # Domain gauges read from the service's tables (parked payments, claims by stage, ...).
     gauges: list[SampledGauge] = field(default_factory=list)
+    # The region's policy book (a shared.policy.BookCache), given to handlers as ctx.policy.
+    policy: Any = None
 
 
 def to_jsonable(value: Any) -> Any:
@@ -93,7 +95,7 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
         app.add_dependency(make(db, settings))
     if spec.gauges:
         app.add_dependency(GaugeSampler(db, spec.gauges, settings.gauge_sample_seconds))
-    consumer = EventConsumer(spec.name, settings, db, spec.routes)
+    consumer = EventConsumer(spec.name, settings, db, spec.routes, policy=spec.policy)
     attach_consumer(app, consumer, [physical(t, region=settings.region,
                                              namespace=settings.namespace)
                                     for t in spec.consumes])

@@ -57,11 +57,11 @@ class ClockedEnrollment:
         self.stack, self.namespace = stack, namespace
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, clock_start: str) -> None:
+    def start(self, clock_start: str, **env: str) -> None:
         shared_port = self.stack.web_ports.get("enrollment")
         self.procs = {"enrollment": self.stack.start_worker(
             "enrollment", namespace=self.namespace, MEDINS_CLOCK_START=clock_start,
-            MEDINS_DUE_CHECK_SECONDS="0.5")}
+            MEDINS_DUE_CHECK_SECONDS="0.5", **env)}
         try:
             wait_healthy(self.stack, self.procs)
         finally:

@@ -224,7 +224,8 @@ async def test_hospital_events_file_emergencies_and_recognise_without_applicatio
     assert found["chronic_diseases"][0]["without_application"] is True
     # The late accident filing is refused with its deadline; the recognition is announced.
     await poll(lambda: _value(read_received(stack.sms_dir)),
-               lambda s: any(m["to"] == mobile and "1 month" in m["text"] for m in s)
+               lambda s: any(m["to"] == mobile and "must be filed within" in m["text"]
+                             for m in s)
                and any(m["to"] == mobile and "门诊慢特病" in m["text"] for m in s))
 
 

@@ -14,6 +14,7 @@ from shared.contracts.channels import (
 )
 from shared.contracts.employer import RosterRow
 from shared.contracts.hospital import EmergencyAdmissionFlagged
+from shared.policy import AccidentFilingLimits, ChronicChangeRule, Limit
 from shared.workdays import WorkingCalendar
 
 PID = "210202198001011238"
@@ -178,43 +179,61 @@ def accident(in_city: bool, admitted: date, filed: datetime) -> AccidentInjuryFi
                                submitted_at=filed)
 
 
+# Baotou's emergency limits [002 十三]: 7 working days in the city, 1 month outside.
+EMERGENCY = AccidentFilingLimits(Limit(7, "working_days"), Limit(1, "months"))
+
+
+def strict(start: date, limit: Limit) -> tuple[date, bool]:
+    return limit.due(start, WorkingCalendar().add_working_days), False
+
+
+def file(in_city: bool, admitted: date, filed: date, limits: AccidentFilingLimits = EMERGENCY,
+         due: filings.DueCounter = strict) -> filings.AccidentDeadline:
+    return filings.accept_accident_filing(
+        accident(in_city, admitted, datetime(filed.year, filed.month, filed.day, tzinfo=CST)),
+        person(), limits, due, filed)
+
+
 def test_in_city_deadline_is_seven_working_days_across_national_day() -> None:
-    cal = WorkingCalendar()
     # Admitted 2026-09-29 (Tue); 10-01..10-07 off: 09-30, 10-08, 10-09, 10-10 (make-up
     # Saturday), 10-12, 10-13, 10-14 -> the seventh working day is 10-14.
-    deadline = filings.accept_accident_filing(
-        accident(True, date(2026, 9, 29), datetime(2026, 10, 14, 17, tzinfo=CST)), person(), cal)
-    assert deadline == date(2026, 10, 14)
+    assert file(True, date(2026, 9, 29), date(2026, 10, 14)).on == date(2026, 10, 14)
     with pytest.raises(RuleViolation, match="by 2026-10-14"):
-        filings.accept_accident_filing(
-            accident(True, date(2026, 9, 29), datetime(2026, 10, 15, 9, tzinfo=CST)), person(),
-            cal)
+        file(True, date(2026, 9, 29), date(2026, 10, 15))
 
 
 def test_out_of_city_deadline_is_one_month() -> None:
-    cal = WorkingCalendar()
-    assert filings.accept_accident_filing(
-        accident(False, date(2026, 1, 31), datetime(2026, 2, 28, 9, tzinfo=CST)), person(),
-        cal) == date(2026, 2, 28)
-    with pytest.raises(RuleViolation, match="1 month"):
-        filings.accept_accident_filing(
-            accident(False, date(2026, 1, 31), datetime(2026, 3, 1, 9, tzinfo=CST)), person(),
-            cal)
+    assert file(False, date(2026, 1, 31), date(2026, 2, 28)).on == date(2026, 2, 28)
+    with pytest.raises(RuleViolation, match="1 months"):
+        file(False, date(2026, 1, 31), date(2026, 3, 1))
+
+
+def test_the_limits_are_the_policy_books_not_fixed_in_code() -> None:
+    normal = AccidentFilingLimits(Limit(3, "working_days"), Limit(3, "working_days"))
+    with pytest.raises(RuleViolation, match="3 working days"):
+        file(True, date(2026, 11, 2), date(2026, 11, 6), normal)
+
+
+def test_a_provisional_deadline_never_refuses() -> None:
+    def beyond_the_schedule(start: date, limit: Limit) -> tuple[date, bool]:
+        return date(2027, 1, 8), True  # weekdays only: a holiday could only move it later
+
+    found = file(True, date(2026, 12, 30), date(2027, 1, 11), due=beyond_the_schedule)
+    assert found == filings.AccidentDeadline(date(2027, 1, 8), provisional=True)
 
 
 def test_admission_after_filing_day_is_refused() -> None:
     with pytest.raises(RuleViolation, match="admitted_on"):
-        filings.accept_accident_filing(
-            accident(True, date(2026, 11, 24), datetime(2026, 11, 23, 9, tzinfo=CST)), person(),
-            WorkingCalendar())
+        file(True, date(2026, 11, 24), date(2026, 11, 23))
 
 
 # --- chronic disease, family aid ---
 
 def test_institution_change_effective_at_once_or_next_month() -> None:
-    assert benefits.institution_change_effective(date(2026, 11, 23), False) == date(2026, 11, 23)
-    assert benefits.institution_change_effective(date(2026, 11, 23), True) == date(2026, 12, 1)
-    assert benefits.institution_change_effective(date(2026, 12, 5), True) == date(2027, 1, 1)
+    rule = ChronicChangeRule()  # the standing rule of the policy book [002 六]
+    assert rule.effective_on(date(2026, 11, 23), False) == date(2026, 11, 23)
+    assert rule.effective_on(date(2026, 11, 23), True) == date(2026, 12, 1)
+    assert rule.effective_on(date(2026, 12, 5), True) == date(2027, 1, 1)
 
 
 def test_institution_change_needs_a_recognition() -> None:

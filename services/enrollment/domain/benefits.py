@@ -1,8 +1,6 @@
 """Outpatient chronic disease and family account mutual aid (SPEC enrollment 6 and 7)."""
 from __future__ import annotations
 
-from datetime import date
-
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import InsuredStatus, Person
 from shared.contracts.channels import ChronicDiseaseApplied, FamilyAidAuthorised
@@ -13,10 +11,6 @@ AUTOMATIC_RECOGNITION = {
     "tumour_radiotherapy": "malignant_tumour_radiochemotherapy",
     "tumour_chemotherapy": "malignant_tumour_radiochemotherapy",
 }
-
-
-def first_of_next_month(day: date) -> date:
-    return date(day.year + 1, 1, 1) if day.month == 12 else date(day.year, day.month + 1, 1)
 
 
 def check_chronic_application(cmd: ChronicDiseaseApplied, person: Person | None,
@@ -31,11 +25,6 @@ def check_chronic_application(cmd: ChronicDiseaseApplied, person: Person | None,
         if current_institution == cmd.institution_code:
             raise RuleViolation("same_institution",
                                 "institution_code: already the designated institution")
-
-
-def institution_change_effective(today: date, reimbursed_this_month: bool) -> date:
-    """At once if no chronic-disease outpatient reimbursement this month, else next month."""
-    return first_of_next_month(today) if reimbursed_this_month else today
 
 
 def family_aid_ends(status: InsuredStatus) -> bool:

@@ -1,7 +1,7 @@
 """Remote-treatment filing and accident-injury filing rules (SPEC enrollment 5 and 8)."""
 from __future__ import annotations
 
-import calendar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -10,11 +10,10 @@ from services.enrollment.domain.model import InsuredStatus, Person
 from shared.clock import china_date
 from shared.contracts.channels import AccidentInjuryFiled, RemoteTreatmentFilingApplied
 from shared.contracts.hospital import EmergencyAdmissionFlagged
-from shared.workdays import WorkingCalendar
+from shared.policy import AccidentFilingLimits, Limit
 
 LONG_TERM_BACKFILL_DAYS = 5  # [003] a long-term filing may start 5 days before filing
 TEMPORARY_VALID_DAYS = 180  # practice: a temporary filing without an end lasts six months
-ACCIDENT_IN_CITY_WORKING_DAYS = 7  # [002]
 
 
 @dataclass
@@ -91,33 +90,36 @@ def filings_ended_by_status(filings: list[Filing], new_status: InsuredStatus) ->
     return [f for f in filings if f.state == "active"]
 
 
-def add_one_month(day: date) -> date:
-    year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
-    return day.replace(year=year, month=month,
-                       day=min(day.day, calendar.monthrange(year, month)[1]))
+@dataclass(frozen=True)
+class AccidentDeadline:
+    """The last day an accident injury may be filed; provisional when the working days ran
+    past the official holiday schedules (counted on weekdays only until the year's file)."""
+
+    on: date
+    provisional: bool = False
 
 
-def accident_filing_deadline(in_city: bool, admitted_on: date, workdays: WorkingCalendar) -> date:
-    if in_city:
-        return workdays.add_working_days(admitted_on, ACCIDENT_IN_CITY_WORKING_DAYS)
-    return add_one_month(admitted_on)
+# Counts a limit from a start day: (last day, provisional).
+DueCounter = Callable[[date, Limit], tuple[date, bool]]
 
 
 def accept_accident_filing(cmd: AccidentInjuryFiled, person: Person | None,
-                           workdays: WorkingCalendar, filed_on: date | None = None) -> date:
-    """Returns the deadline the filing met; late or improper filings are refused. `filed_on`
-    is the platform's day of receipt."""
+                           limits: AccidentFilingLimits, due: DueCounter,
+                           filed_on: date) -> AccidentDeadline:
+    """The deadline the filing met, by the limits in force on the admission day [002 十三];
+    late or improper filings are refused. `filed_on` is the platform's day of receipt. A
+    provisional deadline never refuses: a holiday the schedule does not show yet could only
+    move it later."""
     _require_active(person, "an accident-injury filing")
-    filed_on = filed_on or china_date(cmd.submitted_at)
     if cmd.admitted_on > filed_on:
         raise RuleViolation("future_date", "admitted_on: must not be after the filing day")
     if not cmd.no_third_party_declared:
         raise RuleViolation("third_party", "no_third_party_declared: this filing is only for "
                             "injuries without a liable third party")
-    deadline = accident_filing_deadline(cmd.in_city, cmd.admitted_on, workdays)
-    if filed_on > deadline:
-        where, limit = (("an in-city", f"{ACCIDENT_IN_CITY_WORKING_DAYS} working days")
-                        if cmd.in_city else ("an out-of-city", "1 month"))
+    limit = limits.limit(cmd.in_city)
+    deadline, provisional = due(cmd.admitted_on, limit)
+    if filed_on > deadline and not provisional:
+        where = "an in-city" if cmd.in_city else "an out-of-city"
         raise RuleViolation("filed_too_late", f"submitted_at: {where} accident injury must be "
                             f"filed within {limit} of admission, by {deadline.isoformat()}")
-    return deadline
+    return AccidentDeadline(deadline, provisional)
