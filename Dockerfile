@@ -1,10 +1,13 @@
 # One image for every service: `medins worker <service>` picks which one runs.
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+# Runtime dependencies only, exactly as locked (hashes checked); the development stack (the
+# `dev` extra: embedded broker, database, mail server) is not in the image.
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --no-deps . \
     && useradd --system --uid 10001 --home-dir /var/lib/medins --shell /usr/sbin/nologin medins \
     && mkdir -p /var/lib/medins && chown medins:medins /var/lib/medins
 # The code stays root-owned and read-only to the worker; its only writable place is the state

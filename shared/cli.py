@@ -20,8 +20,12 @@ console = Console(soft_wrap=True)
 
 
 def _stack_env() -> None:
-    from shared.devstack.supervisor import load_stack_defaults
-
+    """Point the command at a stack `medins up` started here, if the dev stack is installed
+    (it is an extra: a production image has only the environment's settings)."""
+    try:
+        from shared.devstack.supervisor import load_stack_defaults
+    except ImportError:
+        return
     load_stack_defaults()
 
 

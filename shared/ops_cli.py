@@ -51,9 +51,9 @@ class DeadLetter:
 
 
 def _settings(region: str) -> PlatformSettings:
-    from shared.devstack.supervisor import load_stack_defaults
+    from shared.cli import _stack_env
 
-    load_stack_defaults()
+    _stack_env()
     return PlatformSettings(**({"region": region} if region else {}))
 
 
