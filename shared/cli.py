@@ -123,8 +123,9 @@ def publish(topic: str, file: Path) -> None:
 @cli.command()
 def status(ref: Annotated[str, typer.Argument(
                help="resident ID, application/claim/transfer id, or a letter's tracking number")],
-           region: Annotated[str, typer.Option(help="region to ask (default MEDINS_REGION)")] = ""
-           ) -> None:
+           region: Annotated[str, typer.Option(help="region to ask (default MEDINS_REGION)")] = "",
+           as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")]
+           = False) -> None:
     """Show a person's or an application's state and history in every service (masked)."""
     from shared.status import collect_status
 
@@ -132,9 +133,13 @@ def status(ref: Annotated[str, typer.Argument(
     settings = PlatformSettings(**({"region": region} if region else {}))
     found = asyncio.run(collect_status(settings, ref))
     if not found:
-        console.print(f"nothing known about {ref}")
+        typer.echo(f"nothing known about {ref}", err=True)
         raise typer.Exit(1)
     from shared.messaging.runtime import jsonable_dump
+
+    if as_json:
+        typer.echo(jsonable_dump(found))
+        return
 
     for service, body in found.items():
         console.rule(f"{service} ({settings.region})")

@@ -67,3 +67,17 @@ def test_an_unreachable_database_is_one_line_on_stderr(tmp_path: Path, stack: Te
     assert result.stderr.startswith("medins: ")
     version = medins(env, tmp_path, "--version")
     assert version.returncode == 0 and version.stdout.startswith("medins ")
+
+
+async def test_status_answers_in_json_masked(tmp_path: Path, stack: TestStack,
+                                            workers: dict[str, Any]) -> None:
+    from tests.e2e.test_enrollment_stories import enroll
+
+    person, mobile = await enroll(stack)
+    shown = medins(stack.env(), tmp_path, "status", person, "--json")
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    assert found["enrollment"]["person"]["status"] == "active"
+    assert person not in shown.stdout and mobile not in shown.stdout
+    unknown = medins(stack.env(), tmp_path, "status", people.resident_id(), "--json")
+    assert unknown.returncode == 1 and "nothing known" in unknown.stderr
