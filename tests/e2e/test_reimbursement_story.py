@@ -251,7 +251,9 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
     from shared.contracts.hospital import EpidemicPatientSettled
 
     person, mobile = await enroll(stack)
-    # The examples the test stack loads (notice 001) declare an epidemic for December 2026.
+    # The agency declares the epidemic of the example of notice 001 (December 2026): only
+    # that measure, so no other story's claims change.
+    await add_measure(stack, "001-jinan-epidemic.toml", "example-001-epidemic-full-coverage")
     covered, refused = f"EP{uuid.uuid4().hex[:6]}", f"EP{uuid.uuid4().hex[:6]}"
     [_, refused_event] = await send(stack, EpidemicPatientSettled(
         settlement_id=covered, person_id=person, institution_code="H21020077",
@@ -297,3 +299,24 @@ async def test_a_rejected_claim_is_resubmitted_as_a_new_version(
                        lambda c: c.get("version") == 2)
     assert claim["stage"] == "preliminary_review" and claim["reasons"] == []
     assert [h["detail"]["version"] for h in claim["history"]] == [1, 1, 2]
+
+
+async def add_measure(stack: TestStack, example: str, measure_id: str) -> None:
+    """Copy one measure of the shipped examples into the folder the workers read, for this
+    region, and wait until the reimbursement worker has re-read its book."""
+    import tomllib
+
+    from shared.policy import EXAMPLES_DIR
+
+    [measure] = [m for m in tomllib.loads((EXAMPLES_DIR / example).read_text())["measure"]
+                 if m["id"] == measure_id]
+    lines = [f'region = "{REGION}"', "", "[[measure]]"]
+    lines += [f"{key} = {value!r}".replace("'", '"') if isinstance(value, str)
+              else f"{key} = {value}" for key, value in measure.items()]
+    name = f"{measure_id}.toml"
+    (stack.policy_dir / f"{name}.draft").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (stack.policy_dir / f"{name}.draft").rename(stack.policy_dir / name)
+    log = stack.log_path("reimbursement")
+    await poll(lambda: _value(log.read_text(encoding="utf-8")),
+               lambda text: any("policy book re-read" in line and name in line
+                                for line in text.splitlines()), timeout=30)
