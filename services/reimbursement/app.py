@@ -6,6 +6,7 @@ from services.reimbursement.policy_watch import policy_watch
 from services.reimbursement.repository import status_of
 from shared.contracts import topics
 from shared.messaging.runtime import ServiceSpec
+from shared.observability.sampled import SampledGauge
 from shared.policy import BookCache
 from shared.settings import ReimbursementSettings
 
@@ -21,4 +22,14 @@ def spec() -> ServiceSpec:
                   topics.PAYMENT_RESULTS],
         status_query=status_of,
         extras=[policy_watch(cache)],
+        gauges=GAUGES,
     )
+
+
+GAUGES = [
+    SampledGauge("medins_reimbursement_claims", "Claims by stage now",
+                 "SELECT stage, count(*) AS value FROM claims GROUP BY stage", ("stage",)),
+    SampledGauge("medins_reimbursement_payments_failed",
+                 "Claims whose bank payment failed after every attempt (staff must act)",
+                 "SELECT count(*) AS value FROM claims WHERE stage = 'payment_failed'"),
+]

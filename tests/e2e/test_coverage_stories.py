@@ -187,3 +187,13 @@ async def test_enrollment_exports_its_domain_gauges(stack: TestStack,
     assert "medins_enrollment_payments_parked " in text
     # Dead-letter series exist at zero from the start, for `increase()` to see the first.
     assert 'medins_events_dead_lettered_total{service="enrollment"' in text
+
+    def reimbursement_metrics() -> str:
+        url = f"http://127.0.0.1:{stack.web_ports['reimbursement']}/metrics"
+        return urllib.request.urlopen(url, timeout=5).read().decode()
+
+    async def sampled_reimbursement() -> str:
+        return reimbursement_metrics()
+
+    await poll(sampled_reimbursement,
+               lambda t: "medins_reimbursement_payments_failed " in t, timeout=40)
