@@ -106,6 +106,34 @@ def validate_region(code: str) -> str:
     return code
 
 
+@lru_cache(maxsize=4096)
+def division_name(code: str) -> str | None:
+    """The current name of a GB/T 2260 division code (stdnum's table), None if unknown or
+    abolished: any region in China, served here or not, for transfers by paper letter."""
+    if code in REGIONS:
+        return REGIONS[code].name
+    if len(code) != 6 or not code.isdigit():
+        return None
+    from stdnum import numdb
+
+    parts = numdb.get("cn/loc").info(code)
+    if len(parts) != 2 or "county" not in parts[1][1]:
+        return None
+    # Names carry validity as "[1983-]深圳市" or "[-1980]旅大市,[1981-]大连市": keep a current one.
+    current = parts[1][1]["county"].split(",")[-1]
+    if current.startswith("["):
+        span, _, current = current[1:].partition("]")
+        if not span.endswith("-"):
+            return None  # abolished
+    return current or None
+
+
+def validate_any_region(code: str) -> str:
+    if division_name(code) is None:
+        raise IdentifierError(f"region {code} is not a current GB/T 2260 division code")
+    return code
+
+
 def same_province(a: str, b: str) -> bool:
     return a[:2] == b[:2]
 
@@ -125,3 +153,5 @@ ResidentId = Annotated[str, AfterValidator(validate_resident_id)]
 EmployerCode = Annotated[str, AfterValidator(validate_employer_code)]
 CnMobile = Annotated[str, AfterValidator(validate_cn_mobile)]
 RegionCode = Annotated[str, AfterValidator(validate_region)]
+# Any region of China (transfers by paper letter reach regions this platform does not serve).
+AnyRegionCode = Annotated[str, AfterValidator(validate_any_region)]
