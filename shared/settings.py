@@ -140,6 +140,7 @@ class NotifySettings(PlatformSettings):
     smtp_use_tls: bool = False
     smtp_username: str | None = None
     smtp_password: str | None = None
+    smtp_max_connections: int = 4
     mail_from: str = "noreply@medins.example.cn"
     smpp_host: str = "127.0.0.1"
     smpp_port: int = 2775

@@ -23,7 +23,8 @@ def build_dispatcher(db: Database, settings: NotifySettings) -> Dispatcher:
                         submit_timeout=settings.smpp_submit_timeout_seconds)
     email = SmtpEmailSender(settings.smtp_host, settings.smtp_port, settings.mail_from,
                             settings.smtp_starttls, settings.smtp_use_tls,
-                            settings.smtp_username, settings.smtp_password)
+                            settings.smtp_username, settings.smtp_password,
+                            max_connections=settings.smtp_max_connections)
     dispatcher = Dispatcher(
         db, settings, {"sms": sms, "email": email},
         {"sms": TokenBucket(settings.sms_rate_per_second),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,10 @@ class Dispatcher(mode.Service):
         self.poll_seconds = poll_seconds
         self.journal = journal or OutcomeJournal(
             settings.state_dir / f"notify-{settings.namespace}{settings.region}-outcomes.jsonl")
+        # Stable across restarts of this worker (same host, state folder and region), so its
+        # next run knows which claimed rows were its own.
+        self.worker_id = (f"{socket.gethostname()}:{settings.state_dir.resolve()}:"
+                          f"{settings.namespace}{settings.region}")
         self.breakers = {c: CircuitBreaker(settings.breaker_failures,
                                            settings.breaker_open_seconds,
                                            max(settings.breaker_open_seconds,
@@ -88,13 +93,36 @@ class Dispatcher(mode.Service):
         await asyncio.gather(*(self._channel_loop(c) for c in self.senders))
 
     async def replay_journal(self) -> None:
-        """Answers a previous run received but could not write down: write them now."""
+        """What the previous run left: answers it received but could not write down are
+        written; hand-overs whose answer never came become 'unknown'; what it claimed and
+        never handed over is due again."""
         entries = self.journal.pending()
         for entry in entries:
             await self._write(entry)
-        if entries:
-            log.info("recorded answers kept from the previous run", count=len(entries))
-            self.journal.compact()
+        unanswered = self.journal.unanswered()
+        for delivery_id in unanswered:
+            await self._write({"id": delivery_id, "kind": "unknown", "error":
+                               "worker stopped after handing it over and before the gateway "
+                               "answered; check with the gateway before resending"})
+        released = await self._until_recorded(self._release_unsent)
+        if entries or unanswered or released:
+            log.info("reconciled what the previous run left", answers=len(entries),
+                     unanswered=len(unanswered), never_handed_over=released)
+        self.journal.compact()
+
+    async def _release_unsent(self) -> int:
+        async with self.db.pool.acquire() as conn:
+            return await repo.release_unsent(conn, self.worker_id)
+
+    async def _until_recorded(self, write: Any) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return await write()
+            except Exception as exc:
+                log.warning("waiting for the database", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     @mode.Service.timer(5.0)
     async def _reconcile(self) -> None:
@@ -136,7 +164,8 @@ class Dispatcher(mode.Service):
         limit = self.limits[channel]
         room = max(1, min(limit.available(), 100, allowance or 100))
         async with self.db.pool.acquire() as conn:
-            due = [dict(r) for r in await repo.claim_due(conn, channel, room)]
+            due = [dict(r) for r in await repo.claim_due(conn, channel, room,
+                                                             self.worker_id)]
         tasks = []
         for index, row in enumerate(due):
             if self.stopping or (index == 1 and self.breakers[channel].failing):
@@ -177,8 +206,9 @@ class Dispatcher(mode.Service):
         started = time.perf_counter()
         outcome: dict[str, Any]
         try:
-            result = await self.senders[channel].send(row["recipient"], row["subject"],
-                                                      row["body"], key)
+            result = await self.senders[channel].send(
+                row["recipient"], row["subject"], row["body"], key,
+                lambda: self.journal.handing_over(row["id"]))
         except OutcomeUnknown as exc:
             metrics.UNKNOWN.labels(channel).inc()
             log.error("send outcome unknown; not resending", channel=channel,
@@ -255,7 +285,9 @@ class Dispatcher(mode.Service):
 
     async def _apply(self, conn: Any, entry: dict[str, Any]) -> None:
         kind = entry["kind"]
-        if kind == "sent":
+        if kind == "unknown" and "channel" not in entry:
+            await repo.mark_unknown(conn, entry["id"], entry["error"])
+        elif kind == "sent":
             if await repo.mark_sent(conn, entry["id"], entry["provider_ids"], entry["channel"]):
                 await self._emit(conn, entry, MessageSent(
                     source_event_id=entry["source_event_id"], channel=entry["channel"],

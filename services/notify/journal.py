@@ -23,24 +23,43 @@ class OutcomeJournal:
     def done(self, delivery_id: int) -> None:
         self.append({"done": delivery_id})
 
-    def pending(self) -> list[dict[str, Any]]:
-        """Answers written here whose database write was never confirmed, oldest first."""
-        entries: dict[int, dict[str, Any]] = {}
+    def handing_over(self, delivery_id: int) -> None:
+        """Written (fsynced) just before a message goes to the gateway: without it a message
+        claimed by a worker that died was never handed over and can be sent safely."""
+        self.append({"handing": delivery_id})
+
+    def _read(self) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+        answers: dict[int, dict[str, Any]] = {}
+        handing: dict[int, dict[str, Any]] = {}
         with open(self.path, encoding="utf-8") as lines:
             for line in lines:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line torn by a kill mid-write: its answer was never final
+                    continue  # a line torn by a kill mid-write: it was never final
                 if "done" in entry:
-                    entries.pop(entry["done"], None)
+                    answers.pop(entry["done"], None)
+                    handing.pop(entry["done"], None)
+                elif "handing" in entry:
+                    handing[entry["handing"]] = entry
                 else:
-                    entries[entry["id"]] = entry
-        return list(entries.values())
+                    answers[entry["id"]] = entry
+                    handing.pop(entry["id"], None)
+        return answers, handing
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Answers written here whose database write was never confirmed, oldest first."""
+        return list(self._read()[0].values())
+
+    def unanswered(self) -> list[int]:
+        """Messages handed over whose answer never came (the worker stopped or died)."""
+        return list(self._read()[1])
 
     def compact(self) -> None:
-        """Rewrite the file with only what is still pending (called when nothing is in flight)."""
-        keep = self.pending()
+        """Rewrite the file with only what is still open: answers not yet in the database and
+        hand-overs still awaiting their answer."""
+        answers, handing = self._read()
+        keep = [*handing.values(), *answers.values()]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in keep),
                        encoding="utf-8")

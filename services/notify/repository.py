@@ -75,13 +75,24 @@ async def contact_arrived(conn: asyncpg.Connection, delivery_id: int) -> None:
                        " WHERE id = $1", delivery_id)
 
 
-async def claim_due(conn: asyncpg.Connection, channel: str, limit: int) -> list[asyncpg.Record]:
+async def claim_due(conn: asyncpg.Connection, channel: str, limit: int,
+                    worker: str | None = None) -> list[asyncpg.Record]:
     """Mark due messages 'sending' before any is sent: a crash leaves them for reconciling."""
     return await conn.fetch(
-        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = now()"
+        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = now(),"
+        " claimed_by = $3"
         " WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND channel = $1"
         " AND next_attempt_at <= now() ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        " RETURNING *", channel, limit)
+        " RETURNING *", channel, limit, worker)
+
+
+async def release_unsent(conn: asyncpg.Connection, worker: str) -> int:
+    """At a worker's start: what its previous run claimed and, per its journal, never handed
+    over goes back to pending (the caller first marks what was handed over)."""
+    rows = await conn.fetch(
+        "UPDATE deliveries SET status = 'pending', attempts = greatest(attempts - 1, 0)"
+        " WHERE status = 'sending' AND claimed_by = $1 RETURNING id", worker)
+    return len(rows)
 
 
 async def mark_sent(conn: asyncpg.Connection, delivery_id: int, provider_ids: list[str],

@@ -30,9 +30,19 @@ class SendResult:
     provider_ids: list[str] = field(default_factory=list)
 
 
+HandOver = Callable[[], None]
+
+
+def _nothing() -> None:
+    return None
+
+
 class Sender(Protocol):
-    async def send(self, recipient: str, subject: str | None, body: str,
-                   key: str) -> SendResult: ...
+    async def send(self, recipient: str, subject: str | None, body: str, key: str,
+                   handing_over: HandOver = _nothing) -> SendResult:
+        """`handing_over()` is called just before the step after which the message may have
+        gone out; until then a failure means it certainly did not."""
+        ...
 
 
 @dataclass
@@ -45,9 +55,20 @@ class SmtpEmailSender:
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
+    # Sessions open at once: relays limit them, and each one mid-DATA when the worker dies
+    # is a message whose outcome is unknown.
+    max_connections: int = 4
+    _sessions: asyncio.Semaphore | None = field(default=None, repr=False)
 
-    async def send(self, recipient: str, subject: str | None, body: str,
-                   key: str) -> SendResult:
+    async def send(self, recipient: str, subject: str | None, body: str, key: str,
+                   handing_over: HandOver = _nothing) -> SendResult:
+        if self._sessions is None:
+            self._sessions = asyncio.Semaphore(self.max_connections)
+        async with self._sessions:
+            return await self._send(recipient, subject, body, key, handing_over)
+
+    async def _send(self, recipient: str, subject: str | None, body: str, key: str,
+                    handing_over: HandOver) -> SendResult:
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = recipient
@@ -64,6 +85,7 @@ class SmtpEmailSender:
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise ConnectionError(f"SMTP relay unavailable: {exc}") from exc
         try:
+            handing_over()
             await smtp.send_message(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             raise PermanentSendError(f"recipient refused: {exc}") from exc
@@ -150,14 +172,16 @@ class SmppSmsSender:
                 except Exception as exc:
                     log.warning("receipt not recorded", error=repr(exc))
 
-    async def send(self, recipient: str, subject: str | None, body: str,
-                   key: str) -> SendResult:
+    async def send(self, recipient: str, subject: str | None, body: str, key: str,
+                   handing_over: HandOver = _nothing) -> SendResult:
         session = await self._bound()
         parts = encode_ucs2(body, zlib.crc32(key.encode()))
         ids: list[str] = []
         for index, part in enumerate(parts):
             try:
                 async with self._in_flight:
+                    if index == 0:
+                        handing_over()
                     resp = await asyncio.wait_for(session.submit_sm(
                         recipient, part.payload, source_addr=self.source_addr,
                         data_coding=UCS2, esm_class=part.esm_class, registered_delivery=1),

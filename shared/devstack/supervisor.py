@@ -1,4 +1,4 @@
-"""`medins up`: starts the embedded stack and every worker, prefixes logs, stops cleanly."""
+"""`medins up`: starts the embedded stack and every worker, restarts what dies, stops on Ctrl-C."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shared.devstack.broker import EmbeddedBroker, free_port
+from shared.devstack.broker import MEMORY, EmbeddedBroker, free_port
 from shared.devstack.database import DevDatabase
 from shared.devstack.mailserver import MailServer
 from shared.devstack.smsc import ThreadedSmsc
@@ -61,12 +61,24 @@ class Stack:
     smsc: ThreadedSmsc | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # How to start each worker again: name -> (service, region, port).
+    specs: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    started_at: dict[str, float] = field(default_factory=dict)
+    due: dict[str, float] = field(default_factory=dict)
+    broker_restarts: int = 0
+    stop_grace_seconds: float = 30.0
+    services: tuple[str, ...] = tuple(SERVICES)
 
     def start_infrastructure(self) -> None:
         STATE_DIR.mkdir(exist_ok=True)
         broker_url = os.environ.get("MEDINS_BROKER_URL")
         if not broker_url:
-            self.broker = EmbeddedBroker.start(port_or_free(9092), str(STATE_DIR / "broker.log"))
+            # MEDINS_BROKER_STORAGE: Tansu's engine, e.g. s3://bucket/ with the AWS_* variables
+            # of an S3 store (see the README); memory by default.
+            self.broker = EmbeddedBroker.start(port_or_free(9092), str(STATE_DIR / "broker.log"),
+                                               storage=os.environ.get("MEDINS_BROKER_STORAGE",
+                                                                      MEMORY))
             broker_url = self.broker.url
         self.database = DevDatabase.start(STATE_DIR / "pgdata")
         smtp_host = os.environ.get("MEDINS_SMTP_HOST")
@@ -100,31 +112,43 @@ class Stack:
         os.environ.update(self.env)
         try:
             prepare_regions(self.regions)
+            # The demo's simulated producers (tax, civil affairs, partners...) sign with keys
+            # made here; a real deployment's producers hold their own.
+            from shared.settings import PlatformSettings
+            from shared.trust import ensure_simulated_keys
+
+            dev = PlatformSettings()
+            ensure_simulated_keys(dev.trust_dir, dev.keyring_dir, self.regions)
         finally:
             os.environ.clear()
             os.environ.update(env_backup)
 
     def start_workers(self) -> None:
-        tty = sys.stdout.isatty()
         for r_index, region in enumerate(self.regions):
-            for service in SERVICES:
+            for service in self.services:
                 name = service if len(self.regions) == 1 else f"{service}@{region}"
                 port = port_or_free(DEFAULT_WEB_PORTS[service] + 10 * r_index)
-                env = os.environ | self.env | {
-                    "MEDINS_REGION": region, "MEDINS_WEB_PORT": str(port),
-                    "MEDINS_LOG_FORMAT": "console" if tty else "json",
-                    "PYTHONUNBUFFERED": "1",
-                }
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "shared.cli", "worker", service],
-                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    start_new_session=True,  # Ctrl-C reaches us; we stop them in order
-                )
-                self.workers[name] = proc
-                threading.Thread(target=self._relay_output, args=(name, service, proc),
-                                 daemon=True).start()
+                self.specs[name] = (service, region, port)
+                self._spawn(name)
                 self.console.print(f"[bold]{name}[/] metrics: http://127.0.0.1:{port}/metrics"
                                    f"  status: http://127.0.0.1:{port}/status/<id>")
+
+    def _spawn(self, name: str) -> None:
+        service, region, port = self.specs[name]
+        env = os.environ | self.env | {
+            "MEDINS_REGION": region, "MEDINS_WEB_PORT": str(port),
+            "MEDINS_LOG_FORMAT": "console" if sys.stdout.isatty() else "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "worker", service],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us; we stop them in order
+        )
+        self.workers[name] = proc
+        self.started_at[name] = time.monotonic()
+        threading.Thread(target=self._relay_output, args=(name, service, proc),
+                         daemon=True).start()
 
     def _relay_output(self, name: str, service: str, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -135,24 +159,69 @@ class Stack:
                                highlight=False, soft_wrap=True)
 
     def watch(self, stop: threading.Event) -> int:
+        """Supervise until Ctrl-C: a dead worker is restarted with backoff, a dead broker is
+        restarted and the workers with it (so they subscribe afresh)."""
         while not stop.wait(0.5):
-            for name, proc in self.workers.items():
-                if proc.poll() is not None:
-                    self.console.print(f"[red]{name} exited with {proc.returncode}; stopping[/]")
-                    return 1
+            self.check_once()
         return 0
 
-    def stop(self) -> None:
+    def check_once(self) -> None:
+        now = time.monotonic()
+        if self.broker is not None and self.broker.process.poll() is not None:
+            self._restart_broker()
+            return
+        for name, proc in self.workers.items():
+            if proc.poll() is None or name in self.due:
+                continue
+            # A worker that ran a minute is healthy again: its next failure starts over.
+            if now - self.started_at[name] > 60:
+                self.restarts[name] = 0
+            count = self.restarts.get(name, 0)
+            delay = min(30.0, 2.0 ** count)
+            self.restarts[name] = count + 1
+            self.due[name] = now + delay
+            self.console.print(f"[red]{name} exited with {proc.returncode}; restarting it in "
+                               f"{delay:.0f} s (restart {count + 1})[/]")
+        for name, at in list(self.due.items()):
+            if now >= at:
+                del self.due[name]
+                self._spawn(name)
+                self.console.print(f"[yellow]{name} restarted[/]")
+
+    def _restart_broker(self) -> None:
+        assert self.broker is not None
+        code = self.broker.process.returncode
+        self.broker_restarts += 1
+        self.console.print(
+            f"[red]broker exited with {code}; restarting it on port {self.broker.port}"
+            f"{self.broker.loss_note()}[/]")
+        self.broker = EmbeddedBroker.start(self.broker.port, str(STATE_DIR / "broker.log"),
+                                           storage=self.broker.storage)
+        self.prepare()  # topics again: a memory broker comes back empty
+        # Workers subscribed to the old broker's partitions: restarting them is the one way
+        # every client (consumer group, relay producer) sees the new broker for sure.
+        self._stop_workers()
+        for name in self.workers:
+            self.due.pop(name, None)
+            self._spawn(name)
+        self.console.print("[yellow]broker back; workers restarted[/]")
+
+    def _stop_workers(self) -> None:
         for proc in self.workers.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.workers.values():
+        deadline = time.monotonic() + self.stop_grace_seconds
+        for name, proc in self.workers.items():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.console.print(f"[red]{name} did not stop within "
+                                   f"{self.stop_grace_seconds:.0f} s; killed[/]")
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+    def stop(self) -> None:
+        self._stop_workers()
         if self.mail:
             self.mail.stop()
         if self.smsc:
@@ -178,6 +247,8 @@ def run_up(regions: list[str]) -> int:
         stack.start_infrastructure()
         stack.prepare()
         stack.start_workers()
+        if stack.broker is not None:
+            stack.console.print(f"[bold yellow]{stack.broker.durability_note()}[/]")
         stack.console.print(
             f"[bold green]platform up[/] regions {', '.join(regions)}; "
             f"broker {stack.env['MEDINS_BROKER_URL']}; "
