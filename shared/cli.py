@@ -258,6 +258,10 @@ from shared.policy_cli import policy_cli  # noqa: E402 - after the core commands
 
 cli.add_typer(policy_cli, name="policy")
 
+from shared.calendar_cli import calendar_cli  # noqa: E402 - after the core commands
+
+cli.add_typer(calendar_cli, name="calendar")
+
 
 def _version(show: bool) -> None:
     if show:

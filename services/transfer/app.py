@@ -1,8 +1,7 @@
 """Composition root of the transfer service: topics, handlers, the overdue timer, start checks."""
 from __future__ import annotations
 
-from services.transfer.domain.deadlines import calendar_gap
-from services.transfer.handlers import ROUTES, deadline_rules, flag_overdue
+from services.transfer.handlers import ROUTES, flag_overdue
 from services.transfer.views import status_of
 from shared.clock import china_today
 from shared.contracts import topics
@@ -12,7 +11,7 @@ from shared.messaging.runtime import ServiceSpec
 from shared.messaging.timer import Timer
 from shared.observability.logging import get_logger
 from shared.settings import PlatformSettings, TransferSettings
-from shared.workdays import default_calendar
+from shared.workdays import WARN_DAYS, refresh_days_left
 
 log = get_logger(__name__)
 
@@ -23,17 +22,19 @@ def _overdue_timer(db: Database, settings: PlatformSettings) -> Timer:
 
 
 async def _prepare(settings: PlatformSettings) -> None:
-    """Partners' inboxes exist before anything is written to them, and a missing holiday
-    schedule is reported now rather than when a transfer needs it."""
+    """Partners' inboxes exist before anything is written to them, and the days of holiday
+    schedule left are known (gauge and log) before a transfer needs them."""
     assert isinstance(settings, TransferSettings)
     inboxes = [topics.physical(topics.TRANSFER_PARTNER, region=partner,
                                namespace=settings.namespace)
                for partner in sorted(settings.interconnected())]
     await ensure_topics(settings.broker_url, inboxes, settings.topic_partitions,
                         policy=TopicPolicy.from_settings(settings))
-    gap = calendar_gap(default_calendar(), china_today(), deadline_rules(settings))
-    if gap is not None:
-        log.error("transfer due dates will fail soon", year=gap.year, error=str(gap))
+    coverage = refresh_days_left(china_today())
+    if coverage.days_left < WARN_DAYS:
+        # Not an error for the person: due dates past it are provisional and recounted later.
+        log.warning("holiday schedule runs out soon; due dates past it are provisional",
+                    last_day=coverage.last_day.isoformat(), days_left=coverage.days_left)
 
 
 def spec() -> ServiceSpec:

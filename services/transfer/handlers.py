@@ -8,7 +8,7 @@ from services.transfer.domain import transfer as rules
 from services.transfer.domain.deadlines import Clock, DeadlineRules
 from services.transfer.domain.transfer import Answer, Stage, Transfer, TransferRefused
 from services.transfer.metrics import ANSWERS_IGNORED, OUTCOMES, set_overdue
-from shared.clock import china_date
+from shared.clock import SenderClockError
 from shared.contracts import Envelope
 from shared.contracts.channels import TransferOutRequested
 from shared.contracts.enrollment import InsuredStatusChanged, PersonDeceased
@@ -21,10 +21,12 @@ from shared.contracts.partner import (
     PartnerTransferRejected,
 )
 from shared.contracts.transfer import (
+    CoverageEndRequested,
     TransferCancelled,
     TransferCommandRefused,
     TransferCompleted,
     TransferDispatched,
+    TransferDueDateUpdated,
     TransferFailed,
     TransferInCompleted,
     TransferOverdue,
@@ -32,6 +34,7 @@ from shared.contracts.transfer import (
     TransferRequestRejected,
 )
 from shared.contracts.transfer_office import (
+    PaperTransferInRecorded,
     TransferCommand,
     TransferFundsReceived,
     TransferInfoSheetIssued,
@@ -44,7 +47,7 @@ from shared.identity import same_province
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.observability.logging import get_logger
 from shared.settings import TransferSettings
-from shared.workdays import CalendarDataMissing, default_calendar
+from shared.workdays import ScheduleFileError, default_calendar, refresh_days_left
 
 log = get_logger(__name__)
 
@@ -88,6 +91,31 @@ def _event_fields(t: Transfer) -> dict[str, str]:
             "from_region": t.from_region, "to_region": t.to_region}
 
 
+def _due_note(t: Transfer) -> str:
+    if t.due_provisional and t.started_on and t.due_on:
+        missing = default_calendar().missing_years(t.started_on, t.due_on)
+        return (f"due {t.due_on}, provisional: counted without the holiday schedule of "
+                f"{', '.join(map(str, missing))}; recounted when it is added")
+    return f"due {t.due_on}"
+
+
+def _received(ctx: HandlerContext, t: Transfer) -> None:
+    """The person hears the due date; a provisional one reads the same to them (the count
+    past the schedule only takes weekends off) and is corrected, if needed, when recounted."""
+    assert t.due_on is not None
+    ctx.emit(TransferRequestReceived(**_event_fields(t), trigger=t.trigger,  # type: ignore[arg-type]
+                                     due_on=t.due_on, due_provisional=t.due_provisional),
+             key=t.person_id)
+
+
+def _filed_on(ctx: HandlerContext, cmd: TransferCommand, claimed: object, name: str) -> date:
+    """The platform's date of receipt; an office timestamp in the future is refused."""
+    try:
+        return ctx.filed_on(claimed, name)  # type: ignore[arg-type]
+    except SenderClockError as err:
+        raise TransferRefused(err.rule, err.reason) from None
+
+
 # --- enrollment's news -----------------------------------------------------------------------
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,
@@ -98,22 +126,11 @@ async def on_status_changed(ctx: HandlerContext, env: Envelope,
         _announce_enrollment(ctx, event)
     if event.to_status == "suspended":
         for t in await repo.awaiting_suspension(ctx.conn, event.person_id):
-            try:
-                rules.start_clocks(t, china_date(env.time),
-                                   _clock(ctx, t.from_region, t.to_region), default_calendar())
-            except CalendarDataMissing as missing:
-                # The status change must still count here; only this transfer cannot start.
-                t.stage, t.reason = Stage.REFUSED, str(missing)
-                await _save(ctx, t, t.reason)
-                log.error("automatic transfer not started", transfer_id=t.transfer_id,
-                          person_id=t.person_id, error=str(missing))
-                ctx.emit(TransferCommandRefused(
-                    transfer_id=t.transfer_id, person_id=t.person_id, command=env.type,
-                    rule="calendar_data_missing", reason=str(missing)), key=t.person_id)
-                continue
-            await _save(ctx, t, "contributions here stopped: the automatic transfer starts")
-            ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="automatic",
-                                             due_on=t.due_on), key=t.person_id)
+            rules.start_clocks(t, ctx.filed_on(), _clock(ctx, t.from_region, t.to_region),
+                               default_calendar())
+            await _save(ctx, t, "contributions here stopped: the automatic transfer starts; "
+                        + _due_note(t))
+            _received(ctx, t)
 
 
 def _announce_enrollment(ctx: HandlerContext, event: InsuredStatusChanged) -> None:
@@ -129,7 +146,7 @@ def _announce_enrollment(ctx: HandlerContext, event: InsuredStatusChanged) -> No
 
 async def on_person_deceased(ctx: HandlerContext, env: Envelope, event: PersonDeceased) -> None:
     """Death ends the person's open transfers here and, by message, at the partner."""
-    today = china_date(env.time)
+    today = ctx.filed_on()
     for t in await repo.open_transfers_of(ctx.conn, event.person_id):
         reason = f"the person died on {event.date_of_death.isoformat()}"
         partner_knows = rules.partner_involved(t)
@@ -149,23 +166,30 @@ async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
     if await repo.load(ctx.conn, "out", cmd.transfer_id, ctx.region) is not None:
         return  # the same request again under a new event id
     status, insurance_type = await repo.insured(ctx.conn, cmd.person_id)
+    today = ctx.filed_on()
     try:
+        try:
+            today = ctx.filed_on(cmd.requested_at, "requested_at")
+        except SenderClockError as err:
+            log.warning("transfer request dated in the future", transfer_id=cmd.transfer_id,
+                        person_id=cmd.person_id, reason=err.reason)
+            # The channel's clock is wrong, not the person: they are told plainly.
+            raise TransferRefused(err.rule, "申请时间晚于平台收到申请的时间，未能受理，"
+                                  "请重新提交申请") from None
         t = rules.request_transfer_out(
             cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
-            china_date(cmd.requested_at), _clock(ctx, ctx.region, cmd.to_region),
+            today, _clock(ctx, ctx.region, cmd.to_region),
             default_calendar(), one_open=bool(await repo.open_transfers_of(ctx.conn,
                                                                          cmd.person_id)))
     except TransferRefused as refused:
         t = Transfer(cmd.transfer_id, cmd.person_id, "out", ctx.region, cmd.to_region,
-                     Stage.REFUSED, reason=refused.reason,
-                     completed_on=china_date(cmd.requested_at))
+                     Stage.REFUSED, reason=refused.reason, completed_on=today)
         await _save(ctx, t, refused.reason)
         ctx.emit(TransferRequestRejected(transfer_id=cmd.transfer_id, person_id=cmd.person_id,
                                          reason=refused.reason), key=cmd.person_id)
         return
-    await _save(ctx, t, f"accepted ({cmd.channel}); due {t.due_on}")
-    ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="application", due_on=t.due_on),
-             key=cmd.person_id)
+    await _save(ctx, t, f"accepted ({cmd.channel}); {_due_note(t)}")
+    _received(ctx, t)
 
 
 async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
@@ -178,16 +202,22 @@ async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
     status, insurance_type = await repo.insured(ctx.conn, msg.person_id)
     t = rules.start_automatic(f"AUTO-{ctx.region}-{derived_id(env.id)[:18]}", msg.person_id,
                               status, insurance_type, ctx.region, msg.region,
-                              china_date(env.time), _clock(ctx, ctx.region, msg.region),
+                              ctx.filed_on(), _clock(ctx, ctx.region, msg.region),
                               default_calendar())
     if t is None:
         return
+    t.partner_active_since = msg.active_since
     if t.stage == Stage.AWAITING_SUSPENSION:
-        await _save(ctx, t, f"active in {msg.region}; waits for contributions here to stop")
+        # Insured in both: coverage here ends the day before it began there (no gap, no
+        # overlap); enrollment suspends the person and the transfer then starts by itself.
+        last_day = rules.coverage_last_day(msg.active_since)
+        await _save(ctx, t, f"active in {msg.region} since {msg.active_since}: coverage here "
+                            f"ends {last_day}; the transfer starts once it has")
+        ctx.emit(CoverageEndRequested(**_event_fields(t), last_day=last_day), key=t.person_id)
         return
-    await _save(ctx, t, f"started without application: the person is active in {msg.region}")
-    ctx.emit(TransferRequestReceived(**_event_fields(t), trigger="automatic", due_on=t.due_on),
-             key=t.person_id)
+    await _save(ctx, t, f"started without application: the person is active in {msg.region}; "
+                        + _due_note(t))
+    _received(ctx, t)
 
 
 async def _load_for(ctx: HandlerContext, cmd: TransferCommand) -> Transfer:
@@ -205,7 +235,8 @@ async def on_info_sheet(ctx: HandlerContext, env: Envelope, cmd: TransferInfoShe
     try:
         t = await _load_for(ctx, cmd)
         rules.issue_info_sheet(t, cmd.name, cmd.contribution_months, cmd.account_balance_fen,
-                               _settings(ctx).interconnected(), china_date(cmd.issued_at))
+                               _settings(ctx).interconnected(),
+                               _filed_on(ctx, cmd, cmd.issued_at, "issued_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
     await _save(ctx, t, f"information sheet issued: {t.contribution_months} months, "
@@ -227,7 +258,7 @@ async def on_materials_requested(ctx: HandlerContext, env: Envelope,
                                  cmd: TransferMaterialsRequested) -> None:
     try:
         t = await _load_for(ctx, cmd)
-        rules.pause(t, china_date(cmd.requested_at))
+        rules.pause(t, _filed_on(ctx, cmd, cmd.requested_at, "requested_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
     await _save(ctx, t, "waiting on the person for: " + "; ".join(cmd.missing))
@@ -237,7 +268,8 @@ async def on_materials_supplied(ctx: HandlerContext, env: Envelope,
                                 cmd: TransferMaterialsSupplied) -> None:
     try:
         t = await _load_for(ctx, cmd)
-        lost = rules.resume(t, china_date(cmd.supplied_at), default_calendar())
+        lost = rules.resume(t, _filed_on(ctx, cmd, cmd.supplied_at, "supplied_at"),
+                            default_calendar())
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
     await _save(ctx, t, f"material supplied; clocks ran again after {lost} working days "
@@ -247,7 +279,8 @@ async def on_materials_supplied(ctx: HandlerContext, env: Envelope,
 async def on_letter_tracked(ctx: HandlerContext, env: Envelope, cmd: TransferLetterTracked) -> None:
     try:
         t = await _load_for(ctx, cmd)
-        rules.track_letter(t, cmd.tracking_number, cmd.mail_event, china_date(cmd.occurred_at))
+        rules.track_letter(t, cmd.tracking_number, cmd.mail_event,
+                           _filed_on(ctx, cmd, cmd.occurred_at, "occurred_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
     await _save(ctx, t, f"contact letter {cmd.mail_event} (registered mail "
@@ -258,7 +291,7 @@ async def on_letter_tracked(ctx: HandlerContext, env: Envelope, cmd: TransferLet
 
 async def _apply_answer(ctx: HandlerContext, env: Envelope, transfer_id: str,
                         answer: Answer, t: Transfer | None) -> None:
-    ignored = rules.apply_answer(t, answer, china_date(env.time))
+    ignored = rules.apply_answer(t, answer, ctx.filed_on())
     if ignored is not None:
         ANSWERS_IGNORED.labels(ignored.reason).inc()
         log.warning("transfer answer ignored", transfer_id=transfer_id, reason=ignored.reason,
@@ -329,7 +362,7 @@ async def on_partner_transfer_out(ctx: HandlerContext, env: Envelope,
     status, _ = await repo.insured(ctx.conn, msg.person_id)
     t = rules.receive_transfer_in(msg.transfer_id, msg.person_id, msg.from_region, ctx.region,
                                   status, msg.contribution_months, msg.account_balance_fen,
-                                  msg.in_leg_days, china_date(env.time), default_calendar())
+                                  msg.in_leg_days, ctx.filed_on(), default_calendar())
     t.insurance_type, t.name, t.trigger, t.due_on = (msg.insurance_type, msg.name, msg.trigger,
                                                      msg.due_on)
     if t.stage == Stage.REFUSED:
@@ -345,21 +378,64 @@ async def on_partner_transfer_out(ctx: HandlerContext, env: Envelope,
 
 
 def _acknowledge(ctx: HandlerContext, t: Transfer) -> None:
+    """The merge is done: the partner hears it (a paper sender is answered by letter, by the
+    office), and enrollment here credits the months and balance to the person."""
     assert t.completed_on is not None
-    ctx.emit(PartnerTransferAcknowledged(
+    if t.mode == "electronic":
+        ctx.emit(PartnerTransferAcknowledged(
+            **_event_fields(t), credited_months=t.credited_months or 0,
+            credited_balance_fen=t.credited_balance_fen or 0, accepted_on=t.completed_on),
+            key=t.person_id, region=t.from_region)
+    ctx.emit(TransferInCompleted(
         **_event_fields(t), credited_months=t.credited_months or 0,
-        credited_balance_fen=t.credited_balance_fen or 0, accepted_on=t.completed_on),
-        key=t.person_id, region=t.from_region)
-    ctx.emit(TransferInCompleted(**_event_fields(t), credited_months=t.credited_months or 0,
-                                 credited_balance_fen=t.credited_balance_fen or 0),
-             key=t.person_id)
+        credited_balance_fen=t.credited_balance_fen or 0,
+        insurance_type=t.insurance_type,  # type: ignore[arg-type]
+        accepted_on=t.completed_on, mode=t.mode,  # type: ignore[arg-type]
+        sent_months=t.contribution_months, sent_balance_fen=t.account_balance_fen,
+        tracking_number=t.tracking_number), key=t.person_id)
+
+
+async def on_paper_transfer_in(ctx: HandlerContext, env: Envelope,
+                               cmd: PaperTransferInRecorded) -> None:
+    """A contact letter from a region that is not connected, keyed in by the office: the
+    same transfer-in as an electronic one, answered by letter."""
+    if cmd.from_region == ctx.region:
+        return _refuse_command(ctx, cmd, TransferRefused(  # type: ignore[arg-type]
+            "same_region", f"from_region: {cmd.from_region} is this region"))
+    if await repo.load(ctx.conn, "in", cmd.transfer_id, cmd.from_region) is not None:
+        return  # the same letter keyed in again
+    try:
+        today = _filed_on(ctx, cmd, cmd.received_at, "received_at")  # type: ignore[arg-type]
+    except TransferRefused as err:
+        return _refuse_command(ctx, cmd, err)  # type: ignore[arg-type]
+    status, _ = await repo.insured(ctx.conn, cmd.person_id)
+    t = rules.receive_transfer_in(
+        cmd.transfer_id, cmd.person_id, cmd.from_region, ctx.region, status,
+        cmd.contribution_months, cmd.account_balance_fen,
+        _clock(ctx, cmd.from_region, ctx.region).in_leg, today, default_calendar(),
+        mode="paper", tracking_number=cmd.tracking_number)
+    t.insurance_type, t.name = cmd.insurance_type, cmd.name
+    if t.stage == Stage.REFUSED:
+        await _save(ctx, t, t.reason)
+        # The office answers the sender by letter with this reason.
+        ctx.emit(TransferCommandRefused(transfer_id=t.transfer_id, person_id=t.person_id,
+                                        command=env.type, rule="not_active",
+                                        reason=t.reason or ""), key=t.person_id)
+        return
+    await _save(ctx, t, f"contact letter from {rules.region_name(t.from_region)} keyed in by "
+                        f"{cmd.recorded_by} (registered mail {cmd.tracking_number}): "
+                        f"{t.contribution_months} months, {t.account_balance_fen} fen; "
+                        f"leg due {t.leg_due_on}")
+    if t.stage == Stage.COMPLETED:
+        _acknowledge(ctx, t)
 
 
 async def on_funds_received(ctx: HandlerContext, env: Envelope,
                             cmd: TransferFundsReceived) -> None:
     try:
         t = await _load_for(ctx, cmd)
-        rules.confirm_funds(t, cmd.amount_fen, china_date(cmd.received_at))
+        rules.confirm_funds(t, cmd.amount_fen, _filed_on(ctx, cmd, cmd.received_at,
+                                                         "received_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
     await _save(ctx, t, f"balance of {cmd.amount_fen} fen arrived; records merged")
@@ -376,7 +452,7 @@ async def on_partner_cancelled(ctx: HandlerContext, env: Envelope,
     else:
         t = None
     if t is None or not rules.cancel(t, f"cancelled by {sender}: {msg.reason}",
-                                     china_date(env.time)):
+                                     ctx.filed_on()):
         reason = "unknown_transfer" if t is None else "late"
         ANSWERS_IGNORED.labels(reason).inc()
         log.warning("transfer cancellation ignored", transfer_id=msg.transfer_id,
@@ -391,10 +467,39 @@ async def on_partner_cancelled(ctx: HandlerContext, env: Envelope,
 
 # --- the statutory clocks (a timer) ----------------------------------------------------------
 
-async def flag_overdue(ctx: HandlerContext, today: date) -> int:
-    """Report each clock that ran out, once, as an event; refresh the overdue gauge."""
+async def recount_provisional(ctx: HandlerContext, today: date) -> int:
+    """Due dates counted past the holiday data, counted again: a schedule file added since
+    makes them definitive (or moves them); each change is recorded and announced."""
     calendar = default_calendar()
-    flagged = 0
+    changed = 0
+    for t in await repo.provisional_open(ctx.conn):
+        before = (t.due_on, t.leg_due_on)
+        if not rules.recount(t, calendar, today):
+            continue
+        changed += 1
+        await repo.save(ctx.conn, t, f"due dates recounted with the holiday schedule: "
+                        f"{_due_note(t)}, leg due {t.leg_due_on} (were {before[0]}, "
+                        f"{before[1]})", ctx.cause.id)
+        ctx.emit(TransferDueDateUpdated(
+            **_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
+            due_on=t.due_on, leg_due_on=t.leg_due_on, due_provisional=t.due_provisional,
+            previous_due_on=before[0], previous_leg_due_on=before[1]), key=t.person_id,
+            event_id=derived_id(t.direction, t.from_region, t.transfer_id, "due",
+                                t.due_on, t.leg_due_on, t.due_provisional))
+    return changed
+
+
+async def flag_overdue(ctx: HandlerContext, today: date) -> int:
+    """Each tick: re-read the holiday schedules (a new year's file takes effect without a
+    restart) and recount provisional due dates; then report each clock that ran out, once,
+    as an event, and refresh the gauges. A missing year never stops this timer."""
+    try:
+        refresh_days_left(today)
+    except (ScheduleFileError, OSError) as err:
+        # Keep counting with the schedules already loaded; operators hear of the bad file.
+        log.error("holiday schedule file not loaded", error=str(err))
+    flagged = await recount_provisional(ctx, today)
+    calendar = default_calendar()
     for t in await repo.overdue_candidates(ctx.conn, today):
         found = rules.newly_overdue(t, today, calendar)
         for overdue in found:
@@ -404,7 +509,8 @@ async def flag_overdue(ctx: HandlerContext, today: date) -> int:
             ctx.emit(TransferOverdue(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
                                      clock=overdue.clock,  # type: ignore[arg-type]
                                      due_on=overdue.due_on,
-                                     working_days_late=overdue.working_days_late),
+                                     working_days_late=overdue.working_days_late,
+                                     due_provisional=t.due_provisional),
                      key=t.person_id,
                      event_id=derived_id(t.direction, t.from_region, t.transfer_id,
                                          overdue.clock, overdue.due_on))
@@ -425,6 +531,7 @@ ROUTES: dict[str, Handler] = {
     TransferMaterialsSupplied.event_type: on_materials_supplied,
     TransferLetterTracked.event_type: on_letter_tracked,
     TransferPaperReplyRecorded.event_type: on_paper_reply,
+    PaperTransferInRecorded.event_type: on_paper_transfer_in,
     TransferFundsReceived.event_type: on_funds_received,
     PartnerTransferOut.event_type: on_partner_transfer_out,
     PartnerTransferAcknowledged.event_type: on_partner_acknowledged,

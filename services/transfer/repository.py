@@ -81,6 +81,14 @@ async def awaiting_suspension(conn: asyncpg.Connection, person_id: str) -> list[
     return [to_transfer(r) for r in rows]
 
 
+async def provisional_open(conn: asyncpg.Connection, limit: int = 500) -> list[Transfer]:
+    """Open transfers whose due dates were counted past the holiday data."""
+    rows = await conn.fetch(
+        "SELECT * FROM transfers WHERE due_provisional AND stage <> ALL($1::text[])"
+        " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", _CLOSED, limit)
+    return [to_transfer(r) for r in rows]
+
+
 async def overdue_candidates(conn: asyncpg.Connection, today: date,
                              limit: int = 500) -> list[Transfer]:
     """Open transfers with a running clock past its due date and not yet reported."""

@@ -9,12 +9,13 @@ from services.transfer import repository as repo
 from services.transfer.domain import transfer as rules
 from services.transfer.repository import to_transfer
 from shared.clock import china_today
-from shared.workdays import CalendarDataMissing, default_calendar
+from shared.workdays import default_calendar
 
 _SHOWN = ("transfer_id", "direction", "from_region", "to_region", "stage", "trigger", "mode",
           "insurance_type", "contribution_months", "account_balance_fen", "credited_months",
           "credited_balance_fen", "started_on", "due_on", "leg_due_on", "dispatched_on",
-          "completed_on", "paused_since", "paused_working_days", "tracking_number", "reason")
+          "completed_on", "paused_since", "paused_working_days", "tracking_number", "reason",
+          "due_provisional", "partner_active_since")
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
@@ -28,13 +29,14 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     for row in rows:
         t = to_transfer(row)
         shown: dict[str, Any] = {k: row[k] for k in _SHOWN}
-        try:
-            p = rules.progress(t, today, calendar)
-            shown |= {"working_days_left": p.working_days_left,
-                      "estimated_completion": p.estimated_completion,
-                      "clocks_stopped": p.clocks_stopped}
-        except CalendarDataMissing as missing:
-            shown["estimate_unavailable"] = str(missing)
+        # Past the holiday data the counts are provisional (weekends only), never missing.
+        p = rules.progress(t, today, calendar)
+        shown |= {"working_days_left": p.working_days_left,
+                  "estimated_completion": p.estimated_completion,
+                  "clocks_stopped": p.clocks_stopped,
+                  "reconciled": rules.reconciled(t)}
+        if t.due_provisional and t.started_on and t.due_on:
+            shown["provisional_years"] = list(calendar.missing_years(t.started_on, t.due_on))
         shown["stages"] = [dict(h) for h in await repo.history(conn, row["id"])]
         shown["ignored_answers"] = await repo.ignored_answers(conn, t.transfer_id)
         transfers.append(shown)

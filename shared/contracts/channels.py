@@ -20,6 +20,7 @@ from shared.contracts.common import (
     RegionCode,
     ResidentId,
 )
+from shared.identity import AnyRegionCode
 
 
 @event("cn.medins.channels.enrollment.submitted.v1", topics.ENROLLMENT_REQUESTS)
@@ -65,7 +66,7 @@ class TransferOutRequested(Payload):
 
     transfer_id: Reference
     person_id: ResidentId
-    to_region: RegionCode
+    to_region: AnyRegionCode  # any region: one not connected is reached by paper letter
     channel: Channel
     requested_at: datetime
 

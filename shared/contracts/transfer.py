@@ -6,7 +6,8 @@ from typing import Literal
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
-from shared.contracts.common import Fen, InsuranceType, Reference, RegionCode, ResidentId
+from shared.contracts.common import Fen, InsuranceType, Reference, ResidentId
+from shared.identity import AnyRegionCode
 
 T = topics.TRANSFER_EVENTS
 
@@ -14,8 +15,9 @@ T = topics.TRANSFER_EVENTS
 class TransferEvent(Payload):
     transfer_id: Reference
     person_id: ResidentId
-    from_region: RegionCode
-    to_region: RegionCode
+    # Any current division code: a transfer to or from a region not served here goes by letter.
+    from_region: AnyRegionCode
+    to_region: AnyRegionCode
 
 
 @event("cn.medins.transfer.request.received.v1", T, person_facing=True)
@@ -24,6 +26,9 @@ class TransferRequestReceived(TransferEvent):
 
     trigger: Literal["application", "automatic"] = "application"
     due_on: date
+    # True when the count ran into a year without a holiday schedule (weekends only taken off
+    # there); a transfer.due-date.updated event follows when the schedule is added.
+    due_provisional: bool = False
 
 
 @event("cn.medins.transfer.request.rejected.v1", T, person_facing=True)
@@ -68,6 +73,24 @@ class TransferInCompleted(TransferEvent):
     insurance_type: InsuranceType | None = None
     accepted_on: date | None = None
     mode: Literal["electronic", "paper"] = "electronic"
+    # What the transfer-out region sent (its information sheet or contact letter); equal to
+    # the credited figures, carried so a reader can reconcile without asking.
+    sent_months: int | None = None
+    sent_balance_fen: Fen | None = None
+    tracking_number: str | None = None  # the contact letter's registered mail, when paper
+
+
+@event("cn.medins.transfer.due-date.updated.v1", T)
+class TransferDueDateUpdated(TransferEvent):
+    """Due dates recomputed: the year's holiday schedule was added (provisional → definitive),
+    or it moved a provisional date."""
+
+    direction: Literal["out", "in"]
+    due_on: date | None
+    leg_due_on: date | None
+    due_provisional: bool
+    previous_due_on: date | None = None
+    previous_leg_due_on: date | None = None
 
 
 @event("cn.medins.transfer.coverage-end.requested.v1", T)
@@ -93,6 +116,7 @@ class TransferOverdue(TransferEvent):
     clock: Literal["total", "leg"]
     due_on: date
     working_days_late: int
+    due_provisional: bool = False  # counted without the year's holiday schedule
 
 
 @event("cn.medins.transfer.command.refused.v1", T)

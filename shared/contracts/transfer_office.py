@@ -8,7 +8,8 @@ from pydantic import Field
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
-from shared.contracts.common import Fen, Reference, RegionCode, ResidentId
+from shared.contracts.common import Fen, InsuranceType, Reference, ResidentId
+from shared.identity import AnyRegionCode
 
 R = topics.TRANSFER_REQUESTS
 
@@ -18,7 +19,7 @@ class TransferCommand(Payload):
 
     transfer_id: Reference
     person_id: ResidentId
-    from_region: RegionCode | None = None
+    from_region: AnyRegionCode | None = None
 
 
 @event("cn.medins.transfer-office.info-sheet.issued.v1", R)
@@ -74,4 +75,22 @@ class TransferPaperReplyRecorded(TransferCommand):
     credited_months: int | None = Field(default=None, ge=0)
     credited_balance_fen: Fen | None = None
     reason: str | None = Field(default=None, max_length=500)
+    recorded_by: str = Field(min_length=1, max_length=64)
+
+
+@event("cn.medins.transfer-office.paper-transfer-in.recorded.v1", R)
+class PaperTransferInRecorded(Payload):
+    """The transfer-in office keys in a contact letter (联系函) and information sheet received
+    by post from a region that is not connected: this region's transfer-in runs as for an
+    electronic one and ends with transfer-in.completed (mode "paper")."""
+
+    transfer_id: Reference = Field(description="the letter's reference, unique at its sender")
+    person_id: ResidentId
+    from_region: AnyRegionCode
+    name: str = Field(min_length=1, max_length=64)
+    insurance_type: InsuranceType
+    contribution_months: int = Field(ge=0)
+    account_balance_fen: Fen
+    tracking_number: str = Field(pattern=r"^[A-Z0-9]{8,20}$")
+    received_at: datetime
     recorded_by: str = Field(min_length=1, max_length=64)

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from services.transfer.domain import transfer as rules
-from services.transfer.domain.deadlines import DeadlineRules, calendar_gap
+from services.transfer.domain.deadlines import DeadlineRules
 from services.transfer.domain.transfer import Answer, Stage, TransferRefused
-from shared.workdays import CalendarDataMissing, WorkingCalendar
+from shared.workdays import WorkingCalendar
 
+TEST_CALENDAR = Path(__file__).parents[1] / "calendar"  # labelled test data for 2027
 CAL = WorkingCalendar()
 RULES = DeadlineRules()
 PERSON = "110101199003074477"
@@ -46,15 +48,92 @@ def test_transfer_out_needs_a_suspended_person() -> None:
     assert "暂停参保" in refused.value.reason and "正常参保" in refused.value.reason
     with pytest.raises(TransferRefused, match="不能是本统筹区"):
         start(to_region="210200")
-    with pytest.raises(TransferRefused, match="440300"):
-        start(to_region="440300")
+    with pytest.raises(TransferRefused, match="不是有效的行政区划代码") as invalid:
+        start(to_region="440399")
+    assert invalid.value.rule == "unknown_region"
 
 
-def test_a_due_date_without_calendar_data_fails_at_start() -> None:
-    with pytest.raises(CalendarDataMissing, match="2031"):
-        start(on=date(2031, 3, 2))
-    assert calendar_gap(CAL, date(2031, 3, 2), RULES) is not None
-    assert calendar_gap(CAL, date(2026, 3, 2), RULES) is None
+@pytest.mark.parametrize("to_region", ["440300", "110000", "650100", "330300"])
+def test_any_region_of_china_is_reached_by_paper_letter(to_region: str) -> None:
+    """Shenzhen, Beijing, Urumqi: not served here, not connected, still a transfer (000)."""
+    t = start(to_region=to_region)
+    assert t.stage == Stage.AWAITING_INFO_SHEET and t.due_on == date(2026, 10, 23)
+    rules.issue_info_sheet(t, "张三", 12, 100, frozenset({"370100"}), date(2026, 9, 29))
+    assert (t.mode, t.stage) == ("paper", Stage.LETTER_PENDING)
+    assert rules.route("370100", frozenset({"370100"})) == "electronic"
+    assert rules.region_name("440300") == "深圳市"
+
+
+def without_2027(tmp_path: Path) -> WorkingCalendar:
+    empty = tmp_path / "none"
+    empty.mkdir(exist_ok=True)
+    return WorkingCalendar([empty])
+
+
+def test_a_due_date_past_the_holiday_data_is_provisional_then_recounted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDINS_CALENDAR_DIR", raising=False)
+    bare = without_2027(tmp_path)
+    t = rules.request_transfer_out("T1", PERSON, "suspended", "flexible", "210200", "370100",
+                                   date(2026, 12, 20), RULES.cross_province, bare)
+    # 21-25, 28-31 Dec (9), then 2027 with weekends only off: 1, 4-8 Jan.
+    assert (t.due_on, t.leg_due_on, t.due_provisional) == (
+        date(2027, 1, 8), date(2027, 1, 1), True)
+    assert rules.progress(t, date(2027, 1, 1), bare).working_days_left == 5
+    # The timer keeps going in 2027 without the file: the clocks run out on their dates.
+    late = rules.newly_overdue(t, date(2027, 1, 11), bare)
+    assert [(o.clock, o.due_on) for o in late] == [("total", date(2027, 1, 8)),
+                                                    ("leg", date(2027, 1, 1))]
+    assert not rules.recount(t, bare, date(2027, 1, 11))  # still no schedule: nothing new
+    # TEST DATA ONLY (not the State Council's schedule): 1 January off, Saturday 9 a
+    # make-up day, so the recount moves and fixes both dates.
+    folder = tmp_path / "with"
+    folder.mkdir()
+    (folder / "2027.toml").write_text(
+        '# TEST DATA ONLY\nyear = 2027\nholidays = ["2027-01-01", "2027-01-04", "2027-01-05"]\n'
+        'workdays = ["2027-01-09"]\n', encoding="utf-8")
+    known = WorkingCalendar([folder])
+    assert rules.recount(t, known, date(2027, 1, 11))
+    assert (t.due_on, t.leg_due_on, t.due_provisional) == (
+        date(2027, 1, 12), date(2027, 1, 6), False)
+    # The total clock runs again (due tomorrow): reported anew should it run out.
+    assert not t.overdue_flagged and t.leg_overdue_flagged
+    assert not rules.recount(t, known, date(2027, 1, 11))  # definitive now
+
+
+def test_the_labelled_test_calendar_makes_a_2027_date_definitive() -> None:
+    cal = WorkingCalendar([TEST_CALENDAR])
+    t = rules.request_transfer_out("T1", PERSON, "suspended", "flexible", "210200", "370100",
+                                   date(2026, 12, 20), RULES.cross_province, cal)
+    assert (t.due_on, t.due_provisional) == (date(2027, 1, 8), False)
+
+
+def test_a_pause_across_a_year_without_data_extends_provisionally(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    monkeypatch.delenv("MEDINS_CALENDAR_DIR", raising=False)
+    bare = without_2027(tmp_path)
+    t = rules.request_transfer_out("T1", PERSON, "suspended", "flexible", "210200", "370100",
+                                   date(2026, 12, 28), RULES.cross_province, bare)
+    rules.pause(t, date(2026, 12, 29))
+    assert rules.resume(t, date(2027, 1, 5), bare) == 5  # 30, 31 Dec; 1, 4, 5 Jan
+    assert t.due_provisional and t.paused_working_days == 5
+    assert t.due_on == bare.add_working_days(date(2026, 12, 28), 20, provisional=True)
+
+
+def test_coverage_in_the_old_region_ends_the_day_before_the_new_one_starts() -> None:
+    assert rules.coverage_last_day(date(2027, 1, 1)) == date(2026, 12, 31)
+    assert rules.coverage_last_day(date(2026, 3, 1)) == date(2026, 2, 28)
+
+
+def test_transfer_in_reconciles_what_was_sent() -> None:
+    t = rules.receive_transfer_in("L-1", PERSON, "440300", "210200", "active", 60, 12_345, 5,
+                                  BEFORE_HOLIDAY, CAL, mode="paper",
+                                  tracking_number="XA120045678CN")
+    assert rules.reconciled(t) is None and t.stage == Stage.RECEIVED and t.mode == "paper"
+    rules.confirm_funds(t, 12_345, date(2026, 10, 9))
+    assert rules.reconciled(t) is True
+    assert (t.credited_months, t.credited_balance_fen) == (60, 12_345)
 
 
 def test_info_sheet_sends_electronically_or_by_letter() -> None:
@@ -190,6 +269,7 @@ def test_automatic_transfer_within_the_province() -> None:
     assert auto(None) is None and auto("transferred_out") is None
     waiting = auto("active")
     assert waiting is not None and waiting.stage == Stage.AWAITING_SUSPENSION
+    assert not waiting.due_provisional
     assert waiting.due_on is None and waiting.trigger == "automatic"
     started = auto("suspended")
     assert started is not None and started.stage == Stage.AWAITING_INFO_SHEET

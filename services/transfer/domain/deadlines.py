@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from shared.identity import same_province
-from shared.workdays import CalendarDataMissing, WorkingCalendar
+from shared.workdays import DueDate, WorkingCalendar
 
 
 @dataclass(frozen=True)
@@ -29,31 +29,13 @@ class DeadlineRules:
         return self.cross_province
 
 
-def due_after(calendar: WorkingCalendar, start: date, working_days: int) -> date:
-    """Raises CalendarDataMissing when the count runs into a year without a schedule: the
-    caller learns it the day the transfer starts, not the day the timer looks."""
-    return calendar.add_working_days(start, working_days)
-
-
-def extended(calendar: WorkingCalendar, due: date, paused_on: date, resumed_on: date) -> date:
-    """A clock stopped while waiting on the person resumes with the working days it lost."""
-    lost = max(0, calendar.working_days_between(paused_on, resumed_on))
-    return calendar.add_working_days(due, lost)
+def due_after(calendar: WorkingCalendar, start: date, working_days: int) -> DueDate:
+    """Never fails for a year without a holiday schedule: the date is then provisional
+    (weekends only taken off there) and recounted when the schedule arrives."""
+    return calendar.due_date(start, working_days)
 
 
 def working_days_left(calendar: WorkingCalendar, today: date, due: date) -> int:
-    """Working days from today up to the due date; negative once overdue."""
-    return calendar.working_days_between(today, due)
-
-
-def calendar_gap(calendar: WorkingCalendar, today: date, rules: DeadlineRules,
-                 lookahead_days: int = 30) -> CalendarDataMissing | None:
-    """The missing schedule that would stop a transfer starting within `lookahead_days`.
-
-    Checked when the worker starts, so operators hear of it before a transfer needs it."""
-    longest = max(rules.cross_province.total, rules.intra_province.total)
-    try:
-        calendar.add_working_days(today + timedelta(days=lookahead_days), longest)
-    except CalendarDataMissing as missing:
-        return missing
-    return None
+    """Working days from today up to the due date; negative once overdue (provisional past
+    the holiday data)."""
+    return calendar.working_days_between(today, due, provisional=True)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 
-from services.transfer.domain.deadlines import Clock, due_after, extended, working_days_left
-from shared.identity import REGIONS
-from shared.workdays import WorkingCalendar
+from services.transfer.domain.deadlines import Clock, due_after, working_days_left
+from shared.identity import division_name
+from shared.workdays import DueDate, WorkingCalendar
 
 
 class Stage(StrEnum):
@@ -81,6 +81,12 @@ class Transfer:
     overdue_flagged: bool = False
     leg_overdue_flagged: bool = False
     resume_stage: Stage | None = None
+    # The working days the due dates count (the whole clock and this office's leg): kept so
+    # a provisional date can be recounted when the year's holiday schedule arrives.
+    total_days: int | None = None
+    leg_days: int | None = None
+    due_provisional: bool = False
+    partner_active_since: date | None = None  # automatic transfer: insured there since
 
     @property
     def partner(self) -> str:
@@ -91,21 +97,74 @@ class Transfer:
         return self.stage not in CLOSED
 
 
+def region_name(code: str) -> str:
+    return division_name(code) or code
+
+
 def _check_partner(here: str, to_region: str) -> None:
+    """Any current region of China may be the other end: one not connected is reached by
+    paper contact letter (notice 000), never refused for not being a partner."""
     if to_region == here:
         raise TransferRefused("same_region", f"转入地（to_region {to_region}）不能是本统筹区")
-    if to_region not in REGIONS:
-        raise TransferRefused("unknown_partner",
-                              f"转入地（to_region {to_region}）不是已对接的统筹区")
+    if division_name(to_region) is None:
+        raise TransferRefused("unknown_region",
+                              f"转入地（to_region {to_region}）不是有效的行政区划代码")
+
+
+def route(to_region: str, interconnected: frozenset[str]) -> str:
+    """Electronic to an interconnected partner (网上电子传输), else a paper contact letter."""
+    return "electronic" if to_region in interconnected else "paper"
+
+
+def _set_dues(t: Transfer, start: date, calendar: WorkingCalendar) -> None:
+    """Count the clocks from `start` plus the working days lost waiting on the person; a
+    count past the holiday data is provisional, never refused (issue 10, item 4)."""
+    dues: list[DueDate] = []
+    if t.total_days is not None:
+        total = due_after(calendar, start, t.total_days + t.paused_working_days)
+        t.due_on = total.on
+        dues.append(total)
+    if t.leg_days is not None:
+        leg = due_after(calendar, start, t.leg_days + t.paused_working_days)
+        t.leg_due_on = leg.on
+        dues.append(leg)
+    t.due_provisional = any(d.provisional for d in dues)
+
+
+def _budgets_from_dates(t: Transfer, calendar: WorkingCalendar) -> None:
+    """Transfers started before the budgets were stored: read them back from their dates."""
+    if t.started_on is None:
+        return
+    if t.total_days is None and t.due_on is not None and t.direction == "out":
+        t.total_days = calendar.working_days_between(
+            t.started_on, t.due_on, provisional=True) - t.paused_working_days
+    if t.leg_days is None and t.leg_due_on is not None:
+        t.leg_days = calendar.working_days_between(
+            t.started_on, t.leg_due_on, provisional=True) - t.paused_working_days
 
 
 def start_clocks(t: Transfer, start: date, clock: Clock, calendar: WorkingCalendar) -> None:
     """Due dates are fixed the day the transfer starts (notice 003's 15 / 9 working days)."""
     t.started_on = start
-    t.due_on = due_after(calendar, start, clock.total)
-    t.leg_due_on = due_after(calendar, start, clock.out_leg)
-    t.in_leg_days = clock.in_leg
+    t.total_days, t.leg_days, t.in_leg_days = clock.total, clock.out_leg, clock.in_leg
+    _set_dues(t, start, calendar)
     t.stage = Stage.AWAITING_INFO_SHEET
+
+
+def recount(t: Transfer, calendar: WorkingCalendar, today: date) -> bool:
+    """A provisional due date counted again with today's schedules; True if anything changed.
+
+    A clock reported overdue on a provisional date that the schedule moved past today is
+    running again, so it is reported anew should it run out."""
+    if not t.due_provisional or t.started_on is None or not t.is_open:
+        return False
+    before = (t.due_on, t.leg_due_on, t.due_provisional)
+    _set_dues(t, t.started_on, calendar)
+    if t.due_on and t.due_on >= today:
+        t.overdue_flagged = False
+    if t.leg_due_on and t.leg_due_on >= today:
+        t.leg_overdue_flagged = False
+    return (t.due_on, t.leg_due_on, t.due_provisional) != before
 
 
 def request_transfer_out(transfer_id: str, person_id: str, insured_status: str | None,
@@ -144,6 +203,12 @@ def start_automatic(transfer_id: str, person_id: str, insured_status: str | None
                                 to_region, start, clock, calendar, trigger="automatic")
 
 
+def coverage_last_day(active_since: date) -> date:
+    """SPEC transfer 5 / issue 10 item 6: the old region's coverage ends the day before the new
+    one's starts, so the person is neither uninsured for a day nor insured twice."""
+    return active_since - timedelta(days=1)
+
+
 def issue_info_sheet(t: Transfer, name: str, months: int, balance_fen: int,
                      interconnected: frozenset[str], today: date) -> None:
     """A's office fixes what moves; electronic partners get it at once, others by letter."""
@@ -153,7 +218,7 @@ def issue_info_sheet(t: Transfer, name: str, months: int, balance_fen: int,
     t.name = name
     t.contribution_months = months
     t.account_balance_fen = balance_fen
-    if t.to_region in interconnected:
+    if route(t.to_region, interconnected) == "electronic":
         t.mode, t.stage, t.dispatched_on = "electronic", Stage.SENT, today
     else:
         t.mode, t.stage = "paper", Stage.LETTER_PENDING
@@ -169,12 +234,11 @@ def resume(t: Transfer, on: date, calendar: WorkingCalendar) -> int:
     """Restart the clocks; returns the working days they were stopped for."""
     if t.stage != Stage.WAITING_ON_PERSON or t.paused_since is None:
         raise TransferRefused("out_of_order", f"nothing is awaited from the person at {t.stage}")
-    lost = max(0, calendar.working_days_between(t.paused_since, on))
-    if t.due_on:
-        t.due_on = extended(calendar, t.due_on, t.paused_since, on)
-    if t.leg_due_on:
-        t.leg_due_on = extended(calendar, t.leg_due_on, t.paused_since, on)
+    lost = max(0, calendar.working_days_between(t.paused_since, on, provisional=True))
+    _budgets_from_dates(t, calendar)
     t.paused_working_days += lost
+    if t.started_on is not None:
+        _set_dues(t, t.started_on, calendar)
     t.stage, t.paused_since = t.resume_stage or Stage.AWAITING_INFO_SHEET, None
     t.resume_stage = None
     return lost
@@ -240,18 +304,22 @@ def apply_answer(t: Transfer | None, answer: Answer, on: date) -> Ignored | None
 
 def receive_transfer_in(transfer_id: str, person_id: str, from_region: str, here: str,
                         insured_status: str | None, months: int, balance_fen: int,
-                        in_leg_days: int, today: date, calendar: WorkingCalendar) -> Transfer:
+                        in_leg_days: int, today: date, calendar: WorkingCalendar,
+                        mode: str = "electronic", tracking_number: str | None = None
+                        ) -> Transfer:
     """SPEC transfer 2: B takes in only a person already active here.
 
     With no balance to move (resident insurance has no personal account) the records merge
-    at once; otherwise B waits, on its own leg's clock, until the balance has arrived."""
+    at once; otherwise B waits, on its own leg's clock, until the balance has arrived. A
+    paper transfer-in (the office keys in a contact letter) runs the same way."""
     t = Transfer(transfer_id, person_id, "in", from_region, here, Stage.RECEIVED,
+                 mode=mode, tracking_number=tracking_number,
                  contribution_months=months, account_balance_fen=balance_fen,
-                 started_on=today, in_leg_days=in_leg_days)
-    t.leg_due_on = due_after(calendar, today, in_leg_days)
+                 started_on=today, in_leg_days=in_leg_days, leg_days=in_leg_days)
+    _set_dues(t, today, calendar)
     if insured_status != "active":
         t.stage, t.completed_on = Stage.REFUSED, today
-        where = REGIONS[here].name if here in REGIONS else here
+        where = region_name(here)
         t.reason = (f"{where}未查到您的正常参保记录（当前{_status_name(insured_status)}），"
                     f"请先在{where}参保缴费后再办理转移")
     elif balance_fen == 0:
@@ -272,6 +340,14 @@ def confirm_funds(t: Transfer, amount_fen: int, today: date) -> None:
 def credit(t: Transfer, today: date) -> None:
     t.credited_months, t.credited_balance_fen = t.contribution_months, t.account_balance_fen
     t.stage, t.completed_on = Stage.COMPLETED, today
+
+
+def reconciled(t: Transfer) -> bool | None:
+    """Whether what was credited equals what the other region sent (None: nothing yet)."""
+    if t.credited_months is None:
+        return None
+    return (t.credited_months, t.credited_balance_fen) == (
+        t.contribution_months, t.account_balance_fen)
 
 
 def partner_involved(t: Transfer) -> bool:
@@ -300,6 +376,7 @@ def newly_overdue(t: Transfer, today: date, calendar: WorkingCalendar) -> list[O
     if not t.is_open or t.stage == Stage.WAITING_ON_PERSON:
         return []
     found = []
+    # Counted provisionally past the holiday data: the timer never stops for a missing year.
     if t.due_on and not t.overdue_flagged and today > t.due_on:
         t.overdue_flagged = True
         found.append(Overdue("total", t.due_on, -working_days_left(calendar, today, t.due_on)))
@@ -317,10 +394,10 @@ def estimated_completion(t: Transfer, today: date, calendar: WorkingCalendar) ->
     if t.stage in (Stage.WAITING_ON_PERSON, Stage.AWAITING_SUSPENSION) or t.in_leg_days is None:
         return None  # depends on the person (or on A's contributions stopping)
     if t.stage in AWAITING_ANSWER and t.dispatched_on:
-        return max(today, due_after(calendar, t.dispatched_on, t.in_leg_days))
+        return max(today, due_after(calendar, t.dispatched_on, t.in_leg_days).on)
     if t.direction == "in" or t.leg_due_on is None:
         return t.leg_due_on
-    return due_after(calendar, max(today, t.leg_due_on), t.in_leg_days)
+    return due_after(calendar, max(today, t.leg_due_on), t.in_leg_days).on
 
 
 @dataclass
