@@ -210,9 +210,11 @@ async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
     if t.stage == Stage.AWAITING_SUSPENSION:
         # Insured in both: coverage here ends the day before it began there (no gap, no
         # overlap); enrollment suspends the person and the transfer then starts by itself.
-        last_day = rules.coverage_last_day(msg.active_since)
+        last_day = rules.coverage_last_day(msg.active_since, ctx.filed_on())
+        overlap = (f"; insured in both from {msg.active_since} to {last_day}, to be settled "
+                   "by the offices" if last_day >= msg.active_since else "")
         await _save(ctx, t, f"active in {msg.region} since {msg.active_since}: coverage here "
-                            f"ends {last_day}; the transfer starts once it has")
+                            f"ends {last_day}{overlap}; the transfer starts once it has")
         ctx.emit(CoverageEndRequested(**_event_fields(t), last_day=last_day), key=t.person_id)
         return
     await _save(ctx, t, f"started without application: the person is active in {msg.region}; "

@@ -122,8 +122,11 @@ def test_a_pause_across_a_year_without_data_extends_provisionally(tmp_path: Path
 
 
 def test_coverage_in_the_old_region_ends_the_day_before_the_new_one_starts() -> None:
-    assert rules.coverage_last_day(date(2027, 1, 1)) == date(2026, 12, 31)
-    assert rules.coverage_last_day(date(2026, 3, 1)) == date(2026, 2, 28)
+    today = date(2026, 11, 24)
+    assert rules.coverage_last_day(date(2027, 1, 1), today) == date(2026, 12, 31)
+    assert rules.coverage_last_day(date(2026, 11, 24), today) == date(2026, 11, 23)
+    # A period there backdated to 1 January: no retroactive end here, it ends yesterday.
+    assert rules.coverage_last_day(date(2026, 1, 1), today) == date(2026, 11, 23)
 
 
 def test_transfer_in_reconciles_what_was_sent() -> None:

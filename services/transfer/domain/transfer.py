@@ -203,10 +203,15 @@ def start_automatic(transfer_id: str, person_id: str, insured_status: str | None
                                 to_region, start, clock, calendar, trigger="automatic")
 
 
-def coverage_last_day(active_since: date) -> date:
+def coverage_last_day(active_since: date, today: date) -> date:
     """SPEC transfer 5 / issue 10 item 6: the old region's coverage ends the day before the new
-    one's starts, so the person is neither uninsured for a day nor insured twice."""
-    return active_since - timedelta(days=1)
+    one's starts, so the person is neither uninsured for a day nor insured twice.
+
+    A new period that began before today (resident insurance is paid for the calendar year)
+    cannot end coverage here retroactively: this region covered, and may have paid for, those
+    days. It ends yesterday and the past overlap is left for the offices to settle (a refund
+    of the double contribution)."""
+    return max(active_since, today) - timedelta(days=1)
 
 
 def issue_info_sheet(t: Transfer, name: str, months: int, balance_fen: int,
