@@ -62,7 +62,7 @@ from shared.contracts.transfer import CoverageEndRequested, TransferCompleted, T
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.policy import Limit, NoPolicyInForce, PolicyBook
 from shared.settings import EnrollmentSettings
-from shared.workdays import CalendarDataMissing, default_calendar
+from shared.workdays import due_date
 
 
 def _reject(ctx: HandlerContext, reference: str, person_id: str | None, err: RuleViolation) -> None:
@@ -549,13 +549,12 @@ async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInj
         return _reject(ctx, cmd.filing_id, cmd.person_id, err)
     except NoPolicyInForce as missing:
         return await _await_policy(ctx, env, cmd.filing_id, cmd.person_id, missing)
-    except CalendarDataMissing as exc:
-        return _reject(ctx, cmd.filing_id, cmd.person_id,
-                       RuleViolation("calendar_missing", str(exc)))
     accident = filings.Filing(cmd.filing_id, cmd.person_id, "inpatient", "application", "",
                               cmd.admitted_on, None, state="accepted")
+    limit = applied.value.limit(cmd.in_city)
     detail = {"hospital_code": cmd.hospital_code, "in_city": cmd.in_city,
               "deadline": deadline.on, "deadline_provisional": deadline.provisional,
+              "limit": {"count": limit.count, "unit": limit.unit},
               "policy": applied.record()}
     await repo.save_filing(ctx.conn, accident, "accident", detail)
     await repo.record_history(ctx.conn, cmd.person_id, cmd.filing_id, "accident filing accepted",
@@ -571,7 +570,26 @@ def _count_due(start: date, limit: Limit) -> tuple[date, bool]:
     are provisional, so no request is ever refused or stranded for a missing schedule."""
     if limit.unit != "working_days":
         return limit.due(start), False
-    return limit.due(start, default_calendar().add_working_days), False
+    due = due_date(start, limit.count)
+    return due.on, due.provisional
+
+
+async def confirm_provisional_deadlines(ctx: HandlerContext) -> int:
+    """Accident-filing deadlines counted past the holiday schedules are counted again once
+    the year's schedule is there (the filing was accepted either way)."""
+    confirmed = 0
+    for row in await repo.provisional_accident_filings(ctx.conn):
+        detail = row["detail"]
+        due = due_date(row["start_date"], int(detail["limit"]["count"]))
+        if due.provisional:
+            continue
+        await repo.set_filing_detail(ctx.conn, row["filing_id"], detail | {
+            "deadline": due.on.isoformat(), "deadline_provisional": False})
+        await repo.record_history(ctx.conn, row["person_id"], row["filing_id"],
+                                  "accident deadline confirmed", {"deadline": due.on},
+                                  ctx.cause.id, ctx.cause.type)
+        confirmed += 1
+    return confirmed
 
 
 def _book(ctx: HandlerContext) -> PolicyBook:

@@ -277,6 +277,20 @@ async def apply_due_institution_changes(conn: asyncpg.Connection, today: Any) ->
     return int(result.split()[-1])
 
 
+async def provisional_accident_filings(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT filing_id, person_id, start_date, detail FROM filings WHERE category ="
+        " 'accident' AND (detail->>'deadline_provisional')::boolean AND detail ? 'limit'"
+        " FOR UPDATE SKIP LOCKED")
+    return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+
+
+async def set_filing_detail(conn: asyncpg.Connection, filing_id: str,
+                            detail: dict[str, Any]) -> None:
+    await conn.execute("UPDATE filings SET detail = $2, updated_at = now() WHERE filing_id = $1",
+                       filing_id, json.dumps(detail, ensure_ascii=False, default=str))
+
+
 async def save_awaiting_policy(conn: asyncpg.Connection, event_id: str, event_type: str,
                                person_id: str | None, reference: str, envelope: bytes,
                                received_at: Any, fact_date: Any, reason: str) -> None:

@@ -107,3 +107,31 @@ async def test_a_fact_dated_without_a_policy_waits_and_goes_on_when_it_is_added(
     assert decided["awaiting_policy"][0]["resumed_at"] is not None
     accepted = next(h for h in decided["history"] if h["what"] == "accident filing accepted")
     assert accepted["detail"]["policy"]["policy_version"] == "2027.1"
+
+
+async def test_an_accident_deadline_past_the_holiday_data_is_provisional_then_confirmed(
+        stack: TestStack, clocked: ClockedEnrollment, tmp_path: Path) -> None:
+    await stack.prepare(clocked.namespace)
+    schedules = tmp_path / "calendar"
+    schedules.mkdir()
+    # 30 December 2026, and no 2027 holiday schedule yet: 3 working days from the 29th run
+    # into 2027. Nobody is refused or told of a missing schedule.
+    clocked.start("2026-12-30T10:00:00+08:00", MEDINS_CALENDAR_DIR=str(schedules))
+    when = datetime(2026, 12, 30, 2, tzinfo=UTC)
+    person = await insured(clocked, 2026, when)
+    filed = accident(person, date(2026, 12, 29), when)
+    await clocked.send(filed)
+    found = await poll(lambda: clocked.person(person), lambda e: any(
+        h["what"] == "accident filing accepted" for h in e.get("history", [])))
+    accepted = next(h for h in found["history"] if h["what"] == "accident filing accepted")
+    assert accepted["detail"]["deadline_provisional"] is True
+    assert accepted["detail"]["deadline"] == "2027-01-01"  # weekdays only: 30, 31, 1 Jan
+
+    # The year's schedule arrives (test data: New Year's Day off): the deadline is recounted.
+    (schedules / "2027.toml").write_text(
+        "# TEST DATA ONLY\nyear = 2027\nholidays = [\"2027-01-01\"]\nworkdays = []\n",
+        encoding="utf-8")
+    confirmed = await poll(lambda: clocked.person(person), lambda e: any(
+        h["what"] == "accident deadline confirmed" for h in e["history"]), timeout=60)
+    again = next(h for h in confirmed["history"] if h["what"] == "accident deadline confirmed")
+    assert again["detail"]["deadline"] == "2027-01-04"
