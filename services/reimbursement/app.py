@@ -32,4 +32,18 @@ GAUGES = [
     SampledGauge("medins_reimbursement_payments_failed",
                  "Claims whose bank payment failed after every attempt (staff must act)",
                  "SELECT count(*) AS value FROM claims WHERE stage = 'payment_failed'"),
+    # Notice 004 pays every outage record by a set date: alert on those still unpaid as the
+    # date nears (due: overdue, within_7_days, later), before it passes, not after.
+    SampledGauge("medins_proactive_records_unpaid",
+                 "Proactively reimbursed outage records not yet paid, by time to their pay-by "
+                 "date",
+                 "SELECT CASE WHEN p.pay_by < current_date THEN 'overdue'"
+                 " WHEN p.pay_by <= current_date + 7 THEN 'within_7_days' ELSE 'later' END"
+                 " AS due, count(*) AS value FROM proactive_records p JOIN claims c"
+                 " ON c.person_id = p.person_id AND c.claim_id = p.claim_id"
+                 " WHERE p.route = 'proactive' AND c.stage <> 'paid' GROUP BY 1", ("due",)),
+    SampledGauge("medins_proactive_records_awaiting_declaration",
+                 "Outage records uploaded before the agency declared the outage",
+                 "SELECT count(*) AS value FROM proactive_records"
+                 " WHERE route = 'awaiting_declaration'"),
 ]

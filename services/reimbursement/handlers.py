@@ -1,6 +1,8 @@
 """Reimbursement handlers: intake, review stages, policy calculation, payment and its result."""
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import date
 from typing import Literal
 
@@ -24,6 +26,7 @@ from shared.contracts.hospital import (
     DirectSettlementRecorded,
     EpidemicPatientSettled,
     OutageSettlementsUploaded,
+    SettlementRecord,
 )
 from shared.contracts.reimbursement import (
     ClaimApproved,
@@ -37,6 +40,7 @@ from shared.contracts.reimbursement import (
     EpidemicSettlementRefused,
     PaymentInstructed,
     ProactiveRecordProcessed,
+    SettlementOutageDeclared,
 )
 from shared.identity import IdentifierError, check_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
@@ -73,8 +77,12 @@ async def on_status_changed(ctx: HandlerContext, env: Envelope,
 
 async def on_direct_settlement(ctx: HandlerContext, env: Envelope,
                                event: DirectSettlementRecorded) -> None:
+    """Kept per (institution, invoice): refuses a manual claim for the same receipt, and its
+    fund-paid and deductible-used count towards the person's annual totals of its line."""
     await repo.record_settlement(ctx.conn, event.invoice_no, event.institution_code,
-                                 event.settlement_id, event.person_id, event.settled_on)
+                                 event.settlement_id, event.person_id, event.settled_on,
+                                 event.fund_paid_fen, event.deductible_used_fen,
+                                 event.benefit_line)
 
 
 async def on_roster_row(ctx: HandlerContext, env: Envelope, event: RosterRowProcessed) -> None:
@@ -103,7 +111,9 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         """Judged as of the expense date (coverage, insurance type, filing and policy in
         force then); filed on the platform's date of receipt, never the sender's."""
         book = cache.book
-        current = await repo.load_claim(ctx.conn, cmd.claim_id)
+        # The channel's reference is scoped by the person: another person's claim under the
+        # same reference is another claim, never this one's next version.
+        current = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         try:
             version = rules.can_resubmit(current)
         except StageError as err:
@@ -118,7 +128,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                       rules.location_of(cmd.treatment_area, ctx.region, filings,
                                         cmd.expense_date),
                       insurance_type=coverage.insurance_type if coverage else None,
-                      filed_on=china_date(ctx.received_at))
+                      filed_on=china_date(ctx.received_at), channel=cmd.channel)
         filed_on: date = claim.filed_on or china_date(ctx.received_at)
         deadline: date | None = None
         measures: list[dict[str, str | None]] = []
@@ -137,7 +147,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                 coverage=coverage, expense_date=cmd.expense_date, filed_on=filed_on,
                 deadline=deadline,
                 earlier_claim_for_receipt=await repo.claim_for_receipt(
-                    ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.claim_id),
+                    ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.person_id,
+                    cmd.claim_id),
                 settled_as=await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no,
                                                              cmd.institution_code))
         if claim.reasons:
@@ -145,7 +156,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         elif deadline is None:
             rules.awaiting_policy(claim, "intake")
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
-        await repo.set_treatment_area(ctx.conn, claim.claim_id, cmd.treatment_area)
+        await repo.set_treatment_area(ctx.conn, claim.person_id, claim.claim_id,
+                                      cmd.treatment_area)
         await repo.record(ctx.conn, claim, {
             "reasons": claim.reasons, "deadline": deadline, "measures": measures,
             "filed_on": claim.filed_on, "submitted_at": cmd.submitted_at,
@@ -162,8 +174,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
 
     async def on_stage_decided(ctx: HandlerContext, env: Envelope,
                                cmd: ClaimStageDecided) -> None:
-        claim = await repo.load_claim(ctx.conn, cmd.claim_id)
-        if claim is None or claim.person_id != cmd.person_id:
+        claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
+        if claim is None:
             return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
         try:
             stage = rules.decide(claim, cmd.stage, cmd.decision == "approve", cmd.reasons)
@@ -185,51 +197,31 @@ def routes(cache: BookCache) -> dict[str, Handler]:
 
     async def on_outage_settlements(ctx: HandlerContext, env: Envelope,
                                     cmd: OutageSettlementsUploaded) -> None:
-        """Each record becomes an agency-started claim, calculated and instructed for payment;
-        a bad record is reported back and does not hold up the others."""
+        """Each record, keyed by (institution, record id), becomes an agency-started claim, is
+        sent to manual reimbursement, waits for the declaration, or is reported back; a bad
+        record does not hold up the others."""
+        outages = await repo.outages_for(ctx.conn, cmd.institution_code)
         for record in cmd.records:
-            if await repo.proactive_record_seen(ctx.conn, record.record_id):
+            route = await repo.proactive_record_route(ctx.conn, cmd.institution_code,
+                                                      record.record_id)
+            if route is not None and route != "awaiting_declaration":
                 continue  # the same record sent again pays once
-            try:
-                check_resident_id(record.person_id)
-                id_error = None
-            except IdentifierError as exc:
-                id_error = str(exc)
-            coverage = None if id_error else rules.coverage_on(
-                await repo.coverage(ctx.conn, record.person_id), record.expense_date)
-            reason = rules.check_proactive_record(
-                person_id_error=id_error, coverage=coverage,
-                expense_date=record.expense_date, outage_from=cmd.outage_from,
-                outage_to=cmd.outage_to, amount_fen=record.amount_fen,
-                eligible_fen=record.eligible_fen)
-            claim_id = None
-            if reason is None:
-                assert coverage is not None
-                claim = Claim(f"PRO-{record.record_id}", record.person_id, 1, Stage.CALCULATION,
-                              record.expense_date, record.amount_fen, record.eligible_fen,
-                              record.hospital_level, "in_region",
-                              insurance_type=coverage.insurance_type,
-                              filed_on=china_date(ctx.received_at))
-                await repo.save_submission(ctx.conn, claim, record.record_id,
-                                           cmd.institution_code)
-                await repo.record(ctx.conn, claim, {"proactive_batch": cmd.batch_id}, env.id)
-                outcome = await _calculate_and_instruct(ctx, env, claim, cache.book)
-                if outcome == "no_rule":
-                    reason = "calculation: no policy rule for this record"
-                else:
-                    await repo.save_claim(ctx.conn, claim)
-                    claim_id = claim.claim_id
-            await repo.save_proactive_record(ctx.conn, record.record_id, cmd.batch_id,
-                                             cmd.institution_code, record.person_id,
-                                             claim_id, reason)
-            ctx.emit(ProactiveRecordProcessed(
-                batch_id=cmd.batch_id, institution_code=cmd.institution_code,
-                record_id=record.record_id, accepted=reason is None, claim_id=claim_id,
-                reason=reason or ("claim approved and payment instructed"
-                                  if claim.stage != Stage.AWAITING_POLICY else
-                                  f"claim awaiting the policy for "
-                                  f"{record.expense_date.isoformat()}")),
-                key=cmd.institution_code)
+            await _proactive_record(ctx, env, cache.book, cmd.batch_id,
+                                    cmd.institution_code, record, outages)
+
+    async def on_outage_declared(ctx: HandlerContext, env: Envelope,
+                                 cmd: SettlementOutageDeclared) -> None:
+        """The agency's window and pay-by date; records that waited for it go on now."""
+        await repo.save_outage(ctx.conn, rules.DeclaredOutage(
+            cmd.outage_id, cmd.outage_from, cmd.outage_to, cmd.pay_by,
+            tuple(cmd.institution_codes)), cmd.reviewer, cmd.declared_at)
+        for row in await repo.records_awaiting_declaration(ctx.conn):
+            if cmd.institution_codes and row["institution_code"] not in cmd.institution_codes:
+                continue
+            await _proactive_record(
+                ctx, env, cache.book, row["batch_id"], row["institution_code"],
+                SettlementRecord.model_validate_json(row["record"]),
+                await repo.outages_for(ctx.conn, row["institution_code"]))
 
     async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
                                  event: RemoteFilingAccepted) -> None:
@@ -240,13 +232,13 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         book = cache.book
         for claim in await repo.unfiled_claims(ctx.conn, event.person_id, event.treatment_area,
                                                event.start_date, event.end_date):
-            await repo.set_location(ctx.conn, claim.claim_id, "remote_filed")
+            await repo.set_location(ctx.conn, claim, "remote_filed")
             if claim.stage not in (Stage.APPROVED, Stage.PAID) or claim.payable_fen is None:
                 await repo.record(ctx.conn, claim, {"location": "remote_filed",
                                                     "filing": event.filing_id}, env.id)
                 continue
             kind = claim.insurance_type or "resident"
-            original = await repo.calculation_of(ctx.conn, claim.claim_id)
+            original = await repo.calculation_of(ctx.conn, claim)
             try:
                 rule = book.in_force(claim.expense_date).rule(kind, claim.hospital_level,
                                                               "remote_filed")
@@ -265,7 +257,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
             top_up = calc.payable_fen - claim.payable_fen
             if top_up <= 0:
                 continue
-            await repo.add_top_up(ctx.conn, claim.claim_id, top_up)
+            await repo.add_top_up(ctx.conn, claim, top_up)
             working = calc.working + [f"filing {event.filing_id} backfilled: pays "
                                       f"{top_up / 100:.2f} more"]
             await repo.record(ctx.conn, claim, {"working": working, "top_up_fen": top_up},
@@ -293,17 +285,20 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                 reason=f"treated_from: no declared epidemic coverage on "
                        f"{cmd.treated_from.isoformat()}"), key=cmd.person_id)
             return
-        claim = Claim(f"EPI-{cmd.settlement_id}", cmd.person_id, 1, Stage.CALCULATION,
-                      cmd.treated_from, cmd.cost_fen, cmd.cost_fen, 1, "in_region")
-        if await repo.load_claim(ctx.conn, claim.claim_id) is not None:
+        # Its own benefit line (never the medical cap), paid to the institution that treated
+        # the patient: the patient paid nothing and is told so, never "check your account".
+        claim = Claim(f"EPI-{cmd.institution_code}-{cmd.settlement_id}"[:64], cmd.person_id, 1,
+                      Stage.CALCULATION, cmd.treated_from, cmd.cost_fen, cmd.cost_fen, 1,
+                      "in_region", benefit_line="epidemic", payee="institution")
+        if await repo.load_claim(ctx.conn, claim.person_id, claim.claim_id) is not None:
             return
         await repo.save_submission(ctx.conn, claim, cmd.settlement_id, cmd.institution_code)
         rules.calculated(claim, cmd.cost_fen)
         await repo.save_claim(ctx.conn, claim)
         working = [f"measure {override.measure_id} ({override.notice}): {cmd.diagnosis} "
-                   f"epidemic patient, {cmd.cost_fen / 100:.2f} borne in full, paid to "
-                   f"{cmd.institution_code}"]
-        await repo.save_calculation(ctx.conn, claim.claim_id, {
+                   f"epidemic patient, {cmd.cost_fen / 100:.2f} borne in full on the epidemic "
+                   f"line (not the medical totals), paid to institution {cmd.institution_code}"]
+        await repo.save_calculation(ctx.conn, claim, {
             "policy_version": override.policy_version, "overrides": [override.measure_id],
             "measures": [override.record()], "payable_fen": cmd.cost_fen, "working": working})
         await repo.record(ctx.conn, claim, {"working": working}, env.id)
@@ -311,7 +306,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                                       institution_code=cmd.institution_code,
                                       cost_fen=cmd.cost_fen, override=override.measure_id),
                  key=cmd.person_id)
-        _instruct(ctx, claim)
+        _instruct(ctx, claim, payee_code=cmd.institution_code)
 
     async def _grant_maternity(ctx: HandlerContext, env: Envelope, birth: BirthRecorded) -> None:
         employer = await repo.employer_of(ctx.conn, birth.person_id)
@@ -333,11 +328,12 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         days = rules.maternity_leave_days(maternity, birth.difficult_birth, birth.babies)
         fen, working = rules.maternity_allowance(maternity, wage, days)
         claim = Claim(f"MAT-{birth.birth_id}", birth.person_id, 1, Stage.CALCULATION,
-                      birth.birth_date, fen, fen, 1, "in_region")
+                      birth.birth_date, fen, fen, 1, "in_region",
+                      benefit_line="maternity_allowance")
         await repo.save_submission(ctx.conn, claim, birth.birth_id, "MATERNITY")
         rules.calculated(claim, fen)
         await repo.save_claim(ctx.conn, claim)
-        await repo.save_calculation(ctx.conn, claim.claim_id, {
+        await repo.save_calculation(ctx.conn, claim, {
             "policy_version": "maternity-practice", "payable_fen": fen, "working": [working]})
         await repo.record(ctx.conn, claim, {"maternity": working}, env.id)
         await repo.save_birth(ctx.conn, birth, "granted", None, claim.claim_id)
@@ -361,8 +357,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
 
     async def on_materials_mailed(ctx: HandlerContext, env: Envelope,
                                   cmd: ClaimMaterialsMailed) -> None:
-        claim = await repo.load_claim(ctx.conn, cmd.claim_id)
-        if claim is None or claim.person_id != cmd.person_id:
+        claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
+        if claim is None:
             return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
         try:
             rules.materials_mailed(claim, cmd.tracking_no)
@@ -373,8 +369,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
 
     async def on_payment_result(ctx: HandlerContext, env: Envelope,
                                 cmd: PaymentResultReported) -> None:
-        claim = await repo.load_claim(ctx.conn, cmd.claim_id)
-        if claim is None or cmd.idempotency_key != (claim.idempotency_key if claim else None):
+        claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
+        if claim is None or cmd.idempotency_key != claim.idempotency_key:
             return _refuse(ctx, cmd.claim_id, cmd.person_id,
                            f"payment result for unknown payment {cmd.idempotency_key}")
         try:
@@ -384,7 +380,9 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         await repo.save_claim(ctx.conn, claim)
         await repo.record(ctx.conn, claim, {"succeeded": cmd.succeeded,
                                             "failure_reason": cmd.failure_reason}, env.id)
-        if stage == Stage.PAID:
+        if stage == Stage.PAID and claim.payee == "institution":
+            pass  # paid to the hospital: the patient was told once, at coverage, and owes nothing
+        elif stage == Stage.PAID:
             ctx.emit(ClaimPaid(claim_id=claim.claim_id, person_id=claim.person_id,
                                payable_fen=claim.payable_fen or 0), key=claim.person_id)
         elif stage == Stage.PAYMENT_FAILED:
@@ -392,7 +390,9 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                                         reason=cmd.failure_reason or "payment failed",
                                         attempts=claim.payment_attempts), key=claim.person_id)
         else:
-            _instruct(ctx, claim)
+            _instruct(ctx, claim, await repo.proactive_pay_by(ctx.conn, claim),
+                      payee_code=await repo.institution_of(ctx.conn, claim)
+                      if claim.payee == "institution" else None)
 
     return {
         InsuredStatusChanged.event_type: on_status_changed,
@@ -404,6 +404,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         ClaimMaterialsMailed.event_type: on_materials_mailed,
         PaymentResultReported.event_type: on_payment_result,
         OutageSettlementsUploaded.event_type: on_outage_settlements,
+        SettlementOutageDeclared.event_type: on_outage_declared,
         DirectSettlementRecorded.event_type: on_direct_settlement,
         RosterRowProcessed.event_type: on_roster_row,
         BirthRecorded.event_type: on_birth,
@@ -412,28 +413,45 @@ def routes(cache: BookCache) -> dict[str, Handler]:
     }
 
 
-def _instruct(ctx: HandlerContext, claim: Claim) -> None:
-    pay_by = _settings(ctx).proactive_pay_by if claim.claim_id.startswith("PRO-") else None
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def proactive_claim_id(institution: str, record_id: str) -> str:
+    """The agency's claim for an outage record, scoped by the institution that sent it; a
+    digest when the two do not fit a reference."""
+    plain = f"PRO-{institution}-{record_id}"
+    if _REFERENCE.match(plain):
+        return plain
+    digest = hashlib.sha256(f"{institution}\x00{record_id}".encode()).hexdigest()[:24]
+    return f"PRO-{institution[:32]}-{digest}"
+
+
+def _instruct(ctx: HandlerContext, claim: Claim, pay_by: date | None = None,
+              payee_code: str | None = None) -> None:
+    """The payment, naming the payee: the insured person, or the institution for costs the
+    fund bears at the hospital."""
     ctx.emit(PaymentInstructed(idempotency_key=claim.idempotency_key, claim_id=claim.claim_id,
                                person_id=claim.person_id, payable_fen=claim.payable_fen or 0,
-                               attempt=claim.payment_attempts, pay_by=pay_by),
+                               attempt=claim.payment_attempts, pay_by=pay_by,
+                               payee="institution" if claim.payee == "institution"
+                               else "insured", payee_code=payee_code),
              key=claim.person_id)
 
 
 async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim,
-                                  book: PolicyBook) -> Calculated:
+                                  book: PolicyBook, pay_by: date | None = None) -> Calculated:
     """Amount by the version and measures in force on the expense date, then the payment;
     with no version for that day the claim waits in awaiting_policy (never another period's
     figures). The caller saves the claim."""
+    # The medical line's totals of the expense year: claims here and settlements made
+    # directly at the hospital; maternity and epidemic money never uses them up.
+    totals = await repo.annual_totals(ctx.conn, claim.person_id, claim.expense_date.year,
+                                      "medical")
     try:
         calc = calculate(book, ClaimFacts(
             insurance_type=claim.insurance_type or "resident",
             hospital_level=claim.hospital_level, location=claim.location,
-            expense_date=claim.expense_date, eligible_fen=claim.eligible_fen,
-            paid_this_year_fen=await repo.paid_this_year(ctx.conn, claim.person_id,
-                                                         claim.expense_date.year),
-            deductible_used_fen=await repo.deductible_used_this_year(
-                ctx.conn, claim.person_id, claim.expense_date.year)))
+            expense_date=claim.expense_date, eligible_fen=claim.eligible_fen, totals=totals))
     except NoPolicyInForce as err:
         rules.awaiting_policy(claim, "calculation")
         await repo.record(ctx.conn, claim, {"waiting": str(err)}, env.id)
@@ -443,11 +461,16 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
         _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
         return "no_rule"
     rules.calculated(claim, calc.payable_fen)
-    await repo.save_calculation(ctx.conn, claim.claim_id, {
+    await repo.save_calculation(ctx.conn, claim, {
         "policy_version": calc.policy_version, "overrides": calc.overrides,
         "eligible_fen": calc.eligible_fen, "deductible_fen": calc.deductible_fen,
         "ratio": str(calc.ratio), "cap_remaining_fen": calc.cap_remaining_fen,
-        "payable_fen": calc.payable_fen, "working": calc.working})
+        "payable_fen": calc.payable_fen, "working": calc.working,
+        "totals": {"line": totals.line, "year": totals.year,
+                   "claims_paid_fen": totals.claims_paid_fen,
+                   "settled_paid_fen": totals.settled_paid_fen,
+                   "claims_deductible_fen": totals.claims_deductible_fen,
+                   "settled_deductible_fen": totals.settled_deductible_fen}})
     await repo.record(ctx.conn, claim, {"working": calc.working,
                                         "policy_version": calc.policy_version,
                                         "overrides": calc.overrides}, env.id)
@@ -455,8 +478,84 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
                            version=claim.version, payable_fen=calc.payable_fen,
                            policy_version=calc.policy_version, overrides=calc.overrides,
                            working=calc.working), key=claim.person_id)
-    _instruct(ctx, claim)
+    _instruct(ctx, claim, pay_by)
     return "approved"
+
+
+async def _proactive_record(ctx: HandlerContext, env: Envelope, book: PolicyBook,
+                            batch_id: str, institution: str, record: SettlementRecord,
+                            outages: list[rules.DeclaredOutage]) -> None:
+    """One outage record: paid proactively, sent to manual reimbursement (not covered by
+    notice 004), waiting for the agency's declaration, or rejected; told back either way."""
+    try:
+        check_resident_id(record.person_id)
+        id_error = None
+    except IdentifierError as exc:
+        id_error = str(exc)
+    coverage = None if id_error else rules.coverage_on(
+        await repo.coverage(ctx.conn, record.person_id), record.expense_date)
+    outage = rules.declared_outage_for(outages, record.expense_date)
+    manual = None if id_error else rules.proactive_route(
+        care=record.care, treatment_area=record.treatment_area, region=ctx.region)
+    claim_id: str | None = None
+    route: Literal["proactive", "manual", "rejected", "awaiting_declaration"]
+    if manual is not None:
+        route, reason = "manual", manual
+    elif id_error is None and not outages:
+        # Uploaded before the agency declared the outage: kept, and reimbursed when the
+        # declaration comes (the institution's own window is never trusted).
+        route, reason = "awaiting_declaration", ("waiting for the agency to declare the "
+                                                 "settlement outage")
+    else:
+        rejected = rules.check_proactive_record(
+            person_id_error=id_error, coverage=coverage, expense_date=record.expense_date,
+            outage=outage, declared=outages, amount_fen=record.amount_fen,
+            eligible_fen=record.eligible_fen)
+        route, reason = ("rejected", rejected) if rejected else ("proactive", "")
+    if route == "proactive":
+        assert coverage is not None and outage is not None
+        claim = Claim(proactive_claim_id(institution, record.record_id), record.person_id,
+                      1, Stage.CALCULATION, record.expense_date, record.amount_fen,
+                      record.eligible_fen, record.hospital_level, "in_region",
+                      insurance_type=coverage.insurance_type,
+                      filed_on=china_date(ctx.received_at))
+        await repo.save_submission(ctx.conn, claim, record.record_id, institution)
+        await repo.record(ctx.conn, claim, {"proactive_batch": batch_id,
+                                            "outage": outage.outage_id,
+                                            "pay_by": outage.pay_by}, env.id)
+        outcome = await _calculate_and_instruct(ctx, env, claim, book, outage.pay_by)
+        if outcome == "no_rule":
+            route, reason = "rejected", "calculation: no policy rule for this record"
+        else:
+            await repo.save_claim(ctx.conn, claim)
+            claim_id = claim.claim_id
+            reason = ("claim approved and payment instructed" if outcome == "approved" else
+                      f"claim awaiting the policy for {record.expense_date.isoformat()}")
+    await repo.save_proactive_record(
+        ctx.conn, record.record_id, batch_id, institution, record.person_id, claim_id,
+        route, reason, outage if route == "proactive" else None,
+        record.model_dump(mode="json") if route == "awaiting_declaration" else None)
+    ctx.emit(ProactiveRecordProcessed(
+        batch_id=batch_id, institution_code=institution, record_id=record.record_id,
+        accepted=route == "proactive", claim_id=claim_id, reason=reason, route=route,
+        pay_by=outage.pay_by if route == "proactive" and outage else None),
+        key=institution)
+
+
+
+async def resume_awaiting_declaration(ctx: HandlerContext, book: PolicyBook) -> int:
+    """Records kept for a declaration that has since arrived go on (a batch and the
+    declaration may be taken at the same time from different partitions)."""
+    resumed = 0
+    for row in await repo.records_awaiting_declaration(ctx.conn):
+        outages = await repo.outages_for(ctx.conn, row["institution_code"])
+        if outages:
+            resumed += 1
+            await _proactive_record(ctx, ctx.cause, book, row["batch_id"],
+                                    row["institution_code"],
+                                    SettlementRecord.model_validate_json(row["record"]),
+                                    outages)
+    return resumed
 
 
 async def resume_awaiting_policy(ctx: HandlerContext, book: PolicyBook) -> int:

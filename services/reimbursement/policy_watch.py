@@ -1,4 +1,4 @@
-"""Re-reads the policy book on a timer, resumes claims awaiting a policy, sets its gauges."""
+"""On a timer: re-reads the policy book, resumes what waits for a policy or a declaration."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,7 +8,7 @@ import mode
 from prometheus_client import Gauge
 
 from services.reimbursement import repository as repo
-from services.reimbursement.handlers import resume_awaiting_policy
+from services.reimbursement.handlers import resume_awaiting_declaration, resume_awaiting_policy
 from shared.db.pool import Database
 from shared.messaging.consumer import HandlerContext
 from shared.messaging.timer import Timer
@@ -41,6 +41,7 @@ def policy_watch(cache: BookCache) -> Callable[[Database, PlatformSettings], mod
             elif changed:
                 log.info("policy book re-read", sources=cache.book.sources)
             resumed = await resume_awaiting_policy(ctx, cache.book)
+            resumed += await resume_awaiting_declaration(ctx, cache.book)
             AWAITING.labels(region).set(await repo.count_awaiting_policy(ctx.conn))
             DAYS_LEFT.labels(region).set(cache.book.days_left(today))
             return resumed

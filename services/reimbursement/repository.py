@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from services.reimbursement.domain.claims import Claim, Coverage, Stage
+from services.reimbursement.domain.claims import Claim, Coverage, DeclaredOutage, Stage
+from shared.policy import AnnualTotals
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
@@ -77,10 +78,11 @@ async def count_awaiting_policy(conn: asyncpg.Connection) -> int:
 
 
 async def claim_for_receipt(conn: asyncpg.Connection, invoice_no: str, institution_code: str,
-                            claim_id: str) -> str | None:
+                            person_id: str, claim_id: str) -> str | None:
     return await conn.fetchval(
         "SELECT claim_id FROM claims WHERE invoice_no = $1 AND institution_code = $2"
-        " AND stage <> 'rejected' AND claim_id <> $3", invoice_no, institution_code, claim_id)
+        " AND stage <> 'rejected' AND (person_id, claim_id) <> ($3, $4)",
+        invoice_no, institution_code, person_id, claim_id)
 
 
 def _claim(row: asyncpg.Record) -> Claim:
@@ -88,11 +90,14 @@ def _claim(row: asyncpg.Record) -> Claim:
                  row["expense_date"], row["amount_fen"], row["eligible_fen"] or row["amount_fen"],
                  row["hospital_level"], row["location"], row["tracking_no"], row["payable_fen"],
                  row["payment_attempts"], json.loads(row["reasons"]), row["insurance_type"],
-                 row["filed_on"], row["waiting_for"])
+                 row["filed_on"], row["waiting_for"], row["benefit_line"], row["payee"],
+                 row["channel"])
 
 
-async def load_claim(conn: asyncpg.Connection, claim_id: str) -> Claim | None:
-    row = await conn.fetchrow("SELECT * FROM claims WHERE claim_id = $1 FOR UPDATE", claim_id)
+async def load_claim(conn: asyncpg.Connection, person_id: str, claim_id: str) -> Claim | None:
+    """A claim is the person's own: the same reference from another person is another claim."""
+    row = await conn.fetchrow("SELECT * FROM claims WHERE person_id = $1 AND claim_id = $2"
+                              " FOR UPDATE", person_id, claim_id)
     return _claim(row) if row else None
 
 
@@ -102,30 +107,35 @@ async def save_submission(conn: asyncpg.Connection, c: Claim, invoice_no: str,
     await conn.execute(
         "INSERT INTO claims (claim_id, person_id, invoice_no, institution_code, expense_date,"
         " amount_fen, stage, reasons, version, eligible_fen, hospital_level, location,"
-        " insurance_type, filed_on, waiting_for)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        " ON CONFLICT (claim_id) DO UPDATE SET invoice_no = $3, institution_code = $4,"
+        " insurance_type, filed_on, waiting_for, benefit_line, payee, channel)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+        " $18) ON CONFLICT (person_id, claim_id) DO UPDATE SET invoice_no = $3,"
+        " institution_code = $4,"
         " expense_date = $5, amount_fen = $6, stage = $7, reasons = $8, version = $9,"
         " eligible_fen = $10, hospital_level = $11, location = $12, insurance_type = $13,"
-        " filed_on = $14, waiting_for = $15, tracking_no = NULL,"
+        " filed_on = $14, waiting_for = $15, benefit_line = $16, payee = $17, channel = $18,"
+        " tracking_no = NULL,"
         " payable_fen = NULL, calculation = NULL, payment_attempts = 0, updated_at = now()",
         c.claim_id, c.person_id, invoice_no, institution_code, c.expense_date, c.amount_fen,
         c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.version, c.eligible_fen,
-        c.hospital_level, c.location, c.insurance_type, c.filed_on, c.waiting_for)
+        c.hospital_level, c.location, c.insurance_type, c.filed_on, c.waiting_for,
+        c.benefit_line, c.payee, c.channel)
 
 
 async def save_claim(conn: asyncpg.Connection, c: Claim) -> None:
     """Stage, decision and payment progress of an existing claim."""
     await conn.execute(
         "UPDATE claims SET stage = $2, reasons = $3, tracking_no = $4, payable_fen = $5,"
-        " payment_attempts = $6, waiting_for = $7, updated_at = now() WHERE claim_id = $1",
+        " payment_attempts = $6, waiting_for = $7, updated_at = now() WHERE claim_id = $1"
+        " AND person_id = $8",
         c.claim_id, c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.tracking_no,
-        c.payable_fen, c.payment_attempts, c.waiting_for)
+        c.payable_fen, c.payment_attempts, c.waiting_for, c.person_id)
 
 
-async def set_treatment_area(conn: asyncpg.Connection, claim_id: str, area: str | None) -> None:
-    await conn.execute("UPDATE claims SET treatment_area = $2 WHERE claim_id = $1",
-                       claim_id, area)
+async def set_treatment_area(conn: asyncpg.Connection, person_id: str, claim_id: str,
+                             area: str | None) -> None:
+    await conn.execute("UPDATE claims SET treatment_area = $3 WHERE person_id = $1"
+                       " AND claim_id = $2", person_id, claim_id, area)
 
 
 async def unfiled_claims(conn: asyncpg.Connection, person_id: str, area: str, start: date,
@@ -139,56 +149,70 @@ async def unfiled_claims(conn: asyncpg.Connection, person_id: str, area: str, st
     return [_claim(r) for r in rows]
 
 
-async def calculation_of(conn: asyncpg.Connection, claim_id: str) -> dict[str, Any]:
-    raw = await conn.fetchval("SELECT calculation FROM claims WHERE claim_id = $1", claim_id)
+async def calculation_of(conn: asyncpg.Connection, claim: Claim) -> dict[str, Any]:
+    raw = await conn.fetchval("SELECT calculation FROM claims WHERE person_id = $1"
+                              " AND claim_id = $2", claim.person_id, claim.claim_id)
     return json.loads(raw) if raw else {}
 
 
-async def set_location(conn: asyncpg.Connection, claim_id: str, location: str) -> None:
-    await conn.execute("UPDATE claims SET location = $2 WHERE claim_id = $1", claim_id,
-                       location)
+async def set_location(conn: asyncpg.Connection, claim: Claim, location: str) -> None:
+    await conn.execute("UPDATE claims SET location = $3 WHERE person_id = $1 AND claim_id = $2",
+                       claim.person_id, claim.claim_id, location)
 
 
-async def add_top_up(conn: asyncpg.Connection, claim_id: str, fen: int) -> None:
-    await conn.execute("UPDATE claims SET top_up_fen = top_up_fen + $2,"
-                       " payable_fen = payable_fen + $2 WHERE claim_id = $1", claim_id, fen)
+async def add_top_up(conn: asyncpg.Connection, claim: Claim, fen: int) -> None:
+    await conn.execute("UPDATE claims SET top_up_fen = top_up_fen + $3,"
+                       " payable_fen = payable_fen + $3 WHERE person_id = $1 AND claim_id = $2",
+                       claim.person_id, claim.claim_id, fen)
 
 
-async def save_calculation(conn: asyncpg.Connection, claim_id: str,
+async def save_calculation(conn: asyncpg.Connection, claim: Claim,
                            calculation: dict[str, Any]) -> None:
-    await conn.execute("UPDATE claims SET calculation = $2 WHERE claim_id = $1", claim_id,
+    await conn.execute("UPDATE claims SET calculation = $3 WHERE person_id = $1"
+                       " AND claim_id = $2", claim.person_id, claim.claim_id,
                        json.dumps(calculation, ensure_ascii=False, default=str))
 
 
-async def paid_this_year(conn: asyncpg.Connection, person_id: str, year: int) -> int:
-    return int(await conn.fetchval(
-        "SELECT coalesce(sum(payable_fen), 0) FROM claims WHERE person_id = $1"
-        " AND stage IN ('approved', 'paid') AND extract(year FROM expense_date) = $2",
-        person_id, year))
-
-
-async def deductible_used_this_year(conn: asyncpg.Connection, person_id: str,
-                                    year: int) -> int:
-    return int(await conn.fetchval(
-        "SELECT coalesce(sum((calculation->>'deductible_fen')::bigint), 0) FROM claims"
-        " WHERE person_id = $1 AND stage IN ('approved', 'paid')"
-        " AND extract(year FROM expense_date) = $2", person_id, year))
+async def annual_totals(conn: asyncpg.Connection, person_id: str, year: int,
+                        line: str = "medical") -> AnnualTotals:
+    """One benefit line's totals for the year of the expense: approved or paid claims of that
+    line (their payable and the deductible their calculation met) and what the hospital
+    settled directly from that line (fund paid, deductible used)."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(sum(payable_fen), 0) FROM claims WHERE person_id = $1"
+        "   AND benefit_line = $3 AND stage IN ('approved', 'paid')"
+        "   AND extract(year FROM expense_date) = $2) AS claims_paid,"
+        " (SELECT coalesce(sum((calculation->>'deductible_fen')::bigint), 0) FROM claims"
+        "   WHERE person_id = $1 AND benefit_line = $3 AND stage IN ('approved', 'paid')"
+        "   AND extract(year FROM expense_date) = $2) AS claims_deductible,"
+        " (SELECT coalesce(sum(fund_paid_fen), 0) FROM direct_settlements WHERE person_id = $1"
+        "   AND benefit_line = $3 AND extract(year FROM settled_on) = $2) AS settled_paid,"
+        " (SELECT coalesce(sum(deductible_used_fen), 0) FROM direct_settlements"
+        "   WHERE person_id = $1 AND benefit_line = $3"
+        "   AND extract(year FROM settled_on) = $2) AS settled_deductible",
+        person_id, year, line)
+    return AnnualTotals(line, year, int(row["claims_paid"]), int(row["settled_paid"]),
+                        int(row["claims_deductible"]), int(row["settled_deductible"]))
 
 
 async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
                  cause_id: str) -> None:
-    await conn.execute("INSERT INTO claim_history (claim_id, stage, detail, cause_id)"
-                       " VALUES ($1, $2, $3, $4)", claim.claim_id, claim.stage.value,
+    await conn.execute("INSERT INTO claim_history (claim_id, person_id, stage, detail, cause_id)"
+                       " VALUES ($1, $2, $3, $4, $5)", claim.claim_id, claim.person_id,
+                       claim.stage.value,
                        json.dumps(detail | {"version": claim.version}, ensure_ascii=False,
                                   default=str), cause_id)
 
 
 async def record_settlement(conn: asyncpg.Connection, invoice_no: str, institution: str,
-                            settlement_id: str, person_id: str, settled_on: date) -> None:
+                            settlement_id: str, person_id: str, settled_on: date,
+                            fund_paid_fen: int, deductible_used_fen: int, line: str) -> None:
     await conn.execute(
         "INSERT INTO direct_settlements (invoice_no, institution_code, settlement_id, person_id,"
-        " settled_on) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        invoice_no, institution, settlement_id, person_id, settled_on)
+        " settled_on, fund_paid_fen, deductible_used_fen, benefit_line)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        invoice_no, institution, settlement_id, person_id, settled_on, fund_paid_fen,
+        deductible_used_fen, line)
 
 
 async def settlement_for_receipt(conn: asyncpg.Connection, invoice_no: str,
@@ -240,34 +264,72 @@ async def births_waiting(conn: asyncpg.Connection, employer: str,
         " AND extract(year FROM b.birth_date) = $2 + 1", employer, year)
 
 
-async def proactive_record_seen(conn: asyncpg.Connection, record_id: str) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM proactive_records WHERE record_id = $1",
-                                    record_id))
+async def proactive_record_route(conn: asyncpg.Connection, institution: str,
+                                 record_id: str) -> str | None:
+    """Scoped by the sender: the same record id from another institution is another record."""
+    route: str | None = await conn.fetchval(
+        "SELECT route FROM proactive_records WHERE institution_code = $1 AND record_id = $2",
+        institution, record_id)
+    return route
 
 
 async def save_proactive_record(conn: asyncpg.Connection, record_id: str, batch_id: str,
                                 institution: str, person_id: str, claim_id: str | None,
-                                reason: str | None) -> None:
+                                route: str, reason: str, outage: DeclaredOutage | None,
+                                record: dict[str, Any] | None = None) -> None:
     await conn.execute(
         "INSERT INTO proactive_records (record_id, batch_id, institution_code, person_id,"
-        " accepted, claim_id, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        record_id, batch_id, institution, person_id, reason is None, claim_id,
-        reason or "accepted")
+        " accepted, claim_id, reason, route, outage_id, pay_by, record)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (institution_code, record_id) DO UPDATE SET accepted = $5,"
+        " claim_id = $6, reason = $7, route = $8, outage_id = $9, pay_by = $10, record = $11",
+        record_id, batch_id, institution, person_id, route == "proactive", claim_id, reason,
+        route, outage.outage_id if outage else None, outage.pay_by if outage else None,
+        json.dumps(record, default=str) if record is not None else None)
+
+
+async def save_outage(conn: asyncpg.Connection, o: DeclaredOutage, declared_by: str,
+                      declared_at: Any) -> None:
+    await conn.execute(
+        "INSERT INTO declared_outages VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (outage_id) DO UPDATE SET outage_from = $2, outage_to = $3, pay_by = $4,"
+        " institution_codes = $5, declared_by = $6, declared_at = $7",
+        o.outage_id, o.outage_from, o.outage_to, o.pay_by, list(o.institution_codes),
+        declared_by, declared_at)
+
+
+async def outages_for(conn: asyncpg.Connection, institution: str) -> list[DeclaredOutage]:
+    rows = await conn.fetch("SELECT * FROM declared_outages WHERE institution_codes = '{}'"
+                            " OR $1 = ANY(institution_codes) ORDER BY outage_from", institution)
+    return [DeclaredOutage(r["outage_id"], r["outage_from"], r["outage_to"], r["pay_by"],
+                           tuple(r["institution_codes"])) for r in rows]
+
+
+async def records_awaiting_declaration(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM proactive_records WHERE route = 'awaiting_declaration'"
+        " ORDER BY recorded_at FOR UPDATE")
+    return rows
 
 
 async def institution_summary(conn: asyncpg.Connection,
                               institution: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         "SELECT count(*) AS records, count(*) FILTER (WHERE p.accepted) AS accepted,"
-        " count(*) FILTER (WHERE NOT p.accepted) AS rejected,"
+        " count(*) FILTER (WHERE p.route = 'rejected') AS rejected,"
+        " count(*) FILTER (WHERE p.route = 'manual') AS manual,"
+        " count(*) FILTER (WHERE p.route = 'awaiting_declaration') AS awaiting_declaration,"
+        " count(*) FILTER (WHERE p.accepted AND c.stage IS DISTINCT FROM 'paid') AS unpaid,"
+        " min(p.pay_by) FILTER (WHERE p.accepted AND c.stage IS DISTINCT FROM 'paid')"
+        " AS next_pay_by,"
         " coalesce(sum(c.payable_fen) FILTER (WHERE c.stage IN ('approved', 'paid')), 0)"
         " AS total_approved_fen,"
         " coalesce(sum(c.payable_fen) FILTER (WHERE c.stage = 'paid'), 0) AS total_paid_fen"
         " FROM proactive_records p LEFT JOIN claims c ON c.claim_id = p.claim_id"
-        " WHERE p.institution_code = $1", institution)
+        " AND c.person_id = p.person_id WHERE p.institution_code = $1", institution)
     if row is None or row["records"] == 0:
         return None
-    rejected = await conn.fetch("SELECT record_id, reason FROM proactive_records"
+    rejected = await conn.fetch("SELECT record_id, route, reason FROM proactive_records"
                                 " WHERE institution_code = $1 AND NOT accepted"
                                 " ORDER BY recorded_at LIMIT 50", institution)
     return dict(row) | {"rejected_records": [dict(r) for r in rejected]}
@@ -290,7 +352,8 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     claims = []
     for r in rows:
         history = await conn.fetch("SELECT stage, detail, recorded_at FROM claim_history"
-                                   " WHERE claim_id = $1 ORDER BY id", r["claim_id"])
+                                   " WHERE claim_id = $1 AND person_id = $2 ORDER BY id",
+                                   r["claim_id"], r["person_id"])
         claims.append(dict(r) | {
             "reasons": json.loads(r["reasons"]),
             "calculation": json.loads(r["calculation"]) if r["calculation"] else None,
@@ -298,3 +361,17 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     return {"insured_status": dict(view) if view else None, "employer_code": employer,
             "coverage": [dict(p) for p in periods],
             "claims": claims, "births": [dict(b) for b in births]}
+
+
+async def proactive_pay_by(conn: asyncpg.Connection, claim: Claim) -> date | None:
+    day: date | None = await conn.fetchval(
+        "SELECT pay_by FROM proactive_records WHERE person_id = $1 AND claim_id = $2",
+        claim.person_id, claim.claim_id)
+    return day
+
+
+async def institution_of(conn: asyncpg.Connection, claim: Claim) -> str | None:
+    code: str | None = await conn.fetchval(
+        "SELECT institution_code FROM claims WHERE person_id = $1 AND claim_id = $2",
+        claim.person_id, claim.claim_id)
+    return code

@@ -46,13 +46,21 @@ class SettlementRecord(BaseModel):
     amount_fen: int = Field(gt=0)
     eligible_fen: int = Field(ge=0)
     hospital_level: Literal[1, 2, 3] = 1
+    # Only local outpatient costs go the proactive way [004]; inpatient costs and costs at a
+    # place outside the city (treatment_area, none: the institution's own city) are sent to
+    # manual reimbursement at a window and reported back as such.
+    care: Literal["outpatient", "inpatient"] = "outpatient"
+    treatment_area: AreaCode | None = None
 
 
 @event("cn.gov.hospital.outage-settlements.uploaded.v1", topics.REIMBURSEMENT_REQUESTS,
        key_field="institution_code")
 class OutageSettlementsUploaded(Payload):
     """A designated institution uploads what people paid out of pocket during a real-time
-    settlement outage; the agency reimburses them itself (主动报)."""
+    settlement outage; the agency reimburses them itself (主动报). Records are keyed by
+    (institution_code, record_id). The window that counts is the one the agency declared
+    (`cn.medins.agency.settlement-outage.declared.v1`), never outage_from/outage_to, which
+    are kept only as what the institution says."""
 
     batch_id: Reference
     institution_code: Reference
@@ -71,6 +79,11 @@ class DirectSettlementRecorded(Payload):
     institution_code: Reference
     settled_on: date
     fund_paid_fen: int = Field(ge=0)
+    # The deductible (起付线) met by this settlement: with fund_paid_fen it counts towards the
+    # person's annual medical totals, so a manual claim later in the year is not charged again.
+    deductible_used_fen: int = Field(default=0, ge=0)
+    # Which benefit line the fund paid from: a childbirth settlement does not use the medical cap.
+    benefit_line: Literal["medical", "maternity_medical"] = "medical"
 
 
 @event("cn.gov.hospital.birth.recorded.v1", topics.REIMBURSEMENT_REQUESTS)

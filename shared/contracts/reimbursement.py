@@ -1,7 +1,10 @@
-"""Contracts produced by the reimbursement service."""
+"""Contracts of the reimbursement service: what it produces; the agency's outage declarations."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from shared.contracts import topics
 from shared.contracts.base import Payload, event
@@ -82,6 +85,10 @@ class PaymentInstructed(Payload):
     payable_fen: Fen
     attempt: int
     pay_by: date | None = None
+    # Who receives the money: the insured person (their bank or social-security-card account)
+    # or, for costs the fund bears at the hospital (epidemic coverage), the institution.
+    payee: Literal["insured", "institution"] = "insured"
+    payee_code: str | None = None  # the institution's code when payee is "institution"
 
 
 @event("cn.medins.reimbursement.proactive.record-processed.v1", T)
@@ -94,6 +101,11 @@ class ProactiveRecordProcessed(Payload):
     accepted: bool
     claim_id: str | None
     reason: str
+    # proactive: paid by the agency; manual: not covered by proactive reimbursement (inpatient,
+    # out of the city), the person claims at a window; awaiting_declaration: kept until the
+    # agency declares the outage; rejected: see reason.
+    route: Literal["proactive", "manual", "rejected", "awaiting_declaration"] = "proactive"
+    pay_by: date | None = None
 
 
 @event("cn.medins.reimbursement.epidemic.covered.v1", T, person_facing=True)
@@ -115,3 +127,27 @@ class EpidemicSettlementRefused(Payload):
     person_id: ResidentId
     institution_code: str
     reason: str
+
+
+@event("cn.medins.review.settlement-outage.declared.v1", topics.REIMBURSEMENT_REQUESTS,
+       key_field="outage_id")
+class SettlementOutageDeclared(Payload):
+    """The agency declares a real-time settlement outage [004]: its window decides which
+    uploaded records are reimbursed proactively, and every one is paid by pay_by."""
+
+    outage_id: Reference
+    outage_from: date
+    outage_to: date
+    pay_by: date
+    # Empty: every designated institution of the region.
+    institution_codes: list[Reference] = Field(default_factory=list)
+    reviewer: str = Field(min_length=1, max_length=64)  # the member of staff who declared it
+    declared_at: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SettlementOutageDeclared:
+        if self.outage_to < self.outage_from:
+            raise ValueError("outage_to must not be before outage_from")
+        if self.pay_by < self.outage_to:
+            raise ValueError("pay_by must not be before outage_to")
+        return self

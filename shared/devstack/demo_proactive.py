@@ -14,6 +14,7 @@ from shared.contracts.base import Payload
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.envelope import Envelope, new_envelope
 from shared.contracts.hospital import OutageSettlementsUploaded, SettlementRecord
+from shared.contracts.reimbursement import SettlementOutageDeclared
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import physical
 from shared.db.pool import connect
@@ -89,10 +90,15 @@ async def run_proactive_demo(settings: PlatformSettings, console: Console,
         await _until(progress, task, settings, "SELECT count(DISTINCT person_id) FROM"
                      " coverage_view WHERE person_id = ANY($1)", (persons,), size)
         outage_day = now.date() - timedelta(days=2)
+        # The agency declares the outage first: its window, not the institution's, counts.
+        await _publish_all(settings, [SettlementOutageDeclared(
+            outage_id=f"OUT-{uuid.uuid4().hex[:8]}", outage_from=outage_day,
+            outage_to=outage_day, pay_by=outage_day + timedelta(days=90),
+            reviewer="staff-017", declared_at=now)])
         batch = OutageSettlementsUploaded(
             batch_id=f"B-{uuid.uuid4().hex[:8]}", institution_code=institution,
             outage_from=outage_day, outage_to=outage_day, records=[
-                SettlementRecord(record_id=f"{institution}-{i}", person_id=p,
+                SettlementRecord(record_id=str(i), person_id=p,
                                  expense_date=outage_day, amount_fen=25_000 + 37 * i,
                                  eligible_fen=22_000 + 37 * i, hospital_level=1)
                 for i, p in enumerate(persons)])

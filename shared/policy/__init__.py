@@ -31,6 +31,7 @@ API (every lookup is by the day of the fact, never today):
     book.transfer_deadlines(day) -> Applied[TransferDeadlines]              # [003]
 
     calculate(book, ClaimFacts) -> Calculation         # reimbursement figures, their meaning
+    AnnualTotals(line, year, claims/settled paid and deductible)  # a benefit line's year
 
 Meanings (shared.policy.measures): Limit.due(start, add_working_days), AccidentFilingLimits.limit(
 in_city), ChronicChangeRule.effective_on(requested_on, reimbursed_this_month) / .allows(kind) /
@@ -60,10 +61,11 @@ from shared.policy.measures import (
     add_months,
     first_of_next_month,
 )
-from shared.policy.reimbursement import Calculation, ClaimFacts, calculate
+from shared.policy.reimbursement import AnnualTotals, Calculation, ClaimFacts, calculate
 
 __all__ = [
-    "EXAMPLES_DIR", "KINDS", "SHIPPED_DIR", "AccidentFilingLimits", "Applied", "BookCache",
+    "EXAMPLES_DIR", "KINDS", "SHIPPED_DIR", "AccidentFilingLimits", "AnnualTotals", "Applied",
+    "BookCache",
     "Calculation", "ChronicChangeRule", "ClaimFacts", "Limit", "Measure", "NoPolicyInForce",
     "PolicyBook", "PolicyError", "PolicyVersion", "PrescriptionLimits",
     "RecognitionPostponement", "Rule", "TransferDeadlines", "add_months", "calculate",

@@ -11,6 +11,34 @@ FEN = Decimal("1")
 
 
 @dataclass(frozen=True)
+class AnnualTotals:
+    """One benefit line's totals in one year, by where they come from: manual claims
+    approved or paid here, and settlements made directly at the hospital."""
+
+    line: str
+    year: int
+    claims_paid_fen: int = 0
+    settled_paid_fen: int = 0
+    claims_deductible_fen: int = 0
+    settled_deductible_fen: int = 0
+
+    @property
+    def paid_fen(self) -> int:
+        return self.claims_paid_fen + self.settled_paid_fen
+
+    @property
+    def deductible_fen(self) -> int:
+        return self.claims_deductible_fen + self.settled_deductible_fen
+
+    def describe(self) -> str:
+        return (f"{self.line} totals {self.year}: paid {self.paid_fen / 100:.2f} (claims "
+                f"{self.claims_paid_fen / 100:.2f} + settled at hospital "
+                f"{self.settled_paid_fen / 100:.2f}), deductible met "
+                f"{self.deductible_fen / 100:.2f} (claims {self.claims_deductible_fen / 100:.2f}"
+                f" + settled at hospital {self.settled_deductible_fen / 100:.2f})")
+
+
+@dataclass(frozen=True)
 class ClaimFacts:
     insurance_type: str
     hospital_level: int
@@ -20,6 +48,9 @@ class ClaimFacts:
     deductible_used_fen: int = 0  # deductible already met this year
     paid_this_year_fen: int = 0  # reimbursed this year, towards the cap
     epidemic_patient: bool = False  # confirmed or suspected patient of a declared epidemic
+    # The medical line's totals for the expense year; when given they replace the two
+    # figures above and the working names them.
+    totals: AnnualTotals | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +85,12 @@ def calculate(book: PolicyBook, claim: ClaimFacts) -> Calculation:
             applied.append(same.measure_id)
             location = "in_region"
     rule = policy.rule(claim.insurance_type, claim.hospital_level, location)
-    deductible = max(0, min(rule.deductible_fen - claim.deductible_used_fen, claim.eligible_fen))
+    used, paid = ((claim.totals.deductible_fen, claim.totals.paid_fen) if claim.totals
+                  else (claim.deductible_used_fen, claim.paid_this_year_fen))
+    deductible = max(0, min(rule.deductible_fen - used, claim.eligible_fen))
     base = Decimal(claim.eligible_fen - deductible)
     by_ratio = int((base * rule.ratio).quantize(FEN, rounding=ROUND_HALF_UP))
-    cap_remaining = max(0, rule.annual_cap_fen - claim.paid_this_year_fen)
+    cap_remaining = max(0, rule.annual_cap_fen - paid)
     payable = min(by_ratio, cap_remaining)
     working = [
         f"policy {policy.region}/{policy.version} in force on {claim.expense_date.isoformat()}, "
@@ -68,5 +101,8 @@ def calculate(book: PolicyBook, claim: ClaimFacts) -> Calculation:
         f"{base / 100:.2f} x ratio {rule.ratio} = {by_ratio / 100:.2f}",
         f"cap remaining {cap_remaining / 100:.2f} -> payable {payable / 100:.2f}",
     ]
+    if claim.totals is not None:
+        working.append(claim.totals.describe() + f"; deductible {rule.deductible_fen / 100:.2f}"
+                       f", annual cap {rule.annual_cap_fen / 100:.2f}")
     return Calculation(policy.version, applied, claim.eligible_fen, deductible, rule.ratio,
                        cap_remaining, payable, working)

@@ -93,42 +93,79 @@ async def test_claim_is_reviewed_calculated_and_paid_once(stack: TestStack,
 async def test_proactive_batch_pays_each_good_record_once_and_reports_bad_ones(
         stack: TestStack, workers: dict[str, Any]) -> None:
     from shared.contracts.hospital import OutageSettlementsUploaded, SettlementRecord
+    from shared.contracts.reimbursement import SettlementOutageDeclared
     from shared.devstack import people
 
     insured = [(await enroll_for_claims(stack))[0] for _ in range(2)]
-    today = datetime.now(UTC).date()
-    institution = f"H{uuid.uuid4().hex[:8].upper()}"
+    now = datetime.now(UTC)
+    today = now.date()
+    institution, other = (f"H{uuid.uuid4().hex[:8].upper()}" for _ in range(2))
+    pay_by = today + timedelta(days=60)
 
     def record(n: int, person: str, **kw: Any) -> SettlementRecord:
-        base: dict[str, Any] = dict(record_id=f"{institution}-{n}", person_id=person,
+        base: dict[str, Any] = dict(record_id=f"000{n}", person_id=person,
                                     expense_date=today - timedelta(days=2), amount_fen=30_000,
                                     eligible_fen=25_000, hospital_level=1)
         return SettlementRecord(**(base | kw))
 
+    # The institution claims a ten-day outage; the agency declared three days: that counts.
     batch = OutageSettlementsUploaded(
         batch_id=f"B-{uuid.uuid4().hex[:6]}", institution_code=institution,
-        outage_from=today - timedelta(days=5), outage_to=today - timedelta(days=1), records=[
+        outage_from=today - timedelta(days=10), outage_to=today, records=[
             record(1, insured[0]), record(2, insured[0], amount_fen=12_000, eligible_fen=12_000),
             record(3, insured[1]),
             record(4, "210202198001011230"),  # bad check character
             record(5, people.resident_id()),  # not insured here
-            record(6, insured[1], expense_date=today),  # after the outage
+            record(6, insured[1], expense_date=today - timedelta(days=5)),  # not declared
+            record(7, insured[1], care="inpatient"),  # not proactive [004]: manual
+            record(8, insured[1], treatment_area="330300"),  # out of the city: manual
         ])
+    # Sent before the declaration: its records wait for it, then go on by themselves.
     await send(stack, batch)
-    await send(stack, batch)  # sent twice: pays once
     found = await poll(lambda: collect_status(stack.settings(), institution),
                        lambda f: (f.get("reimbursement", {}).get("proactive_summary") or {})
-                       .get("records") == 6)
+                       .get("records") == 8)
+    assert found["reimbursement"]["proactive_summary"]["awaiting_declaration"] == 5
+    await send(stack, SettlementOutageDeclared(
+        outage_id=f"OUT-{uuid.uuid4().hex[:6]}", outage_from=today - timedelta(days=3),
+        outage_to=today - timedelta(days=1), pay_by=pay_by, reviewer="staff-9",
+        institution_codes=[institution, other], declared_at=now))
+    await send(stack, batch)  # sent again: pays once
+    found = await poll(lambda: collect_status(stack.settings(), institution),
+                       lambda f: (f.get("reimbursement", {}).get("proactive_summary") or {})
+                       .get("accepted") == 3)
     summary = found["reimbursement"]["proactive_summary"]
-    assert (summary["accepted"], summary["rejected"]) == (3, 3)
-    reasons = {r["record_id"].rsplit("-", 1)[1]: r["reason"] for r in summary["rejected_records"]}
+    assert (summary["rejected"], summary["manual"], summary["awaiting_declaration"]) == (3, 2, 0)
+    assert summary["unpaid"] == 3 and summary["next_pay_by"] == pay_by
+    reasons = {r["record_id"][-1]: r["reason"] for r in summary["rejected_records"]}
     assert "check character" in reasons["4"] and "not insured" in reasons["5"]
-    assert "outside the outage" in reasons["6"]
+    assert "outside the outage the agency declared" in reasons["6"]
+    assert "住院费用不属于主动报范围" in reasons["7"] and "市外就医" in reasons["8"]
     # Resident, level 1 (example policy): deductible 200.00, ratio 0.80:
     # (250 - 200) x 0.8 = 40.00; then deductible met: 120 x 0.8 = 96.00; (250 - 200) x 0.8 = 40.00
     assert summary["total_approved_fen"] == 4_000 + 9_600 + 4_000
     claims = (await collect_status(stack.settings(), insured[0]))["reimbursement"]["claims"]
-    assert sorted(c["claim_id"] for c in claims) == [f"PRO-{institution}-1", f"PRO-{institution}-2"]
+    assert sorted(c["claim_id"] for c in claims) == [f"PRO-{institution}-0001",
+                                                     f"PRO-{institution}-0002"]
+    payments = physical(PAYMENT_INSTRUCTIONS, region=REGION, namespace=stack.namespace)
+    mine = await read_topic(stack.broker_url, payments, lambda rs: sum(
+        data_of(r)["data"]["claim_id"].startswith(f"PRO-{institution}") for r in rs) >= 3)
+    assert {data_of(r)["data"]["pay_by"] for r in mine
+            if data_of(r)["data"]["claim_id"].startswith(f"PRO-{institution}")} == {
+        pay_by.isoformat()}
+
+    # Another institution's record 0001 is another record: paid too, and each institution's
+    # status knows its own.
+    await send(stack, OutageSettlementsUploaded(
+        batch_id=f"B-{uuid.uuid4().hex[:6]}", institution_code=other,
+        outage_from=today - timedelta(days=2), outage_to=today - timedelta(days=2),
+        records=[record(1, insured[1])]))
+    found = await poll(lambda: collect_status(stack.settings(), other),
+                       lambda f: (f.get("reimbursement", {}).get("proactive_summary") or {})
+                       .get("accepted") == 1)
+    assert found["reimbursement"]["proactive_summary"]["records"] == 1
+    claims = (await collect_status(stack.settings(), insured[1]))["reimbursement"]["claims"]
+    assert {c["claim_id"] for c in claims} == {f"PRO-{institution}-0003", f"PRO-{other}-0001"}
 
 
 async def test_a_receipt_claimed_or_settled_before_is_refused_naming_it(
@@ -262,20 +299,38 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
         settlement_id=refused, person_id=person, institution_code="H21020077",
         diagnosis="confirmed", treated_from=date(2026, 11, 3), treated_to=date(2026, 11, 9),
         cost_fen=100_000))
-    claim = await poll(lambda: claim_of(stack, f"EPI-{covered}"),
+    claim_id = f"EPI-H21020077-{covered}"
+    claim = await poll(lambda: claim_of(stack, claim_id),
                        lambda c: c.get("stage") == "approved")
-    assert claim["payable_fen"] == 2_345_600
+    assert claim["payable_fen"] == 2_345_600 and claim["benefit_line"] == "epidemic"
     assert claim["calculation"]["overrides"] == ["example-001-epidemic-full-coverage"]
+    # Paid to the hospital that treated the patient, named as payee.
+    payments = physical(PAYMENT_INSTRUCTIONS, region=REGION, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, payments, lambda rs: any(
+        data_of(r)["data"]["claim_id"] == claim_id for r in rs))
+    [instruction] = [data_of(r)["data"] for r in records
+                     if data_of(r)["data"]["claim_id"] == claim_id]
+    assert (instruction["payee"], instruction["payee_code"]) == ("institution", "H21020077")
+    # The bank pays the hospital: the patient, who paid nothing, is not told to check an
+    # account; the payment is in the claim's history.
+    [paid_event] = await send(stack, PaymentResultReported(
+        idempotency_key=instruction["idempotency_key"], claim_id=claim_id, person_id=person,
+        succeeded=True, reported_at=datetime.now(UTC)))
+    claim = await poll(lambda: claim_of(stack, claim_id), lambda c: c.get("stage") == "paid")
     events = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
     records = await read_topic(stack.broker_url, events, lambda rs: any(
         data_of(r)["causationid"] == refused_event for r in rs))
     answer = next(data_of(r) for r in records if data_of(r)["causationid"] == refused_event)
     assert answer["type"].endswith("epidemic.refused.v1")
     assert "no declared epidemic coverage on 2026-11-03" in answer["data"]["reason"]
-    assert await claim_of(stack, f"EPI-{refused}") == {}
-    await poll(lambda: _value(read_received(stack.sms_dir)),
-               lambda s: any(m["to"] == mobile and "23456.00元" in m["text"] and "全额承担"
-                             in m["text"] for m in s))
+    assert await claim_of(stack, f"EPI-H21020077-{refused}") == {}
+    sms = await poll(lambda: _value(read_received(stack.sms_dir)),
+                     lambda s: any(m["to"] == mobile and "23456.00元" in m["text"] and "全额承担"
+                                   in m["text"] for m in s))
+    assert not any(data_of(r)["type"].endswith("claim.paid.v1") and data_of(r)["causationid"]
+                   == paid_event for r in await read_topic(stack.broker_url, events,
+                                                           lambda rs: True))
+    assert not any(m["to"] == mobile and "查收" in m["text"] for m in sms)
 
 
 async def test_a_rejected_claim_is_resubmitted_as_a_new_version(

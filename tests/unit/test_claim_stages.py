@@ -148,3 +148,45 @@ def test_a_filing_that_ended_later_still_covers_the_expense() -> None:
     filings = [("440300", date(2026, 1, 1), date(2026, 5, 31))]
     assert location_of("440300", "210200", filings, date(2026, 5, 20)) == "remote_filed"
     assert location_of("440300", "210200", filings, date(2026, 6, 2)) == "remote_unfiled"
+
+
+def test_proactive_reimbursement_covers_local_outpatient_costs_only() -> None:
+    from services.reimbursement.domain.claims import proactive_route
+
+    assert proactive_route(care="outpatient", treatment_area=None, region="330300") is None
+    assert proactive_route(care="outpatient", treatment_area="330302", region="330300") is None
+    assert "住院" in (proactive_route(care="inpatient", treatment_area=None, region="330300")
+                    or "")
+    assert "市外" in (proactive_route(care="outpatient", treatment_area="330100",
+                                     region="330300") or "")
+
+
+def test_the_declared_outage_decides_never_the_institutions_window() -> None:
+    from services.reimbursement.domain.claims import (
+        Coverage,
+        DeclaredOutage,
+        check_proactive_record,
+        declared_outage_for,
+    )
+
+    declared = [DeclaredOutage("OUT-1", date(2022, 3, 4), date(2022, 3, 6), date(2022, 6, 30))]
+    insured = Coverage("resident", date(2022, 1, 1), None)
+
+    def check(day: date) -> str | None:
+        return check_proactive_record(person_id_error=None, coverage=insured, expense_date=day,
+                                      outage=declared_outage_for(declared, day),
+                                      declared=declared, amount_fen=100, eligible_fen=100)
+
+    assert check(date(2022, 3, 5)) is None
+    assert declared_outage_for(declared, date(2022, 3, 5)) == declared[0]
+    assert "outside the outage the agency declared (2022-03-04..2022-03-06)" in (
+        check(date(2022, 3, 3)) or "")
+
+
+def test_proactive_claims_are_scoped_by_the_institution() -> None:
+    from services.reimbursement.handlers import proactive_claim_id
+
+    assert proactive_claim_id("H1", "0001") != proactive_claim_id("H2", "0001")
+    assert proactive_claim_id("H1", "0001") == "PRO-H1-0001"
+    odd = proactive_claim_id("H1", "记录 0001/甲")  # not a reference: a stable digest
+    assert odd.startswith("PRO-H1-") and odd == proactive_claim_id("H1", "记录 0001/甲")

@@ -78,3 +78,25 @@ def test_no_policy_in_force_is_never_computed_with_another_years_figures() -> No
         calculate(BOOK, facts(expense_date=date(2027, 1, 5)))
     with pytest.raises(NoPolicyInForce):
         calculate(BOOK, facts(expense_date=date(2025, 12, 15)))
+
+
+def test_annual_totals_count_hospital_settlements_and_the_working_names_them() -> None:
+    from shared.policy import AnnualTotals
+
+    totals = AnnualTotals("medical", 2026, claims_paid_fen=100_000, settled_paid_fen=39_600_000,
+                          claims_deductible_fen=0, settled_deductible_fen=80_000)
+    calc = calculate(BOOK, facts(totals=totals, deductible_used_fen=0, paid_this_year_fen=0))
+    # Deductible met at the hospital: none again; 400,000.00 - 397,000.00 = 3,000.00 left.
+    assert calc.deductible_fen == 0 and calc.cap_remaining_fen == 300_000
+    assert calc.payable_fen == 300_000
+    assert calc.working[-1].startswith("medical totals 2026: paid 397000.00 (claims 1000.00 + "
+                                       "settled at hospital 396000.00), deductible met 800.00")
+    assert "annual cap 400000.00" in calc.working[-1]
+
+
+def test_other_benefit_lines_never_use_the_medical_totals() -> None:
+    from shared.policy import AnnualTotals
+
+    # The caller passes only the medical line's totals; an empty line leaves the cap whole.
+    fresh = calculate(BOOK, facts(totals=AnnualTotals("medical", 2026)))
+    assert fresh.payable_fen == 782_000 and "paid 0.00" in fresh.working[-1]

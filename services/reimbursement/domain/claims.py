@@ -49,6 +49,11 @@ class Claim:
     insurance_type: str | None = None  # of the coverage period on the expense date
     filed_on: date | None = None  # the platform's date of receipt, never the sender's
     waiting_for: str | None = None  # intake or calculation, while awaiting a policy
+    # The benefit line whose annual totals it counts towards: medical (deductible and cap),
+    # maternity_allowance, maternity_medical, epidemic; each line has its own totals.
+    benefit_line: str = "medical"
+    payee: str = "insured"  # or "institution": epidemic costs are paid to the hospital
+    channel: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -193,17 +198,54 @@ def location_of(treatment_area: str | None, region: str,
     return "remote_unfiled"
 
 
+@dataclass(frozen=True)
+class DeclaredOutage:
+    """A real-time settlement outage as the agency declared it [004]; empty institution_codes
+    means every designated institution of the region."""
+
+    outage_id: str
+    outage_from: date
+    outage_to: date
+    pay_by: date
+    institution_codes: tuple[str, ...] = ()
+
+    def covers(self, day: date) -> bool:
+        return self.outage_from <= day <= self.outage_to
+
+
+def declared_outage_for(outages: list[DeclaredOutage], day: date) -> DeclaredOutage | None:
+    """The declared outage (of those naming this institution or all) that covers `day`."""
+    found = [o for o in outages if o.covers(day)]
+    return min(found, key=lambda o: o.pay_by) if found else None
+
+
+def proactive_route(*, care: str, treatment_area: str | None, region: str) -> str | None:
+    """Notice 004 reimburses proactively only local (in the city) outpatient costs: anything
+    else goes to manual reimbursement at a window. Returns why, or None for proactive."""
+    if care != "outpatient":
+        return ("care: 住院费用不属于主动报范围，请参保人持票据等材料到参保地医保经办窗口"
+                "办理手工报销 (inpatient costs go to manual reimbursement)")
+    if treatment_area is not None and treatment_area[:4] != region[:4]:
+        return ("treatment_area: 市外就医费用不属于主动报范围，请参保人到参保地医保经办窗口"
+                "办理手工报销 (out-of-city costs go to manual reimbursement)")
+    return None
+
+
 def check_proactive_record(*, person_id_error: str | None, coverage: Coverage | None,
-                           expense_date: date, outage_from: date, outage_to: date,
-                           amount_fen: int, eligible_fen: int) -> str | None:
-    """Why an outage record cannot become a claim, or None when it can [004]."""
+                           expense_date: date, outage: DeclaredOutage | None,
+                           declared: list[DeclaredOutage], amount_fen: int,
+                           eligible_fen: int) -> str | None:
+    """Why an outage record cannot become a claim, or None when it can [004]. The window is
+    the one the agency declared, never what the institution says."""
     if person_id_error:
         return f"person_id: {person_id_error}"
     if coverage is None:
         return f"person_id: not insured here on {expense_date.isoformat()}"
-    if not outage_from <= expense_date <= outage_to:
-        return (f"expense_date: {expense_date.isoformat()} is outside the outage "
-                f"{outage_from.isoformat()}..{outage_to.isoformat()}")
+    if outage is None:
+        windows = ", ".join(f"{o.outage_from.isoformat()}..{o.outage_to.isoformat()}"
+                            for o in declared)
+        return (f"expense_date: {expense_date.isoformat()} is outside the outage the agency "
+                f"declared ({windows})")
     if eligible_fen > amount_fen:
         return "eligible_fen: must not exceed amount_fen"
     return None
