@@ -528,7 +528,8 @@ async def on_emergency_admission(ctx: HandlerContext, env: Envelope,
                                  cmd: EmergencyAdmissionFlagged) -> None:
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
-        filing = filings.emergency_filing(cmd, person, _temporary_filing_days(ctx))
+        # At a hospital of the person's own city nothing is remote: no filing, no message.
+        filing = filings.emergency_filing(cmd, person, _temporary_filing_days(ctx), ctx.region)
     except RuleViolation as err:
         return _reject(ctx, cmd.admission_id, cmd.person_id, err)
     if filing is not None and not await repo.filing_exists(ctx.conn, filing.filing_id):

@@ -46,6 +46,7 @@ from shared.identity import IdentifierError, check_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.observability.logging import get_logger
 from shared.policy import (
+    FILING_LEVELS,
     BookCache,
     ClaimFacts,
     NoPolicyInForce,
@@ -118,17 +119,18 @@ def routes(cache: BookCache) -> dict[str, Handler]:
             version = rules.can_resubmit(current)
         except StageError as err:
             return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
-        filings = (await repo.filings_for(ctx.conn, cmd.person_id, cmd.treatment_area)
-                   if cmd.treatment_area else [])
+        filings = await repo.filings_for(ctx.conn, cmd.person_id) if cmd.treatment_area else []
+        location, filing_level = rules.location_of(
+            cmd.treatment_area, ctx.region, filings, cmd.expense_date,
+            book.intra_province_without_filing(cmd.expense_date) is not None)
         coverage = rules.coverage_on(await repo.coverage(ctx.conn, cmd.person_id),
                                      cmd.expense_date)
         claim = Claim(cmd.claim_id, cmd.person_id, version, Stage.PRELIMINARY_REVIEW,
                       cmd.expense_date, cmd.amount_fen, cmd.eligible_fen or cmd.amount_fen,
-                      cmd.hospital_level,
-                      rules.location_of(cmd.treatment_area, ctx.region, filings,
-                                        cmd.expense_date),
+                      cmd.hospital_level, location,
                       insurance_type=coverage.insurance_type if coverage else None,
-                      filed_on=china_date(ctx.received_at), channel=cmd.channel)
+                      filed_on=china_date(ctx.received_at), channel=cmd.channel,
+                      filing_level=filing_level)
         filed_on: date = claim.filed_on or china_date(ctx.received_at)
         deadline: date | None = None
         measures: list[dict[str, str | None]] = []
@@ -162,6 +164,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
             "reasons": claim.reasons, "deadline": deadline, "measures": measures,
             "filed_on": claim.filed_on, "submitted_at": cmd.submitted_at,
             "insurance_type": claim.insurance_type, "location": claim.location,
+            "filing_level": claim.filing_level,
             **({"waiting": f"no policy in force on {cmd.expense_date.isoformat()}"}
                if claim.stage == Stage.AWAITING_POLICY else {})}, env.id)
         if claim.stage == Stage.REJECTED:
@@ -227,26 +230,32 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                                  event: RemoteFilingAccepted) -> None:
         """A filing backfilled after the claim re-evaluates the claims it covers: those not yet
         calculated simply count as filed; calculated ones get the difference paid."""
+        # An emergency admission counts at the temporary level [003]; enrollment says which.
+        level = event.benefit_level if event.benefit_level in FILING_LEVELS else "temporary"
         await repo.set_filing(ctx.conn, event.filing_id, event.person_id, event.treatment_area,
-                              event.start_date, event.end_date, True)
+                              event.start_date, event.end_date, True, level)
         book = cache.book
-        for claim in await repo.unfiled_claims(ctx.conn, event.person_id, event.treatment_area,
-                                               event.start_date, event.end_date):
-            await repo.set_location(ctx.conn, claim, "remote_filed")
+        for claim, place in await repo.unfiled_claims(ctx.conn, event.person_id,
+                                                      event.start_date, event.end_date):
+            if not rules.area_covers(event.treatment_area, place):
+                continue
+            claim.location, claim.filing_level = "remote_filed", level
+            await repo.set_location(ctx.conn, claim, "remote_filed", level)
             if claim.stage not in (Stage.APPROVED, Stage.PAID) or claim.payable_fen is None:
                 await repo.record(ctx.conn, claim, {"location": "remote_filed",
+                                                    "filing_level": level,
                                                     "filing": event.filing_id}, env.id)
                 continue
             kind = claim.insurance_type or "resident"
             original = await repo.calculation_of(ctx.conn, claim)
             try:
                 rule = book.in_force(claim.expense_date).rule(kind, claim.hospital_level,
-                                                              "remote_filed")
+                                                              "remote_filed", level)
                 # The same deductible and the same room under the cap as the first time.
                 calc = calculate(book, ClaimFacts(
                     insurance_type=kind, hospital_level=claim.hospital_level,
                     location="remote_filed", expense_date=claim.expense_date,
-                    eligible_fen=claim.eligible_fen,
+                    eligible_fen=claim.eligible_fen, filing_level=level,
                     deductible_used_fen=max(0, rule.deductible_fen
                                             - int(original.get("deductible_fen", 0))),
                     paid_this_year_fen=max(0, rule.annual_cap_fen - int(original.get(
@@ -451,7 +460,8 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
         calc = calculate(book, ClaimFacts(
             insurance_type=claim.insurance_type or "resident",
             hospital_level=claim.hospital_level, location=claim.location,
-            expense_date=claim.expense_date, eligible_fen=claim.eligible_fen, totals=totals))
+            expense_date=claim.expense_date, eligible_fen=claim.eligible_fen, totals=totals,
+            filing_level=claim.filing_level))
     except NoPolicyInForce as err:
         rules.awaiting_policy(claim, "calculation")
         await repo.record(ctx.conn, claim, {"waiting": str(err)}, env.id)

@@ -7,7 +7,13 @@ from typing import Any
 
 import asyncpg
 
-from services.reimbursement.domain.claims import Claim, Coverage, DeclaredOutage, Stage
+from services.reimbursement.domain.claims import (
+    Claim,
+    Coverage,
+    DeclaredOutage,
+    FilingOnRecord,
+    Stage,
+)
 from shared.policy import AnnualTotals
 
 
@@ -25,11 +31,12 @@ async def insured(conn: asyncpg.Connection, person_id: str) -> asyncpg.Record | 
 
 
 async def set_filing(conn: asyncpg.Connection, filing_id: str, person_id: str, area: str,
-                     start: date, end: date | None, active: bool) -> None:
+                     start: date, end: date | None, active: bool, benefit_level: str) -> None:
     await conn.execute(
         "INSERT INTO filings_view (filing_id, person_id, treatment_area, start_date, end_date,"
-        " active) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (filing_id) DO UPDATE SET"
-        " active = $6", filing_id, person_id, area, start, end, active)
+        " active, benefit_level) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (filing_id)"
+        " DO UPDATE SET active = $6, benefit_level = $7", filing_id, person_id, area, start,
+        end, active, benefit_level)
 
 
 async def end_filing(conn: asyncpg.Connection, filing_id: str, ended_on: date) -> None:
@@ -39,14 +46,15 @@ async def end_filing(conn: asyncpg.Connection, filing_id: str, ended_on: date) -
                        filing_id, ended_on)
 
 
-async def filings_for(conn: asyncpg.Connection, person_id: str,
-                      area: str) -> list[tuple[str, date, date | None]]:
-    """Every filing for that place, with its last valid day (None: open)."""
+async def filings_for(conn: asyncpg.Connection, person_id: str) -> list[FilingOnRecord]:
+    """Every filing of the person (which covers a place is the domain's GB/T 2260 rule),
+    with its last valid day (None: open)."""
     rows = await conn.fetch(
-        "SELECT treatment_area, start_date, CASE WHEN end_date IS NULL THEN ended_on"
-        " WHEN ended_on IS NULL THEN end_date ELSE least(end_date, ended_on) END AS last_day"
-        " FROM filings_view WHERE person_id = $1 AND treatment_area = $2", person_id, area)
-    return [(r["treatment_area"], r["start_date"], r["last_day"]) for r in rows]
+        "SELECT treatment_area, start_date, benefit_level, CASE WHEN end_date IS NULL THEN"
+        " ended_on WHEN ended_on IS NULL THEN end_date ELSE least(end_date, ended_on) END"
+        " AS last_day FROM filings_view WHERE person_id = $1", person_id)
+    return [FilingOnRecord(r["treatment_area"], r["start_date"], r["last_day"],
+                           r["benefit_level"]) for r in rows]
 
 
 async def replace_coverage(conn: asyncpg.Connection, person_id: str,
@@ -91,7 +99,7 @@ def _claim(row: asyncpg.Record) -> Claim:
                  row["hospital_level"], row["location"], row["tracking_no"], row["payable_fen"],
                  row["payment_attempts"], json.loads(row["reasons"]), row["insurance_type"],
                  row["filed_on"], row["waiting_for"], row["benefit_line"], row["payee"],
-                 row["channel"])
+                 row["channel"], row["filing_level"])
 
 
 async def load_claim(conn: asyncpg.Connection, person_id: str, claim_id: str) -> Claim | None:
@@ -107,19 +115,20 @@ async def save_submission(conn: asyncpg.Connection, c: Claim, invoice_no: str,
     await conn.execute(
         "INSERT INTO claims (claim_id, person_id, invoice_no, institution_code, expense_date,"
         " amount_fen, stage, reasons, version, eligible_fen, hospital_level, location,"
-        " insurance_type, filed_on, waiting_for, benefit_line, payee, channel)"
+        " insurance_type, filed_on, waiting_for, benefit_line, payee, channel, filing_level)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18) ON CONFLICT (person_id, claim_id) DO UPDATE SET invoice_no = $3,"
+        " $18, $19) ON CONFLICT (person_id, claim_id) DO UPDATE SET invoice_no = $3,"
         " institution_code = $4,"
         " expense_date = $5, amount_fen = $6, stage = $7, reasons = $8, version = $9,"
         " eligible_fen = $10, hospital_level = $11, location = $12, insurance_type = $13,"
         " filed_on = $14, waiting_for = $15, benefit_line = $16, payee = $17, channel = $18,"
+        " filing_level = $19,"
         " tracking_no = NULL,"
         " payable_fen = NULL, calculation = NULL, payment_attempts = 0, updated_at = now()",
         c.claim_id, c.person_id, invoice_no, institution_code, c.expense_date, c.amount_fen,
         c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.version, c.eligible_fen,
         c.hospital_level, c.location, c.insurance_type, c.filed_on, c.waiting_for,
-        c.benefit_line, c.payee, c.channel)
+        c.benefit_line, c.payee, c.channel, c.filing_level)
 
 
 async def save_claim(conn: asyncpg.Connection, c: Claim) -> None:
@@ -138,15 +147,15 @@ async def set_treatment_area(conn: asyncpg.Connection, person_id: str, claim_id:
                        " AND claim_id = $2", person_id, claim_id, area)
 
 
-async def unfiled_claims(conn: asyncpg.Connection, person_id: str, area: str, start: date,
-                         end: date | None) -> list[Claim]:
-    """Claims at this place in this window that were treated as remote without filing."""
+async def unfiled_claims(conn: asyncpg.Connection, person_id: str, start: date,
+                         end: date | None) -> list[tuple[Claim, str]]:
+    """Claims in this window treated as remote without filing, with their place."""
     rows = await conn.fetch(
-        "SELECT * FROM claims WHERE person_id = $1 AND treatment_area = $2"
-        " AND location = 'remote_unfiled' AND expense_date >= $3"
-        " AND ($4::date IS NULL OR expense_date <= $4) AND stage <> 'rejected'"
-        " ORDER BY expense_date FOR UPDATE", person_id, area, start, end)
-    return [_claim(r) for r in rows]
+        "SELECT * FROM claims WHERE person_id = $1 AND treatment_area IS NOT NULL"
+        " AND location = 'remote_unfiled' AND expense_date >= $2"
+        " AND ($3::date IS NULL OR expense_date <= $3) AND stage <> 'rejected'"
+        " ORDER BY expense_date FOR UPDATE", person_id, start, end)
+    return [(_claim(r), r["treatment_area"]) for r in rows]
 
 
 async def calculation_of(conn: asyncpg.Connection, claim: Claim) -> dict[str, Any]:
@@ -155,9 +164,11 @@ async def calculation_of(conn: asyncpg.Connection, claim: Claim) -> dict[str, An
     return json.loads(raw) if raw else {}
 
 
-async def set_location(conn: asyncpg.Connection, claim: Claim, location: str) -> None:
-    await conn.execute("UPDATE claims SET location = $3 WHERE person_id = $1 AND claim_id = $2",
-                       claim.person_id, claim.claim_id, location)
+async def set_location(conn: asyncpg.Connection, claim: Claim, location: str,
+                       filing_level: str | None) -> None:
+    await conn.execute("UPDATE claims SET location = $3, filing_level = $4 WHERE person_id = $1"
+                       " AND claim_id = $2", claim.person_id, claim.claim_id, location,
+                       filing_level)
 
 
 async def add_top_up(conn: asyncpg.Connection, claim: Claim, fen: int) -> None:

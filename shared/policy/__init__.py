@@ -28,6 +28,8 @@ API (every lookup is by the day of the fact, never today):
     book.prescription_limit(day, disease=None) -> Applied[int]              # months [000, 002]
     book.epidemic_coverage(day) -> Applied[None] | None                     # [001]
     book.remote_same_as_local(day) -> Applied[None] | None                  # [001]
+    book.intra_province_without_filing(day) -> Applied[None] | None         # [003 Shandong]
+    PolicyVersion.rule(type, level, location, filing_level=None) -> Rule    # FILING_LEVELS
     book.transfer_deadlines(day) -> Applied[TransferDeadlines]              # [003]
 
     calculate(book, ClaimFacts) -> Calculation         # reimbursement figures, their meaning
@@ -40,6 +42,7 @@ disease), TransferDeadlines.total(same_province) / .legs(same_province), add_mon
 """
 from shared.policy.book import (
     EXAMPLES_DIR,
+    FILING_LEVELS,
     KINDS,
     SHIPPED_DIR,
     Applied,
@@ -64,8 +67,8 @@ from shared.policy.measures import (
 from shared.policy.reimbursement import AnnualTotals, Calculation, ClaimFacts, calculate
 
 __all__ = [
-    "EXAMPLES_DIR", "KINDS", "SHIPPED_DIR", "AccidentFilingLimits", "AnnualTotals", "Applied",
-    "BookCache",
+    "EXAMPLES_DIR", "FILING_LEVELS", "KINDS", "SHIPPED_DIR", "AccidentFilingLimits",
+    "AnnualTotals", "Applied", "BookCache",
     "Calculation", "ChronicChangeRule", "ClaimFacts", "Limit", "Measure", "NoPolicyInForce",
     "PolicyBook", "PolicyError", "PolicyVersion", "PrescriptionLimits",
     "RecognitionPostponement", "Rule", "TransferDeadlines", "add_months", "calculate",

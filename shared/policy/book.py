@@ -24,6 +24,9 @@ from shared.policy.measures import (
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "policies"
 EXAMPLES_DIR = SHIPPED_DIR / "examples"
 LOCATIONS = ("in_region", "remote_filed", "remote_unfiled")
+# The benefit level a remote filing gives (an emergency admission counts as temporary [003]):
+# a remote_filed rule may name one; a level without its own rule takes the plain remote_filed.
+FILING_LEVELS = ("temporary", "long_term", "referral")
 ANY_REGION = "*"
 T = TypeVar("T")
 
@@ -38,6 +41,7 @@ class Rule:
     deductible_fen: int
     ratio: Decimal
     annual_cap_fen: int
+    filing_level: str | None = None  # only for remote_filed: temporary, long_term, referral
 
 
 @dataclass(frozen=True)
@@ -89,14 +93,19 @@ class PolicyVersion:
     def covers(self, day: date) -> bool:
         return self.effective_from <= day <= self.effective_to
 
-    def rule(self, insurance_type: str, hospital_level: int, location: str) -> Rule:
+    def rule(self, insurance_type: str, hospital_level: int, location: str,
+             filing_level: str | None = None) -> Rule:
+        """The rule for the filing's benefit level when the version gives one, else the
+        plain rule for the location."""
         kind = "employee" if insurance_type == "flexible" else insurance_type
-        for r in self.rules:
-            if (r.insurance_type, r.hospital_level, r.location) == (kind, hospital_level,
-                                                                     location):
-                return r
-        raise PolicyError(f"policy {self.region}/{self.version} has no rule for {kind}, "
-                          f"level {hospital_level}, {location}")
+        found = {r.filing_level: r for r in self.rules
+                 if (r.insurance_type, r.hospital_level, r.location) == (kind, hospital_level,
+                                                                         location)}
+        rule = found.get(filing_level) or found.get(None)
+        if rule is None:
+            raise PolicyError(f"policy {self.region}/{self.version} has no rule for {kind}, "
+                              f"level {hospital_level}, {location}")
+        return rule
 
 
 # --- measure kinds: how their parameters are read -------------------------------------------
@@ -172,6 +181,7 @@ KINDS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], bool, bool]] = {
     "prescription_limit": (_prescription, True, True),
     "epidemic_full_coverage": (_none, False, True),
     "remote_same_as_local": (_none, False, True),
+    "intra_province_without_filing": (_none, True, False),
     "transfer_deadlines": (_transfer, True, True),
 }
 
@@ -258,18 +268,26 @@ def _version(doc: Mapping[str, Any], region: str, where: str) -> PolicyVersion:
     ends = _date(doc, "effective_to", where)
     if ends < starts:
         raise PolicyError(f"{where}: effective_to {ends} is before effective_from {starts}")
-    rules = []
+    rules: list[Rule] = []
     for i, r in enumerate(doc.get("rule", [])):
         at = f"{where} rule[{i}]"
         try:
             rule = Rule(str(r["insurance_type"]), int(r["hospital_level"]), str(r["location"]),
                         _fen(r["deductible_yuan"], at), Decimal(str(r["ratio"])),
-                        _fen(r["annual_cap_yuan"], at))
+                        _fen(r["annual_cap_yuan"], at), r.get("filing_level"))
         except (KeyError, InvalidOperation, ValueError, TypeError) as exc:
             raise PolicyError(f"{at}: {exc!r}") from exc
         if rule.location not in LOCATIONS or not Decimal(0) <= rule.ratio <= Decimal(1) \
                 or rule.hospital_level not in (1, 2, 3):
             raise PolicyError(f"{at}: bad rule {rule}")
+        if rule.filing_level is not None and (rule.location != "remote_filed"
+                                              or rule.filing_level not in FILING_LEVELS):
+            raise PolicyError(f"{at}: filing_level {rule.filing_level!r} needs location "
+                              f"remote_filed and one of {', '.join(FILING_LEVELS)}")
+        key = (rule.insurance_type, rule.hospital_level, rule.location, rule.filing_level)
+        if any((o.insurance_type, o.hospital_level, o.location, o.filing_level) == key
+               for o in rules):
+            raise PolicyError(f"{at}: a second rule for {key}")
         rules.append(rule)
     if not rules:
         raise PolicyError(f"{where}: a version needs its reimbursement figures ([[rule]])")
@@ -494,6 +512,11 @@ class PolicyBook:
     def remote_same_as_local(self, day: date) -> Applied[None] | None:
         """Remote treatment without filing reimbursed at the local ratio [001]."""
         return self._optional("remote_same_as_local", day)
+
+    def intra_province_without_filing(self, day: date) -> Applied[None] | None:
+        """Within the province a temporary trip to another city needs no filing: treated as
+        filed at the temporary level [003 Shandong]."""
+        return self._optional("intra_province_without_filing", day)
 
     def transfer_deadlines(self, day: date) -> Applied[TransferDeadlines]:
         """Statutory transfer deadlines for a transfer started on `day` [003]."""

@@ -51,6 +51,7 @@ class ClaimFacts:
     # The medical line's totals for the expense year; when given they replace the two
     # figures above and the working names them.
     totals: AnnualTotals | None = None
+    filing_level: str | None = None  # remote_filed: the benefit level the filing gives
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def calculate(book: PolicyBook, claim: ClaimFacts) -> Calculation:
         if same is not None:
             applied.append(same.measure_id)
             location = "in_region"
-    rule = policy.rule(claim.insurance_type, claim.hospital_level, location)
+    rule = policy.rule(claim.insurance_type, claim.hospital_level, location,
+                       claim.filing_level if location == "remote_filed" else None)
     used, paid = ((claim.totals.deductible_fen, claim.totals.paid_fen) if claim.totals
                   else (claim.deductible_used_fen, claim.paid_this_year_fen))
     deductible = max(0, min(rule.deductible_fen - used, claim.eligible_fen))
@@ -95,6 +97,7 @@ def calculate(book: PolicyBook, claim: ClaimFacts) -> Calculation:
     working = [
         f"policy {policy.region}/{policy.version} in force on {claim.expense_date.isoformat()}, "
         f"rule {rule.insurance_type} level {rule.hospital_level} {rule.location}"
+        + (f" ({rule.filing_level} filing)" if rule.filing_level else "")
         + (f" (measures {applied})" if applied else ""),
         f"eligible {claim.eligible_fen / 100:.2f} - deductible {deductible / 100:.2f}"
         f" = {base / 100:.2f}",

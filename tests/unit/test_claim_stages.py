@@ -5,8 +5,10 @@ import pytest
 
 from services.reimbursement.domain.claims import (
     Claim,
+    FilingOnRecord,
     Stage,
     StageError,
+    area_covers,
     calculated,
     can_resubmit,
     decide,
@@ -69,12 +71,40 @@ def test_failed_payments_retry_with_the_same_key_then_surface() -> None:
 
 
 def test_location_from_filings() -> None:
-    filings = [("440300", date(2026, 1, 1), None)]
-    assert location_of(None, "210200", filings, date(2026, 6, 1)) == "in_region"
-    assert location_of("210204", "210200", filings, date(2026, 6, 1)) == "in_region"
-    assert location_of("440300", "210200", filings, date(2026, 6, 1)) == "remote_filed"
-    assert location_of("440300", "210200", filings, date(2025, 6, 1)) == "remote_unfiled"
-    assert location_of("110105", "210200", filings, date(2026, 6, 1)) == "remote_unfiled"
+    filings = [FilingOnRecord("440300", date(2026, 1, 1), None, "long_term")]
+    assert location_of(None, "210200", filings, date(2026, 6, 1)) == ("in_region", None)
+    assert location_of("210204", "210200", filings, date(2026, 6, 1)) == ("in_region", None)
+    assert location_of("440300", "210200", filings, date(2026, 6, 1)) == ("remote_filed",
+                                                                          "long_term")
+    assert location_of("440300", "210200", filings, date(2025, 6, 1)) == ("remote_unfiled",
+                                                                          None)
+    assert location_of("110105", "210200", filings, date(2026, 6, 1)) == ("remote_unfiled",
+                                                                          None)
+
+
+def test_a_province_or_city_filing_covers_the_places_inside_it() -> None:
+    day = date(2026, 6, 1)
+    city = [FilingOnRecord("110100", date(2026, 1, 1), None, "temporary")]
+    province = [FilingOnRecord("440000", date(2026, 1, 1), None, "referral")]
+    county = [FilingOnRecord("440305", date(2026, 1, 1), None, "temporary")]
+    assert location_of("110105", "210200", city, day) == ("remote_filed", "temporary")
+    assert location_of("120101", "210200", city, day)[0] == "remote_unfiled"
+    assert location_of("440305", "210200", province, day) == ("remote_filed", "referral")
+    assert location_of("440300", "210200", county, day)[0] == "remote_unfiled"
+    # The most specific filing gives the level.
+    both = province + county
+    assert location_of("440305", "210200", both, day) == ("remote_filed", "temporary")
+    assert area_covers("440000", "440305") and not area_covers("440300", "440400")
+
+
+def test_within_shandong_a_trip_to_another_city_needs_no_filing() -> None:
+    day = date(2026, 6, 1)
+    # Weihai (371000) insured, treated in Jinan (370102): filed at the temporary level.
+    assert location_of("370102", "371000", [], day, True) == ("remote_filed", "temporary")
+    assert location_of("110105", "371000", [], day, True) == ("remote_unfiled", None)
+    assert location_of("370102", "371000", [], day, False) == ("remote_unfiled", None)
+    # Inside the insured city it is never remote, filing or not.
+    assert location_of("371002", "371000", [], day, True) == ("in_region", None)
 
 
 def test_maternity_leave_days_and_allowance() -> None:
@@ -145,9 +175,9 @@ def test_a_claim_waits_for_the_policy_then_goes_on() -> None:
 
 def test_a_filing_that_ended_later_still_covers_the_expense() -> None:
     # Filed from January, ended on 2026-05-31: an expense in May was filed, one in June not.
-    filings = [("440300", date(2026, 1, 1), date(2026, 5, 31))]
-    assert location_of("440300", "210200", filings, date(2026, 5, 20)) == "remote_filed"
-    assert location_of("440300", "210200", filings, date(2026, 6, 2)) == "remote_unfiled"
+    filings = [FilingOnRecord("440300", date(2026, 1, 1), date(2026, 5, 31), "temporary")]
+    assert location_of("440300", "210200", filings, date(2026, 5, 20))[0] == "remote_filed"
+    assert location_of("440300", "210200", filings, date(2026, 6, 2))[0] == "remote_unfiled"
 
 
 def test_proactive_reimbursement_covers_local_outpatient_costs_only() -> None:

@@ -121,7 +121,8 @@ def filing(kind: str = "long_term", start: date = date(2026, 11, 18),
            filed: datetime = datetime(2026, 11, 23, 10, tzinfo=CST), **kw: object
            ) -> RemoteTreatmentFilingApplied:
     return RemoteTreatmentFilingApplied(
-        filing_id="F-1", person_id=PID, kind=kind, treatment_area="440300",  # type: ignore[arg-type]
+        filing_id="F-1", person_id=PID, kind=kind,  # type: ignore[arg-type]
+        treatment_area=kw.pop("treatment_area", "440300"),  # type: ignore[arg-type]
         long_term_reason=kw.pop("reason", "retiree" if kind == "long_term" else None),
         start_date=start, channel="wechat", submitted_at=filed, **kw)  # type: ignore[arg-type]
 
@@ -162,6 +163,10 @@ def test_emergency_admission_counts_as_temporary_filing() -> None:
     assert made and made.kind == "temporary" and made.benefit_level == "temporary"
     assert filings.emergency_filing(flag.model_copy(update={"emergency": False}),
                                     person()) is None
+    # At a hospital of the insured city (a district of Dalian) nothing is remote.
+    local = flag.model_copy(update={"treatment_area": "210204"})
+    assert filings.emergency_filing(local, person(), region="210200") is None
+    assert filings.emergency_filing(flag, person(), region="210200") is not None
 
 
 def test_status_change_ends_open_filings() -> None:
@@ -262,3 +267,15 @@ def test_family_aid_rules() -> None:
         benefits.check_family_aid(aid(), person(kind="resident"), "210200")
     with pytest.raises(RuleViolation, match="commitment"):
         benefits.check_family_aid(aid(signed=False), employee, "210200")
+
+
+def test_a_filing_for_the_own_province_or_city_is_not_remote() -> None:
+    for area in ("210000", "210204"):
+        with pytest.raises(RuleViolation, match="treatment_area"):
+            filings.accept_remote_filing(filing(kind="temporary", treatment_area=area),
+                                         person(), "210200")
+    # Another province, or another city of the same province, is remote.
+    for area in ("440000", "210100"):
+        made = filings.accept_remote_filing(filing(kind="temporary", treatment_area=area),
+                                            person(), "210200")
+        assert made.treatment_area == area

@@ -1,6 +1,7 @@
 """Policy-driven amounts: deductible, ratio, cap, versions and the measures in force."""
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,40 @@ def test_other_benefit_lines_never_use_the_medical_totals() -> None:
     # The caller passes only the medical line's totals; an empty line leaves the cap whole.
     fresh = calculate(BOOK, facts(totals=AnnualTotals("medical", 2026)))
     assert fresh.payable_fen == 782_000 and "paid 0.00" in fresh.working[-1]
+
+
+def test_each_filing_kind_gets_the_level_its_policy_gives(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copy(SHIPPED_DIR / "210200-2026.1.toml", tmp_path / "210200-2026.1.toml")
+    with (tmp_path / "210200-2026.1.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[[rule]]\ninsurance_type = "employee"\nhospital_level = 3\n'
+                'location = "remote_filed"\nfiling_level = "temporary"\n'
+                'deductible_yuan = "800"\nratio = "0.75"\nannual_cap_yuan = "400000"\n')
+    book = PolicyBook.load("210200", [tmp_path])
+    temporary = calculate(book, facts(location="remote_filed", filing_level="temporary"))
+    long_term = calculate(book, facts(location="remote_filed", filing_level="long_term"))
+    assert (temporary.ratio, long_term.ratio) == (Decimal("0.75"), Decimal("0.85"))
+    assert "(temporary filing)" in temporary.working[0]
+    # The shipped file gives no level its own rule: every kind gets the plain remote_filed.
+    assert calculate(BOOK, facts(location="remote_filed", filing_level="referral")).ratio \
+        == Decimal("0.85")
+
+
+def test_a_filing_level_rule_must_be_remote_filed(tmp_path: Path) -> None:
+    from shared.policy import PolicyError
+
+    text = (SHIPPED_DIR / "210200-2026.1.toml").read_text(encoding="utf-8")
+    (tmp_path / "210200-2026.1.toml").write_text(
+        text + '\n[[rule]]\ninsurance_type = "employee"\nhospital_level = 3\n'
+        'location = "in_region"\nfiling_level = "temporary"\ndeductible_yuan = "800"\n'
+        'ratio = "0.75"\nannual_cap_yuan = "400000"\n', encoding="utf-8")
+    with pytest.raises(PolicyError, match="filing_level"):
+        PolicyBook.load("210200", [tmp_path])
+
+
+def test_shandong_versions_carry_the_intra_province_rule() -> None:
+    for region in ("370100", "371000"):
+        applied = PolicyBook.load(region).intra_province_without_filing(date(2026, 6, 1))
+        assert applied is not None and applied.notice.startswith("003")
+    assert BOOK.intra_province_without_filing(date(2026, 6, 1)) is None

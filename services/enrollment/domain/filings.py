@@ -50,6 +50,10 @@ def accept_remote_filing(cmd: RemoteTreatmentFilingApplied, person: Person | Non
     if cmd.treatment_area[:4] == region[:4]:
         raise RuleViolation("not_remote", "treatment_area: must be outside the insured city "
                             f"{region}")
+    if cmd.treatment_area[2:] == "0000" and cmd.treatment_area[:2] == region[:2]:
+        # A filing for one's own province would cover the insured city itself.
+        raise RuleViolation("not_remote", "treatment_area: name the city or county outside "
+                            f"the insured city {region}, not the whole province")
     end = cmd.end_date
     if cmd.kind == "long_term":
         if cmd.long_term_reason is None:
@@ -73,9 +77,13 @@ def accept_remote_filing(cmd: RemoteTreatmentFilingApplied, person: Person | Non
 
 
 def emergency_filing(flag: EmergencyAdmissionFlagged, person: Person | None,
-                     temporary_valid_days: int = TEMPORARY_VALID_DAYS) -> Filing | None:
-    """An admission flagged as emergency counts as filed, at the temporary level [003]."""
+                     temporary_valid_days: int = TEMPORARY_VALID_DAYS,
+                     region: str | None = None) -> Filing | None:
+    """An admission flagged as emergency counts as filed, at the temporary level [003]. At a
+    hospital inside the insured city (`region`, first 4 digits) nothing is remote: no filing."""
     if not flag.emergency:
+        return None
+    if region is not None and flag.treatment_area[:4] == region[:4]:
         return None
     _require_active(person, "an emergency admission filing")
     return Filing(f"EMG-{flag.admission_id}", flag.person_id, "temporary", "emergency_admission",

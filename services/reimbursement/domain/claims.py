@@ -54,6 +54,7 @@ class Claim:
     benefit_line: str = "medical"
     payee: str = "insured"  # or "institution": epidemic costs are paid to the hospital
     channel: str | None = None
+    filing_level: str | None = None  # the benefit level of the filing that covered it
 
     @property
     def idempotency_key(self) -> str:
@@ -185,17 +186,46 @@ def payment_result(claim: Claim, succeeded: bool, max_attempts: int) -> Stage:
     return claim.stage
 
 
-def location_of(treatment_area: str | None, region: str,
-                filings: list[tuple[str, date, date | None]], expense_date: date) -> str:
-    """in_region, or remote_filed when a filing covered that place on the expense day (one
-    that ended later still counts: pass each filing's last valid day), else unfiled."""
+def area_covers(filed: str, place: str) -> bool:
+    """GB/T 2260: a province (XX0000) covers every place whose first 2 digits match, a city
+    (XXXX00) every place of its first 4, a county only itself."""
+    if filed[2:] == "0000":
+        return place[:2] == filed[:2]
+    if filed[4:] == "00":
+        return place[:4] == filed[:4]
+    return place == filed
+
+
+@dataclass(frozen=True)
+class FilingOnRecord:
+    """A remote filing as reimbursement knows it, with its last valid day (None: open)."""
+
+    area: str
+    start: date
+    last_day: date | None
+    benefit_level: str  # temporary (an emergency admission too), long_term, referral
+
+    def covers(self, place: str, day: date) -> bool:
+        return area_covers(self.area, place) and self.start <= day and (
+            self.last_day is None or day <= self.last_day)
+
+
+def location_of(treatment_area: str | None, region: str, filings: list[FilingOnRecord],
+                expense_date: date, intra_province_without_filing: bool = False,
+                ) -> tuple[str, str | None]:
+    """(location, filing level). Inside the insured city it is never remote. Else
+    remote_filed at the level of the most specific filing that covered the place on the
+    expense day (one that ended later still counts), or, where a trip within the province
+    needs no filing [003 Shandong], at the temporary level; else remote_unfiled."""
     if treatment_area is None or treatment_area[:4] == region[:4]:
-        return "in_region"
-    for area, start, end in filings:
-        if area == treatment_area and start <= expense_date and (end is None
-                                                                 or expense_date <= end):
-            return "remote_filed"
-    return "remote_unfiled"
+        return "in_region", None
+    covering = [f for f in filings if f.covers(treatment_area, expense_date)]
+    if covering:
+        best = max(covering, key=lambda f: (len(f.area.rstrip("0")), f.start))
+        return "remote_filed", best.benefit_level
+    if intra_province_without_filing and treatment_area[:2] == region[:2]:
+        return "remote_filed", "temporary"
+    return "remote_unfiled", None
 
 
 @dataclass(frozen=True)
