@@ -1,24 +1,43 @@
 """Composition root of the transfer service: topics, handlers, the overdue timer, start checks."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
+
 from services.transfer.handlers import ROUTES, flag_overdue
 from services.transfer.views import status_of
 from shared.clock import china_today
 from shared.contracts import topics
 from shared.db.pool import Database
 from shared.messaging.admin import TopicPolicy, ensure_topics
+from shared.messaging.consumer import HandlerContext
 from shared.messaging.runtime import ServiceSpec
 from shared.messaging.timer import Timer
 from shared.observability.logging import get_logger
+from shared.policy import BookCache
 from shared.settings import PlatformSettings, TransferSettings
 from shared.workdays import WARN_DAYS, refresh_days_left
 
 log = get_logger(__name__)
 
 
-def _overdue_timer(db: Database, settings: PlatformSettings) -> Timer:
-    interval = settings.overdue_check_seconds if isinstance(settings, TransferSettings) else 60.0
-    return Timer(db, settings, "transfer", "overdue", flag_overdue, interval=interval)
+def _overdue_timer(cache: BookCache) -> Callable[[Database, PlatformSettings], Timer]:
+    """The statutory clocks' timer; each tick also re-reads the policy book if its files
+    changed (the holiday schedules are re-read by the rule itself)."""
+    async def tick(ctx: HandlerContext, today: date) -> int:
+        changed, error = cache.refresh()
+        if error is not None:
+            log.error("policy file not loaded; the last good book stays", error=str(error))
+        elif changed:
+            log.info("policy book reloaded")
+        return await flag_overdue(ctx, today)
+
+    def make(db: Database, settings: PlatformSettings) -> Timer:
+        interval = (settings.overdue_check_seconds if isinstance(settings, TransferSettings)
+                    else 60.0)
+        return Timer(db, settings, "transfer", "overdue", tick, interval=interval)
+
+    return make
 
 
 async def _prepare(settings: PlatformSettings) -> None:
@@ -38,11 +57,16 @@ async def _prepare(settings: PlatformSettings) -> None:
 
 
 def spec() -> ServiceSpec:
+    settings = TransferSettings()
+    # The statutory deadlines come from the region's policy book (settings where it has no
+    # version in force).
+    cache = BookCache(settings.region, settings.policy_folders())
     return ServiceSpec(
         name="transfer",
         routes=dict(ROUTES),
         consumes=[topics.TRANSFER_REQUESTS, topics.ENROLLMENT_EVENTS, topics.TRANSFER_PARTNER],
         status_query=status_of,
-        extras=[_overdue_timer],
+        extras=[_overdue_timer(cache)],
         prepare=_prepare,
+        policy=cache,
     )

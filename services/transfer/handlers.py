@@ -46,6 +46,7 @@ from shared.contracts.transfer_office import (
 from shared.identity import same_province
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.observability.logging import get_logger
+from shared.policy import NoPolicyInForce
 from shared.settings import TransferSettings
 from shared.workdays import ScheduleFileError, default_calendar, refresh_days_left
 
@@ -68,8 +69,23 @@ def deadline_rules(settings: TransferSettings) -> DeadlineRules:
                                    settings.in_leg_days_intra_province))
 
 
-def _clock(ctx: HandlerContext, from_region: str, to_region: str) -> Clock:
-    return deadline_rules(_settings(ctx)).clock_for(from_region, to_region)
+def _clock(ctx: HandlerContext, from_region: str, to_region: str, day: date) -> Clock:
+    """The statutory clocks of the policy book in force on the transfer's first day (notice
+    003's 15 / 9 working days and the practice legs); the settings' figures where the book
+    has no version that day, said in the log."""
+    fallback = deadline_rules(_settings(ctx)).clock_for(from_region, to_region)
+    if ctx.policy is None:
+        return fallback
+    try:
+        applied = ctx.policy.transfer_deadlines(day)
+    except NoPolicyInForce:
+        log.warning("no policy version in force: transfer deadlines from settings",
+                    day=day.isoformat(), region=ctx.region)
+        return fallback
+    same = same_province(from_region, to_region)
+    out_leg, in_leg = applied.value.legs(same)
+    return Clock(applied.value.total(same), out_leg, in_leg, source=(
+        f"policy {applied.policy_version}, measure {applied.measure_id}"))
 
 
 async def _save(ctx: HandlerContext, t: Transfer, note: str | None) -> None:
@@ -94,9 +110,11 @@ def _event_fields(t: Transfer) -> dict[str, str]:
 def _due_note(t: Transfer) -> str:
     if t.due_provisional and t.started_on and t.due_on:
         missing = default_calendar().missing_years(t.started_on, t.due_on)
-        return (f"due {t.due_on}, provisional: counted without the holiday schedule of "
-                f"{', '.join(map(str, missing))}; recounted when it is added")
-    return f"due {t.due_on}"
+        due = (f"due {t.due_on}, provisional: counted without the holiday schedule of "
+               f"{', '.join(map(str, missing))}; recounted when it is added")
+    else:
+        due = f"due {t.due_on}"
+    return f"{due} ({t.total_days} working days by {t.clock_source})" if t.clock_source else due
 
 
 def _received(ctx: HandlerContext, t: Transfer) -> None:
@@ -126,8 +144,8 @@ async def on_status_changed(ctx: HandlerContext, env: Envelope,
         _announce_enrollment(ctx, event)
     if event.to_status == "suspended":
         for t in await repo.awaiting_suspension(ctx.conn, event.person_id):
-            rules.start_clocks(t, ctx.filed_on(), _clock(ctx, t.from_region, t.to_region),
-                               default_calendar())
+            rules.start_clocks(t, ctx.filed_on(), _clock(ctx, t.from_region, t.to_region,
+                                                         ctx.filed_on()), default_calendar())
             await _save(ctx, t, "contributions here stopped: the automatic transfer starts; "
                         + _due_note(t))
             _received(ctx, t)
@@ -152,8 +170,8 @@ async def on_person_deceased(ctx: HandlerContext, env: Envelope, event: PersonDe
         partner_knows = rules.partner_involved(t)
         rules.cancel(t, reason, today)
         await _save(ctx, t, reason)
-        ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction, reason=reason),
-                 key=t.person_id)
+        ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
+                                   reason=reason), key=t.person_id)
         if partner_knows:
             ctx.emit(PartnerTransferCancelled(**_event_fields(t), reason=reason),
                      key=t.person_id, region=t.partner)
@@ -178,7 +196,7 @@ async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
                                   "请重新提交申请") from None
         t = rules.request_transfer_out(
             cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
-            today, _clock(ctx, ctx.region, cmd.to_region),
+            today, _clock(ctx, ctx.region, cmd.to_region, today),
             default_calendar(), one_open=bool(await repo.open_transfers_of(ctx.conn,
                                                                          cmd.person_id)))
     except TransferRefused as refused:
@@ -202,7 +220,8 @@ async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
     status, insurance_type = await repo.insured(ctx.conn, msg.person_id)
     t = rules.start_automatic(f"AUTO-{ctx.region}-{derived_id(env.id)[:18]}", msg.person_id,
                               status, insurance_type, ctx.region, msg.region,
-                              ctx.filed_on(), _clock(ctx, ctx.region, msg.region),
+                              ctx.filed_on(), _clock(ctx, ctx.region, msg.region,
+                                                     ctx.filed_on()),
                               default_calendar())
     if t is None:
         return
@@ -414,7 +433,7 @@ async def on_paper_transfer_in(ctx: HandlerContext, env: Envelope,
     t = rules.receive_transfer_in(
         cmd.transfer_id, cmd.person_id, cmd.from_region, ctx.region, status,
         cmd.contribution_months, cmd.account_balance_fen,
-        _clock(ctx, cmd.from_region, ctx.region).in_leg, today, default_calendar(),
+        _clock(ctx, cmd.from_region, ctx.region, today).in_leg, today, default_calendar(),
         mode="paper", tracking_number=cmd.tracking_number)
     t.insurance_type, t.name = cmd.insurance_type, cmd.name
     if t.stage == Stage.REFUSED:

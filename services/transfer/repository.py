@@ -121,14 +121,17 @@ async def record_ignored_answer(conn: asyncpg.Connection, event_id: str, transfe
 
 
 async def transfers_for_status(conn: asyncpg.Connection, ref: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT * FROM transfers WHERE person_id = $1 OR transfer_id = $1"
         " OR tracking_number = $1 ORDER BY id", ref)
+    return rows
 
 
 async def history(conn: asyncpg.Connection, row_id: int) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT stage, note, recorded_at FROM transfer_history"
-                            " WHERE transfer_row = $1 ORDER BY id", row_id)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT stage, note, recorded_at FROM transfer_history WHERE transfer_row = $1"
+        " ORDER BY id", row_id)
+    return rows
 
 
 async def ignored_answers(conn: asyncpg.Connection, transfer_id: str) -> list[dict[str, Any]]:

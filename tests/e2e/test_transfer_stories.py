@@ -142,6 +142,8 @@ async def test_dalian_to_jinan_cross_province_electronic(stack: TestStack) -> No
                                             "cn.medins.transfer.request.received.v1"))[0]
     assert accepted["due_on"] == received_event["data"]["due_on"]
     assert accepted["working_days_left"] == 15  # cross-province, started today
+    # The 15 working days are the policy book's (notice 003), recorded with the transfer.
+    assert accepted["clock_source"] == "policy 2026.1, measure 210200-2026.1-transfer-deadlines"
     await send_in(stack, DALIAN, info_sheet(cmd, person))
     # Jinan took the person in and waits for the balance (its own 5-day leg).
     incoming = await transfer_in(stack, JINAN, cmd.transfer_id, stage_is("received", "in"))
@@ -364,7 +366,9 @@ async def test_stray_answers_change_nothing_and_are_counted(stack: TestStack) ->
     # A real answer, then the same answer again under a new id, and one from another region.
     first = envelope(ack(cmd.transfer_id), region=BAOTOU)
     again = envelope(ack(cmd.transfer_id), region=BAOTOU)
-    stranger = envelope(ack(cmd.transfer_id, months=1), region=WENZHOU)
+    # Wenzhou answers as itself (signed, its own code as the answering end): not its transfer.
+    stranger = envelope(ack(cmd.transfer_id, months=1).model_copy(update={"to_region": WENZHOU}),
+                        region=WENZHOU)
     await publish(stack.broker_url, inbox, [stranger])
     await publish(stack.broker_url, inbox, [first, again])
     done = await transfer_in(stack, DALIAN, cmd.transfer_id, lambda t: t["stage"] == "completed"

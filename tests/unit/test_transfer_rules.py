@@ -287,3 +287,11 @@ def test_the_partner_hears_of_a_cancellation_only_when_it_holds_a_copy() -> None
     paper = start()
     rules.issue_info_sheet(paper, "张三", 12, 0, frozenset(), date(2026, 9, 29))
     assert not rules.partner_involved(paper)
+
+
+def test_the_clocks_record_where_their_days_came_from() -> None:
+    clock = rules.Clock(15, 10, 5, source="policy 2026.1, measure 210200-2026.1-transfer-deadlines")
+    t = rules.request_transfer_out("T1", PERSON, "suspended", "flexible", "210200", "370100",
+                                   BEFORE_HOLIDAY, clock, CAL)
+    assert (t.total_days, t.leg_days, t.in_leg_days) == (15, 10, 5)
+    assert t.clock_source == clock.source and t.due_on == date(2026, 10, 23)

@@ -15,6 +15,7 @@ class Clock:
     total: int
     out_leg: int
     in_leg: int
+    source: str = "settings"  # where the figures come from, for the transfer's history
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class Transfer:
     leg_days: int | None = None
     due_provisional: bool = False
     partner_active_since: date | None = None  # automatic transfer: insured there since
+    clock_source: str | None = None  # the policy version and measure the clocks came from
 
     @property
     def partner(self) -> str:
@@ -147,6 +148,7 @@ def start_clocks(t: Transfer, start: date, clock: Clock, calendar: WorkingCalend
     """Due dates are fixed the day the transfer starts (notice 003's 15 / 9 working days)."""
     t.started_on = start
     t.total_days, t.leg_days, t.in_leg_days = clock.total, clock.out_leg, clock.in_leg
+    t.clock_source = clock.source
     _set_dues(t, start, calendar)
     t.stage = Stage.AWAITING_INFO_SHEET
 
