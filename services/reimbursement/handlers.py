@@ -130,7 +130,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                       cmd.hospital_level, location,
                       insurance_type=coverage.insurance_type if coverage else None,
                       filed_on=china_date(ctx.received_at), channel=cmd.channel,
-                      filing_level=filing_level)
+                      filing_level=filing_level, benefit_line=cmd.claim_type)
         filed_on: date = claim.filed_on or china_date(ctx.received_at)
         deadline: date | None = None
         measures: list[dict[str, str | None]] = []
@@ -452,16 +452,16 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
     """Amount by the version and measures in force on the expense date, then the payment;
     with no version for that day the claim waits in awaiting_policy (never another period's
     figures). The caller saves the claim."""
-    # The medical line's totals of the expense year: claims here and settlements made
-    # directly at the hospital; maternity and epidemic money never uses them up.
+    # The claim's own line's totals of the expense year: claims here and settlements made
+    # directly at the hospital; the allowance and epidemic money never use them up.
     totals = await repo.annual_totals(ctx.conn, claim.person_id, claim.expense_date.year,
-                                      "medical")
+                                      claim.benefit_line)
     try:
         calc = calculate(book, ClaimFacts(
             insurance_type=claim.insurance_type or "resident",
             hospital_level=claim.hospital_level, location=claim.location,
             expense_date=claim.expense_date, eligible_fen=claim.eligible_fen, totals=totals,
-            filing_level=claim.filing_level))
+            filing_level=claim.filing_level, benefit_line=claim.benefit_line))
     except NoPolicyInForce as err:
         rules.awaiting_policy(claim, "calculation")
         await repo.record(ctx.conn, claim, {"waiting": str(err)}, env.id)

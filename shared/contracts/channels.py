@@ -88,6 +88,9 @@ class ClaimSubmitted(Payload):
     treatment_area: AreaCode | None = None
     channel: Channel
     submitted_at: datetime
+    # Childbirth medical costs are their own claim type and benefit line (生育医疗费用), with
+    # their own figures and annual totals; they never use up the medical cap.
+    claim_type: Literal["medical", "maternity_medical"] = "medical"
 
 
 @event("cn.medins.review.claim.decided.v1", topics.REIMBURSEMENT_REQUESTS)

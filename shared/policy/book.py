@@ -171,6 +171,28 @@ def _none(p: Mapping[str, Any], w: str) -> None:
     _flag(p, w)
 
 
+@dataclass(frozen=True)
+class MaternityMedical:
+    """Childbirth medical costs: their own benefit line, with their own deductible, ratio and
+    annual cap; they never use up the medical line's."""
+
+    deductible_fen: int
+    ratio: Decimal
+    annual_cap_fen: int
+
+
+def _maternity_medical(p: Mapping[str, Any], w: str) -> MaternityMedical:
+    try:
+        m = MaternityMedical(_fen(p["deductible_yuan"], w), Decimal(str(p["ratio"])),
+                             _fen(p["annual_cap_yuan"], w))
+    except (KeyError, InvalidOperation) as exc:
+        raise PolicyError(f"{w}: maternity_medical needs deductible_yuan, ratio and "
+                          f"annual_cap_yuan ({exc!r})") from exc
+    if not Decimal(0) <= m.ratio <= Decimal(1):
+        raise PolicyError(f"{w}: ratio must be between 0 and 1")
+    return m
+
+
 # kind -> (parameter reader, may be standing in a version, may be temporary in a measure file)
 KINDS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], bool, bool]] = {
     "claim_validity": (_claim_months, True, True),
@@ -182,6 +204,7 @@ KINDS: dict[str, tuple[Callable[[Mapping[str, Any], str], Any], bool, bool]] = {
     "epidemic_full_coverage": (_none, False, True),
     "remote_same_as_local": (_none, False, True),
     "intra_province_without_filing": (_none, True, False),
+    "maternity_medical": (_maternity_medical, True, False),
     "transfer_deadlines": (_transfer, True, True),
 }
 
@@ -199,6 +222,10 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
                         "institution_kinds": ["hospital"]}),
     "prescription_limit": ("ASSUMED DEFAULT (practice): one month outside long-prescription "
                            "rules; Dalian's files say 3 months [000]", {"default_months": 1}),
+    "maternity_medical": ("ASSUMED DEFAULT (practice), not from a notice: childbirth costs "
+                          "in the catalogue in full, up to 5000.00 a year; replace with the "
+                          "agency's own", {"deductible_yuan": "0", "ratio": "1",
+                                           "annual_cap_yuan": "5000"}),
     "transfer_deadlines": ("003 (15 / 9 working days); legs are national practice",
                            {"cross_province": 15, "intra_province": 9,
                             "out_leg_cross_province": 10, "in_leg_cross_province": 5,
@@ -512,6 +539,10 @@ class PolicyBook:
     def remote_same_as_local(self, day: date) -> Applied[None] | None:
         """Remote treatment without filing reimbursed at the local ratio [001]."""
         return self._optional("remote_same_as_local", day)
+
+    def maternity_medical(self, day: date) -> Applied[MaternityMedical]:
+        """The childbirth medical costs line's figures in force on `day`."""
+        return self._standing("maternity_medical", day)
 
     def intra_province_without_filing(self, day: date) -> Applied[None] | None:
         """Within the province a temporary trip to another city needs no filing: treated as

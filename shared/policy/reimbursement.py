@@ -52,6 +52,8 @@ class ClaimFacts:
     # figures above and the working names them.
     totals: AnnualTotals | None = None
     filing_level: str | None = None  # remote_filed: the benefit level the filing gives
+    # medical, or maternity_medical (childbirth costs: their own figures and totals)
+    benefit_line: str = "medical"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ def calculate(book: PolicyBook, claim: ClaimFacts) -> Calculation:
                                Decimal(1), claim.eligible_fen, claim.eligible_fen,
                                [f"measure {epidemic.measure_id} ({epidemic.notice}): epidemic "
                                 "patient, costs fully covered"])
+    if claim.benefit_line == "maternity_medical":
+        return _maternity_medical(book, claim)
     location = claim.location
     if location != "in_region":
         same = book.remote_same_as_local(claim.expense_date)
@@ -108,4 +112,31 @@ def calculate(book: PolicyBook, claim: ClaimFacts) -> Calculation:
         working.append(claim.totals.describe() + f"; deductible {rule.deductible_fen / 100:.2f}"
                        f", annual cap {rule.annual_cap_fen / 100:.2f}")
     return Calculation(policy.version, applied, claim.eligible_fen, deductible, rule.ratio,
+                       cap_remaining, payable, working)
+
+
+def _maternity_medical(book: PolicyBook, claim: ClaimFacts) -> Calculation:
+    """Childbirth medical costs by their own line's figures and totals, wherever treated."""
+    policy = book.in_force(claim.expense_date)
+    applied = book.maternity_medical(claim.expense_date)
+    figures = applied.value
+    used, paid = ((claim.totals.deductible_fen, claim.totals.paid_fen) if claim.totals
+                  else (claim.deductible_used_fen, claim.paid_this_year_fen))
+    deductible = max(0, min(figures.deductible_fen - used, claim.eligible_fen))
+    base = Decimal(claim.eligible_fen - deductible)
+    by_ratio = int((base * figures.ratio).quantize(FEN, rounding=ROUND_HALF_UP))
+    cap_remaining = max(0, figures.annual_cap_fen - paid)
+    payable = min(by_ratio, cap_remaining)
+    working = [
+        f"policy {policy.region}/{policy.version} in force on {claim.expense_date.isoformat()}, "
+        f"maternity medical line: measure {applied.measure_id} ({applied.notice})",
+        f"eligible {claim.eligible_fen / 100:.2f} - deductible {deductible / 100:.2f}"
+        f" = {base / 100:.2f}",
+        f"{base / 100:.2f} x ratio {figures.ratio} = {by_ratio / 100:.2f}",
+        f"cap remaining {cap_remaining / 100:.2f} -> payable {payable / 100:.2f}",
+    ]
+    if claim.totals is not None:
+        working.append(claim.totals.describe() + f"; deductible {figures.deductible_fen / 100:.2f}"
+                       f", annual cap {figures.annual_cap_fen / 100:.2f}")
+    return Calculation(policy.version, [], claim.eligible_fen, deductible, figures.ratio,
                        cap_remaining, payable, working)

@@ -54,6 +54,30 @@ async def test_what_the_hospital_settled_counts_towards_the_deductible_and_cap(
     assert "settled at hospital 198000.00" in calc["working"][-1]
     assert claim["benefit_line"] == "medical"
 
+    # Childbirth costs are their own claim type and line: the nearly spent medical cap and
+    # the medical totals are not theirs (default figures: in full, up to 5,000.00 a year).
+    maternity_id = f"CLM-{uuid.uuid4().hex[:8]}"
+    await send(stack, ClaimSubmitted(
+        claim_id=maternity_id, person_id=person, invoice_no=f"INV{uuid.uuid4().hex[:8]}",
+        institution_code="H21020003", expense_date=expense, amount_fen=300_000,
+        hospital_level=3, channel="wechat", submitted_at=now, claim_type="maternity_medical"))
+    # One person's events are keyed alike, so they are taken in this order.
+    await send(stack, ClaimStageDecided(claim_id=maternity_id, person_id=person,
+                                        stage="preliminary_review", decision="approve",
+                                        reviewer="s8", decided_at=now),
+               ClaimMaterialsMailed(claim_id=maternity_id, person_id=person,
+                                    tracking_no="XD123456789CN", mailed_at=now),
+               ClaimStageDecided(claim_id=maternity_id, person_id=person,
+                                 stage="verification", decision="approve",
+                                 reviewer="s8", decided_at=now))
+    claims = await poll(lambda: person_claims(stack, person), lambda cs: any(
+        c["claim_id"] == maternity_id and c["stage"] == "approved" for c in cs))
+    [maternity] = [c for c in claims if c["claim_id"] == maternity_id]
+    assert maternity["benefit_line"] == "maternity_medical"
+    assert maternity["payable_fen"] == 300_000
+    assert maternity["calculation"]["working"][-1].startswith(
+        "maternity_medical totals")
+
 
 async def test_the_same_claim_reference_from_two_people_is_two_claims(
         stack: TestStack, workers: dict[str, Any]) -> None:

@@ -138,3 +138,20 @@ def test_shandong_versions_carry_the_intra_province_rule() -> None:
         applied = PolicyBook.load(region).intra_province_without_filing(date(2026, 6, 1))
         assert applied is not None and applied.notice.startswith("003")
     assert BOOK.intra_province_without_filing(date(2026, 6, 1)) is None
+
+
+def test_childbirth_costs_have_their_own_figures_and_totals() -> None:
+    from shared.policy import AnnualTotals
+
+    spent = AnnualTotals("medical", 2026, claims_paid_fen=40_000_000)  # medical cap used up
+    medical = calculate(BOOK, facts(totals=spent))
+    assert medical.payable_fen == 0
+    # The default maternity figures (labelled ASSUMED DEFAULT): in full up to 5,000.00 a year.
+    own = AnnualTotals("maternity_medical", 2026, claims_paid_fen=450_000)
+    calc = calculate(BOOK, facts(benefit_line="maternity_medical", eligible_fen=300_000,
+                                 totals=own))
+    assert (calc.deductible_fen, calc.cap_remaining_fen, calc.payable_fen) == (0, 50_000,
+                                                                               50_000)
+    assert "maternity medical line" in calc.working[0]
+    assert calc.working[-1].startswith("maternity_medical totals 2026: paid 4500.00")
+    assert BOOK.maternity_medical(date(2026, 6, 1)).measure_id == "210200-2026.1-maternity-medical"
