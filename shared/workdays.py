@@ -228,17 +228,24 @@ def reload_calendar() -> bool:
     return True
 
 
-# Exported by every worker that counts working days (transfer; enrollment may call it too).
-DAYS_LEFT = Gauge("medins_calendar_days_left",
-                  "Days from today to the last day with a holiday schedule (chinesecalendar or "
-                  "a schedule file); counts beyond it are provisional")
+_days_left_gauge: Gauge | None = None
 
 
 def refresh_days_left(today: date) -> Coverage:
-    """Reload the schedule folders if they changed and set the gauge; returns the coverage."""
+    """Reload the schedule folders if they changed and set `medins_calendar_days_left`.
+
+    The gauge is registered on the first call, so only a worker that keeps it up to date (the
+    transfer worker's timer; enrollment may call this from its own) exports it: a worker that
+    merely imports this module never shows a 0 that would fire the alert."""
+    global _days_left_gauge
     reload_calendar()
     coverage = default_calendar().coverage(today)
-    DAYS_LEFT.set(coverage.days_left)
+    if _days_left_gauge is None:
+        _days_left_gauge = Gauge(
+            "medins_calendar_days_left",
+            "Days from today to the last day with a holiday schedule (chinesecalendar or a "
+            "schedule file); working-day counts beyond it are provisional")
+    _days_left_gauge.set(coverage.days_left)
     return coverage
 
 
