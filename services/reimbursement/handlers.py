@@ -271,7 +271,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                                       f"{top_up / 100:.2f} more"]
             await repo.record(ctx.conn, claim, {"working": working, "top_up_fen": top_up},
                               env.id)
-            ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id,
+            ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
+                           claim_id=claim.claim_id, person_id=claim.person_id,
                                    version=claim.version, payable_fen=top_up,
                                    policy_version=calc.policy_version,
                                    overrides=calc.overrides, working=working),
@@ -346,7 +347,8 @@ def routes(cache: BookCache) -> dict[str, Handler]:
             "policy_version": "maternity-practice", "payable_fen": fen, "working": [working]})
         await repo.record(ctx.conn, claim, {"maternity": working}, env.id)
         await repo.save_birth(ctx.conn, birth, "granted", None, claim.claim_id)
-        ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id, version=1,
+        ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
+                               claim_id=claim.claim_id, person_id=claim.person_id, version=1,
                                payable_fen=fen, policy_version="maternity-practice",
                                overrides=[], working=[working]), key=claim.person_id)
         _instruct(ctx, claim)
@@ -393,6 +395,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
             pass  # paid to the hospital: the patient was told once, at coverage, and owes nothing
         elif stage == Stage.PAID:
             ctx.emit(ClaimPaid(claim_id=claim.claim_id, person_id=claim.person_id,
+                               benefit_line=claim.benefit_line,  # type: ignore[arg-type]
                                payable_fen=claim.payable_fen or 0), key=claim.person_id)
         elif stage == Stage.PAYMENT_FAILED:
             ctx.emit(ClaimPaymentFailed(claim_id=claim.claim_id, person_id=claim.person_id,
@@ -484,7 +487,8 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
     await repo.record(ctx.conn, claim, {"working": calc.working,
                                         "policy_version": calc.policy_version,
                                         "overrides": calc.overrides}, env.id)
-    ctx.emit(ClaimApproved(claim_id=claim.claim_id, person_id=claim.person_id,
+    ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
+                           claim_id=claim.claim_id, person_id=claim.person_id,
                            version=claim.version, payable_fen=calc.payable_fen,
                            policy_version=calc.policy_version, overrides=calc.overrides,
                            working=calc.working), key=claim.person_id)

@@ -11,6 +11,9 @@ from shared.contracts.base import Payload, event
 from shared.contracts.common import Fen, Reference, ResidentId
 
 T = topics.REIMBURSEMENT_EVENTS
+# What the money is for, so a message names it rightly (a maternity allowance is no
+# reimbursement of costs): medical, maternity_medical, maternity_allowance, epidemic.
+BenefitLine = Literal["medical", "maternity_medical", "maternity_allowance", "epidemic"]
 
 
 @event("cn.medins.reimbursement.claim.received.v1", T, person_facing=True)
@@ -47,13 +50,17 @@ class ClaimApproved(Payload):
     policy_version: str
     overrides: list[str]
     working: list[str]
+    benefit_line: BenefitLine = "medical"
 
 
 @event("cn.medins.reimbursement.claim.paid.v1", T, person_facing=True)
 class ClaimPaid(Payload):
+    """Paid to the person's own account (money paid to an institution is not told as this)."""
+
     claim_id: Reference
     person_id: ResidentId
     payable_fen: Fen
+    benefit_line: BenefitLine = "medical"
 
 
 @event("cn.medins.reimbursement.claim.payment-failed.v1", T, person_facing=True)

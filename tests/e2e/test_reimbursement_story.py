@@ -240,6 +240,14 @@ async def test_maternity_allowance_is_granted_without_application(
     # 7,500.00 / 30 x (98 + 15 difficult birth) days = 28,250.00
     assert claim["payable_fen"] == 2_825_000
     assert claim["calculation"]["working"] == ["7500.00 / 30 x 113 days = 28250.00"]
+    assert claim["benefit_line"] == "maternity_allowance"
+    # Told as an allowance, not as a reimbursement of costs, once notify's template uses it.
+    events = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
+    records = await read_topic(stack.broker_url, events, lambda rs: any(
+        data_of(r)["data"].get("claim_id") == f"MAT-{birth_id}" for r in rs))
+    [approved] = [data_of(r)["data"] for r in records
+                  if data_of(r)["data"].get("claim_id") == f"MAT-{birth_id}"]
+    assert approved["benefit_line"] == "maternity_allowance"
 
 
 async def test_a_backfilled_filing_pays_the_difference_on_an_unfiled_claim(
