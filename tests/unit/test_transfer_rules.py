@@ -295,3 +295,19 @@ def test_the_clocks_record_where_their_days_came_from() -> None:
                                    BEFORE_HOLIDAY, clock, CAL)
     assert (t.total_days, t.leg_days, t.in_leg_days) == (15, 10, 5)
     assert t.clock_source == clock.source and t.due_on == date(2026, 10, 23)
+
+
+def test_on_1_january_2027_with_and_without_the_schedule(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDINS_CALENDAR_DIR", raising=False)
+    new_year = date(2027, 1, 1)
+    without = rules.request_transfer_out("T1", PERSON, "suspended", "flexible", "210200",
+                                         "370100", new_year, RULES.cross_province,
+                                         without_2027(tmp_path))
+    with_file = rules.request_transfer_out("T2", PERSON, "suspended", "flexible", "210200",
+                                           "370100", new_year, RULES.cross_province,
+                                           WorkingCalendar([TEST_CALENDAR]))
+    # Accepted either way; only the mark differs (the test calendar has no holidays, so the
+    # dates agree; a real schedule may move them when recounted).
+    assert (without.due_on, without.due_provisional) == (date(2027, 1, 22), True)
+    assert (with_file.due_on, with_file.due_provisional) == (date(2027, 1, 22), False)
