@@ -15,6 +15,13 @@ class OutcomeJournal:
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # A line torn by a kill mid-write must not swallow the next entry.
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(self.path, "rb") as tail:
+                tail.seek(size - 1)
+                if tail.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
 
     def append(self, entry: dict[str, Any]) -> None:
         os.write(self._fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode())

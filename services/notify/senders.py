@@ -21,6 +21,10 @@ class PermanentSendError(Exception):
     """The recipient or message is refused for good: retrying cannot help."""
 
 
+class _NotSent(Exception):
+    """Failed before the message was handed over: safe to retry."""
+
+
 class OutcomeUnknown(Exception):
     """The message may or may not have gone out (connection lost after handing it over)."""
 
@@ -79,25 +83,34 @@ class SmtpEmailSender:
         smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.use_tls,
                                start_tls=self.start_tls, timeout=self.timeout)
         try:
-            await smtp.connect()
-            if self.username:
-                await smtp.login(self.username, self.password or "")
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise ConnectionError(f"SMTP relay unavailable: {exc}") from exc
-        try:
+            # Up to and including the envelope nothing is handed over: any failure is safe
+            # to retry, a 5xx is a refusal.
+            try:
+                await smtp.connect()
+                if self.username:
+                    await smtp.login(self.username, self.password or "")
+                await smtp.mail(self.sender)
+                await smtp.rcpt(recipient)
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code >= 500:
+                    raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
+                raise _NotSent(f"SMTP {exc.code}: {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise _NotSent(f"SMTP relay unavailable: {exc}") from exc
             handing_over()
-            await smtp.send_message(msg)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise PermanentSendError(f"recipient refused: {exc}") from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            if exc.code >= 500:
-                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-            raise OutcomeUnknown(f"SMTP connection lost while sending: {exc}") from exc
+            try:
+                await smtp.data(msg.as_bytes())
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code >= 500:
+                    raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
+                raise _NotSent(f"SMTP {exc.code}: {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise OutcomeUnknown(f"SMTP connection lost while sending: {exc}") from exc
+        except _NotSent as exc:
+            raise ConnectionError(str(exc)) from exc.__cause__
         finally:
             try:
-                await smtp.quit()
+                await asyncio.wait_for(smtp.quit(), 5)
             except Exception:
                 smtp.close()
         return SendResult([msg["Message-ID"]])
@@ -178,14 +191,18 @@ class SmppSmsSender:
         parts = encode_ucs2(body, zlib.crc32(key.encode()))
         ids: list[str] = []
         for index, part in enumerate(parts):
+            resp: Any = None
             try:
                 async with self._in_flight:
-                    if index == 0:
-                        handing_over()
-                    resp = await asyncio.wait_for(session.submit_sm(
-                        recipient, part.payload, source_addr=self.source_addr,
-                        data_coding=UCS2, esm_class=part.esm_class, registered_delivery=1),
-                        self.submit_timeout)
+                    # Another send saw this session drop while this one queued for the
+                    # window: nothing of this message was handed over yet.
+                    if self._session is session:
+                        if index == 0:
+                            handing_over()
+                        resp = await asyncio.wait_for(session.submit_sm(
+                            recipient, part.payload, source_addr=self.source_addr,
+                            data_coding=UCS2, esm_class=part.esm_class,
+                            registered_delivery=1), self.submit_timeout)
             except smpp34.SmppError as exc:
                 # A NAK from the SMSC comes back as a response with its status; an error
                 # raised here is the client's own (session unbound or dropped before the
@@ -200,6 +217,10 @@ class SmppSmsSender:
                 raise OutcomeUnknown(
                     f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc!r}"
                 ) from exc
+            if resp is None:
+                if index == 0:
+                    raise ConnectionError("SMSC session dropped before this message went")
+                raise OutcomeUnknown(f"SMSC session dropped after {index}/{len(parts)} parts")
             if not resp.is_success:
                 self._refused(resp.command_status, index, len(parts))
             ids.append(resp.message_id or "")

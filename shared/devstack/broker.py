@@ -48,6 +48,7 @@ class EmbeddedBroker:
     port: int
     process: subprocess.Popen[bytes]
     storage: str = MEMORY
+    log_path: str | None = None
 
     @property
     def durable(self) -> bool:
@@ -82,7 +83,7 @@ class EmbeddedBroker:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets a signal, no locks
         )
         wait_for_port(port, proc=proc)
-        return cls(port, proc, storage)
+        return cls(port, proc, storage, log_path)
 
     def stop(self) -> None:
         if self.process.poll() is None:

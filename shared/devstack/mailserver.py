@@ -69,3 +69,12 @@ class MailServer:
 
     def stop(self) -> None:
         self._controller.stop()
+
+
+if __name__ == "__main__":
+    import sys
+    import threading
+
+    # A relay in its own process, so a fault test can kill it like a real one going down.
+    MailServer(Path(sys.argv[2]), int(sys.argv[1])).start()
+    threading.Event().wait()

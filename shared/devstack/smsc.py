@@ -97,7 +97,6 @@ class LocalSmsc:
             event.reject(smpp34.ESME_RTHROTTLED)
             return
         message_id = uuid.uuid4().hex[:16]
-        event.accept(message_id)
         concat, text = decode_part(event.short_message, event.esm_class)
         if concat is None:
             self._record(event, text, [message_id])
@@ -110,6 +109,9 @@ class LocalSmsc:
                 del self._pending_parts[key]
                 ordered = [parts[i] for i in sorted(parts)]
                 self._record(event, "".join(t for t, _ in ordered), [m for _, m in ordered])
+        # Recorded before answering, as a real SMSC stores before it acknowledges: whoever
+        # saw the answer finds the message here.
+        event.accept(message_id)
         if self.send_receipts and event.registered_delivery & 1:
             esme = self._sessions.get(event.session_id)
             if esme is not None and esme.can_receive:
@@ -167,4 +169,25 @@ def read_received(folder: Path) -> list[dict[str, Any]]:
     path = folder / "received.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # the last line while it is being written
+    return out
+
+
+def serve_forever(port: int, folder: Path) -> None:
+    """Run the local SMSC in this process until it is killed (fault tests kill it)."""
+    async def run() -> None:
+        await LocalSmsc(port, folder).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve_forever(int(sys.argv[1]), Path(sys.argv[2]))

@@ -155,7 +155,11 @@ class Stack:
         """Supervise until Ctrl-C: a dead worker is restarted with backoff, a dead broker is
         restarted and the workers with it (so they subscribe afresh)."""
         while not stop.wait(0.5):
-            self.check_once()
+            try:
+                self.check_once()
+            except Exception as exc:
+                # The supervisor must outlive whatever it supervises: try again shortly.
+                self.console.print(f"[red]supervisor: {exc!r}; trying again[/]")
         return 0
 
     def check_once(self) -> None:
@@ -188,7 +192,7 @@ class Stack:
         self.console.print(
             f"[red]broker exited with {code}; restarting it on port {self.broker.port}"
             f"{self.broker.loss_note()}[/]")
-        self.broker = EmbeddedBroker.start(self.broker.port, str(STATE_DIR / "broker.log"),
+        self.broker = EmbeddedBroker.start(self.broker.port, self.broker.log_path,
                                            storage=self.broker.storage)
         self.prepare()  # topics again: a memory broker comes back empty
         # Workers subscribed to the old broker's partitions: restarting them is the one way

@@ -8,6 +8,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,8 +29,8 @@ from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import ENROLLMENT_REQUESTS, TAX_PAYMENTS, physical
 from shared.devstack import people
 from shared.devstack.broker import EmbeddedBroker, free_port, wait_for_port
-from shared.devstack.mailserver import MailServer, read_mailbox
-from shared.devstack.smsc import ThreadedSmsc
+from shared.devstack.mailserver import read_mailbox
+from shared.devstack.smsc import read_received
 from shared.devstack.supervisor import Stack
 
 REGION = "210200"
@@ -131,6 +132,26 @@ class Tally:
         return lost, dup + self.history_dupes
 
 
+class ServerProcess:
+    """A local server (SMTP relay or SMSC) in its own process: down means killed, like a real
+    one; up means a new process on the same port."""
+
+    def __init__(self, module: str, folder: Path) -> None:
+        self.module, self.folder, self.port = module, folder, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def up(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module, str(self.port),
+                                      str(self.folder)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 30, self.proc)
+
+    def down(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
 @dataclass
 class FaultStack:
     folder: Path
@@ -138,8 +159,8 @@ class FaultStack:
     namespace: str = field(default_factory=lambda: f"f{uuid.uuid4().hex[:6]}_")
     pg: TempPostgres | None = None
     broker: EmbeddedBroker | None = None
-    mail: MailServer | None = None
-    smsc: ThreadedSmsc | None = None
+    mail: ServerProcess | None = None
+    smsc: ServerProcess | None = None
     stack: Stack | None = None
     _watch: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -148,8 +169,10 @@ class FaultStack:
         self.pg = TempPostgres().init()
         self.pg.start()
         self.broker = EmbeddedBroker.start(free_port(), str(self.folder / "broker.log"))
-        self.mail = MailServer(self.folder / "mail", free_port()).start()
-        self.smsc = ThreadedSmsc(free_port(), self.folder / "sms").start()
+        self.mail = ServerProcess("shared.devstack.mailserver", self.folder / "mail")
+        self.mail.up()
+        self.smsc = ServerProcess("shared.devstack.smsc", self.folder / "sms")
+        self.smsc.up()
         log = open(self.folder / "up.log", "w", encoding="utf-8")  # noqa: SIM115
         self.stack = Stack([REGION], console=Console(file=log, soft_wrap=True, width=300),
                            services=self.services)
@@ -164,6 +187,9 @@ class FaultStack:
             "MEDINS_EMAIL_RATE_PER_SECOND": "300", "MEDINS_UNKNOWN_AFTER_SECONDS": "20",
             "MEDINS_BREAKER_OPEN_SECONDS": "1", "MEDINS_SEND_BACKOFF_MAX_SECONDS": "2",
             "MEDINS_DRAIN_SECONDS": "10",
+            # Keys and trust store of this stack, never the checkout's .medins.
+            "MEDINS_TRUST_DIR": str(self.folder / "trust"),
+            "MEDINS_KEYRING_DIR": str(self.folder / "keys"),
         }
         self.stack.prepare()
         self.stack.start_workers()
@@ -178,11 +204,8 @@ class FaultStack:
         if self.stack:
             self.stack._stop_workers()
         for part in (self.mail, self.smsc):
-            try:
-                if part:
-                    part.stop()
-            except Exception:
-                pass
+            if part:
+                part.down()
         if self.stack and self.stack.broker:
             self.stack.broker.stop()
         if self.pg:
@@ -204,21 +227,19 @@ class FaultStack:
 
     def smtp_down(self) -> None:
         assert self.mail
-        self.mail.stop()
+        self.mail.down()
 
     def smtp_up(self) -> None:
         assert self.mail
-        self.mail = MailServer(self.mail.folder, self.mail.port).start()
+        self.mail.up()
 
     def smsc_down(self) -> None:
         assert self.smsc
-        self.smsc.stop()
+        self.smsc.down()
 
     def smsc_up(self) -> None:
         assert self.smsc
-        old = self.smsc
-        self.smsc = ThreadedSmsc(old.port, self.folder / "sms").start()
-        self.smsc.smsc.received[:0] = old.smsc.received
+        self.smsc.up()
 
     def kill_broker(self) -> None:
         assert self.stack and self.stack.broker
@@ -240,8 +261,9 @@ class FaultStack:
         raise AssertionError("the supervisor did not restart the broker")
 
     # -- load and counting ------------------------------------------------------------
-    async def send(self, batch: list[Person]) -> None:
-        """Each person applies, is approved and pays: with nothing but aiokafka."""
+    async def send(self, batch: list[Person]) -> list[Person]:
+        """Each person applies, is approved and pays: with nothing but aiokafka. Returns the
+        people all of whose events the broker acknowledged (stops at the first refusal)."""
         assert self.stack
         producer = AIOKafkaProducer(
             bootstrap_servers=self.stack.env["MEDINS_BROKER_URL"].removeprefix("kafka://"),
@@ -251,6 +273,7 @@ class FaultStack:
         now = datetime.now(UTC)
         requests = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=self.namespace)
         payments = physical(TAX_PAYMENTS, region=REGION, namespace=self.namespace)
+        acked: list[Person] = []
         try:
             for p in batch:
                 app_id = f"APP-{p.person_id}"
@@ -270,7 +293,13 @@ class FaultStack:
                 ):
                     env = new_envelope(payload.event_type, payload, source="/faults",
                                        region=REGION)
-                    await producer.send_and_wait(topic, env.to_bytes(), key=p.person_id.encode())
+                    try:
+                        await producer.send_and_wait(topic, env.to_bytes(),
+                                                     key=p.person_id.encode())
+                    except Exception:
+                        return acked
+                acked.append(p)
+            return acked
         finally:
             await producer.stop()
 
@@ -282,13 +311,6 @@ class FaultStack:
         ids = [p.person_id for p in batch]
         mobiles = {p.mobile for p in batch}
         emails = {p.email for p in batch}
-        assert self.smsc and self.mail
-        sms = Counter(m.to for m in list(self.smsc.smsc.received) if m.to in mobiles)
-        mails: Counter[str] = Counter()
-        for m in read_mailbox(self.mail.folder):
-            for r in m.recipients:
-                if r in emails:
-                    mails[r] += 1
         conn = await self._conn()
         try:
             ns = self.namespace
@@ -305,6 +327,15 @@ class FaultStack:
                 " GROUP BY person_id, reference, what, detail::text HAVING count(*) > 1) d", ids)
         finally:
             await conn.close()
+        # The servers are read after the tables: a row final in the tables has its message
+        # at the server already, so a count taken now is never stale.
+        assert self.smsc and self.mail
+        sms = Counter(m["to"] for m in read_received(self.smsc.folder) if m["to"] in mobiles)
+        mails: Counter[str] = Counter()
+        for m in read_mailbox(self.mail.folder):
+            for r in m.recipients:
+                if r in emails:
+                    mails[r] += 1
         return Tally(int(active), sms, mails, states, int(dupes))
 
     async def quiescent(self, batch: list[Person], deadline: float) -> Tally:
@@ -334,7 +365,8 @@ class FaultStack:
         """Wait until sending for this batch is under way (so a fault hits work in flight)."""
         mobiles = {p.mobile for p in batch}
         stop_at = time.monotonic() + deadline
-        while not any(m.to in mobiles for m in list(self.smsc.smsc.received)):  # type: ignore[union-attr]
+        assert self.smsc
+        while not any(m["to"] in mobiles for m in read_received(self.smsc.folder)):
             if time.monotonic() > stop_at:
                 raise AssertionError("no SMS of the batch went out")
             await asyncio.sleep(0.05)
