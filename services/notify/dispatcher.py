@@ -213,7 +213,8 @@ class Dispatcher(mode.Service):
             metrics.UNKNOWN.labels(channel).inc()
             log.error("send outcome unknown; not resending", channel=channel,
                       to=row["recipient"], error=str(exc))
-            outcome = {"kind": "unknown", "error": str(exc)}
+            outcome = {"kind": "unknown", "error": str(exc),
+                       "provider_ids": [i for i in exc.provider_ids if i]}
         except PermanentSendError as exc:
             self._channel_answered(channel)
             outcome = self._failure(row, exc, permanent=True)
@@ -300,7 +301,8 @@ class Dispatcher(mode.Service):
                     source_event_id=entry["source_event_id"], channel=entry["channel"],
                     template=entry["template"], reason=entry["error"]))
         else:
-            await repo.mark_unknown(conn, entry["id"], entry["error"])
+            await repo.mark_unknown(conn, entry["id"], entry["error"],
+                                    entry.get("provider_ids") or None)
 
     async def on_receipt(self, message_id: str, stat: str) -> None:
         """The SMSC counts a receipt as delivered once acknowledged: keep trying to write it."""

@@ -28,6 +28,11 @@ class _NotSent(Exception):
 class OutcomeUnknown(Exception):
     """The message may or may not have gone out (connection lost after handing it over)."""
 
+    def __init__(self, message: str, provider_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        # Gateway ids of the parts the SMSC did accept: proof that something went out.
+        self.provider_ids = provider_ids or []
+
 
 @dataclass(frozen=True)
 class SendResult:
@@ -209,29 +214,30 @@ class SmppSmsSender:
                 # answer): the PDU may have gone, so it is a late answer, not a refusal.
                 await self._discard_session()
                 raise OutcomeUnknown(
-                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc}"
+                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc}", ids
                 ) from exc
             except Exception as exc:
                 # The PDU may have reached the SMSC: resending could message the person twice.
                 await self._discard_session()
                 raise OutcomeUnknown(
-                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc!r}"
+                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc!r}", ids
                 ) from exc
             if resp is None:
                 if index == 0:
                     raise ConnectionError("SMSC session dropped before this message went")
-                raise OutcomeUnknown(f"SMSC session dropped after {index}/{len(parts)} parts")
+                raise OutcomeUnknown(f"SMSC session dropped after {index}/{len(parts)} parts",
+                                     ids)
             if not resp.is_success:
-                self._refused(resp.command_status, index, len(parts))
+                self._refused(resp.command_status, index, len(parts), ids)
             ids.append(resp.message_id or "")
         return SendResult(ids)
 
     @staticmethod
-    def _refused(status: int, index: int, total: int) -> NoReturn:
+    def _refused(status: int, index: int, total: int, ids: list[str]) -> NoReturn:
         """The SMSC answered no: permanent or worth retrying, unless earlier parts went."""
         if index > 0:
             raise OutcomeUnknown(f"part {index + 1}/{total} refused with status {status:#x} "
-                                 "after earlier parts went")
+                                 "after earlier parts went", ids)
         if status in PERMANENT_SMPP_STATUS:
             raise PermanentSendError(f"SMSC refused: status {status:#x}")
         reason = TRANSIENT_SMPP_REASONS.get(status, "refused for now")
