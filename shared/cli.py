@@ -97,10 +97,15 @@ def schemas(folder: Annotated[Path, typer.Argument()] = Path("schemas-out")) -> 
 
 
 @cli.command()
-def publish(topic: str, file: Path) -> None:
-    """Validate events in a JSON file (one envelope or a list) and publish them to a topic."""
+def publish(topic: str, file: Path,
+            key: Annotated[Path | None, typer.Option(
+                "--key", help="private key file (`<keyring>/<producer>/<key id>.key`) to sign "
+                              "with; default: the keyring's key of the producer allowed for "
+                              "each event type")] = None) -> None:
+    """Validate events in a JSON file (one envelope or a list), sign and publish them."""
+    from shared.messaging.publisher import Signer, resolve_topic, validate_documents
     from shared.messaging.publisher import publish as send
-    from shared.messaging.publisher import resolve_topic, validate_documents
+    from shared.trust import load_private_key
 
     _stack_env()
     settings = PlatformSettings()
@@ -116,7 +121,13 @@ def publish(topic: str, file: Path) -> None:
             console.print(f"[red]{error}[/]")
         raise typer.Exit(1)
     physical = resolve_topic(topic, settings.region, settings.namespace)
-    asyncio.run(send(settings.broker_url, physical, envelopes))
+    try:
+        signing = load_private_key(key) if key is not None else None
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]cannot use key {key}: {exc}[/]")
+        raise typer.Exit(2) from None
+    asyncio.run(send(settings.broker_url, physical, envelopes,
+                     signer=Signer.from_settings(settings, signing)))
     console.print(f"published {len(envelopes)} event(s) to {physical}")
 
 
@@ -261,6 +272,10 @@ cli.add_typer(policy_cli, name="policy")
 from shared.calendar_cli import calendar_cli  # noqa: E402 - after the core commands
 
 cli.add_typer(calendar_cli, name="calendar")
+
+from shared.trust.cli import keys_cli  # noqa: E402 - after the core commands
+
+cli.add_typer(keys_cli, name="keys")
 
 
 def _version(show: bool) -> None:

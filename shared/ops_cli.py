@@ -35,6 +35,8 @@ class DeadLetter:
     original_offset: str
     key: str | None
     value: bytes
+    # The original's signature headers (shared.trust): a replay verifies as the original.
+    signature: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def ref(self) -> str:
@@ -46,6 +48,7 @@ class DeadLetter:
         shown = asdict(self) | {"ref": self.ref, "reason": mask_text(self.reason),
                                 "key": mask_text(self.key or "")}
         shown.pop("value")
+        shown.pop("signature")
         shown["bytes"] = len(self.value)
         return shown
 
@@ -62,12 +65,12 @@ async def read_dead_letters(settings: PlatformSettings, idle_ms: int = 1500) -> 
     from aiokafka import AIOKafkaConsumer
 
     from shared.contracts.topics import DEAD_LETTER, physical
-    from shared.messaging.admin import bootstrap_servers
+    from shared.messaging.admin import bootstrap_servers, kafka_client_options
 
     topic = physical(DEAD_LETTER, region=settings.region, namespace=settings.namespace)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers(settings.broker_url),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                group_id=None)
+                                group_id=None, **kafka_client_options(settings))
     await consumer.start()
     found: list[DeadLetter] = []
     try:
@@ -84,7 +87,9 @@ async def read_dead_letters(settings: PlatformSettings, idle_ms: int = 1500) -> 
                         headers.get("dlq-service", "?"), headers.get("dlq-reason", "?"),
                         headers.get("dlq-topic", "?"), headers.get("dlq-partition", "?"),
                         headers.get("dlq-offset", "?"),
-                        r.key.decode(errors="replace") if r.key else None, r.value))
+                        r.key.decode(errors="replace") if r.key else None, r.value,
+                        tuple((k, v) for k, v in r.headers or ()
+                              if k in ("ce_signature", "ce_signingkey"))))
     finally:
         await consumer.stop()
     return sorted(found, key=lambda d: (d.at, d.partition, d.offset))
@@ -137,20 +142,21 @@ def deadletters_replay(refs: Annotated[list[str], typer.Argument(help="partition
     repeat: consumers skip an event id they already processed."""
     from aiokafka import AIOKafkaProducer
 
-    from shared.messaging.admin import bootstrap_servers
+    from shared.messaging.admin import bootstrap_servers, kafka_client_options
 
     settings = _settings(region)
 
     async def run() -> list[DeadLetter]:
         chosen = _pick(await read_dead_letters(settings), refs)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.broker_url),
-                                    acks="all")
+                                    acks="all", **kafka_client_options(settings))
         await producer.start()
         try:
             for d in chosen:
                 await producer.send_and_wait(d.original_topic, d.value,
                                              key=d.key.encode() if d.key else None,
-                                             headers=[("dlq-replayed-from", d.ref.encode())])
+                                             headers=[("dlq-replayed-from", d.ref.encode()),
+                                                      *d.signature])
         finally:
             await producer.stop()
         return chosen

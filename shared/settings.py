@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("enrollment", "transfer", "reimbursement", "notify")
@@ -37,6 +37,9 @@ class PlatformSettings(BaseSettings):
     dev_timeouts: bool = True
     web_host: str = "127.0.0.1"
     web_port: int = 0
+    # Required for /status/<id> when web_host is not loopback (bearer token); see
+    # shared/trust/access.py.
+    status_token: SecretStr | None = None
     log_format: str = "auto"
     log_level: str = "INFO"
     batch_size: int = 500
@@ -59,6 +62,22 @@ class PlatformSettings(BaseSettings):
     clock_tolerance_seconds: float = 300.0
     # Local working files (Faust's data dir, the dev stack's mail and SMS folders).
     state_dir: Path = Path(".medins")
+    # Message trust (shared/trust): producers' public keys, revocations and an optional
+    # authorisation table; and the private keys this process signs with (its region's key
+    # for the outbox; the simulated producers' keys in the dev stack and tests).
+    trust_dir: Path = Path(".medins/trust")
+    keyring_dir: Path = Path(".medins/keys")
+    # Kafka transport (every client: workers, outbox relay, admin, publish). PLAINTEXT for
+    # the embedded broker; SASL_SSL with SCRAM-SHA-512 against the agency's Kafka, one
+    # principal per producer kind (docker-compose). The CA file verifies the brokers;
+    # cert/key files add mutual TLS where the cluster asks for it.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     @field_validator("region")
     @classmethod

@@ -22,6 +22,7 @@ from shared.devstack.mailserver import MailServer
 from shared.devstack.smsc import ThreadedSmsc
 from shared.messaging.admin import ensure_topics, region_topics
 from shared.settings import SERVICES, NotifySettings
+from tests.helpers import trust_for_session
 
 REGION = "210200"
 # Partner regions run beside Dalian for the transfer stories: Jinan, and Weihai in Jinan's
@@ -169,6 +170,7 @@ async def stack(infrastructure: tuple[str, str, MailServer, ThreadedSmsc], workd
     test_stack = TestStack(broker_url, database_url, namespace, mail, smsc, workdir / "sms",
                            workdir)
     cover_this_year(test_stack.policy_dir)
+    trust_for_session(workdir)  # every simulated producer signs; workers verify
     await test_stack.prepare(namespace)
     yield test_stack
     # Leave a shared server as we found it: drop this run's schemas.
@@ -216,6 +218,21 @@ def workers(stack: TestStack) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     procs = {service: stack.start_worker(service) for service in SERVICES}
     wait_healthy(stack, procs)
     yield procs
+    stop_all(procs)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def isolated_workers(stack: TestStack
+                           ) -> AsyncIterator[tuple[str, dict[str, subprocess.Popen[bytes]]]]:
+    """The four workers again in a namespace of their own, for attack tests whose forged
+    and garbage messages must not land in topics the stories read: (namespace, workers)."""
+    namespace = f"{stack.namespace}iso_"
+    await stack.prepare(namespace)
+    shared_ports = dict(stack.web_ports)
+    procs = {service: stack.start_worker(service, namespace=namespace) for service in SERVICES}
+    wait_healthy(stack, procs)
+    stack.web_ports.update(shared_ports)  # the stories keep reading their own workers' ports
+    yield namespace, procs
     stop_all(procs)
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -11,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from shared.contracts.base import Payload
 from shared.contracts.envelope import Envelope, new_envelope
 from shared.messaging.admin import bootstrap_servers
+from shared.trust import ensure_simulated_keys
 
 T = TypeVar("T")
 
@@ -66,3 +69,25 @@ def data_of(record: ConsumerRecord) -> dict[str, Any]:
     import json
 
     return json.loads(record.value)
+
+
+def trust_for_session(workdir: Path) -> None:
+    """The session's trust store and keyring, with a key for every simulated producer; the
+    environment points the publisher (this process) and the workers (its children) at them,
+    so `publish` and `envelope` sign as the rightful producer without a test saying so."""
+    from shared.identity import REGIONS
+
+    trust, keys = workdir / "trust", workdir / "keys"
+    os.environ["MEDINS_TRUST_DIR"] = str(trust)
+    os.environ["MEDINS_KEYRING_DIR"] = str(keys)
+    ensure_simulated_keys(trust, keys, REGIONS)
+
+
+def signed(value: bytes, producer: str = "channels") -> list[tuple[str, bytes]]:
+    """Signature headers of a simulated producer's session key, for a raw aiokafka send."""
+    from shared.settings import PlatformSettings
+    from shared.trust import Keyring, sign_headers
+
+    key = Keyring(PlatformSettings().keyring_dir).current(producer)
+    assert key is not None, f"no session key for {producer}"
+    return sign_headers(value, key)

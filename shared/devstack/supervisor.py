@@ -112,6 +112,13 @@ class Stack:
         os.environ.update(self.env)
         try:
             prepare_regions(self.regions)
+            # The demo's simulated producers (tax, civil affairs, partners...) sign with keys
+            # made here; a real deployment's producers hold their own.
+            from shared.settings import PlatformSettings
+            from shared.trust import ensure_simulated_keys
+
+            dev = PlatformSettings()
+            ensure_simulated_keys(dev.trust_dir, dev.keyring_dir, self.regions)
         finally:
             os.environ.clear()
             os.environ.update(env_backup)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import faust
 
+from shared.messaging.admin import faust_credentials
 from shared.settings import PlatformSettings
 
 
@@ -32,4 +33,6 @@ def create_app(service: str, settings: PlatformSettings) -> faust.App:
         web_bind=settings.web_host,
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         **timeouts,
+        # TLS and SASL from the settings, the same as every plain client (admin, relay).
+        **faust_credentials(settings),
     )

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import faust
+from prometheus_client import Counter
 from structlog.contextvars import bound_contextvars
 
 from shared import clock
@@ -29,8 +32,41 @@ from shared.observability.metrics import (
     EVENTS_PROCESSED,
 )
 from shared.settings import PlatformSettings
+from shared.trust import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    Keyring,
+    Refused,
+    SigningKey,
+    Verifier,
+    region_producer,
+    sign_headers,
+)
 
 log = get_logger(__name__)
+
+EVENTS_REFUSED = Counter(
+    "medins_events_refused_total",
+    "Events refused before any handler: unauthenticated (unsigned, tampered, unknown or "
+    "revoked key) or forbidden (the producer may not send this type, for this region)",
+    ["service", "topic", "reason"],
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _region_key(keyring_dir: Path, region: str) -> SigningKey | None:
+    # Read once per process: a worker signs everything it emits with its region's key.
+    return Keyring(keyring_dir).current(region_producer(region))
+
+
+def outgoing_headers(value: bytes,
+                     settings: PlatformSettings | None) -> tuple[tuple[str, str], ...]:
+    """Signature headers of the region's own key for an emitted event (none without one,
+    which every consumer refuses: a worker without its key cannot speak)."""
+    key = _region_key(settings.keyring_dir, settings.region) if settings else None
+    if key is None:
+        return ()
+    return tuple((k, v.decode()) for k, v in sign_headers(value, key))
 
 
 @dataclass
@@ -42,6 +78,8 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes
+    # Kafka headers as aiokafka gives them; the signature travels here.
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -77,7 +115,9 @@ class HandlerContext:
             event_id=event_id or derived_id(self.cause.id, payload.event_type, len(self.emitted)),
         )
         topic = physical(payload.topic, region=region or self.region, namespace=self.namespace)
-        self.emitted.append(OutboxMessage(topic, key.encode(), envelope.to_bytes()))
+        value = envelope.to_bytes()
+        self.emitted.append(OutboxMessage(topic, key.encode(), value,
+                                          outgoing_headers(value, self.settings)))
         return envelope
 
 
@@ -85,27 +125,72 @@ Handler = Callable[[HandlerContext, Envelope, Any], Awaitable[None]]
 
 
 class EventConsumer:
-    """Processes batches of records for one service in one transaction, a savepoint each."""
+    """Processes batches of records for one service in one transaction, a savepoint each.
+
+    With a `verifier` (every worker has one: shared.messaging.runtime), each record is
+    authenticated and authorised before it is parsed into a handler; without one (handler
+    tests feeding records directly) nothing is verified.
+    """
 
     def __init__(self, service: str, settings: PlatformSettings, db: Database,
-                 routes: dict[str, Handler], policy: Any = None) -> None:
+                 routes: dict[str, Handler], policy: Any = None,
+                 verifier: Verifier | None = None) -> None:
         self.service = service
         self.settings = settings
         self.db = db
         self.routes = routes
         self.policy = policy  # a shared.policy.BookCache: its current book goes to handlers
+        self.verifier = verifier
+        if verifier is not None and _region_key(settings.keyring_dir, settings.region) is None:
+            # Said loudly at start: every event this worker emits would be refused downstream.
+            log.error("no signing key for this region: emitted events will be refused",
+                      producer=region_producer(settings.region),
+                      keyring=str(settings.keyring_dir))
         self.dead_letter_topic = physical(DEAD_LETTER, region=settings.region,
                                           namespace=settings.namespace)
 
     def _dead_letter(self, msg: RawMessage, reason: str) -> OutboxMessage:
+        # A reason can quote a sender's field names: control characters (a NUL that the
+        # outbox's JSON column refuses) would make the letter itself unwritable and hold
+        # the partition; a hostile length would bloat every header.
+        reason = "".join(ch if ch.isprintable() else "?" for ch in reason[:2000])
         log.warning("dead-lettered", topic=msg.topic, offset=msg.offset,
                     reason=mask_text(reason))
+        # The signature headers stay with the bytes, so a replayed letter verifies as the
+        # original did (and an unsigned one is refused again); only well-formed ones.
+        signed = tuple((k, v.decode("ascii")) for k, v in msg.headers
+                       if k in (KEY_HEADER, SIGNATURE_HEADER) and _printable_ascii(v))
         return OutboxMessage(
             self.dead_letter_topic, msg.key, msg.value,
             (("dlq-reason", reason), ("dlq-service", self.service),
              ("dlq-topic", msg.topic), ("dlq-partition", str(msg.partition)),
-             ("dlq-offset", str(msg.offset))),
+             ("dlq-offset", str(msg.offset)), *signed),
         )
+
+    def _admit(self, msg: RawMessage) -> tuple[Envelope, Payload, str | None, str | None]:
+        """Verify, then parse: raises Refused or ContractError; a handler sees only what
+        an allowed producer signed. Also returns the signing key and the staff member named."""
+        refused: Refused | None = None
+        producer = ""
+        actor = None
+        if self.verifier is not None:
+            try:
+                producer = self.verifier.authenticate(msg.value, msg.headers)
+            except Refused as exc:
+                refused = exc
+        try:
+            envelope, payload = parse_event(msg.value)
+        except ContractError as exc:
+            if refused is not None:
+                # Both: the refusal leads; the contract reason helps the sender's operator.
+                raise Refused(refused.kind, f"{refused.detail}; {exc.reason}") from None
+            raise
+        if refused is not None:
+            raise refused
+        if self.verifier is not None:
+            actor = self.verifier.authorise(producer, envelope.type, envelope.regioncode,
+                                            envelope.data)
+        return envelope, payload, producer or None, actor
 
     async def process(self, batch: Sequence[RawMessage]) -> None:
         """Handle a batch; returns only once every record is committed or dead-lettered."""
@@ -113,17 +198,24 @@ class EventConsumer:
         received_at = clock.now()
         parsed: list[tuple[RawMessage, Envelope, Payload]] = []
         rejected: dict[int, str] = {}  # index in batch -> dead-letter reason
+        signers: dict[str, tuple[str | None, str | None]] = {}  # event id -> key, staff id
         for index, msg in enumerate(batch):
             try:
-                envelope, payload = parse_event(msg.value)
+                envelope, payload, signed_by, actor = self._admit(msg)
+            except Refused as exc:
+                rejected[index] = exc.reason
+                EVENTS_REFUSED.labels(self.service, msg.topic, exc.kind).inc()
+                log.warning("refused", topic=msg.topic, offset=msg.offset, reason=exc.kind,
+                            detail=mask_text(exc.detail))
             except ContractError as exc:
                 rejected[index] = exc.reason
             else:
                 parsed.append((msg, envelope, payload))
+                signers[envelope.id] = (signed_by, actor)
         delay = 0.1
         while True:
             try:
-                await self._process_once(batch, parsed, rejected, received_at)
+                await self._process_once(batch, parsed, rejected, received_at, signers)
                 break
             except _HandlerFailed as failed:
                 # A bug in one handler: the batch is redone without that event, which is
@@ -147,7 +239,10 @@ class EventConsumer:
 
     async def _process_once(self, batch: Sequence[RawMessage],
                             parsed: list[tuple[RawMessage, Envelope, Payload]],
-                            rejected: dict[int, str], received_at: datetime) -> None:
+                            rejected: dict[int, str], received_at: datetime,
+                            signers: dict[str, tuple[str | None, str | None]] | None = None
+                            ) -> None:
+        signers = signers or {}
         index_of = {id(msg): i for i, msg in enumerate(batch)}
         outgoing = [self._dead_letter(batch[i], reason) for i, reason in sorted(rejected.items())]
         processed: list[tuple[str, str]] = []
@@ -157,11 +252,15 @@ class EventConsumer:
             # fixed `medins deadletters replay` can have it handled.
             taken = [e for m, e, _ in parsed if index_of[id(m)] not in rejected]
             if taken:
+                # Who caused it, for the audit: the verified key and a decision's staff id.
                 rows = await conn.fetch(
-                    "INSERT INTO processed_messages (consumer, event_id, event_type)"
-                    " SELECT $1, * FROM unnest($2::text[], $3::text[])"
+                    "INSERT INTO processed_messages"
+                    " (consumer, event_id, event_type, signed_by, actor)"
+                    " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])"
                     " ON CONFLICT DO NOTHING RETURNING event_id",
                     self.service, [e.id for e in taken], [e.type for e in taken],
+                    [signers.get(e.id, (None, None))[0] for e in taken],
+                    [signers.get(e.id, (None, None))[1] for e in taken],
                 )
                 fresh = {r["event_id"] for r in rows}
             for msg, envelope, payload in parsed:
@@ -214,15 +313,27 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
         # Every series exists at zero from the start, so `increase()` sees the first one.
         EVENTS_DEAD_LETTERED.labels(consumer.service, name)
         EVENTS_FAILED.labels(consumer.service, name)
+        for kind in ("unauthenticated", "forbidden"):
+            EVENTS_REFUSED.labels(consumer.service, name, kind)
 
     async def consume(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(settings.batch_size,
                                                within=settings.batch_within_seconds):
             batch = [
                 RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                           e.message.key, e.message.value)
+                           e.message.key, e.message.value, _headers(e.message.headers))
                 for e in events
             ]
             await consumer.process(batch)
 
     app.agent(channel, name=f"{consumer.service}-consumer", concurrency=1)(consume)
+
+
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    """Faust passes aiokafka's header list, or a mapping; values may be None."""
+    items = raw.items() if isinstance(raw, dict) else (raw or ())
+    return tuple((str(k), bytes(v or b"")) for k, v in items)
+
+
+def _printable_ascii(value: bytes) -> bool:
+    return len(value) <= 512 and all(32 < b < 127 for b in value)

@@ -19,7 +19,7 @@ from aiokafka.errors import (
 )
 
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
-from shared.messaging.admin import bootstrap_servers
+from shared.messaging.admin import bootstrap_servers, kafka_client_options
 from shared.observability.logging import get_logger
 from shared.observability.metrics import (
     OUTBOX_OLDEST_SECONDS,
@@ -27,6 +27,7 @@ from shared.observability.metrics import (
     OUTBOX_PUBLISHED,
     OUTBOX_SET_ASIDE,
 )
+from shared.settings import PlatformSettings
 
 log = get_logger(__name__)
 
@@ -90,6 +91,8 @@ class OutboxRelay(mode.Service):
             bootstrap_servers=bootstrap_servers(self.broker_url),
             acks="all", linger_ms=5, max_batch_size=256 * 1024,
             enable_idempotence=self.idempotence,
+            # TLS and SASL as every other client of this process (MEDINS_KAFKA_*).
+            **kafka_client_options(PlatformSettings()),
         )
         await self._producer.start()
 

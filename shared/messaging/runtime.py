@@ -27,6 +27,8 @@ from shared.observability.logging import configure_logging, get_logger
 from shared.observability.masking import mask_value
 from shared.observability.sampled import GaugeSampler, SampledGauge
 from shared.settings import PlatformSettings
+from shared.trust import Verifier
+from shared.trust.access import status_allowed
 
 log = get_logger(__name__)
 
@@ -95,7 +97,8 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
         app.add_dependency(make(db, settings))
     if spec.gauges:
         app.add_dependency(GaugeSampler(db, spec.gauges, settings.gauge_sample_seconds))
-    consumer = EventConsumer(spec.name, settings, db, spec.routes, policy=spec.policy)
+    consumer = EventConsumer(spec.name, settings, db, spec.routes, policy=spec.policy,
+                             verifier=Verifier.from_folder(settings.trust_dir, settings.region))
     attach_consumer(app, consumer, [physical(t, region=settings.region,
                                              namespace=settings.namespace)
                                     for t in spec.consumes])
@@ -103,6 +106,8 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
 
     @app.page("/status/{ref}")
     async def status_view(web: View, request: Request, ref: str) -> Response:
+        if not status_allowed(settings, request.headers.get("Authorization")):
+            return web.json({"error": "unauthorised"}, status=401)
         async with db.pool.acquire() as conn:
             status = await spec.status_query(conn, ref)
         if status is None:

@@ -1,18 +1,27 @@
-"""A partner region built only from the published contract and aiokafka: no project code.
+"""A partner region built only from the published contract, aiokafka and `cryptography`.
 
 It shows what another implementation must do to take part in transfers: read its inbox
 `<ns>medins.<region>.transfer.partner`, take the CloudEvents addressed to it, and answer into
-the sender's inbox, keyed by the person's ID number.
+the sender's inbox, keyed by the person's ID number, signed with the region's Ed25519 key: the
+headers `ce_signingkey` (`region-<code>/<key id>`) and `ce_signature` (base64 of the
+signature over the exact value bytes). Its public key is enrolled with `medins keys create`
+or `medins keys add`; the answer's `regioncode` and its answering end (`to_region`) must be
+the region's own code.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 TRANSFER_OUT = "cn.medins.transfer.partner.transfer-out.v1"
 ACKNOWLEDGED = "cn.medins.transfer.partner.acknowledged.v1"
@@ -24,10 +33,28 @@ def inbox(namespace: str, region: str) -> str:
 
 
 class ForeignPartner:
-    def __init__(self, bootstrap: str, namespace: str, region: str) -> None:
+    def __init__(self, bootstrap: str, namespace: str, region: str,
+                 key_file: Path | None = None) -> None:
         self.bootstrap = bootstrap
         self.namespace = namespace
         self.region = region
+        # A PEM private key whose file is named `<key id>.key`; by default the newest of
+        # this region's keys in the test session's keyring (MEDINS_KEYRING_DIR).
+        self.key_file = key_file or self._session_key()
+
+    def _session_key(self) -> Path | None:
+        ring = os.environ.get("MEDINS_KEYRING_DIR")
+        found = sorted((Path(ring) / f"region-{self.region}").glob("*.key")) if ring else []
+        return found[-1] if found else None
+
+    def signature_headers(self, value: bytes) -> list[tuple[str, bytes]] | None:
+        if self.key_file is None:
+            return None
+        private = serialization.load_pem_private_key(self.key_file.read_bytes(), None)
+        assert isinstance(private, Ed25519PrivateKey)
+        name = f"region-{self.region}/{self.key_file.stem}"
+        return [("ce_signingkey", name.encode()),
+                ("ce_signature", base64.b64encode(private.sign(value)))]
 
     async def receive_transfer(self, transfer_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The CloudEvent of a transfer-out addressed to this region, by its transfer id."""
@@ -72,9 +99,10 @@ class ForeignPartner:
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await producer.start()
         try:
-            await producer.send_and_wait(inbox(self.namespace, data["from_region"]),
-                                         json.dumps(event).encode(),
-                                         key=data["person_id"].encode())
+            value = json.dumps(event).encode()
+            await producer.send_and_wait(inbox(self.namespace, data["from_region"]), value,
+                                         key=data["person_id"].encode(),
+                                         headers=self.signature_headers(value))
         finally:
             await producer.stop()
         return event_id

@@ -274,6 +274,12 @@ class FaultStack:
         requests = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=self.namespace)
         payments = physical(TAX_PAYMENTS, region=REGION, namespace=self.namespace)
         acked: list[Person] = []
+        # Each event signed by its rightful producer's key from this stack's keyring
+        # (shared.trust; `medins up`'s prepare made the keys): the workers refuse unsigned ones.
+        from shared.messaging.publisher import Signer
+
+        signer = Signer(Path(self.stack.env["MEDINS_KEYRING_DIR"]),
+                        Path(self.stack.env["MEDINS_TRUST_DIR"]))
         try:
             for p in batch:
                 app_id = f"APP-{p.person_id}"
@@ -294,8 +300,9 @@ class FaultStack:
                     env = new_envelope(payload.event_type, payload, source="/faults",
                                        region=REGION)
                     try:
-                        await producer.send_and_wait(topic, env.to_bytes(),
-                                                     key=p.person_id.encode())
+                        value = env.to_bytes()
+                        await producer.send_and_wait(topic, value, key=p.person_id.encode(),
+                                                     headers=signer.headers(env, value))
                     except Exception:
                         return acked
                 acked.append(p)

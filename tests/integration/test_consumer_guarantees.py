@@ -12,7 +12,7 @@ from shared.devstack import people
 from shared.messaging.publisher import publish
 from shared.status import collect_status
 from tests.conftest import REGION, TestStack
-from tests.helpers import data_of, envelope, header, poll, read_topic
+from tests.helpers import data_of, envelope, header, poll, read_topic, signed
 
 
 def application(person: str, app_id: str) -> EnrollmentApplicationSubmitted:
@@ -66,7 +66,7 @@ async def test_malformed_and_invalid_events_are_dead_lettered_and_the_next_is_pr
     await producer.start()
     try:
         for value in (garbage, json.dumps(invalid).encode(), valid.to_bytes()):
-            await producer.send_and_wait(topic, value, key=key)
+            await producer.send_and_wait(topic, value, key=key, headers=signed(value))
     finally:
         await producer.stop()
 
