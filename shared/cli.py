@@ -201,7 +201,8 @@ async def _notify_conn():  # type: ignore[no-untyped-def]
 
 
 @notify_cli.command("parked")
-def notify_parked() -> None:
+def notify_parked(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")]
+                  = False) -> None:
     """List messages that are parked or whose outcome is unknown (masked)."""
     from services.notify import repository as repo
     from shared.observability.masking import mask_text
@@ -216,6 +217,12 @@ def notify_parked() -> None:
             await conn.close()
 
     rows = asyncio.run(run())
+    if as_json:
+        from shared.messaging.runtime import masked_status
+
+        typer.echo(json.dumps(masked_status({"messages": rows})["messages"], default=str,
+                              ensure_ascii=False))
+        return
     for r in rows:
         console.print(f"#{r['id']} {r['status']:>7} {r['channel']:>5} → "
                       f"{mask_text(str(r['recipient']))} {r['template']} "

@@ -106,9 +106,12 @@ async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, pers
         await repo.save_person(ctx.conn, outcome.person)
     if outcome.application is not None:
         await repo.save_application(ctx.conn, outcome.application)
+        detail: dict[str, Any] = {"reasons": outcome.application.reasons}
+        if ctx.actor is not None:  # a staff decision: who decided, as the review desk signed
+            detail["decided_by"] = ctx.decided_by()
         await repo.record_history(ctx.conn, person_id, outcome.application.application_id,
-                                  f"application {outcome.application.state}",
-                                  {"reasons": outcome.application.reasons}, env.id, env.type)
+                                  f"application {outcome.application.state}", detail, env.id,
+                                  env.type)
     if outcome.status_change is not None:
         c = outcome.status_change
         await repo.record_history(ctx.conn, person_id, person_id, "status changed",
@@ -379,6 +382,15 @@ async def on_civil_servant_applied(ctx: HandlerContext, env: Envelope,
                              cmd.employer_code, "submitted", cmd.model_dump(mode="json"), [])
 
 
+async def _decision_recorded(ctx: HandlerContext, env: Envelope, subject: str, case_id: str,
+                             approved: bool, reasons: list[str]) -> None:
+    """A staff decision on a case goes into the history with who decided it."""
+    await repo.record_history(ctx.conn, subject, case_id,
+                              "case approved" if approved else "case rejected",
+                              {"reasons": reasons, "decided_by": ctx.decided_by()}, env.id,
+                              env.type)
+
+
 async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, subject: str,
                          person_id: str | None) -> tuple[dict[str, Any], list[str]] | None:
     """The case's submitted data and the reasons to record, or None if the review is refused
@@ -402,6 +414,7 @@ async def on_civil_servant_reviewed(ctx: HandlerContext, env: Envelope,
     approved = cmd.decision == "approve"
     await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
                          cmd.employer_code, "approved" if approved else "rejected", {}, reasons)
+    await _decision_recorded(ctx, env, cmd.employer_code, cmd.application_id, approved, reasons)
     if approved:
         await repo.set_civil_servant_benefit(ctx.conn, cmd.employer_code)
     ctx.emit(CivilServantBenefitDecided(application_id=cmd.application_id,
@@ -470,6 +483,7 @@ async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
             approved, reasons = False, [err.reason]
     await repo.save_case(ctx.conn, cmd.application_id, "death_cancellation", cmd.person_id,
                          "approved" if approved else "rejected", {}, reasons)
+    await _decision_recorded(ctx, env, cmd.person_id, cmd.application_id, approved, reasons)
     ctx.emit(DeathCancellationDecided(application_id=cmd.application_id,
                                       person_id=cmd.person_id, approved=approved,
                                       reasons=reasons, applicant_email=data["applicant_email"]),
@@ -698,6 +712,7 @@ async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
     approved = cmd.decision == "approve"
     await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
                          "approved" if approved else "rejected", {}, reasons)
+    await _decision_recorded(ctx, env, cmd.person_id, cmd.application_id, approved, reasons)
     if not approved:
         return _reject(ctx, cmd.application_id, cmd.person_id,
                        RuleViolation("chronic_rejected", "；".join(reasons)))

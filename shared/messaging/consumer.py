@@ -98,6 +98,14 @@ class HandlerContext:
     received_at: datetime = field(default_factory=clock.now)
     # The region's policy book (shared.policy.PolicyBook) for services that decide by it.
     policy: Any = None
+    # Who sent the event, as verified: the signing key (producer/key id) and, for a staff
+    # decision, the member of staff the review desk named.
+    signed_by: str | None = None
+    actor: str | None = None
+
+    def decided_by(self) -> dict[str, str | None]:
+        """What a history row records of who caused a decision."""
+        return {"key": self.signed_by, "staff": self.actor}
 
     def filed_on(self, claimed: datetime | None = None, name: str = "submitted_at") -> date:
         """The China date this request reached the platform; raises SenderClockError when
@@ -274,10 +282,12 @@ class EventConsumer:
                 handler = self.routes.get(envelope.type)
                 if handler is None:
                     continue  # a contract type this service has no interest in
+                signed_by, actor = signers.get(envelope.id, (None, None))
                 ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
                                      self.settings.namespace, settings=self.settings,
                                      received_at=received_at,
-                                     policy=self.policy.book if self.policy else None)
+                                     policy=self.policy.book if self.policy else None,
+                                     signed_by=signed_by, actor=actor)
                 try:
                     with bound_contextvars(event_id=envelope.id,
                                            correlation_id=envelope.correlationid):

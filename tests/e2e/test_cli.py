@@ -166,6 +166,12 @@ async def test_operator_lists_and_requeues_parked_messages(tmp_path: Path, stack
         assert listed.returncode == 0, listed.stderr
         assert f"#{delivery_id}" in listed.stdout and mobile not in listed.stdout
         assert f"{mobile[:3]}****{mobile[-4:]}" in listed.stdout
+        as_json = subprocess.run([sys.executable, "-m", "shared.cli", "notify", "parked",
+                                  "--json"], env=env, capture_output=True, text=True,
+                                 cwd=tmp_path)
+        rows = json.loads(as_json.stdout)
+        ours = next(r for r in rows if r["id"] == delivery_id)
+        assert ours["status"] == "parked" and mobile not in as_json.stdout
         retried = subprocess.run([sys.executable, "-m", "shared.cli", "notify", "retry",
                                   str(delivery_id)], env=env, capture_output=True, text=True,
                                  cwd=tmp_path)

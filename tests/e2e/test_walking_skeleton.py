@@ -65,6 +65,11 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
                      "coverage changed"]
     assert [(c["start_date"], c["end_date"]) for c in found["enrollment"]["coverage"]] == [
         (date(year, 1, 1), date(year, 12, 31))]
+    # Who approved: the member of staff the review desk named, under its verified key.
+    approved = next(h for h in found["enrollment"]["history"]
+                    if h["what"] == "application approved")
+    assert approved["detail"]["decided_by"]["staff"] == "s1"
+    assert approved["detail"]["decided_by"]["key"].startswith("review-desk/")
 
     # The other services learned the status from enrollment's events.
     found = await poll(status, lambda f: (f.get("transfer", {}).get("insured_status") or {})
