@@ -38,6 +38,7 @@ def test_every_alert_fires_in_a_test_and_has_a_runbook_section() -> None:
     for name in alert_names():
         assert name in fired, f"{name}: no test shows it firing"
         assert name in sections, f"{name}: no runbook section"
+        assert f"- [{name}](#{name.lower()})" in runbook, f"{name}: not in the contents"
     for rule in (r for g in rules["groups"] for r in g["rules"]):
         notes = rule["annotations"]
         assert notes.get("description") and notes.get("summary"), rule["alert"]
