@@ -65,3 +65,22 @@ def test_death_result_goes_to_the_applicant_by_email_only() -> None:
                                       data, None, "210200")
     assert [(m.channel, m.recipient) for m in messages] == [("email", "hr@employer.cn")]
     assert "已办结" in messages[0].body and "2102**********1238" in messages[0].body
+
+
+def test_places_and_diseases_are_named_never_coded() -> None:
+    catalogue = Catalogue.load(CATALOGUE)
+    contact = Contact(PID, "王伟", "13800138000", "w@example.cn")
+    filing = catalogue.messages_for("cn.medins.enrollment.remote-filing.accepted.v1", {
+        "filing_id": "F-1", "person_id": PID, "kind": "temporary", "source": "application",
+        "treatment_area": "110105", "start_date": "2026-11-24", "end_date": None,
+        "benefit_level": "temporary", "chronic_diseases": []}, contact, "210200")
+    assert all("北京市朝阳区" in m.body and "110105" not in m.body for m in filing)
+    chronic = catalogue.messages_for("cn.medins.enrollment.chronic-disease.recognised.v1", {
+        "reference": "CD-1", "person_id": PID, "disease": "organ_transplant_anti_rejection",
+        "institution_code": "H1", "effective_from": "2026-11-24", "without_application": True},
+        contact, "210200")
+    assert all("器官移植抗排异治疗" in m.body and "organ_" not in m.body for m in chronic)
+    transfer = catalogue.messages_for("cn.medins.transfer.request.received.v1", {
+        "transfer_id": "T-1", "person_id": PID, "from_region": "210200", "to_region": "440300",
+        "trigger": "application", "due_on": "2026-12-15"}, contact, "210200")
+    assert transfer and all("深圳市" in m.body and "440300" not in m.body for m in transfer)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.contracts import EVENT_TYPES
-from shared.identity import REGIONS
+from shared.identity import REGIONS, division_name
 from shared.observability.masking import mask_text
 
 CHANNELS = ("sms", "email")
@@ -21,8 +21,17 @@ INSURANCE_TYPE_NAMES = {
 DERIVED_VARIABLES = frozenset({
     "name", "person_id_masked", "insurance_type_name", "region_name", "reasons_text",
     "to_region_name", "amount_yuan", "filing_kind_name", "decision_text", "payable_yuan",
-    "materials_text", "working_text", "cost_yuan", "balance_yuan",
+    "materials_text", "working_text", "cost_yuan", "balance_yuan", "disease_name",
+    "treatment_area_name",
 })
+# People read diseases by their names, never the codes the contracts carry.
+DISEASE_NAMES = {
+    "hypertension": "高血压", "hypertension_grade3": "高血压（三级高危）", "diabetes": "糖尿病",
+    "diabetes_insulin": "糖尿病（注射胰岛素治疗）",
+    "malignant_tumour_outpatient": "恶性肿瘤门诊治疗",
+    "malignant_tumour_radiochemotherapy": "恶性肿瘤放化疗", "uraemia_dialysis": "尿毒症透析",
+    "organ_transplant_anti_rejection": "器官移植抗排异治疗", "leukaemia": "白血病",
+}
 FILING_KIND_NAMES = {"temporary": "临时外出就医", "long_term": "异地长期居住/工作",
                      "referral": "转外就医"}
 
@@ -153,9 +162,23 @@ def _yuan(fen: object) -> str:
     return f"{Decimal(fen) / 100:.2f}" if isinstance(fen, int) else ""
 
 
+def place_name(code: str) -> str:
+    """A GB/T 2260 place as a person says it: 深圳市, 北京市朝阳区 (a county with its city, or
+    its province where the city level is only 市辖区); the code itself if unknown."""
+    own = division_name(code)
+    if own is None:
+        return code
+    if code.endswith("00"):
+        return own
+    city = division_name(code[:4] + "00")
+    if city is None or city.endswith("辖区") or city.endswith("辖县"):
+        city = division_name(code[:2] + "0000")
+    return f"{city}{own}" if city else own
+
+
 def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> dict[str, Any]:
     region_info = REGIONS.get(region)
-    to_region = REGIONS.get(str(data.get("to_region", "")))
+    to_code = str(data.get("to_region", ""))
     amount = data.get("amount_fen")
     payable = data.get("payable_fen")
     return {
@@ -167,7 +190,9 @@ def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> di
         "decision_text": "已办结" if data.get("approved") else "未通过审核",
         "insurance_type_name": INSURANCE_TYPE_NAMES.get(str(data.get("insurance_type")), ""),
         "region_name": region_info.name if region_info else region,
-        "to_region_name": to_region.name if to_region else str(data.get("to_region", "")),
+        "to_region_name": place_name(to_code) if to_code else "",
+        "treatment_area_name": place_name(str(data.get("treatment_area") or "")),
+        "disease_name": DISEASE_NAMES.get(str(data.get("disease")), str(data.get("disease", ""))),
         "reasons_text": "；".join(data.get("reasons") or []),
         "amount_yuan": f"{Decimal(amount) / 100:.2f}" if isinstance(amount, int) else "",
         "payable_yuan": f"{Decimal(payable) / 100:.2f}" if isinstance(payable, int) else "",
