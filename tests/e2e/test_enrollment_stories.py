@@ -118,10 +118,11 @@ async def test_filing_then_stop_contributions_suspends_and_ends_the_filing(
     sms = await poll(lambda: _value(read_received(stack.sms_dir)),
                      lambda s: any(m["to"] == mobile and "暂停" in m["text"] for m in s)
                      and any(m["to"] == mobile and "已终止" in m["text"] for m in s)
-                     and any(m["to"] == mobile and "最早" not in m["text"]
-                             and "未能办理" in m["text"] for m in s))
+                     and any(m["to"] == mobile and "未能办理" in m["text"] for m in s))
     refused = next(m for m in sms if m["to"] == mobile and "未能办理" in m["text"])
-    assert "F-EARLY" in refused["text"] and "5 days" in refused["text"]
+    # The person reads the rule in Chinese, never the field names meant for staff.
+    assert "F-EARLY" in refused["text"] and "备案前5天" in refused["text"]
+    assert "start_date" not in refused["text"] and "days" not in refused["text"]
 
 
 async def test_employer_roster_reports_each_row_and_applies_the_good_ones(
@@ -224,7 +225,7 @@ async def test_hospital_events_file_emergencies_and_recognise_without_applicatio
     assert found["chronic_diseases"][0]["without_application"] is True
     # The late accident filing is refused with its deadline; the recognition is announced.
     await poll(lambda: _value(read_received(stack.sms_dir)),
-               lambda s: any(m["to"] == mobile and "must be filed within" in m["text"]
+               lambda s: any(m["to"] == mobile and "已超过意外伤害住院备案的时限" in m["text"]
                              for m in s)
                and any(m["to"] == mobile and "门诊慢特病" in m["text"] for m in s))
 

@@ -84,3 +84,42 @@ def test_places_and_diseases_are_named_never_coded() -> None:
         "transfer_id": "T-1", "person_id": PID, "from_region": "210200", "to_region": "440300",
         "trigger": "application", "due_on": "2026-12-15"}, contact, "210200")
     assert transfer and all("深圳市" in m.body and "440300" not in m.body for m in transfer)
+
+
+def _rule_codes() -> set[str]:
+    """Every rule code the services refuse a request with (scanned from the source)."""
+    import ast
+
+    codes = set()
+    for path in (Path(__file__).resolve().parents[2] / "services").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RuleViolation"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                codes.add(node.args[0].value)
+    return codes
+
+
+def test_every_rule_code_has_a_chinese_reason_or_is_for_staff_only() -> None:
+    from services.notify.domain.reasons import RULE_REASONS, STAFF_ONLY_RULES
+    from shared.clock import SenderClockError
+
+    codes = _rule_codes() | {SenderClockError.rule}
+    assert len(codes) > 30
+    missing = sorted(c for c in codes if c not in RULE_REASONS and c not in STAFF_ONLY_RULES)
+    assert missing == [], f"rule codes without a Chinese reason: {missing}"
+    assert all(not any("a" <= ch <= "z" for ch in text) for text in RULE_REASONS.values())
+
+
+def test_a_refusal_reads_chinese_and_a_staff_error_is_not_texted() -> None:
+    catalogue = Catalogue.load(CATALOGUE)
+    contact = Contact(PID, "王伟", "13800138000", None)
+    refused = catalogue.messages_for("cn.medins.enrollment.request.rejected.v1", {
+        "reference": "F-1", "person_id": PID, "rule": "backfill_too_early",
+        "reason": "start_date: a long-term filing may start at most 5 days before"}, contact,
+        "210200")
+    assert [m.body for m in refused] == [
+        "【医保服务】您提交的业务（编号F-1）未能办理：长期异地备案的开始日期最早只能追溯到备案前5天。"]
+    staff = catalogue.messages_for("cn.medins.enrollment.request.rejected.v1", {
+        "reference": "APP-1", "person_id": PID, "rule": "review_not_pending",
+        "reason": "application is approved, not awaiting review"}, contact, "210200")
+    assert staff == []

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from services.notify.domain.reasons import person_reason
 from shared.contracts import EVENT_TYPES
 from shared.identity import REGIONS, division_name
 from shared.observability.masking import mask_text
@@ -22,7 +23,7 @@ DERIVED_VARIABLES = frozenset({
     "name", "person_id_masked", "insurance_type_name", "region_name", "reasons_text",
     "to_region_name", "amount_yuan", "filing_kind_name", "decision_text", "payable_yuan",
     "materials_text", "working_text", "cost_yuan", "balance_yuan", "disease_name",
-    "treatment_area_name",
+    "treatment_area_name", "rule_reason",
 })
 # People read diseases by their names, never the codes the contracts carry.
 DISEASE_NAMES = {
@@ -139,6 +140,9 @@ class Catalogue:
         for t in self.templates:
             if not t.matches(event_type, data):
                 continue
+            if "{rule_reason}" in f"{t.sms}{t.email_body}" and person_reason(
+                    str(data.get("rule"))) is None:
+                continue  # a refusal for staff or the sending system, not the person's
             if t.email_to is not None:  # addressed by the event itself
                 variables = _variables(data, contact, region)
                 out.append(Message("email", str(data[t.email_to]), t.key,
@@ -192,6 +196,7 @@ def _variables(data: dict[str, Any], contact: Contact | None, region: str) -> di
         "region_name": region_info.name if region_info else region,
         "to_region_name": place_name(to_code) if to_code else "",
         "treatment_area_name": place_name(str(data.get("treatment_area") or "")),
+        "rule_reason": person_reason(str(data.get("rule"))) or "",
         "disease_name": DISEASE_NAMES.get(str(data.get("disease")), str(data.get("disease", ""))),
         "reasons_text": "；".join(data.get("reasons") or []),
         "amount_yuan": f"{Decimal(amount) / 100:.2f}" if isinstance(amount, int) else "",
