@@ -10,7 +10,7 @@ from services.enrollment.domain import benefits, coverage, filings, lifecycle, r
 from services.enrollment.domain import enrollment as rules
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.errors import RuleViolation
-from services.enrollment.domain.model import Application, InsuredStatus, Person
+from services.enrollment.domain.model import STATUS_NAMES, Application, InsuredStatus, Person
 from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope, parse_event
 from shared.contracts.channels import (
@@ -237,7 +237,7 @@ async def _change_side_effects(ctx: HandlerContext, env: Envelope, person_id: st
         filing.state = "ended"
         await repo.save_filing(ctx.conn, filing, "remote")
         ctx.emit(RemoteFilingEnded(filing_id=filing.filing_id, person_id=person_id,
-                                   reason=f"insured status changed to {change.to_status}"),
+                                   reason=f"参保状态变更为{STATUS_NAMES[change.to_status]}"),
                  key=person_id)
     if benefits.family_aid_ends(InsuredStatus(change.to_status)):
         # The account holder is no longer insured here: relatives may not spend from it.
@@ -245,7 +245,7 @@ async def _change_side_effects(ctx: HandlerContext, env: Envelope, person_id: st
         await repo.end_family_aid(ctx.conn, held)
         for auth_id in held:
             ctx.emit(FamilyAidEnded(authorisation_id=auth_id, person_id=person_id,
-                                    reason="the account holder is no longer insured here"),
+                                    reason="授权人已不在本地参保"),
                      key=person_id)
     return [f.filing_id for f in ended]
 
@@ -428,14 +428,14 @@ async def _terminate(ctx: HandlerContext, env: Envelope, person: Person, date_of
     await repo.save_person(ctx.conn, person)
     before = await repo.load_periods(ctx.conn, person.person_id)
     await _save_coverage(ctx, env, person.person_id, before,
-                         coverage.end_all(before, date_of_death), f"death ({source})")
+                         coverage.end_all(before, date_of_death), f"死亡（{source}）")
     ended_filings = await _change_side_effects(ctx, env, person.person_id, change)
     ended_aid = await repo.active_family_aid(ctx.conn, person.person_id)
     await repo.end_family_aid(ctx.conn, ended_aid)
     ended_bindings = await repo.end_recognitions(ctx.conn, person.person_id, date_of_death)
     for auth_id in ended_aid:
         ctx.emit(FamilyAidEnded(authorisation_id=auth_id, person_id=person.person_id,
-                                reason="the account holder or relative died"),
+                                reason="授权人或被授权亲属已身故"),
                  key=person.person_id)
     ctx.emit(PersonDeceased(person_id=person.person_id, date_of_death=date_of_death,
                             source=source, ended_filings=ended_filings,
@@ -447,7 +447,7 @@ async def on_death_recorded(ctx: HandlerContext, env: Envelope, cmd: DeathRecord
     person = await repo.load_person(ctx.conn, cmd.person_id)
     if person is None or person.status == InsuredStatus.TERMINATED:
         return  # no record here to end, or already ended: nothing to tell anyone
-    await _terminate(ctx, env, person, cmd.date_of_death, f"civil affairs {cmd.record_ref}")
+    await _terminate(ctx, env, person, cmd.date_of_death, f"民政部门死亡登记{cmd.record_ref}")
 
 
 async def on_death_cancellation_applied(ctx: HandlerContext, env: Envelope,
@@ -478,7 +478,7 @@ async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
         try:
             assert person is not None
             await _terminate(ctx, env, person, date.fromisoformat(data["date_of_death"]),
-                             f"death cancellation {cmd.application_id}")
+                             f"死亡注销申请{cmd.application_id}")
         except RuleViolation as err:
             approved, reasons = False, [err.reason]
     await repo.save_case(ctx.conn, cmd.application_id, "death_cancellation", cmd.person_id,
@@ -535,7 +535,7 @@ async def on_remote_filing_ended(ctx: HandlerContext, env: Envelope,
     filing.state = "ended"
     await repo.save_filing(ctx.conn, filing, "remote")
     ctx.emit(RemoteFilingEnded(filing_id=filing.filing_id, person_id=cmd.person_id,
-                               reason="changed by the person"), key=cmd.person_id)
+                               reason="本人申请终止"), key=cmd.person_id)
 
 
 async def on_emergency_admission(ctx: HandlerContext, env: Envelope,
@@ -776,7 +776,7 @@ async def on_family_aid_revoked(ctx: HandlerContext, env: Envelope,
             "no_authorisation", "authorisation_id: no active authorisation of this person"))
     await repo.end_family_aid(ctx.conn, [cmd.authorisation_id])
     ctx.emit(FamilyAidEnded(authorisation_id=cmd.authorisation_id, person_id=cmd.person_id,
-                            reason="revoked by the account holder"), key=cmd.person_id)
+                            reason="授权人已撤销授权"), key=cmd.person_id)
 
 
 async def on_transfer_completed(ctx: HandlerContext, env: Envelope,
@@ -797,7 +797,7 @@ async def on_transfer_completed(ctx: HandlerContext, env: Envelope,
     before = await repo.load_periods(ctx.conn, person.person_id)
     await _save_coverage(ctx, env, person.person_id, before,
                          coverage.end_all(before, event.completed_on),
-                         f"transferred to {event.to_region} (transfer {event.transfer_id})")
+                         f"医保关系已转往{event.to_region}（转移编号{event.transfer_id}）")
 
 
 async def on_coverage_end_requested(ctx: HandlerContext, env: Envelope,
@@ -811,8 +811,8 @@ async def on_coverage_end_requested(ctx: HandlerContext, env: Envelope,
     if person is None:
         return
     before = await repo.load_periods(ctx.conn, event.person_id)
-    cause = f"insured in {event.to_region} from {event.last_day + timedelta(days=1)}" \
-            f" (transfer {event.transfer_id})"
+    cause = (f"自{event.last_day + timedelta(days=1)}起在{event.to_region}参保"
+             f"（转移编号{event.transfer_id}）")
     await _save_coverage(ctx, env, event.person_id, before,
                          coverage.end_all(before, event.last_day), cause)
     change = lifecycle.end_coverage_here(person, event.last_day, _today(ctx), cause)

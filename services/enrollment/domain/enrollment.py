@@ -88,8 +88,8 @@ def review_application(cmd: EnrollmentReviewDecided, application: Application | 
             application_id=application.application_id, person_id=person.person_id,
             reasons=list(cmd.reasons))], application=application)
     application.state = ApplicationState.APPROVED
-    change = status_changed(person, InsuredStatus.PENDING, "application approved; awaiting "
-                            "contribution to the tax authority", cmd.decided_at.date())
+    change = status_changed(person, InsuredStatus.PENDING,
+                            "参保申请已审核通过，待向税务机关缴费", cmd.decided_at.date())
     return Outcome(
         events=[ApplicationApproved(application_id=application.application_id,
                                     person_id=person.person_id,
@@ -125,8 +125,7 @@ def confirm_payment(cmd: ContributionPaymentConfirmed, person: Person | None,
     if person.status != InsuredStatus.ACTIVE:
         if in_force is not None:
             change = status_changed(person, InsuredStatus.ACTIVE,
-                                    f"contribution {cmd.payment_ref} confirmed by the tax "
-                                    f"authority", in_force.start)
+                                    f"税务机关已确认缴费（{cmd.payment_ref}）", in_force.start)
             events.append(change)
         else:
             activate_on = coverage.next_start(periods, today)
@@ -145,7 +144,7 @@ def apply_scheduled_activation(person: Person, periods: list[Period],
     if period is None:
         return None
     return status_changed(person, InsuredStatus.ACTIVE,
-                          f"paid period from {period.start.isoformat()} began", on)
+                          f"已缴费的参保期自{period.start.isoformat()}起开始", on)
 
 
 def apply_lapse(person: Person, periods: list[Period], today: date,
@@ -158,7 +157,7 @@ def apply_lapse(person: Person, periods: list[Period], today: date,
     if ended is None:
         return None
     return status_changed(person, InsuredStatus.SUSPENDED,
-                          "no contribution for the period after the paid one", ended)
+                          "缴费期满后未续缴", ended)
 
 
 def _why_parked(cmd: ContributionPaymentConfirmed, person: Person | None,

@@ -40,7 +40,7 @@ def apply_scheduled_suspension(person: Person, on: date) -> InsuredStatusChanged
     if person.paid_until is not None and person.paid_until >= on:
         return None  # a later payment extended the period: the stop no longer applies
     return status_changed(person, InsuredStatus.SUSPENDED,
-                          "contributions stopped; paid period ended", on)
+                          "已申请停止缴费，缴费期已满", on)
 
 
 @dataclass
@@ -65,7 +65,7 @@ def apply_roster_row(row: RosterRow, person: Person | None, employer_code: str) 
         raise RuleViolation("not_active", f"row {row.row}: person is {person.status}")
     if row.action == "decrease":
         change = status_changed(person, InsuredStatus.SUSPENDED,
-                                f"staff decrease by employer {employer_code}", row.effective_on)
+                                f"参保单位（{employer_code}）办理减员", row.effective_on)
         person.employer_code = None
         return RowOutcome(person, [change], "suspended")
     if person.retired:
@@ -97,7 +97,7 @@ def _increase(row: RosterRow, person: Person | None, employer_code: str) -> RowO
     events: list[Payload] = []
     if person.status != InsuredStatus.ACTIVE:
         events.append(status_changed(person, InsuredStatus.ACTIVE,
-                                     f"staff increase by employer {employer_code}",
+                                     f"参保单位（{employer_code}）办理增员",
                                      row.effective_on))
     return RowOutcome(person, events, "enrolled")
 
@@ -108,7 +108,7 @@ def record_death(person: Person | None, date_of_death: date, source: str) -> Ins
         raise RuleViolation("not_insured", "person is not insured here")
     if person.status == InsuredStatus.TERMINATED:
         raise RuleViolation("already_cancelled", "insurance was already cancelled on death")
-    return status_changed(person, InsuredStatus.TERMINATED, f"death ({source})", date_of_death)
+    return status_changed(person, InsuredStatus.TERMINATED, f"死亡（{source}）", date_of_death)
 
 
 def record_transfer_out(person: Person | None, transfer_id: str, to_region: str,
@@ -122,7 +122,7 @@ def record_transfer_out(person: Person | None, transfer_id: str, to_region: str,
         raise RuleViolation("not_suspended", f"transfer {transfer_id} completed while the "
                             f"person is {person.status} here; only a suspended person moves")
     return status_changed(person, InsuredStatus.TRANSFERRED_OUT,
-                          f"transferred to {to_region} (transfer {transfer_id})", on)
+                          f"医保关系已转往{to_region}（转移编号{transfer_id}）", on)
 
 
 def end_coverage_here(person: Person, last_day: date, today: date,

@@ -17,6 +17,12 @@ class InsuredStatus(StrEnum):
     TRANSFERRED_OUT = "transferred_out"
 
 
+# How a person reads a status (texts never show the codes).
+STATUS_NAMES: dict[str, str] = {
+    "none": "未参保", "pending": "待缴费", "active": "正常", "suspended": "暂停",
+    "terminated": "终止", "transferred_out": "已转出",
+}
+
 ALLOWED_TRANSITIONS: dict[InsuredStatus, frozenset[InsuredStatus]] = {
     # Employer enrollment makes a person active at once: the employer contributes monthly.
     # A death is recorded whatever the status: every record of the person ends there.
