@@ -69,7 +69,9 @@ async def enroll(stack: TestStack, kind: str = "resident", paid_until: date | No
                                 reviewer="s1", decided_at=now),
         ContributionPaymentConfirmed(
             payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id=app_id,
-            insurance_type=kind, period_start=date(paid_until.year, 1, 1),  # type: ignore[arg-type]
+            # The period starts this year even when it runs into the next (paid in December).
+            insurance_type=kind,  # type: ignore[arg-type]
+            period_start=date(min(paid_until.year, china_today().year), 1, 1),
             period_end=paid_until, amount_fen=40_000, paid_at=now), region=region)
     await poll(lambda: enrollment(stack, person, region),
                lambda e: e.get("person", {}).get("status") == "active")
