@@ -65,9 +65,21 @@ from shared.settings import EnrollmentSettings
 from shared.workdays import due_date
 
 
-def _reject(ctx: HandlerContext, reference: str, person_id: str | None, err: RuleViolation) -> None:
+async def _reject(ctx: HandlerContext, reference: str, person_id: str | None,
+                  err: RuleViolation) -> None:
     ctx.emit(RequestRejected(reference=reference, person_id=person_id, rule=err.rule,
                              reason=err.reason), key=person_id or reference)
+    await _record_refusal(ctx, reference, person_id, err)
+
+
+async def _record_refusal(ctx: HandlerContext, reference: str, person_id: str | None,
+                          err: RuleViolation) -> None:
+    """A refused request stays in the person's history (the event alone leaves with the
+    outbox): their progress view lists it with its rule; one about no person has no place."""
+    if person_id is not None:
+        await repo.record_history(ctx.conn, person_id, reference, "request rejected",
+                                  {"rule": err.rule, "reason": err.reason}, ctx.cause.id,
+                                  ctx.cause.type)
 
 
 def _received_on(ctx: HandlerContext, claimed: datetime, name: str = "submitted_at") -> date:
@@ -124,14 +136,14 @@ async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, pers
 async def on_application_submitted(ctx: HandlerContext, env: Envelope,
                                    cmd: EnrollmentApplicationSubmitted) -> None:
     if await repo.load_application(ctx.conn, cmd.application_id) is not None:
-        return _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
+        return await _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
             "duplicate_application", f"application_id {cmd.application_id} was already used"))
     person = await repo.load_person(ctx.conn, cmd.person_id)
     latest = await repo.latest_application(ctx.conn, cmd.person_id)
     try:
         outcome = rules.submit_application(cmd, person, latest, ctx.region)
     except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.application_id, cmd.person_id, err)
     await _save(ctx, env, outcome, cmd.person_id)
 
 
@@ -142,7 +154,7 @@ async def on_review_decided(ctx: HandlerContext, env: Envelope,
     try:
         outcome = rules.review_application(cmd, application, person)
     except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.application_id, cmd.person_id, err)
     await _save(ctx, env, outcome, cmd.person_id)
     if outcome.application is not None and outcome.person is not None:
         await _apply_parked_payments(ctx, env, outcome.person, outcome.application)
@@ -257,7 +269,7 @@ async def on_stop_requested(ctx: HandlerContext, env: Envelope,
         today = _received_on(ctx, cmd.requested_at, "requested_at")
         suspended_from = lifecycle.stop_contributions(person, today)
     except RuleViolation as err:
-        return _reject(ctx, cmd.request_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.request_id, cmd.person_id, err)
     await repo.schedule_change(ctx.conn, cmd.person_id, InsuredStatus.SUSPENDED.value,
                                suspended_from, env.id, env.correlationid)
     await repo.record_history(ctx.conn, cmd.person_id, cmd.request_id, "stop requested",
@@ -322,7 +334,7 @@ async def _apply_lapses(ctx: HandlerContext, today: date, limit: int) -> int:
 async def on_employer_registered(ctx: HandlerContext, env: Envelope,
                                  cmd: EmployerRegistered) -> None:
     if cmd.region_code != ctx.region:
-        return _reject(ctx, cmd.employer_code, None, RuleViolation(
+        return await _reject(ctx, cmd.employer_code, None, RuleViolation(
             "wrong_region", f"region_code {cmd.region_code} is not this agency's region"))
     if await repo.save_employer(ctx.conn, cmd.employer_code, cmd.name, cmd.contact_email):
         ctx.emit(EmployerEnrolled(employer_code=cmd.employer_code, name=cmd.name),
@@ -331,7 +343,7 @@ async def on_employer_registered(ctx: HandlerContext, env: Envelope,
 
 async def on_roster(ctx: HandlerContext, env: Envelope, cmd: EmployerRosterSubmitted) -> None:
     if not await repo.employer_exists(ctx.conn, cmd.employer_code):
-        return _reject(ctx, cmd.roster_id, None, RuleViolation(
+        return await _reject(ctx, cmd.roster_id, None, RuleViolation(
             "unknown_employer", f"employer_code {cmd.employer_code} is not enrolled here"))
     accepted = 0
     for row in cmd.rows:
@@ -375,7 +387,7 @@ async def on_roster(ctx: HandlerContext, env: Envelope, cmd: EmployerRosterSubmi
 async def on_civil_servant_applied(ctx: HandlerContext, env: Envelope,
                                    cmd: CivilServantBenefitApplied) -> None:
     if not await repo.employer_exists(ctx.conn, cmd.employer_code):
-        return _reject(ctx, cmd.application_id, None, RuleViolation(
+        return await _reject(ctx, cmd.application_id, None, RuleViolation(
             "unknown_employer", f"employer_code {cmd.employer_code} is not enrolled here"))
     if await repo.load_case(ctx.conn, cmd.application_id) is None:
         await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
@@ -399,7 +411,7 @@ async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, sub
     try:
         reasons = review.decide(case, kind, subject, cmd.decision, cmd.reasons)
     except RuleViolation as err:
-        _reject(ctx, cmd.application_id, person_id, err)
+        await _reject(ctx, cmd.application_id, person_id, err)
         return None
     assert case is not None
     return json.loads(case["data"]), reasons
@@ -458,9 +470,11 @@ async def on_death_cancellation_applied(ctx: HandlerContext, env: Envelope,
     try:
         lifecycle.check_death_applicant(person, cmd.applicant, cmd.employer_code)
     except RuleViolation as err:
-        return ctx.emit(DeathCancellationDecided(
+        await _record_refusal(ctx, cmd.application_id, cmd.person_id, err)
+        ctx.emit(DeathCancellationDecided(
             application_id=cmd.application_id, person_id=cmd.person_id, approved=False,
             reasons=[err.reason], applicant_email=cmd.applicant_email), key=cmd.person_id)
+        return
     await repo.save_case(ctx.conn, cmd.application_id, "death_cancellation", cmd.person_id,
                          "submitted", cmd.model_dump(mode="json"), [])
 
@@ -521,7 +535,7 @@ async def on_remote_filing(ctx: HandlerContext, env: Envelope,
                                               _temporary_filing_days(ctx),
                                               _received_on(ctx, cmd.submitted_at))
     except RuleViolation as err:
-        return _reject(ctx, cmd.filing_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.filing_id, cmd.person_id, err)
     await _accept_filing(ctx, env, filing)
 
 
@@ -529,7 +543,7 @@ async def on_remote_filing_ended(ctx: HandlerContext, env: Envelope,
                                  cmd: RemoteTreatmentFilingEnded) -> None:
     open_ones = await repo.open_filings(ctx.conn, cmd.person_id, cmd.filing_id)
     if not open_ones:
-        return _reject(ctx, cmd.filing_id, cmd.person_id, RuleViolation(
+        return await _reject(ctx, cmd.filing_id, cmd.person_id, RuleViolation(
             "no_open_filing", f"filing_id {cmd.filing_id}: no open filing to change"))
     filing = open_ones[0]
     filing.state = "ended"
@@ -545,7 +559,7 @@ async def on_emergency_admission(ctx: HandlerContext, env: Envelope,
         # At a hospital of the person's own city nothing is remote: no filing, no message.
         filing = filings.emergency_filing(cmd, person, _temporary_filing_days(ctx), ctx.region)
     except RuleViolation as err:
-        return _reject(ctx, cmd.admission_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.admission_id, cmd.person_id, err)
     if filing is not None and not await repo.filing_exists(ctx.conn, filing.filing_id):
         await _accept_filing(ctx, env, filing)
 
@@ -561,7 +575,7 @@ async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInj
         deadline = filings.accept_accident_filing(cmd, person, applied.value, _count_due,
                                                   filed_on)
     except RuleViolation as err:
-        return _reject(ctx, cmd.filing_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.filing_id, cmd.person_id, err)
     except NoPolicyInForce as missing:
         return await _await_policy(ctx, env, cmd.filing_id, cmd.person_id, missing)
     accident = filings.Filing(cmd.filing_id, cmd.person_id, "inpatient", "application", "",
@@ -660,7 +674,7 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
             else None
         postponed = book.recognition_postponement(today) if change_rule is None else None
     except RuleViolation as err:
-        return _reject(ctx, cmd.application_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.application_id, cmd.person_id, err)
     except NoPolicyInForce as missing:
         return await _await_policy(ctx, env, cmd.application_id, cmd.person_id, missing)
     if change_rule is not None:
@@ -706,7 +720,7 @@ async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
     effective = _today(ctx)
     review_from = data.get("review_from")
     if review_from and effective < date.fromisoformat(review_from):
-        return _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
+        return await _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
             "recognition_postponed", f"decided_at: recognition of {data['disease']} is "
             f"postponed by measure {data['postponement']['measure']} until {review_from}"))
     approved = cmd.decision == "approve"
@@ -714,7 +728,7 @@ async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
                          "approved" if approved else "rejected", {}, reasons)
     await _decision_recorded(ctx, env, cmd.person_id, cmd.application_id, approved, reasons)
     if not approved:
-        return _reject(ctx, cmd.application_id, cmd.person_id,
+        return await _reject(ctx, cmd.application_id, cmd.person_id,
                        RuleViolation("chronic_rejected", "；".join(reasons)))
     await repo.save_recognition(ctx.conn, cmd.person_id, data["disease"],
                                 data["institution_code"], effective, False)
@@ -758,7 +772,7 @@ async def on_family_aid_authorised(ctx: HandlerContext, env: Envelope,
     try:
         benefits.check_family_aid(cmd, person, ctx.region)
     except RuleViolation as err:
-        return _reject(ctx, cmd.authorisation_id, cmd.person_id, err)
+        return await _reject(ctx, cmd.authorisation_id, cmd.person_id, err)
     await repo.save_family_aid(ctx.conn, cmd.authorisation_id, cmd.person_id, cmd.relative_id,
                                cmd.relationship, "active")
     await repo.record_history(ctx.conn, cmd.person_id, cmd.authorisation_id,
@@ -772,7 +786,7 @@ async def on_family_aid_authorised(ctx: HandlerContext, env: Envelope,
 async def on_family_aid_revoked(ctx: HandlerContext, env: Envelope,
                                 cmd: FamilyAidRevoked) -> None:
     if await repo.family_aid_holder(ctx.conn, cmd.authorisation_id) != cmd.person_id:
-        return _reject(ctx, cmd.authorisation_id, cmd.person_id, RuleViolation(
+        return await _reject(ctx, cmd.authorisation_id, cmd.person_id, RuleViolation(
             "no_authorisation", "authorisation_id: no active authorisation of this person"))
     await repo.end_family_aid(ctx.conn, [cmd.authorisation_id])
     ctx.emit(FamilyAidEnded(authorisation_id=cmd.authorisation_id, person_id=cmd.person_id,
@@ -789,7 +803,7 @@ async def on_transfer_completed(ctx: HandlerContext, env: Envelope,
         change = lifecycle.record_transfer_out(person, event.transfer_id, event.to_region,
                                                event.completed_on)
     except RuleViolation as err:
-        return _reject(ctx, event.transfer_id, event.person_id, err)
+        return await _reject(ctx, event.transfer_id, event.person_id, err)
     if change is None or person is None:
         return
     await repo.save_person(ctx.conn, person)

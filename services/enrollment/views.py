@@ -1,6 +1,50 @@
 """Read side of enrollment: a person's status, applications, payments and history."""
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import asyncpg
+
 from services.enrollment.repository import status_of
 
-__all__ = ["status_of"]
+__all__ = ["progress_of", "status_of"]
+
+
+async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Everything the person asked of enrollment or was decided for them, as rows for
+    shared.progress: applications, cases (their employer's civil-servant case included),
+    filings, family aid, stop requests, requests waiting for a policy, refusals."""
+    employer = await conn.fetchval("SELECT employer_code FROM persons WHERE person_id = $1",
+                                   person_id)
+    applications = await conn.fetch(
+        "SELECT application_id, insurance_type, state, reasons, created_at, updated_at"
+        " FROM applications WHERE person_id = $1", person_id)
+    # The case's data holds the applicant's submission (disease, certificate): only the
+    # fields a progress line needs leave the schema.
+    cases = await conn.fetch(
+        "SELECT case_id, kind, state, reasons, data->>'review_from' AS review_from,"
+        " created_at, updated_at FROM cases WHERE subject = $1"
+        " OR (kind = 'civil_servant_benefit' AND subject = $2)", person_id, employer)
+    filings = await conn.fetch(
+        "SELECT filing_id, category, kind, source, start_date, end_date, state,"
+        " detail->>'deadline' AS deadline, created_at, updated_at FROM filings"
+        " WHERE person_id = $1", person_id)
+    aid = await conn.fetch(
+        "SELECT authorisation_id, person_id = $1 AS granted, state, created_at, updated_at"
+        " FROM family_aid WHERE person_id = $1 OR relative_id = $1", person_id)
+    history = await conn.fetch(
+        "SELECT reference, what, detail, cause_type, recorded_at FROM history"
+        " WHERE person_id = $1 AND what IN ('request rejected', 'stop requested') ORDER BY id",
+        person_id)
+    waiting = await conn.fetch(
+        "SELECT reference, event_type, fact_date, received_at, waiting_since, resumed_at"
+        " FROM awaiting_policy WHERE person_id = $1", person_id)
+    return {
+        "applications": [dict(a) | {"reasons": json.loads(a["reasons"])} for a in applications],
+        "cases": [dict(c) | {"reasons": json.loads(c["reasons"])} for c in cases],
+        "filings": [dict(f) for f in filings],
+        "family_aid": [dict(a) for a in aid],
+        "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history],
+        "awaiting_policy": [dict(w) for w in waiting],
+    }

@@ -44,3 +44,12 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     if ignored and not rows:
         result["ignored_answers"] = ignored
     return result
+
+
+async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The person's transfers, either way, as rows for shared.progress (no balances)."""
+    rows = await conn.fetch(
+        "SELECT transfer_id, direction, from_region, to_region, stage, trigger, mode, reason,"
+        " started_on, due_on, completed_on, paused_since, created_at, updated_at"
+        " FROM transfers WHERE person_id = $1", person_id)
+    return {"transfers": [dict(r) for r in rows]}

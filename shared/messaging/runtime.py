@@ -23,6 +23,7 @@ from shared.messaging.admin import TopicPolicy, bootstrap_servers, ensure_topics
 from shared.messaging.app import create_app
 from shared.messaging.consumer import EventConsumer, Handler, attach_consumer
 from shared.messaging.outbox import OutboxRelay
+from shared.messaging.retention import pruner
 from shared.observability.logging import configure_logging, get_logger
 from shared.observability.masking import mask_value
 from shared.observability.sampled import GaugeSampler, SampledGauge
@@ -95,6 +96,10 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
             idempotence=settings.producer_idempotence))
     for make in spec.extras:
         app.add_dependency(make(db, settings))
+    # Every worker prunes its own schema's old processed ids and set-aside rows.
+    retention = pruner(db, settings, spec.name)
+    if retention is not None:
+        app.add_dependency(retention)
     if spec.gauges:
         app.add_dependency(GaugeSampler(db, spec.gauges, settings.gauge_sample_seconds))
     consumer = EventConsumer(spec.name, settings, db, spec.routes, policy=spec.policy,
@@ -113,6 +118,22 @@ def build_app(spec: ServiceSpec, settings: PlatformSettings) -> faust.App:
         if status is None:
             return web.json({"error": "not found"}, status=404)
         return web.json(masked_status(status))
+
+    @app.page("/progress/{person_id}")
+    async def progress_view(web: View, request: Request, person_id: str) -> Response:
+        """我的申办业务 across every service; `?view=staff` adds the codes. Same access rule
+        as /status: loopback, or the token."""
+        if not status_allowed(settings, request.headers.get("Authorization")):
+            return web.json({"error": "unauthorised"}, status=401)
+        # The composition root's view spans every service, so it is imported here, not at
+        # the top: the runtime itself knows no service.
+        from shared.progress import person_view, progress_of, staff_view
+
+        items = await progress_of(settings, person_id)
+        if not items:
+            return web.json({"error": "not found"}, status=404)
+        staff = request.query.get("view") == "staff"
+        return web.json((staff_view if staff else person_view)(person_id, items))
 
     @app.page("/health")
     async def health_view(web: View, request: Request) -> Response:
