@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("enrollment", "transfer", "reimbursement", "notify")
@@ -78,6 +78,27 @@ class PlatformSettings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    # Retention in the database (shared/messaging/retention.py: a pruning job in every worker
+    # and `medins prune`). Processed-message ids are the duplicate check, so they must outlive
+    # every way an event can come again: a topic re-read (MEDINS_TOPIC_RETENTION_HOURS) and a
+    # dead letter replayed (MEDINS_DEADLETTER_RETENTION_DAYS); they also record who signed what,
+    # kept at least the six months the Cybersecurity Law (art. 21) asks of logs. Set-aside
+    # outbox rows (events and dead letters the relay could not publish) live as long as dead
+    # letters on the topic. Relayed outbox rows are deleted by the relay on acknowledgement.
+    retention_processed_days: float = 180
+    retention_set_aside_days: float = 90
+    retention_batch_size: int = 5000
+    retention_interval_seconds: float = 3600  # 0 turns the job off in the worker
+
+    @model_validator(mode="after")
+    def _processed_ids_outlive_replays(self) -> PlatformSettings:
+        window = max(self.topic_retention_hours / 24, self.deadletter_retention_days)
+        if self.retention_processed_days <= window:
+            raise ValueError(
+                f"MEDINS_RETENTION_PROCESSED_DAYS ({self.retention_processed_days:g}) must be "
+                f"longer than any replay window ({window:g} days: topic and dead-letter "
+                "retention), or a replayed event would be applied twice")
+        return self
 
     @field_validator("region")
     @classmethod
