@@ -62,8 +62,8 @@ _CIVIL_SERVANT = _CASE | {
 _FILING = {
     "active": ("已备案，有效", "无需操作，就医时直接结算；有效期至{due}", False),
     "active_open": ("已备案，有效", "无需操作，就医时直接结算", False),
-    "accepted": ("已受理", "无需操作，请在{due}前完成相关手续", False),
-    "accepted_open": ("已受理", "无需操作", False),
+    # An accident filing is accepted only within its deadline: nothing is left to do.
+    "accepted": ("已备案", "无需操作，办结；住院费用按规定结算", True),
     "ended": ("已终止", DONE, True),
 }
 _FAMILY_AID = {
@@ -259,11 +259,8 @@ def _enrollment_items(rows: dict[str, list[dict[str, Any]]], today: date) -> lis
                           variant="postponed" if postponed else ""))
     for f in rows.get("filings", []):
         if f["category"] == "accident":
-            due = _day(f.get("deadline"))
-            open_ended = f["state"] == "accepted" and due is None
             items.append(Item("accident_filing", f["filing_id"], f["state"], "enrollment",
-                              _day(f["created_at"]), _day(f["updated_at"]), due,
-                              variant="accepted_open" if open_ended else ""))
+                              _day(f["created_at"]), _day(f["updated_at"])))
             continue
         end = _day(f.get("end_date"))
         kind_name = FILING_KIND_NAMES.get(f["kind"], "")
@@ -456,7 +453,7 @@ def render_text(view: dict[str, Any]) -> str:
     if not items:
         lines.append("未找到办理记录")
     for n, i in enumerate(items, 1):
-        kind = f"{i['kind']}（{i['detail']}）" if i["detail"] else i["kind"]
+        kind = f"{i['kind']}：{i['detail']}" if i["detail"] else i["kind"]
         stage = i["stage"]
         if "kind_code" in i:
             kind += f" [{i['kind_code']}/{i['service']}]"

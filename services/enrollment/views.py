@@ -27,8 +27,8 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
         " created_at, updated_at FROM cases WHERE subject = $1"
         " OR (kind = 'civil_servant_benefit' AND subject = $2)", person_id, employer)
     filings = await conn.fetch(
-        "SELECT filing_id, category, kind, source, start_date, end_date, state,"
-        " detail->>'deadline' AS deadline, created_at, updated_at FROM filings"
+        "SELECT filing_id, category, kind, source, start_date, end_date, state, created_at,"
+        " updated_at FROM filings"
         " WHERE person_id = $1", person_id)
     aid = await conn.fetch(
         "SELECT authorisation_id, person_id = $1 AS granted, state, created_at, updated_at"

@@ -42,15 +42,14 @@ def _found() -> dict[str, dict[str, list[dict[str, object]]]]:
             "filings": [
                 {"filing_id": "F-1", "category": "remote", "kind": "temporary",
                  "source": "application", "start_date": date(2026, 12, 1),
-                 "end_date": date(2027, 5, 29), "state": "active", "deadline": None,
-                 "created_at": AT, "updated_at": AT},
+                 "end_date": date(2027, 5, 29), "state": "active", "created_at": AT, "updated_at": AT},
                 {"filing_id": "EMG-9", "category": "remote", "kind": "temporary",
                  "source": "emergency_admission", "start_date": date(2026, 11, 1),
-                 "end_date": None, "state": "ended", "deadline": None, "created_at": AT,
+                 "end_date": None, "state": "ended", "created_at": AT,
                  "updated_at": LATER},
                 {"filing_id": "ACC-1", "category": "accident", "kind": "inpatient",
                  "source": "application", "start_date": date(2026, 12, 1), "end_date": None,
-                 "state": "accepted", "deadline": "2026-12-04", "created_at": AT,
+                 "state": "accepted", "created_at": AT,
                  "updated_at": AT}],
             "family_aid": [{"authorisation_id": "FA-1", "granted": True, "state": "active",
                             "created_at": AT, "updated_at": AT}],
@@ -123,7 +122,7 @@ def test_every_kind_of_row_becomes_an_item_with_a_chinese_stage_and_next_step() 
     assert items["F-1"]["kind"] == "异地就医备案" and items["F-1"]["detail"] == "临时外出就医"
     assert items["F-1"]["due"] == "2027-05-29" and "2027年5月29日" in items["F-1"]["next_step"]
     assert items["EMG-9"]["detail"] == "急诊入院" and items["EMG-9"]["stage"] == "已终止"
-    assert items["ACC-1"]["kind"] == "意外伤害住院备案" and items["ACC-1"]["due"] == "2026-12-04"
+    assert items["ACC-1"]["kind"] == "意外伤害住院备案" and items["ACC-1"]["stage"] == "已备案"
     assert items["FA-1"]["kind"] == "家庭共济授权"
     assert items["CH-9"]["stage"] == "等待政策发布"
     assert items["STOP-1"]["kind"] == "停保申请" and "2027年1月1日" in items["STOP-1"]["next_step"]
