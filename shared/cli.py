@@ -158,6 +158,28 @@ def status(ref: Annotated[str, typer.Argument(
 
 
 @cli.command()
+def progress(person_id: Annotated[str, typer.Argument(help="resident ID (居民身份证号)")],
+             staff: Annotated[bool, typer.Option("--staff", help="add codes for staff")] = False,
+             region: Annotated[str, typer.Option(help="region to ask (default MEDINS_REGION)")]
+             = "",
+             as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")]
+             = False) -> None:
+    """我的申办业务: every application, case, filing, claim, transfer and refused request."""
+    from shared.progress import person_view, progress_of, render_text, staff_view
+
+    _stack_env()
+    settings = PlatformSettings(**({"region": region} if region else {}))
+    items = asyncio.run(progress_of(settings, person_id))
+    view = (staff_view if staff else person_view)(person_id, items)
+    if as_json:
+        typer.echo(json.dumps(view, ensure_ascii=False, indent=2))
+    else:
+        typer.echo(render_text(view))
+    if not items:
+        raise typer.Exit(1)
+
+
+@cli.command()
 def demo(region: Annotated[str, typer.Option()] = "",
          proactive: Annotated[int, typer.Option(help="records in the outage batch")] = 1000
          ) -> None:
