@@ -12,6 +12,7 @@ from services.notify.domain.catalogue import FILING_KIND_NAMES, INSURANCE_TYPE_N
 from services.notify.domain.reasons import FALLBACK, STAFF_ONLY_RULES, person_reason
 from shared.clock import china_date, china_today
 from shared.observability.masking import mask_text, mask_value
+from shared.settings import PlatformSettings
 
 # This module reads every service's rows, so like shared.status it belongs to the
 # composition root: services never import it.
@@ -421,7 +422,7 @@ def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
 
 # --- collection (I/O) -------------------------------------------------------------------------
 
-async def collect_progress(settings: Any, person_id: str
+async def collect_progress(settings: PlatformSettings, person_id: str
                            ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Each service's rows about the person, from its own schema through its views module
     (`progress_of`); a service this region does not run is left out."""
@@ -442,7 +443,8 @@ async def collect_progress(settings: Any, person_id: str
     return found
 
 
-async def progress_of(settings: Any, person_id: str, today: date | None = None) -> list[Item]:
+async def progress_of(settings: PlatformSettings, person_id: str,
+                      today: date | None = None) -> list[Item]:
     return build_items(await collect_progress(settings, person_id), today)
 
 
