@@ -290,6 +290,9 @@ def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
 
 
 from shared.ops_cli import deadletters_cli, outbox_cli  # noqa: E402 - after the core commands
+from shared.ops_cli import prune as _prune  # noqa: E402
+
+cli.command("prune")(_prune)
 
 cli.add_typer(deadletters_cli, name="deadletters")
 cli.add_typer(outbox_cli, name="outbox")

@@ -43,9 +43,11 @@ class DeadLetter:
         return f"{self.partition}:{self.offset}"
 
     def summary(self) -> dict[str, Any]:
-        from shared.observability.masking import mask_text
+        from shared.observability.masking import mask_text, names_in_bytes
 
-        shown = asdict(self) | {"ref": self.ref, "reason": mask_text(self.reason),
+        # A reason may quote the letter's own names (a relative's, an agent's): masked too.
+        names = names_in_bytes(self.value)
+        shown = asdict(self) | {"ref": self.ref, "reason": mask_text(self.reason, names),
                                 "key": mask_text(self.key or "")}
         shown.pop("value")
         shown.pop("signature")
@@ -123,10 +125,11 @@ def deadletters_list(region: Annotated[str, typer.Option()] = "", as_json: JsonO
 def deadletters_show(ref: str, region: Annotated[str, typer.Option()] = "",
                      as_json: JsonOption = False) -> None:
     """One dead letter with its body (personal data masked)."""
-    from shared.observability.masking import mask_text
+    from shared.observability.masking import mask_text, names_in_bytes
 
     [letter] = _pick(asyncio.run(read_dead_letters(_settings(region))), [ref])
-    body = mask_text(letter.value.decode(errors="replace"))
+    # The body's name fields are found by key (even in a truncated body) and masked.
+    body = mask_text(letter.value.decode(errors="replace"), names_in_bytes(letter.value))
     if as_json:
         typer.echo(json.dumps(letter.summary() | {"body": body}, ensure_ascii=False))
         return
@@ -139,7 +142,8 @@ def deadletters_show(ref: str, region: Annotated[str, typer.Option()] = "",
 def deadletters_replay(refs: Annotated[list[str], typer.Argument(help="partition:offset")],
                        region: Annotated[str, typer.Option()] = "") -> None:
     """Send the original bytes again to the original topic, after the cause was fixed. Safe to
-    repeat: consumers skip an event id they already processed."""
+    repeat: consumers skip an event id they already processed (ids are kept
+    MEDINS_RETENTION_PROCESSED_DAYS, longer than any dead letter is)."""
     from aiokafka import AIOKafkaProducer
 
     from shared.messaging.admin import bootstrap_servers, kafka_client_options
@@ -221,3 +225,33 @@ def outbox_retry(service: Annotated[str, typer.Argument(help="|".join(SERVICES))
             await conn.close()
 
     console.print(f"{asyncio.run(run())} row(s) back in the {service} outbox")
+
+
+def prune(dry_run: Annotated[bool, typer.Option(
+              "--dry-run", help="count what would be deleted, delete nothing")] = False,
+          regions: Annotated[str, typer.Option(help="comma-separated region codes "
+                                                    "(default MEDINS_REGION)")] = "",
+          as_json: JsonOption = False) -> None:
+    """Delete processed-message ids and set-aside outbox rows older than their retention
+    (MEDINS_RETENTION_*_DAYS), as every worker does each MEDINS_RETENTION_INTERVAL_SECONDS."""
+    from shared.cli import _stack_env
+    from shared.messaging.retention import prune_schemas
+    from shared.observability.logging import configure_logging
+
+    _stack_env()
+    settings = PlatformSettings()
+    # What the job logs (each set-aside row it deletes) goes to stderr, masked; stdout stays
+    # the command's answer.
+    configure_logging(settings.log_format, settings.log_level)
+    chosen = [r.strip() for r in (regions or settings.region).split(",") if r.strip()]
+    results = asyncio.run(prune_schemas(settings, list(SERVICES), chosen, dry_run=dry_run))
+    if as_json:
+        typer.echo(json.dumps({"dry_run": dry_run, "schemas": results}))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for where, counts in results.items():
+        shown = ", ".join(f"{n} {table}" for table, n in counts.items())
+        console.print(f"{where}: {verb} {shown}", highlight=False)
+    console.print(f"retention: processed ids {settings.retention_processed_days:g} days, "
+                  f"set-aside rows {settings.retention_set_aside_days:g} days"
+                  + (" (dry run: nothing deleted)" if dry_run else ""), highlight=False)

@@ -22,7 +22,7 @@ from shared.contracts.topics import DEAD_LETTER, physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
 from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
-from shared.observability.masking import mask_text
+from shared.observability.masking import mask_text, masking_names, names_in, names_in_bytes
 from shared.observability.metrics import (
     BATCH_SECONDS,
     BATCH_SIZE,
@@ -162,8 +162,9 @@ class EventConsumer:
         # outbox's JSON column refuses) would make the letter itself unwritable and hold
         # the partition; a hostile length would bloat every header.
         reason = "".join(ch if ch.isprintable() else "?" for ch in reason[:2000])
+        # The names the message carries are masked where the reason quotes them.
         log.warning("dead-lettered", topic=msg.topic, offset=msg.offset,
-                    reason=mask_text(reason))
+                    reason=mask_text(reason, names_in_bytes(msg.value)))
         # The signature headers stay with the bytes, so a replayed letter verifies as the
         # original did (and an unsigned one is refused again); only well-formed ones.
         signed = tuple((k, v.decode("ascii")) for k, v in msg.headers
@@ -214,7 +215,7 @@ class EventConsumer:
                 rejected[index] = exc.reason
                 EVENTS_REFUSED.labels(self.service, msg.topic, exc.kind).inc()
                 log.warning("refused", topic=msg.topic, offset=msg.offset, reason=exc.kind,
-                            detail=mask_text(exc.detail))
+                            detail=mask_text(exc.detail, names_in_bytes(msg.value)))
             except ContractError as exc:
                 rejected[index] = exc.reason
             else:
@@ -228,7 +229,8 @@ class EventConsumer:
             except _HandlerFailed as failed:
                 # A bug in one handler: the batch is redone without that event, which is
                 # dead-lettered. No savepoint per event on the common path keeps batches fast.
-                log.error("handler failed", error=mask_text(failed.reason))
+                log.error("handler failed", error=mask_text(
+                    failed.reason, names_in_bytes(batch[failed.index].value)))
                 rejected[failed.index] = failed.reason
             except Exception as exc:
                 # Never ack what is not committed: wait and retry the whole batch. What
@@ -289,8 +291,10 @@ class EventConsumer:
                                      policy=self.policy.book if self.policy else None,
                                      signed_by=signed_by, actor=actor)
                 try:
+                    # The event's own names are masked in whatever its handler logs.
                     with bound_contextvars(event_id=envelope.id,
-                                           correlation_id=envelope.correlationid):
+                                           correlation_id=envelope.correlationid), \
+                            masking_names(names_in(envelope.data)):
                         await handler(ctx, envelope, payload)
                 except TRANSIENT_DB_ERRORS:
                     raise

@@ -7,12 +7,14 @@ from typing import Any
 
 import structlog
 
-from shared.observability.masking import mask_text, mask_value
+from shared.observability.masking import mask_text, mask_value, names_in
 
 
 def mask_personal_data(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """structlog processor: masks IDs, mobiles, emails and names in every key and value."""
-    return {key: mask_value(value, key) for key, value in event_dict.items()}
+    """structlog processor: masks IDs, mobiles, emails and names in every key and value; a
+    name given in one field (name=, relative_name=) is masked in the line's other texts too."""
+    names = tuple(names_in(event_dict))
+    return {key: mask_value(value, key, names) for key, value in event_dict.items()}
 
 
 class _MaskingFormatter(logging.Formatter):
