@@ -287,33 +287,29 @@ def _enrollment_items(rows: dict[str, list[dict[str, Any]]], today: date) -> lis
                               "scheduled" if since and since > today else "accepted",
                               "enrollment", _day(h["recorded_at"]), _day(h["recorded_at"]),
                               since))
-    refused = _refusals(rows.get("history", []), items)  # notes refusals on `items` too
+    refused = _refusals(rows.get("refused", []), items)  # notes refusals on `items` too
     return items + refused
 
 
-def _refusals(history: list[dict[str, Any]], items: list[Item]) -> list[Item]:
+def _refusals(refused: list[dict[str, Any]], items: list[Item]) -> list[Item]:
     """A refusal about something already listed (a second decision, a postponed review) is
     noted on it; one whose request never became anything is an item of its own."""
     by_ref = {i.reference: n for n, i in enumerate(items)}
-    refused: dict[str, Item] = {}
-    for h in history:
-        if h["what"] != "request rejected":
-            continue
-        rule = str(h["detail"].get("rule", ""))
-        ref = h["reference"]
+    alone: dict[str, Item] = {}
+    for r in refused:
+        ref, rule = r["reference"], r["rule"]
         if ref in by_ref:
             n = by_ref[ref]
             items[n] = _with_refusal(items[n], rule)
             continue
-        key = _request_key(h.get("cause_type") or "")
+        key = _request_key(r["request_type"])
         staff = rule in STAFF_ONLY_RULES
-        refused[ref] = Item(
-            "refused_request", ref, "refused", "enrollment",
-            _day(h["recorded_at"]), _day(h["recorded_at"]),
-            detail=REQUEST_NAMES.get(key, "业务申请") if key else "业务申请",
-            reasons=(str(h["detail"].get("reason", "")),), rule=rule, staff_only=staff,
+        alone[ref] = Item(
+            "refused_request", ref, "refused", "enrollment", _day(r["refused_at"]),
+            _day(r["refused_at"]), detail=REQUEST_NAMES[key] if key else "业务申请",
+            reasons=(r["reason"],), rule=rule, staff_only=staff,
             variant="refused_staff" if staff else "")
-    return list(refused.values())
+    return list(alone.values())
 
 
 def _with_refusal(item: Item, rule: str) -> Item:

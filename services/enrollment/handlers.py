@@ -74,12 +74,11 @@ async def _reject(ctx: HandlerContext, reference: str, person_id: str | None,
 
 async def _record_refusal(ctx: HandlerContext, reference: str, person_id: str | None,
                           err: RuleViolation) -> None:
-    """A refused request stays in the person's history (the event alone leaves with the
-    outbox): their progress view lists it with its rule; one about no person has no place."""
+    """A refused request is kept per person (the event alone leaves with the outbox): their
+    progress view lists it with its rule; one about no person has no place there."""
     if person_id is not None:
-        await repo.record_history(ctx.conn, person_id, reference, "request rejected",
-                                  {"rule": err.rule, "reason": err.reason}, ctx.cause.id,
-                                  ctx.cause.type)
+        await repo.record_refusal(ctx.conn, person_id, reference, ctx.cause.type, err.rule,
+                                  err.reason, ctx.cause.id)
 
 
 def _received_on(ctx: HandlerContext, claimed: datetime, name: str = "submitted_at") -> date:

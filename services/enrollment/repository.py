@@ -311,6 +311,14 @@ async def mark_resumed(conn: asyncpg.Connection, event_id: str) -> None:
                        event_id)
 
 
+async def record_refusal(conn: asyncpg.Connection, person_id: str, reference: str,
+                         request_type: str, rule: str, reason: str, cause_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO refused_requests (person_id, reference, request_type, rule, reason,"
+        " cause_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        person_id, reference, request_type, rule, reason, cause_id)
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     """A person's (or an application's person's) status, applications, payments and history."""
     person_id = ref

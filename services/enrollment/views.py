@@ -35,8 +35,10 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
         " FROM family_aid WHERE person_id = $1 OR relative_id = $1", person_id)
     history = await conn.fetch(
         "SELECT reference, what, detail, cause_type, recorded_at FROM history"
-        " WHERE person_id = $1 AND what IN ('request rejected', 'stop requested') ORDER BY id",
-        person_id)
+        " WHERE person_id = $1 AND what = 'stop requested' ORDER BY id", person_id)
+    refused = await conn.fetch(
+        "SELECT reference, request_type, rule, reason, refused_at FROM refused_requests"
+        " WHERE person_id = $1 ORDER BY id", person_id)
     waiting = await conn.fetch(
         "SELECT reference, event_type, fact_date, received_at, waiting_since, resumed_at"
         " FROM awaiting_policy WHERE person_id = $1", person_id)
@@ -47,4 +49,5 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
         "family_aid": [dict(a) for a in aid],
         "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history],
         "awaiting_policy": [dict(w) for w in waiting],
+        "refused": [dict(r) for r in refused],
     }

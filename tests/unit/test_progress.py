@@ -61,19 +61,18 @@ def _found() -> dict[str, dict[str, list[dict[str, object]]]]:
                 {"reference": "STOP-1", "what": "stop requested",
                  "detail": {"suspended_from": "2027-01-01"}, "cause_type": "x",
                  "recorded_at": AT},
-                {"reference": "F-EARLY", "what": "request rejected",
-                 "detail": {"rule": "backfill_too_early",
-                            "reason": "start_date: a long-term filing may start at most 5 "
-                                      "days before the filing day"},
-                 "cause_type": "cn.medins.channels.remote-filing.applied.v1",
-                 "recorded_at": LATER},
-                {"reference": "APP-1", "what": "request rejected",
-                 "detail": {"rule": "duplicate_application", "reason": "already used"},
-                 "cause_type": "cn.medins.channels.enrollment.submitted.v1",
-                 "recorded_at": LATER},
-                {"reference": "R-7", "what": "request rejected",
-                 "detail": {"rule": "invalid_row", "reason": "row 3: bad id"},
-                 "cause_type": "cn.medins.employer.roster.submitted.v1", "recorded_at": AT}],
+            ],
+            "refused": [
+                {"reference": "F-EARLY", "rule": "backfill_too_early",
+                 "reason": "start_date: a long-term filing may start at most 5 days before "
+                           "the filing day",
+                 "request_type": "cn.medins.channels.remote-filing.applied.v1",
+                 "refused_at": LATER},
+                {"reference": "APP-1", "rule": "duplicate_application", "reason": "already used",
+                 "request_type": "cn.medins.channels.enrollment.submitted.v1",
+                 "refused_at": LATER},
+                {"reference": "R-7", "rule": "invalid_row", "reason": "row 3: bad id",
+                 "request_type": "cn.medins.employer.roster.submitted.v1", "refused_at": AT}],
         },
         "reimbursement": {
             "claims": [
