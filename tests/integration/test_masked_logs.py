@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import structlog
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.db.migrations import MESSAGING_MIGRATIONS, discover, migrate
@@ -18,8 +21,20 @@ from tests.conftest import REGION, TestStack
 from tests.helpers import envelope
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging binds the captured stderr: put the defaults back after the test, or
+    later tests would log to a closed file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 async def test_names_quoted_by_a_handler_and_a_dead_letter_reason_are_masked(
-        stack: TestStack, capsys: pytest.CaptureFixture[str]) -> None:
+        stack: TestStack, capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
     schema = f"{stack.namespace}masked_{uuid.uuid4().hex[:6]}"
     conn = await connect(stack.database_url)
     try:

@@ -1,6 +1,7 @@
 """Personal data never reaches a log line unmasked."""
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -13,6 +14,18 @@ from shared.observability.masking import (
     masking_names,
     names_in_bytes,
 )
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging binds the captured stderr: put the defaults back after the test, or
+    later tests would log to a closed file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_mask_text_patterns() -> None:
@@ -141,7 +154,8 @@ def test_processor_masks_a_name_given_in_one_field_in_the_others() -> None:
     assert out["detail"] == "李* is not a close relative"
 
 
-def test_configured_logging_masks_structlog_and_stdlib(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_configured_logging_masks_structlog_and_stdlib(  # type: ignore[no-untyped-def]
+        capsys, restore_logging) -> None:
     configure_logging("json", "INFO")
     structlog.get_logger().info("received", person_id="21020219800101123X", to="13812345678")
     logging.getLogger("aiokafka").warning("payload %s", "zhang@example.cn 21020219800101123X")
