@@ -25,7 +25,8 @@ RETENTION_PRUNED = Counter(
 )
 RETENTION_LAST_RUN = Gauge(
     "medins_retention_last_run_timestamp_seconds",
-    "When the retention job last finished a pass over the service's tables",
+    "When the retention job last finished a pass over the service's tables (or, before its "
+    "first, when it started): alert RetentionNotRunning when this grows old",
     ["service"],
 )
 
@@ -106,6 +107,11 @@ class Pruner(mode.Service):
         self.policy = RetentionPolicy.from_settings(settings)
         self.interval = settings.retention_interval_seconds if interval is None else interval
         super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    async def on_start(self) -> None:
+        # A job that fails from its first pass must still show as not running: the alert
+        # measures from here until a pass succeeds.
+        RETENTION_LAST_RUN.labels(self.service).set_to_current_time()
 
     @mode.Service.task
     async def _run(self) -> None:
