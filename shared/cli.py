@@ -281,6 +281,8 @@ def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
     requeued, refused = asyncio.run(run())
     for r in refused:
         why = ("handed over to the gateway: never resent" if r["handed_over"]
+               else "never sent, a value is missing (see the reason in 'medins notify "
+               "parked'): contact the person" if r["not_sent"]
                else "outcome unknown: check with the gateway, then --force "
                f"{r['id']}" if r["status"] == "unknown" else f"is {r['status']}")
         console.print(f"#{r['id']} not requeued: {why}", highlight=False)

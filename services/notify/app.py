@@ -12,6 +12,7 @@ from services.notify.senders import SmppSmsSender, SmtpEmailSender
 from shared.contracts import topics
 from shared.db.pool import Database
 from shared.messaging.runtime import ServiceSpec
+from shared.policy.reference import Reference
 from shared.settings import NotifySettings, PlatformSettings
 
 CATALOGUE = Path(__file__).parent / "templates.toml"
@@ -34,7 +35,8 @@ def build_dispatcher(db: Database, settings: NotifySettings) -> Dispatcher:
 
 
 def spec() -> ServiceSpec:
-    catalogue = Catalogue.load(CATALOGUE)  # a bad or missing template stops the worker here
+    # A bad or missing template, or a wrong reference file, stops the worker here.
+    catalogue = Catalogue.load(CATALOGUE, Reference.load(NotifySettings().policy_folders()))
 
     def make_dispatcher(db: Database, settings: PlatformSettings) -> Dispatcher:
         if not isinstance(settings, NotifySettings):

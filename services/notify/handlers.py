@@ -1,12 +1,27 @@
 """Notify handlers: keep contact data, and claim one delivery row per message to send."""
 from __future__ import annotations
 
+from services.notify import metrics
 from services.notify import repository as repo
-from services.notify.domain.catalogue import Catalogue
+from services.notify.domain.catalogue import Catalogue, Message
 from shared.contracts import Envelope, Payload
 from shared.contracts.channels import NotificationPreferencesSet
 from shared.contracts.enrollment import ContactRecorded
+from shared.contracts.notify import MessageParked
 from shared.messaging.consumer import Handler, HandlerContext
+from shared.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+
+async def _claim(ctx: HandlerContext, source_event_id: str, person_id: str,
+                 messages: list[Message]) -> None:
+    for m in await repo.claim_deliveries(ctx.conn, source_event_id, person_id, messages):
+        metrics.NOT_SENT.labels(m.template).inc()
+        log.warning("message parked before sending", template=m.template, channel=m.channel,
+                    person_id=person_id, problem=m.problem)
+        ctx.emit(MessageParked(source_event_id=source_event_id, channel=m.channel,  # type: ignore[arg-type]
+                               template=m.template, reason=m.problem or ""), key=person_id)
 
 
 async def on_preferences_set(ctx: HandlerContext, env: Envelope,
@@ -26,7 +41,7 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
             await repo.wait_for_contact(ctx.conn, env.id, person_id, env.type, env.regioncode,
                                         data)
         messages = catalogue.messages_for(env.type, data, contact, env.regioncode)
-        await repo.claim_deliveries(ctx.conn, env.id, person_id, messages)
+        await _claim(ctx, env.id, person_id, messages)
 
     async def on_contact_recorded(ctx: HandlerContext, env: Envelope,
                                   event: ContactRecorded) -> None:
@@ -36,8 +51,7 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
         for waiting in await repo.waiting_for_contact(ctx.conn, event.person_id):
             messages = catalogue.messages_for(waiting["event_type"], waiting["data"], contact,
                                               waiting["region"])
-            await repo.claim_deliveries(ctx.conn, waiting["source_event_id"], event.person_id,
-                                        messages)
+            await _claim(ctx, waiting["source_event_id"], event.person_id, messages)
             await repo.contact_arrived(ctx.conn, waiting["id"])
 
     table: dict[str, Handler] = {t: on_person_event for t in catalogue.event_types()}

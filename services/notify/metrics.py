@@ -9,6 +9,9 @@ from prometheus_client import Counter, Gauge, Histogram
 SENT = Counter("medins_notify_sent_total", "Messages accepted by the gateway", ["channel"])
 FAILED = Counter("medins_notify_failed_total", "Send attempts that failed", ["channel"])
 PARKED = Counter("medins_notify_parked_total", "Messages parked after failing", ["channel"])
+NOT_SENT = Counter("medins_notify_not_sent_total",
+                   "Messages parked before sending: a value missing or rule text not for a person",
+                   ["template"])
 RETRIED = Counter("medins_notify_retried_total", "Sends after a failure or an operator requeue",
                   ["channel"])
 UNKNOWN = Counter("medins_notify_unknown_total", "Sends with an unknown outcome", ["channel"])

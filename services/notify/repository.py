@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from services.notify.domain.catalogue import Contact, Message
+from services.notify.domain.catalogue import NOT_SENT, Contact, Message
 from services.notify.domain.sms import RECEIPT_STATES, overall_delivery_state
 
 REQUEUED = "requeued by operator"
@@ -40,14 +40,27 @@ async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | No
 
 
 async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, person_id: str,
-                           messages: list[Message]) -> None:
+                           messages: list[Message]) -> list[Message]:
+    """One row per message; one with a problem is parked at once with it, never sent.
+    Returns those newly parked (a replayed event parks nothing twice)."""
     await conn.executemany(
         "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template,"
         " subject, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         " ON CONFLICT (source_event_id, channel, recipient) DO NOTHING",
         [(source_event_id, person_id, m.channel, m.recipient, m.template, m.subject, m.body)
-         for m in messages],
+         for m in messages if m.problem is None],
     )
+    parked = []
+    for m in messages:
+        if m.problem is not None and await conn.fetchval(
+                "INSERT INTO deliveries (source_event_id, person_id, channel, recipient,"
+                " template, subject, body, status, last_error)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, 'parked', $8)"
+                " ON CONFLICT (source_event_id, channel, recipient) DO NOTHING RETURNING id",
+                source_event_id, person_id, m.channel, m.recipient, m.template, m.subject,
+                m.body, m.problem) is not None:
+            parked.append(m)
+    return parked
 
 
 async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, person_id: str,
@@ -197,21 +210,25 @@ async def requeue(conn: asyncpg.Connection, ids: list[int] | None,
                   force: list[int] | None = None) -> list[asyncpg.Record]:
     """Operator's retry: parked messages go back to pending with fresh attempts; an 'unknown'
     one only when named in `force` (the operator checked with the gateway); never one the
-    records show as handed over (a gateway id or a sent time)."""
+    records show as handed over (a gateway id or a sent time), nor one parked before sending
+    because a value was missing (the operator contacts the person instead)."""
     return await conn.fetch(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),"
         " retry_since = now(), last_error = $2"
         " WHERE (status = 'parked' OR (status = 'unknown' AND id = ANY($3::bigint[])))"
         " AND sent_at IS NULL AND cardinality(array_remove(provider_ids, '')) = 0"
+        # Parked before sending for a missing value: resending would send the gap.
+        " AND coalesce(last_error, '') NOT LIKE $4 || '%'"
         " AND channel <> 'none' AND ($1::bigint[] IS NULL OR id = ANY($1)) RETURNING id, channel",
-        ids, REQUEUED, force or [])
+        ids, REQUEUED, force or [], NOT_SENT)
 
 
 async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.Record]:
     """Why each named message cannot be requeued as asked (for the operator)."""
     return await conn.fetch(
         "SELECT id, status, sent_at IS NOT NULL OR cardinality(array_remove(provider_ids, ''))"
-        " > 0 AS handed_over FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id", ids)
+        " > 0 AS handed_over, coalesce(last_error, '') LIKE $2 || '%' AS not_sent"
+        " FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id", ids, NOT_SENT)
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:

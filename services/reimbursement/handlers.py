@@ -54,6 +54,7 @@ from shared.policy import (
     PolicyError,
     calculate,
 )
+from shared.policy.reference import Reference
 from shared.settings import ReimbursementSettings
 
 log = get_logger(__name__)
@@ -106,6 +107,7 @@ async def on_coverage_changed(ctx: HandlerContext, env: Envelope,
 def routes(cache: BookCache) -> dict[str, Handler]:
     """The handlers, reading the region's policy book as it is now (re-read on a timer, so a
     policy file added while claims wait is used without a restart)."""
+    reference = Reference.load(cache.dirs)  # the agency's postal address for originals
 
     async def on_claim_submitted(ctx: HandlerContext, env: Envelope,
                                  cmd: ClaimSubmitted) -> None:
@@ -169,7 +171,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                if claim.stage == Stage.AWAITING_POLICY else {})}, env.id)
         if claim.stage == Stage.REJECTED:
             ctx.emit(ClaimRejected(claim_id=cmd.claim_id, person_id=cmd.person_id,
-                                   reasons=claim.reasons), key=cmd.person_id)
+                                   reasons=rules.for_person(claim.reasons)), key=cmd.person_id)
         elif claim.stage == Stage.PRELIMINARY_REVIEW:
             ctx.emit(ClaimReceived(claim_id=cmd.claim_id, person_id=cmd.person_id,
                                    amount_fen=cmd.amount_fen, stage=claim.stage.value),
@@ -188,11 +190,12 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                                             "reviewer": cmd.reviewer}, env.id)
         if stage == Stage.REJECTED:
             ctx.emit(ClaimRejected(claim_id=claim.claim_id, person_id=claim.person_id,
-                                   reasons=claim.reasons), key=claim.person_id)
+                                   reasons=rules.for_person(claim.reasons)),
+                     key=claim.person_id)
         elif stage == Stage.MATERIALS_PENDING:
             ctx.emit(ClaimPreliminaryApproved(
                 claim_id=claim.claim_id, person_id=claim.person_id,
-                mail_to=_settings(ctx).originals_mail_to, materials=rules.MATERIALS),
+                mail_to=_mail_to(ctx, reference), materials=rules.MATERIALS),
                 key=claim.person_id)
         else:
             await _calculate_and_instruct(ctx, env, claim, cache.book)
@@ -394,9 +397,11 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         if stage == Stage.PAID and claim.payee == "institution":
             pass  # paid to the hospital: the patient was told once, at coverage, and owes nothing
         elif stage == Stage.PAID:
+            proactive, institution = await _proactive(ctx, claim, None)
             ctx.emit(ClaimPaid(claim_id=claim.claim_id, person_id=claim.person_id,
                                benefit_line=claim.benefit_line,  # type: ignore[arg-type]
-                               payable_fen=claim.payable_fen or 0), key=claim.person_id)
+                               payable_fen=claim.payable_fen or 0, proactive=proactive,
+                               institution_code=institution), key=claim.person_id)
         elif stage == Stage.PAYMENT_FAILED:
             ctx.emit(ClaimPaymentFailed(claim_id=claim.claim_id, person_id=claim.person_id,
                                         reason=cmd.failure_reason or "payment failed",
@@ -436,6 +441,23 @@ def proactive_claim_id(institution: str, record_id: str) -> str:
         return plain
     digest = hashlib.sha256(f"{institution}\x00{record_id}".encode()).hexdigest()[:24]
     return f"PRO-{institution[:32]}-{digest}"
+
+
+def _mail_to(ctx: HandlerContext, reference: Reference) -> str:
+    """Where the originals go by post: the region's agency address from the reference data
+    (postcode first); the configured text only where the region has none (notify then
+    parks the message, as it is no postal address)."""
+    agency = reference.agencies.get(ctx.region)
+    return agency.mailing_address if agency else _settings(ctx).originals_mail_to
+
+
+async def _proactive(ctx: HandlerContext, claim: Claim,
+                     pay_by: date | None) -> tuple[bool, str | None]:
+    """Whether the agency reimbursed it from an outage record, and the institution: the
+    person never applied and is told where they were treated."""
+    if pay_by is None and await repo.proactive_pay_by(ctx.conn, claim) is None:
+        return False, None
+    return True, await repo.institution_of(ctx.conn, claim)
 
 
 def _instruct(ctx: HandlerContext, claim: Claim, pay_by: date | None = None,
@@ -487,11 +509,13 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
     await repo.record(ctx.conn, claim, {"working": calc.working,
                                         "policy_version": calc.policy_version,
                                         "overrides": calc.overrides}, env.id)
+    proactive, institution = await _proactive(ctx, claim, pay_by)
     ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
                            claim_id=claim.claim_id, person_id=claim.person_id,
                            version=claim.version, payable_fen=calc.payable_fen,
                            policy_version=calc.policy_version, overrides=calc.overrides,
-                           working=calc.working), key=claim.person_id)
+                           working=calc.working, proactive=proactive,
+                           institution_code=institution), key=claim.person_id)
     _instruct(ctx, claim, pay_by)
     return "approved"
 
@@ -589,7 +613,7 @@ async def resume_awaiting_policy(ctx: HandlerContext, book: PolicyBook) -> int:
             "measures": [a.record() for a in applied], "reasons": reasons}, ctx.cause.id)
         if claim.stage == Stage.REJECTED:
             ctx.emit(ClaimRejected(claim_id=claim.claim_id, person_id=claim.person_id,
-                                   reasons=reasons), key=claim.person_id)
+                                   reasons=rules.for_person(reasons)), key=claim.person_id)
         elif claim.stage == Stage.PRELIMINARY_REVIEW:
             ctx.emit(ClaimReceived(claim_id=claim.claim_id, person_id=claim.person_id,
                                    amount_fen=claim.amount_fen, stage=claim.stage.value),

@@ -204,7 +204,8 @@ async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
                      Stage.REFUSED, reason=refused.reason, completed_on=today)
         await _save(ctx, t, refused.reason)
         ctx.emit(TransferRequestRejected(transfer_id=cmd.transfer_id, person_id=cmd.person_id,
-                                         reason=refused.reason), key=cmd.person_id)
+                                         reason=refused.reason, rule=refused.rule),
+                 key=cmd.person_id)
         return
     await _save(ctx, t, f"accepted ({cmd.channel}); {_due_note(t)}")
     _received(ctx, t)

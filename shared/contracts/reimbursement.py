@@ -51,6 +51,10 @@ class ClaimApproved(Payload):
     overrides: list[str]
     working: list[str]
     benefit_line: BenefitLine = "medical"
+    # Reimbursed by the agency from an institution's outage records (notice 004): the person
+    # never applied, and is told where they were treated.
+    proactive: bool = False
+    institution_code: str | None = None
 
 
 @event("cn.medins.reimbursement.claim.paid.v1", T, person_facing=True)
@@ -61,6 +65,8 @@ class ClaimPaid(Payload):
     person_id: ResidentId
     payable_fen: Fen
     benefit_line: BenefitLine = "medical"
+    proactive: bool = False  # as ClaimApproved
+    institution_code: str | None = None
 
 
 @event("cn.medins.reimbursement.claim.payment-failed.v1", T, person_facing=True)

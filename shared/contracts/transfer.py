@@ -36,6 +36,8 @@ class TransferRequestRejected(Payload):
     transfer_id: Reference
     person_id: ResidentId
     reason: str
+    # The rule's stable code: the person is told its sentence from the catalogue, not `reason`.
+    rule: str | None = None
 
 
 @event("cn.medins.transfer.dispatched.v1", T)

@@ -213,7 +213,8 @@ async def test_hospital_events_file_emergencies_and_recognise_without_applicatio
         admission_id=f"ADM{uuid.uuid4().hex[:6]}", person_id=person, hospital_code="H440300",
         treatment_area="440300", admitted_on=today, emergency=True),
         TreatmentRecorded(treatment_id=f"T{uuid.uuid4().hex[:6]}", person_id=person,
-                          hospital_code="H210200", treatment="tumour_chemotherapy",
+                          # A designated hospital of the reference data: the text names it.
+                          hospital_code="H21020005", treatment="tumour_chemotherapy",
                           treated_on=today),
         AccidentInjuryFiled(filing_id=f"A{uuid.uuid4().hex[:6]}", person_id=person,
                             hospital_code="H1", in_city=False,

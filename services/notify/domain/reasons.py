@@ -32,9 +32,12 @@ RULE_REASONS: dict[str, str] = {
     "reason_required": "长期异地备案须说明异地居住或工作的原因",
     "recognition_postponed": "门诊慢特病认定暂缓办理，请在通知的日期后再申请审核",
     "same_institution": "您选择的机构已是您的定点机构",
+    "same_region": "转入地不能是您目前的参保地",
     "self": "家庭共济只能授权给本人以外的近亲属",
     "student_not_resident": "在校学生请按学生类别办理长期异地备案",
     "third_party": "有第三方责任的意外伤害不能办理此项备案",
+    "transfer_open": "您已有一笔正在办理的医保关系转移，请等待办理结果",
+    "unknown_region": "转入地不是有效的行政区划，请核对转入地后重新申请",
 }
 
 # Codes that answer a member of staff, an employer or a channel about their own message (a
@@ -44,6 +47,8 @@ STAFF_ONLY_RULES = frozenset({
     "duplicate_application", "illegal_status_transition", "invalid_row", "not_on_staff",
     "person_mismatch", "reasons_required", "review_not_pending", "subject_mismatch",
     "unknown_application", "unknown_employer", "wrong_region",
+    # transfer offices' commands (letters, balances, stages): the office hears them
+    "amount_mismatch", "not_paper", "out_of_order", "unknown_transfer",
 })
 
 FALLBACK = "不符合办理条件，请联系医保经办机构咨询"

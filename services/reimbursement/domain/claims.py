@@ -1,8 +1,9 @@
 """Claims: intake rules and the review stage machine (SPEC reimbursement 1 and 3)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
@@ -103,14 +104,36 @@ def intake_reasons(*, coverage: Coverage | None, expense_date: date, filed_on: d
     return reasons
 
 
+# A staff tag in a reason names the field it is about, with the value or alone:
+# （expense_date 2026-01-01）, （invoice_no）. The person reads the value, never the field name.
+_STAFF_TAG = re.compile(r"（([a-z][a-z_]*)(?: ([^）]*))?）")
+
+
+def for_person(reasons: list[str]) -> list[str]:
+    """The reasons as the person reads them: the staff's field tags taken out."""
+    return [_STAFF_TAG.sub(lambda m: f"（{m.group(2)}）" if m.group(2) else "", r)
+            for r in reasons]
+
+
 def late_reason(deadline: date) -> str:
     return (f"零星报销须在费用发生后一年内（含政策延期）申请，本笔费用最迟应于"
             f"{deadline.isoformat()}申请（expense_date）")
 
 
 def future_timestamp_reason(field_name: str, claimed: str, received: str) -> str:
-    return (f"提交时间（{field_name} {claimed}）晚于平台收到申请的时间{received}，"
-            "申请日期以平台收到的时间为准，不能是将来的时间")
+    return (f"提交时间（{field_name} {_china_time(claimed)}）晚于平台收到申请的时间"
+            f"{_china_time(received)}，申请日期以平台收到的时间为准，不能是将来的时间")
+
+
+def _china_time(instant: str) -> str:
+    """An ISO instant as a person reads it: Beijing time to the minute."""
+    try:
+        parsed = datetime.fromisoformat(instant)
+    except ValueError:
+        return instant
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone(timedelta(hours=8)))
+    return parsed.strftime("%Y-%m-%d %H:%M")
 
 
 def awaiting_policy(claim: Claim, waiting_for: str) -> None:
