@@ -213,3 +213,23 @@ async def test_medins_prune_dry_run_then_prune(stack: TestStack) -> None:
         assert await counts(conn) == (1, 1, 0)
     # The job's trace of the unpublished row it deleted is masked, the name found in the row.
     assert "陈静" not in done_stderr[0] and "138****5678" in done_stderr[0]
+
+
+async def test_a_running_worker_prunes_its_own_schema(stack: TestStack) -> None:
+    namespace = f"{stack.namespace}wprune_"
+    await stack.prepare(namespace)
+    conn = await stack.connect("enrollment", namespace)
+    worker = None
+    try:
+        await seed(conn, {"processed": [200, 1]})
+        worker = stack.start_worker("enrollment", namespace=namespace,
+                                    MEDINS_RETENTION_INTERVAL_SECONDS="1")
+        await poll(lambda: counts(conn), lambda c: c[0] == 1, timeout=90)
+    finally:
+        await conn.close()
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
