@@ -515,7 +515,9 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
                            version=claim.version, payable_fen=calc.payable_fen,
                            policy_version=calc.policy_version, overrides=calc.overrides,
                            working=calc.working, proactive=proactive,
-                           institution_code=institution), key=claim.person_id)
+                           institution_code=institution, eligible_fen=calc.eligible_fen,
+                           deductible_fen=calc.deductible_fen, ratio=str(calc.ratio),
+                           cap_remaining_fen=calc.cap_remaining_fen), key=claim.person_id)
     _instruct(ctx, claim, pay_by)
     return "approved"
 

@@ -55,6 +55,12 @@ class ClaimApproved(Payload):
     # never applied, and is told where they were treated.
     proactive: bool = False
     institution_code: str | None = None
+    # The figures of the calculation, so the person reads it in Chinese (`working` is the
+    # staff's): absent for an allowance or a top-up.
+    eligible_fen: Fen | None = None
+    deductible_fen: Fen | None = None
+    ratio: str | None = None  # a decimal string, e.g. "0.85"
+    cap_remaining_fen: Fen | None = None
 
 
 @event("cn.medins.reimbursement.claim.paid.v1", T, person_facing=True)

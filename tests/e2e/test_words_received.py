@@ -13,7 +13,13 @@ from typing import Any
 
 from stdnum.cn import uscc
 
-from shared.contracts.channels import ChronicDiseaseApplied, ChronicDiseaseReviewed
+from shared.contracts.channels import (
+    ChronicDiseaseApplied,
+    ChronicDiseaseReviewed,
+    ClaimMaterialsMailed,
+    ClaimStageDecided,
+    ClaimSubmitted,
+)
 from shared.contracts.employer import (
     EmployerRegistered,
     EmployerRosterSubmitted,
@@ -80,6 +86,27 @@ async def test_a_mother_reads_her_allowance_and_her_hospital_by_name(
     assert "19600.00元" in mail.body and "报销" not in mail.body and "周敏" in mail.body
     assert _latin(mail.body) == [], mail.body
 
+    # A claim's amount comes with its calculation in Chinese (the staff's working stays
+    # theirs), and the originals go to a postal address.
+    claim_id = f"CLM-{uuid.uuid4().hex[:8]}"
+    await send(stack, ClaimSubmitted(
+        claim_id=claim_id, person_id=mother, invoice_no=f"INV{uuid.uuid4().hex[:8]}",
+        institution_code="H21020003", expense_date=now.date(),  # insured from today
+        amount_fen=500_000, hospital_level=3, channel="wechat", submitted_at=now),
+        ClaimStageDecided(claim_id=claim_id, person_id=mother, stage="preliminary_review",
+                          decision="approve", reviewer="s8", decided_at=now),
+        ClaimMaterialsMailed(claim_id=claim_id, person_id=mother, tracking_no="XW123456789CN",
+                             mailed_at=now),
+        ClaimStageDecided(claim_id=claim_id, person_id=mother, stage="verification",
+                          decision="approve", reviewer="s8", decided_at=now))
+    mails = await poll(lambda: _value(read_mailbox(stack.mail.folder)), lambda ms: any(
+        email in m.recipients and m.subject == "报销金额核定通知" for m in ms))
+    figures = next(m for m in mails if email in m.recipients and m.subject == "报销金额核定通知")
+    assert "计算方法" in figures.body and "符合医保支付范围的费用5000.00元" in figures.body
+    assert _latin(figures.body) == [], figures.body
+    mailed = next(m for m in mails if email in m.recipients and "邮寄原件" in m.subject)
+    assert re.search(r"邮寄至\d{6} 辽宁省大连市", mailed.body), mailed.body
+
     # Her hospital is named from the policy book's reference data, never by its code.
     chronic = f"CD-{uuid.uuid4().hex[:6]}"
     await send(stack, ChronicDiseaseApplied(
@@ -126,4 +153,5 @@ async def test_a_mother_reads_her_allowance_and_her_hospital_by_name(
             in metrics)
     for text in (joined, allowance, recognised):
         print("\nSMS received:", text)
-    print(f"email received: {mail.subject}\n{mail.body}")
+    for received in (mail, figures):
+        print(f"email received: {received.subject}\n{received.body}")

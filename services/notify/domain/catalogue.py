@@ -28,7 +28,8 @@ DERIVED_VARIABLES = frozenset({
     "to_region_name", "amount_yuan", "filing_kind_name", "decision_text", "payable_yuan",
     "materials_text", "working_text", "cost_yuan", "balance_yuan", "disease_name",
     "treatment_area_name", "rule_reason", "institution_name", "benefit_level_name",
-    "mail_to_address", "agency_name",
+    "mail_to_address", "agency_name", "eligible_yuan", "deductible_yuan", "ratio_percent",
+    "cap_remaining_yuan",
 })
 # People read diseases by their names, never the codes the contracts carry.
 DISEASE_NAMES = {
@@ -295,6 +296,10 @@ class Catalogue:
             "cost_yuan": _yuan(data.get("cost_fen")),
             "balance_yuan": _yuan(data.get("account_balance_fen")),
             "working_text": "\n".join(data.get("working") or []),
+            "eligible_yuan": _yuan(data.get("eligible_fen")),
+            "deductible_yuan": _yuan(data.get("deductible_fen")),
+            "ratio_percent": _percent(data.get("ratio")),
+            "cap_remaining_yuan": _yuan(data.get("cap_remaining_fen")),
             # Originals go by post: only an address with its postcode will do.
             "mail_to_address": mail_to if POSTCODE.match(mail_to[:6]) else "",
         }
@@ -316,6 +321,15 @@ def problem_with(t: Template, variables: dict[str, Any]) -> str | None:
 
 def _yuan(fen: object) -> str:
     return f"{Decimal(fen) / 100:.2f}" if isinstance(fen, int) else ""
+
+
+def _percent(ratio: object) -> str:
+    """A decimal ratio as people write it: 0.85 → 85%, 0.925 → 92.5%."""
+    try:
+        value = Decimal(str(ratio)) * 100
+    except ArithmeticError:
+        return ""
+    return f"{value.normalize():f}%" if ratio is not None and value.is_finite() else ""
 
 
 def place_name(code: str) -> str:
