@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.contracts.envelope import new_envelope
-from shared.contracts.topics import ENROLLMENT_EVENTS, ENROLLMENT_REQUESTS, physical
+from shared.contracts.topics import ENROLLMENT_EVENTS, ENROLLMENT_FROM_CHANNELS, physical
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import connect
 from shared.devstack import people
@@ -76,7 +76,7 @@ async def main(n: int) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(broker.url),
                                     linger_ms=5, max_batch_size=512 * 1024)
         await producer.start()
-        topic = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=ns)
+        topic = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=ns)
         started = time.perf_counter()
         futures = [await producer.send(topic, e.to_bytes(), key=e.data["person_id"].encode())
                    for e in envelopes]

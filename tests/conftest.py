@@ -231,7 +231,10 @@ async def isolated_workers(stack: TestStack
     shared_ports = dict(stack.web_ports)
     procs = {service: stack.start_worker(service, namespace=namespace) for service in SERVICES}
     wait_healthy(stack, procs)
-    stack.web_ports.update(shared_ports)  # the stories keep reading their own workers' ports
+    # The stories keep reading their own workers' ports; these answer as `<service>@<ns>`.
+    isolated = {f"{service}@{namespace}": stack.web_ports[service] for service in SERVICES}
+    stack.web_ports.update(shared_ports)
+    stack.web_ports.update(isolated)
     yield namespace, procs
     stop_all(procs)
 

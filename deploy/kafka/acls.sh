@@ -40,25 +40,26 @@ for partner in ${PARTNERS:-370100 371000 150200 330300}; do
   writes "region-${partner}" transfer.partner
 done
 
-# Outside systems: only their own topics. Topics still shared by several producers
-# (enrollment.requests, reimbursement.requests, transfer.requests) rely on the signature and
-# the authorisation table to tell the producers apart.
+# Outside systems: only their own topics, each written by exactly one kind of producer (the
+# `topics` of shared/trust/authorisation.toml; tests/unit/test_topic_producers.py checks that
+# these lines grant the same). So the hospitals' principal cannot record a death, nor a
+# channel decide an application, whatever it signs.
 for who in tax civil-affairs hospital employer-gateway channels review-desk transfer-office bank; do
   user "$who"
 done
 writes tax tax.payments
-writes civil-affairs enrollment.requests
-writes hospital enrollment.requests
-writes hospital reimbursement.requests
-writes employer-gateway enrollment.requests
-writes employer-gateway reimbursement.requests
-writes channels enrollment.requests
-writes channels reimbursement.requests
-writes channels transfer.requests
+writes civil-affairs enrollment.from-civil-affairs
+writes hospital enrollment.from-hospitals
+writes hospital reimbursement.from-hospitals
+writes employer-gateway enrollment.from-employers
+writes employer-gateway reimbursement.from-employers
+writes channels enrollment.from-channels
+writes channels reimbursement.from-channels
+writes channels transfer.from-channels
 writes channels notify.requests
-writes review-desk enrollment.requests
-writes review-desk reimbursement.requests
-writes transfer-office transfer.requests
+writes review-desk enrollment.from-review-desk
+writes review-desk reimbursement.from-review-desk
+writes transfer-office transfer.from-transfer-office
 # The bank reads the payment instructions and answers with results.
 writes bank payments.results
 acl bank --operation Read --operation Describe --topic "${P}payments.instructions"

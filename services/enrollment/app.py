@@ -19,7 +19,8 @@ def spec() -> ServiceSpec:
     return ServiceSpec(
         name="enrollment",
         routes=dict(ROUTES),
-        consumes=[topics.ENROLLMENT_REQUESTS, topics.TAX_PAYMENTS, topics.TRANSFER_EVENTS],
+        # One topic per producer kind (a person's events keyed alike in each), and transfer's.
+        consumes=[*topics.ENROLLMENT_INPUTS, topics.TRANSFER_EVENTS],
         status_query=status_of,
         extras=[due_changes(cache)],
         gauges=GAUGES,

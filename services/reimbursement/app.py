@@ -18,8 +18,7 @@ def spec() -> ServiceSpec:
     return ServiceSpec(
         name="reimbursement",
         routes=routes(cache),
-        consumes=[topics.REIMBURSEMENT_REQUESTS, topics.ENROLLMENT_EVENTS,
-                  topics.PAYMENT_RESULTS],
+        consumes=[*topics.REIMBURSEMENT_INPUTS, topics.ENROLLMENT_EVENTS],
         status_query=status_of,
         extras=[policy_watch(cache)],
         gauges=GAUGES,

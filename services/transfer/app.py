@@ -64,7 +64,7 @@ def spec() -> ServiceSpec:
     return ServiceSpec(
         name="transfer",
         routes=dict(ROUTES),
-        consumes=[topics.TRANSFER_REQUESTS, topics.ENROLLMENT_EVENTS, topics.TRANSFER_PARTNER],
+        consumes=[*topics.TRANSFER_INPUTS, topics.ENROLLMENT_EVENTS],
         status_query=status_of,
         extras=[_overdue_timer(cache)],
         prepare=_prepare,

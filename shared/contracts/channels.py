@@ -23,7 +23,7 @@ from shared.contracts.common import (
 from shared.identity import AnyRegionCode
 
 
-@event("cn.medins.channels.enrollment.submitted.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.enrollment.submitted.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class EnrollmentApplicationSubmitted(Payload):
     """A resident or flexible worker applies online to enroll (参保登记)."""
 
@@ -49,7 +49,7 @@ class StaffDecision(Payload):
     decided_at: datetime
 
 
-@event("cn.medins.review.enrollment.decided.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.review.enrollment.decided.v1", topics.ENROLLMENT_FROM_REVIEW_DESK)
 class EnrollmentReviewDecided(StaffDecision):
     """Agency staff's background review (后台审核) of an application.
 
@@ -60,7 +60,7 @@ class EnrollmentReviewDecided(StaffDecision):
     person_id: ResidentId
 
 
-@event("cn.medins.channels.transfer-out.requested.v1", topics.TRANSFER_REQUESTS)
+@event("cn.medins.channels.transfer-out.requested.v1", topics.TRANSFER_FROM_CHANNELS)
 class TransferOutRequested(Payload):
     """A person asks to move their insurance from this region to another (转出)."""
 
@@ -71,7 +71,7 @@ class TransferOutRequested(Payload):
     requested_at: datetime
 
 
-@event("cn.medins.channels.claim.submitted.v1", topics.REIMBURSEMENT_REQUESTS)
+@event("cn.medins.channels.claim.submitted.v1", topics.REIMBURSEMENT_FROM_CHANNELS)
 class ClaimSubmitted(Payload):
     """A manual reimbursement claim with photos uploaded online (手工报销)."""
 
@@ -93,7 +93,7 @@ class ClaimSubmitted(Payload):
     claim_type: Literal["medical", "maternity_medical"] = "medical"
 
 
-@event("cn.medins.review.claim.decided.v1", topics.REIMBURSEMENT_REQUESTS)
+@event("cn.medins.review.claim.decided.v1", topics.REIMBURSEMENT_FROM_REVIEW_DESK)
 class ClaimStageDecided(Payload):
     """Staff decide a claim's preliminary review (初审) or verification of the originals."""
 
@@ -106,7 +106,7 @@ class ClaimStageDecided(Payload):
     decided_at: datetime
 
 
-@event("cn.medins.channels.claim.materials-mailed.v1", topics.REIMBURSEMENT_REQUESTS)
+@event("cn.medins.channels.claim.materials-mailed.v1", topics.REIMBURSEMENT_FROM_CHANNELS)
 class ClaimMaterialsMailed(Payload):
     """The person mailed the originals; the registered-mail tracking number is kept."""
 
@@ -126,7 +126,7 @@ class NotificationPreferencesSet(Payload):
     changed_at: datetime
 
 
-@event("cn.medins.channels.contribution.stop-requested.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.contribution.stop-requested.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class StopContributionRequested(Payload):
     """A resident or flexible worker stops paying (停止缴费): suspended after the paid period."""
 
@@ -136,7 +136,7 @@ class StopContributionRequested(Payload):
     requested_at: datetime
 
 
-@event("cn.medins.channels.death-cancellation.applied.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.death-cancellation.applied.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class DeathCancellationApplied(Payload):
     """Death cancellation (死亡注销) by the employer, or by an agent for a flexible worker."""
 
@@ -161,12 +161,12 @@ class DeathCancellationApplied(Payload):
         return self
 
 
-@event("cn.medins.review.death-cancellation.decided.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.review.death-cancellation.decided.v1", topics.ENROLLMENT_FROM_REVIEW_DESK)
 class DeathCancellationReviewed(StaffDecision):
     person_id: ResidentId
 
 
-@event("cn.medins.channels.remote-filing.applied.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.remote-filing.applied.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class RemoteTreatmentFilingApplied(Payload):
     """Remote-treatment filing (异地就医备案): temporary, long-term or referral."""
 
@@ -184,7 +184,7 @@ class RemoteTreatmentFilingApplied(Payload):
     submitted_at: datetime
 
 
-@event("cn.medins.channels.remote-filing.change-requested.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.remote-filing.change-requested.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class RemoteTreatmentFilingEnded(Payload):
     """The person changes or withdraws a filing (a long-term one stays until this)."""
 
@@ -193,7 +193,7 @@ class RemoteTreatmentFilingEnded(Payload):
     requested_at: datetime
 
 
-@event("cn.medins.channels.chronic-disease.applied.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.chronic-disease.applied.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class ChronicDiseaseApplied(Payload):
     """Outpatient chronic disease (门诊慢特病) recognition, or a change of institution.
 
@@ -211,12 +211,12 @@ class ChronicDiseaseApplied(Payload):
     submitted_at: datetime
 
 
-@event("cn.medins.review.chronic-disease.decided.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.review.chronic-disease.decided.v1", topics.ENROLLMENT_FROM_REVIEW_DESK)
 class ChronicDiseaseReviewed(StaffDecision):
     person_id: ResidentId
 
 
-@event("cn.medins.channels.family-aid.authorised.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.family-aid.authorised.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class FamilyAidAuthorised(Payload):
     """An employee lets a close relative spend from their personal account (家庭共济)."""
 
@@ -232,14 +232,14 @@ class FamilyAidAuthorised(Payload):
     submitted_at: datetime
 
 
-@event("cn.medins.channels.family-aid.revoked.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.family-aid.revoked.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class FamilyAidRevoked(Payload):
     authorisation_id: Reference
     person_id: ResidentId
     revoked_at: datetime
 
 
-@event("cn.medins.channels.accident-injury.filed.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.medins.channels.accident-injury.filed.v1", topics.ENROLLMENT_FROM_CHANNELS)
 class AccidentInjuryFiled(Payload):
     """Inpatient filing of an accident injury without a liable third party."""
 

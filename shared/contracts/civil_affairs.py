@@ -10,7 +10,7 @@ from shared.contracts.base import Payload, event
 from shared.contracts.common import ResidentId
 
 
-@event("cn.gov.civil-affairs.death.recorded.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.gov.civil-affairs.death.recorded.v1", topics.ENROLLMENT_FROM_CIVIL_AFFAIRS)
 class DeathRecorded(Payload):
     record_ref: str = Field(min_length=1, max_length=64)
     person_id: ResidentId

@@ -11,7 +11,7 @@ from shared.contracts.base import Payload, event
 from shared.contracts.channels import StaffDecision
 from shared.contracts.common import Channel, EmployerCode, Reference, RegionCode
 
-BY_EMPLOYER = topics.ENROLLMENT_REQUESTS
+BY_EMPLOYER = topics.ENROLLMENT_FROM_EMPLOYERS
 
 
 @event("cn.medins.employer.registered.v1", BY_EMPLOYER, key_field="employer_code")
@@ -61,12 +61,13 @@ class CivilServantBenefitApplied(Payload):
     submitted_at: datetime
 
 
-@event("cn.medins.review.civil-servant-benefit.decided.v1", BY_EMPLOYER, key_field="employer_code")
+@event("cn.medins.review.civil-servant-benefit.decided.v1", topics.ENROLLMENT_FROM_REVIEW_DESK,
+       key_field="employer_code")
 class CivilServantBenefitReviewed(StaffDecision):
     employer_code: EmployerCode
 
 
-@event("cn.medins.employer.wage-base.reported.v1", topics.REIMBURSEMENT_REQUESTS,
+@event("cn.medins.employer.wage-base.reported.v1", topics.REIMBURSEMENT_FROM_EMPLOYERS,
        key_field="employer_code")
 class EmployerWageBaseReported(Payload):
     """The employer's average monthly wage of a year, from its contribution data (缴费基数)."""

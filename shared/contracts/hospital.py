@@ -11,7 +11,7 @@ from shared.contracts.base import Payload, event
 from shared.contracts.common import AreaCode, Reference, ResidentId
 
 
-@event("cn.gov.hospital.admission.flagged.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.gov.hospital.admission.flagged.v1", topics.ENROLLMENT_FROM_HOSPITALS)
 class EmergencyAdmissionFlagged(Payload):
     """A hospital flags an admission as emergency: it counts as a temporary remote filing."""
 
@@ -23,7 +23,7 @@ class EmergencyAdmissionFlagged(Payload):
     emergency: bool
 
 
-@event("cn.gov.hospital.treatment.recorded.v1", topics.ENROLLMENT_REQUESTS)
+@event("cn.gov.hospital.treatment.recorded.v1", topics.ENROLLMENT_FROM_HOSPITALS)
 class TreatmentRecorded(Payload):
     """A treatment that grants a chronic-disease recognition without application (免申即享)."""
 
@@ -53,7 +53,7 @@ class SettlementRecord(BaseModel):
     treatment_area: AreaCode | None = None
 
 
-@event("cn.gov.hospital.outage-settlements.uploaded.v1", topics.REIMBURSEMENT_REQUESTS,
+@event("cn.gov.hospital.outage-settlements.uploaded.v1", topics.REIMBURSEMENT_FROM_HOSPITALS,
        key_field="institution_code")
 class OutageSettlementsUploaded(Payload):
     """A designated institution uploads what people paid out of pocket during a real-time
@@ -69,7 +69,7 @@ class OutageSettlementsUploaded(Payload):
     records: list[SettlementRecord] = Field(min_length=1, max_length=10_000)
 
 
-@event("cn.gov.hospital.settlement.recorded.v1", topics.REIMBURSEMENT_REQUESTS)
+@event("cn.gov.hospital.settlement.recorded.v1", topics.REIMBURSEMENT_FROM_HOSPITALS)
 class DirectSettlementRecorded(Payload):
     """A receipt settled directly at the hospital: it can never be claimed again manually."""
 
@@ -86,7 +86,7 @@ class DirectSettlementRecorded(Payload):
     benefit_line: Literal["medical", "maternity_medical"] = "medical"
 
 
-@event("cn.gov.hospital.birth.recorded.v1", topics.REIMBURSEMENT_REQUESTS)
+@event("cn.gov.hospital.birth.recorded.v1", topics.REIMBURSEMENT_FROM_HOSPITALS)
 class BirthRecorded(Payload):
     """A birth at a designated hospital: the maternity allowance follows without application."""
 
@@ -97,7 +97,7 @@ class BirthRecorded(Payload):
     babies: int = Field(default=1, ge=1, le=6)
 
 
-@event("cn.gov.hospital.epidemic-patient.settled.v1", topics.REIMBURSEMENT_REQUESTS)
+@event("cn.gov.hospital.epidemic-patient.settled.v1", topics.REIMBURSEMENT_FROM_HOSPITALS)
 class EpidemicPatientSettled(Payload):
     """Costs of a confirmed or suspected patient of a declared epidemic, settled by the
     hospital: the fund and finance bear them in full, with no claim by the patient [001]."""

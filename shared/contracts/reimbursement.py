@@ -148,7 +148,7 @@ class EpidemicSettlementRefused(Payload):
     reason: str
 
 
-@event("cn.medins.review.settlement-outage.declared.v1", topics.REIMBURSEMENT_REQUESTS,
+@event("cn.medins.review.settlement-outage.declared.v1", topics.REIMBURSEMENT_FROM_REVIEW_DESK,
        key_field="outage_id")
 class SettlementOutageDeclared(Payload):
     """The agency declares a real-time settlement outage [004]: its window decides which

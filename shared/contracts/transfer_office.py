@@ -11,7 +11,7 @@ from shared.contracts.base import Payload, event
 from shared.contracts.common import Fen, InsuranceType, Reference, ResidentId
 from shared.identity import AnyRegionCode
 
-R = topics.TRANSFER_REQUESTS
+R = topics.TRANSFER_FROM_TRANSFER_OFFICE
 
 
 class TransferCommand(Payload):

@@ -18,7 +18,7 @@ from structlog.contextvars import bound_contextvars
 from shared import clock
 from shared.contracts import ContractError, Envelope, Payload, parse_event
 from shared.contracts.envelope import derived_id, new_envelope
-from shared.contracts.topics import DEAD_LETTER, physical
+from shared.contracts.topics import DEAD_LETTER, logical, physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
 from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
@@ -199,7 +199,15 @@ class EventConsumer:
         if self.verifier is not None:
             actor = self.verifier.authorise(producer, envelope.type, envelope.regioncode,
                                             envelope.data)
+            # Type on topic: each topic has one producer kind, and a valid signature does not
+            # let a producer write another's topic or put another type on its own.
+            self.verifier.authorise_topic(producer, envelope.type, self._logical(msg.topic),
+                                          type(payload).topic)
         return envelope, payload, producer or None, actor
+
+    def _logical(self, topic: str) -> str | None:
+        found = logical(topic, self.settings.namespace)
+        return found[1] if found is not None and found[0] == self.settings.region else None
 
     async def process(self, batch: Sequence[RawMessage]) -> None:
         """Handle a batch; returns only once every record is committed or dead-lettered."""

@@ -269,6 +269,8 @@ class Grant:
     internal: tuple[str, ...] = ()
     own_region: bool = False
     staff_field: str | None = None
+    # Logical topics this producer alone writes (its Kafka ACLs grant the same).
+    topics: tuple[str, ...] = ()
 
 
 class Authorisation:
@@ -284,7 +286,8 @@ class Authorisation:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
         grants = {
             name: Grant(tuple(entry.get("types", ())), tuple(entry.get("internal", ())),
-                        entry.get("region") == "own", entry.get("staff_field"))
+                        entry.get("region") == "own", entry.get("staff_field"),
+                        tuple(entry.get("topics", ())))
             for name, entry in doc.get("producers", {}).items()
         }
         senders = {t: tuple(f) for t, f in doc.get("partner_sender", {}).items()}
@@ -310,6 +313,26 @@ class Authorisation:
             if self._matches(event_type, grant.types + grant.internal):
                 out.append(region_producer(region) if name.endswith("*") else name)
         return out
+
+    def writer_of(self, topic: str) -> str | None:
+        """The producer kind (table name, `region-*` for regions) that writes a logical topic."""
+        writers = [name for name, grant in self.grants.items() if topic in grant.topics]
+        return writers[0] if len(writers) == 1 else None
+
+    def check_topic(self, producer: str, event_type: str, topic: str, home: str) -> None:
+        """Raise Refused('forbidden', why) unless `producer` writes this logical topic and
+        `home` (the topic the event type's contract names) is this one: a producer allowed
+        on its own topic cannot slip another type onto it, nor write another's topic."""
+        grant, _ = self._grant(producer)
+        if grant is None:
+            raise Refused("forbidden", f"{producer} is not in the authorisation table")
+        if topic not in grant.topics:
+            owner = self.writer_of(topic)
+            raise Refused("forbidden", f"{producer} may not write {topic}"
+                                       + (f" (the topic of {owner})" if owner else ""))
+        if home != topic:
+            raise Refused("forbidden", f"{event_type} does not belong on {topic} "
+                                       f"(its topic is {home})")
 
     def check(self, producer: str, event_type: str, regioncode: str, data: dict[str, Any],
               consumer_region: str) -> None:
@@ -368,6 +391,14 @@ class Verifier:
         grant, _ = self.table._grant(producer)
         field = grant.staff_field if grant else None
         return str(data[field]) if field else None
+
+    def authorise_topic(self, key_name: str, event_type: str, topic: str | None,
+                        home: str) -> None:
+        """Refused unless the signer writes `topic` (a logical name; None: not one of this
+        platform's) and the event type belongs on it."""
+        if topic is None:
+            raise Refused("forbidden", "the topic is not one of this platform's")
+        self.table.check_topic(key_name.split("/", 1)[0], event_type, topic, home)
 
 
 def producers_to_simulate(table: Authorisation, regions: Iterable[str]) -> list[str]:

@@ -50,7 +50,7 @@ def test_publish_refuses_an_invalid_event_and_names_the_field(tmp_path: Path,
     doc["data"]["mobile"] = "12345"
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-    result = runner.invoke(cli, ["publish", "enrollment.requests", str(path)], env=stack.env())
+    result = runner.invoke(cli, ["publish", "enrollment.from-channels", str(path)], env=stack.env())
     assert result.exit_code == 1
     assert "data.mobile" in result.output and "mobile" in result.output
 
@@ -61,8 +61,9 @@ async def test_publish_then_status_shows_masked_state(tmp_path: Path, stack: Tes
     path = tmp_path / "good.json"
     path.write_text(json.dumps([application_doc(person)], ensure_ascii=False), encoding="utf-8")
     env = stack.env()
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "publish", "enrollment.requests",
-                             str(path)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "publish",
+                             "enrollment.from-channels", str(path)], env=env,
+                            capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     await poll(lambda: collect_status(stack.settings(), person),
                lambda f: bool(f.get("enrollment", {}).get("applications")))

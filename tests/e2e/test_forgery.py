@@ -281,3 +281,105 @@ async def test_raw_clients_sign_with_the_documented_helper(
     await send_raw(stack, topic_of(namespace, env), value, person.encode(), headers)
     await poll(lambda: enrollment(stack, namespace, person),
                lambda e: bool(e.get("applications")))
+
+
+def refused_forbidden(stack: TestStack, namespace: str, service: str, topic: str) -> float:
+    """The worker's `medins_events_refused_total` for forbidden events on one topic."""
+    import re
+    import urllib.request
+
+    port = stack.web_ports[f"{service}@{namespace}"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for labels, value in re.findall(r"^medins_events_refused_total\{([^}]*)\} (\S+)$", text,
+                                    re.MULTILINE):
+        if f'topic="{topic}"' in labels and 'reason="forbidden"' in labels:
+            total += float(value)
+    return total
+
+
+async def test_a_rightful_key_on_another_producers_topic_is_refused_and_changes_nothing(
+        stack: TestStack, isolated_workers: tuple[str, dict[str, Any]]) -> None:
+    """Type on topic: each topic has one producer kind, so a well-signed event of a type that
+    is not its topic's, or on a topic its signer does not write, is forbidden."""
+    from shared.contracts.topics import (
+        ENROLLMENT_FROM_CHANNELS,
+        ENROLLMENT_FROM_CIVIL_AFFAIRS,
+        REIMBURSEMENT_FROM_CHANNELS,
+    )
+
+    namespace, _ = isolated_workers
+    person = await enroll(stack, namespace)
+    now = datetime.now(UTC)
+    channels_topic = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=namespace)
+    deaths_topic = physical(ENROLLMENT_FROM_CIVIL_AFFAIRS, region=REGION, namespace=namespace)
+    claims_topic = physical(REIMBURSEMENT_FROM_CHANNELS, region=REGION, namespace=namespace)
+    death = envelope(DeathRecorded(record_ref=f"MZ-{uuid.uuid4().hex[:6]}", person_id=person,
+                                   date_of_death=now.date()))
+    approval = envelope(EnrollmentReviewDecided(
+        application_id=f"APP-{uuid.uuid4().hex[:8]}", person_id=person, decision="approve",
+        reviewer="s1", decided_at=now))
+    payment = envelope(ContributionPaymentConfirmed(
+        payment_ref=f"TAX-{uuid.uuid4().hex[:8]}", person_id=person, application_id="APP-X",
+        insurance_type="resident", period_start=date(now.year, 1, 1),
+        period_end=date(now.year, 12, 31), amount_fen=40_000, paid_at=now))
+    newcomer = people.resident_id()
+    application = envelope(EnrollmentApplicationSubmitted(
+        application_id=f"APP-{uuid.uuid4().hex[:8]}", person_id=newcomer, name="陈静",
+        insurance_type="resident", mobile=people.mobile(), channel="wechat",
+        region_code=REGION, submitted_at=now))
+
+    def signed_by(env: Envelope, producer: str) -> tuple[bytes, list[Any]]:
+        value = env.to_bytes()
+        return value, sign_headers(value, key_of(producer))
+
+    before = refused_forbidden(stack, namespace, "enrollment", channels_topic)
+    cases: list[tuple[str, str, bytes, list[Any], str, str]] = [
+        # (what, topic, value, headers, consuming service, expected reason)
+        ("death on the channels' topic, the channels' key", channels_topic,
+         *signed_by(death, "channels"), "enrollment",
+         "forbidden: channels may not send cn.gov.civil-affairs.death.recorded.v1"),
+        ("death on the channels' topic, civil affairs' own key", channels_topic,
+         *signed_by(death, "civil-affairs"), "enrollment",
+         "forbidden: civil-affairs may not write enrollment.from-channels "
+         "(the topic of channels)"),
+        ("staff approval on the channels' topic, the review desk's key", channels_topic,
+         *signed_by(approval, "review-desk"), "enrollment",
+         "forbidden: review-desk may not write enrollment.from-channels "
+         "(the topic of channels)"),
+        ("tax payment on civil affairs' topic, the tax authority's key", deaths_topic,
+         *signed_by(payment, "tax"), "enrollment",
+         "forbidden: tax may not write enrollment.from-civil-affairs "
+         "(the topic of civil-affairs)"),
+        ("an application on the channels' claims topic, the channels' key", claims_topic,
+         *signed_by(application, "channels"), "reimbursement",
+         "forbidden: cn.medins.channels.enrollment.submitted.v1 does not belong on "
+         "reimbursement.from-channels (its topic is enrollment.from-channels)"),
+    ]
+    for _, topic, value, headers, _, _ in cases:
+        await send_raw(stack, topic, value, person.encode(), headers)
+    letters = await dead_letters(stack, namespace, {fingerprint(c[2], c[3]) for c in cases})
+    for what, topic, value, headers, service, expected in cases:
+        found = [r for r in letters[fingerprint(value, headers)]
+                 if header(r, "dlq-topic") == topic]
+        assert [header(r, "dlq-service") for r in found] == [service], what
+        assert [header(r, "dlq-reason") for r in found] == [expected], what
+    # Counted like every refusal (and so alerted: EventsRefused).
+    after = await poll(lambda: asyncio.to_thread(refused_forbidden, stack, namespace,
+                                                 "enrollment", channels_topic),
+                       lambda n: n >= before + 3)
+    assert after == before + 3
+
+    # Nothing changed: the person is active, no forged id was processed anywhere, the
+    # newcomer is unknown.
+    found = await enrollment(stack, namespace, person)
+    assert found["person"]["status"] == "active"
+    ids = [death.id, approval.id, payment.id, application.id]
+    for service in ("enrollment", "transfer", "reimbursement", "notify"):
+        assert await processed(stack, namespace, service, ids) == 0, service
+    assert not await enrollment(stack, namespace, newcomer)
+
+    # The control: the same death record on civil affairs' own topic is applied.
+    await publish(stack.broker_url, deaths_topic, [death])
+    await poll(lambda: enrollment(stack, namespace, person),
+               lambda e: e.get("person", {}).get("status") == "terminated")

@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted
-from shared.contracts.topics import DEAD_LETTER, ENROLLMENT_REQUESTS, physical
+from shared.contracts.topics import DEAD_LETTER, ENROLLMENT_FROM_CHANNELS, physical
 from shared.devstack import people
 from shared.messaging.admin import bootstrap_servers
 from shared.trust import KEY_HEADER, SIGNATURE_HEADER, generate_key, sign_headers
@@ -107,7 +107,7 @@ async def test_fuzzed_input_is_all_accounted_for_and_nothing_refused_is_applied(
             if i % CONTROL_EVERY == 0:
                 value = valid_application(people.resident_id())
                 controls.append(json.loads(value)["id"])
-                topic = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=namespace)
+                topic = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=namespace)
                 await producer.send(topic, value, key=key,
                                     headers=sign_headers(value, key_of("channels")))
                 continue

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.contracts.topics import ENROLLMENT_REQUESTS, physical
+from shared.contracts.topics import ENROLLMENT_FROM_CHANNELS, physical
 from shared.devstack import people
 from shared.messaging.admin import bootstrap_servers
 from tests.conftest import REGION, TestStack
@@ -26,7 +26,7 @@ async def test_a_dead_letter_is_listed_shown_masked_and_replayed(
         tmp_path: Path, stack: TestStack, workers: dict[str, Any]) -> None:
     person = people.resident_id()
     marker = uuid.uuid4().hex[:8]
-    topic = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=stack.namespace)
+    topic = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=stack.namespace)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(stack.broker_url))
     await producer.start()
     try:

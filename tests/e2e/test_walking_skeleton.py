@@ -14,10 +14,11 @@ from shared.contracts.channels import (
 )
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import (
-    ENROLLMENT_REQUESTS,
-    REIMBURSEMENT_REQUESTS,
+    ENROLLMENT_FROM_CHANNELS,
+    ENROLLMENT_FROM_REVIEW_DESK,
+    REIMBURSEMENT_FROM_CHANNELS,
     TAX_PAYMENTS,
-    TRANSFER_REQUESTS,
+    TRANSFER_FROM_CHANNELS,
     physical,
 )
 from shared.devstack import people
@@ -41,10 +42,10 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
     mail_to = f"p{uuid.uuid4().hex[:6]}@example.cn"
     now = datetime.now(UTC)
     year = china_today().year
-    await send(stack, ENROLLMENT_REQUESTS, EnrollmentApplicationSubmitted(
+    await send(stack, ENROLLMENT_FROM_CHANNELS, EnrollmentApplicationSubmitted(
         application_id="APP-E2E-1", person_id=person, name="刘洋", insurance_type="resident",
         mobile=mobile, email=mail_to, channel="wechat", region_code=REGION, submitted_at=now))
-    await send(stack, ENROLLMENT_REQUESTS, EnrollmentReviewDecided(
+    await send(stack, ENROLLMENT_FROM_REVIEW_DESK, EnrollmentReviewDecided(
         application_id="APP-E2E-1", person_id=person, decision="approve", reviewer="s1",
         decided_at=now))
 
@@ -99,10 +100,10 @@ async def test_resident_enrolls_pays_and_is_told_by_sms_and_email(
     assert "medins_events_processed_total" in metrics
 
     # Transfer and reimbursement take their own requests, persist them and answer status.
-    await send(stack, TRANSFER_REQUESTS, TransferOutRequested(
+    await send(stack, TRANSFER_FROM_CHANNELS, TransferOutRequested(
         transfer_id="TRF-E2E-1", person_id=person, to_region="370100", channel="alipay",
         requested_at=now))
-    await send(stack, REIMBURSEMENT_REQUESTS, ClaimSubmitted(
+    await send(stack, REIMBURSEMENT_FROM_CHANNELS, ClaimSubmitted(
         claim_id="CLM-E2E-1", person_id=person, invoice_no="INV-1", institution_code="H1",
         expense_date=now.date() - timedelta(days=3), amount_fen=12_345, channel="window",
         submitted_at=now))

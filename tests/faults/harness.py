@@ -26,7 +26,7 @@ from shared.clock import china_today
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.envelope import new_envelope
 from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.contracts.topics import ENROLLMENT_REQUESTS, TAX_PAYMENTS, physical
+from shared.contracts.topics import physical
 from shared.devstack import people
 from shared.devstack.broker import EmbeddedBroker, free_port, wait_for_port
 from shared.devstack.mailserver import read_mailbox
@@ -271,8 +271,6 @@ class FaultStack:
         await producer.start()
         year = china_today().year
         now = datetime.now(UTC)
-        requests = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=self.namespace)
-        payments = physical(TAX_PAYMENTS, region=REGION, namespace=self.namespace)
         acked: list[Person] = []
         # Each event signed by its rightful producer's key from this stack's keyring
         # (shared.trust; `medins up`'s prepare made the keys): the workers refuse unsigned ones.
@@ -283,20 +281,23 @@ class FaultStack:
         try:
             for p in batch:
                 app_id = f"APP-{p.person_id}"
-                for topic, payload in (
-                    (requests, EnrollmentApplicationSubmitted(
+                for payload in (
+                    EnrollmentApplicationSubmitted(
                         application_id=app_id, person_id=p.person_id, name=p.name,
                         insurance_type="resident", mobile=p.mobile, email=p.email,
-                        channel="wechat", region_code=REGION, submitted_at=now)),
-                    (requests, EnrollmentReviewDecided(
+                        channel="wechat", region_code=REGION, submitted_at=now),
+                    EnrollmentReviewDecided(
                         application_id=app_id, person_id=p.person_id, decision="approve",
-                        reviewer="s1", decided_at=now)),
-                    (payments, ContributionPaymentConfirmed(
+                        reviewer="s1", decided_at=now),
+                    ContributionPaymentConfirmed(
                         payment_ref=f"TAX-{p.person_id}", person_id=p.person_id,
                         application_id=app_id, insurance_type="resident",
                         period_start=date(year, 1, 1), period_end=date(year, 12, 31),
-                        amount_fen=40_000, paid_at=now)),
+                        amount_fen=40_000, paid_at=now),
                 ):
+                    # Each producer's own topic (the channels', the review desk's, the tax
+                    # authority's): the contract names it.
+                    topic = physical(payload.topic, region=REGION, namespace=self.namespace)
                     env = new_envelope(payload.event_type, payload, source="/faults",
                                        region=REGION)
                     try:

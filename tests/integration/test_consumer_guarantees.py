@@ -7,7 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted
-from shared.contracts.topics import DEAD_LETTER, ENROLLMENT_EVENTS, ENROLLMENT_REQUESTS, physical
+from shared.contracts.topics import (
+    DEAD_LETTER,
+    ENROLLMENT_EVENTS,
+    ENROLLMENT_FROM_CHANNELS,
+    physical,
+)
 from shared.devstack import people
 from shared.messaging.publisher import publish
 from shared.status import collect_status
@@ -26,7 +31,7 @@ async def test_same_event_twice_changes_state_once_and_emits_once(
         stack: TestStack, workers: dict[str, Any]) -> None:
     person, app_id = people.resident_id(), f"APP-{uuid.uuid4().hex[:8]}"
     env = envelope(application(person, app_id))
-    topic = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=stack.namespace)
+    topic = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=stack.namespace)
     await publish(stack.broker_url, topic, [env])
     await publish(stack.broker_url, topic, [env])  # a redelivery: same event id
     # A later event for the same person proves both copies were consumed before we count.
@@ -55,7 +60,7 @@ async def test_malformed_and_invalid_events_are_dead_lettered_and_the_next_is_pr
 
     from shared.messaging.admin import bootstrap_servers
 
-    topic = physical(ENROLLMENT_REQUESTS, region=REGION, namespace=stack.namespace)
+    topic = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=stack.namespace)
     person = people.resident_id()
     key = person.encode()  # same partition: the valid event comes after both bad ones
     garbage = b"\xff{not json " + uuid.uuid4().hex.encode()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted
-from shared.contracts.topics import ENROLLMENT_EVENTS, ENROLLMENT_REQUESTS, physical
+from shared.contracts.topics import ENROLLMENT_EVENTS, ENROLLMENT_FROM_CHANNELS, physical
 from shared.devstack import people
 from shared.messaging.admin import bootstrap_servers
 from shared.messaging.publisher import publish
@@ -44,7 +44,7 @@ async def test_relay_killed_after_commit_publishes_after_restart(stack: TestStac
             name="赵磊", insurance_type="resident", mobile=people.mobile(), channel="phone",
             region_code=REGION, submitted_at=datetime.now(UTC)))
         await publish(stack.broker_url,
-                      physical(ENROLLMENT_REQUESTS, region=REGION, namespace=ns), [env])
+                      physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=ns), [env])
         conn = await stack.connect("enrollment", ns)
         try:
             pending = await poll(lambda: conn.fetchval("SELECT count(*) FROM outbox"),
