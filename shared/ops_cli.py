@@ -55,6 +55,26 @@ class DeadLetter:
         return shown
 
 
+def replay_topic(letter: DeadLetter, namespace: str) -> str:
+    """Where a replay goes: the original topic, or for a letter from a shared input topic that
+    was retired when inputs were split by producer (`enrollment.requests`, ...), its event
+    type's topic now, so that letters older than the split still reach a consumer."""
+    from shared.contracts import EVENT_TYPES
+    from shared.contracts.topics import ALL_TOPICS, logical, physical
+
+    found = logical(letter.original_topic, namespace)
+    if found is None or found[1] in ALL_TOPICS:
+        return letter.original_topic
+    try:
+        doc = json.loads(letter.value)
+    except ValueError:
+        return letter.original_topic
+    model = EVENT_TYPES.get(doc.get("type")) if isinstance(doc, dict) else None
+    if model is None:
+        return letter.original_topic
+    return physical(model.topic, region=found[0], namespace=namespace)
+
+
 def _settings(region: str) -> PlatformSettings:
     from shared.cli import _stack_env
 
@@ -157,7 +177,7 @@ def deadletters_replay(refs: Annotated[list[str], typer.Argument(help="partition
         await producer.start()
         try:
             for d in chosen:
-                await producer.send_and_wait(d.original_topic, d.value,
+                await producer.send_and_wait(replay_topic(d, settings.namespace), d.value,
                                              key=d.key.encode() if d.key else None,
                                              headers=[("dlq-replayed-from", d.ref.encode()),
                                                       *d.signature])
@@ -166,7 +186,8 @@ def deadletters_replay(refs: Annotated[list[str], typer.Argument(help="partition
         return chosen
 
     for d in asyncio.run(run()):
-        console.print(f"replayed {d.ref} to {d.original_topic}", highlight=False)
+        console.print(f"replayed {d.ref} to {replay_topic(d, settings.namespace)}",
+                      highlight=False)
 
 
 async def _service_conn(settings: PlatformSettings, service: str) -> Any:

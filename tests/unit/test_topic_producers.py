@@ -187,3 +187,19 @@ def test_a_fetch_is_handed_over_in_written_order_each_partitions_order_kept() ->
     }
     order = [r.name for _, r in WrittenOrder().iterate(records)]
     assert order == ["apply A", "decide A", "decide B", "apply C", "apply B"]
+
+
+def test_a_dead_letter_from_a_retired_shared_topic_is_replayed_to_its_types_topic() -> None:
+    from shared.ops_cli import DeadLetter, replay_topic
+
+    def letter(topic: str, value: bytes) -> DeadLetter:
+        return DeadLetter(0, 0, "", "enrollment", "", topic, "0", "0", None, value)
+
+    death_bytes = envelope(death(), region=REGION).to_bytes()
+    old = letter(f"u_medins.{REGION}.enrollment.requests", death_bytes)
+    assert replay_topic(old, "u_") == f"u_medins.{REGION}.enrollment.from-civil-affairs"
+    # A letter from a current topic goes back where it came from, refused or not.
+    current = letter(f"u_medins.{REGION}.enrollment.from-channels", death_bytes)
+    assert replay_topic(current, "u_") == current.original_topic
+    garbage = letter(f"u_medins.{REGION}.enrollment.requests", b"\xff not json")
+    assert replay_topic(garbage, "u_") == garbage.original_topic
