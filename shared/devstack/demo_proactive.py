@@ -20,6 +20,7 @@ from shared.contracts.topics import physical
 from shared.db.pool import connect
 from shared.devstack import people
 from shared.messaging.publisher import publish
+from shared.policy.reference import Reference
 from shared.settings import PlatformSettings
 
 
@@ -63,8 +64,13 @@ async def run_proactive_demo(settings: PlatformSettings, console: Console,
     now = datetime.now(UTC)
     year = now.year
     persons = [people.resident_id(settings.region) for _ in range(size)]
-    institution = f"H{uuid.uuid4().hex[:8].upper()}"
-    console.print(f"[bold]Story:[/] a settlement outage at institution {institution}: {size} "
+    # A hospital of the region's reference data, so the texts can name it; the records of each
+    # run are told apart by their numbers, as the hospital's next batch would be.
+    hospital = next(i for i in Reference.load(settings.policy_folders()).institutions.values()
+                    if i.region == settings.region)
+    institution, run = hospital.code, uuid.uuid4().hex[:6].upper()
+    console.print(f"[bold]Story:[/] a settlement outage at {hospital.name} ({institution}): "
+                  f"{size} "
                   "people paid out of pocket; the agency reimburses them without application")
     enrolment: list[Payload] = []
     for person in persons:
@@ -98,26 +104,27 @@ async def run_proactive_demo(settings: PlatformSettings, console: Console,
         batch = OutageSettlementsUploaded(
             batch_id=f"B-{uuid.uuid4().hex[:8]}", institution_code=institution,
             outage_from=outage_day, outage_to=outage_day, records=[
-                SettlementRecord(record_id=str(i), person_id=p,
+                SettlementRecord(record_id=f"{run}-{i}", person_id=p,
                                  expense_date=outage_day, amount_fen=25_000 + 37 * i,
                                  eligible_fen=22_000 + 37 * i, hospital_level=1)
                 for i, p in enumerate(persons)])
         task = progress.add_task("outage records calculated and approved", total=size)
         await _publish_all(settings, [batch])
         took = await _until(progress, task, settings, "SELECT count(*) FROM proactive_records"
-                            " WHERE institution_code = $1", (institution,), size)
+                            " WHERE institution_code = $1 AND record_id LIKE $2",
+                            (institution, f"{run}-%"), size)
         console.print(f"  {size} records → claims in {took:.1f}s = {size / took:.0f} claims/s")
         # Play the bank: every instructed payment succeeds.
         results: list[Payload] = [
-            PaymentResultReported(idempotency_key=f"PRO-{institution}-{i}:v1",
-                                  claim_id=f"PRO-{institution}-{i}", person_id=p,
+            PaymentResultReported(idempotency_key=f"PRO-{institution}-{run}-{i}:v1",
+                                  claim_id=f"PRO-{institution}-{run}-{i}", person_id=p,
                                   succeeded=True, reported_at=now)
             for i, p in enumerate(persons)]
         task = progress.add_task("paid by the bank", total=size)
         await _publish_all(settings, results)
         await _until(progress, task, settings, "SELECT count(*) FROM claims WHERE stage = 'paid'"
-                     " AND claim_id LIKE $1", (f"PRO-{institution}-%",), size)
+                     " AND claim_id LIKE $1", (f"PRO-{institution}-{run}-%",), size)
     total = await _count(settings, "SELECT coalesce(sum(payable_fen), 0) FROM claims WHERE"
-                         " claim_id LIKE $1 AND stage = 'paid'", f"PRO-{institution}-%")
+                         " claim_id LIKE $1 AND stage = 'paid'", f"PRO-{institution}-{run}-%")
     console.print(f"  institution summary: `medins status {institution}` — {size} records, "
                   f"total paid {total / 100:,.2f} yuan", highlight=False)
