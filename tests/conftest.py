@@ -23,6 +23,7 @@ from shared.devstack.smsc import ThreadedSmsc
 from shared.messaging.admin import ensure_topics, region_topics
 from shared.settings import SERVICES, NotifySettings
 from tests.helpers import trust_for_session
+from tests.received_report import write_received_report
 
 REGION = "210200"
 # Partner regions run beside Dalian for the transfer stories: Jinan, and Weihai in Jinan's
@@ -173,9 +174,15 @@ async def stack(infrastructure: tuple[str, str, MailServer, ThreadedSmsc], workd
     trust_for_session(workdir)  # every simulated producer signs; workers verify
     await test_stack.prepare(namespace)
     yield test_stack
-    # Leave a shared server as we found it: drop this run's schemas.
+    # Leave a shared server as we found it: drop this run's schemas, after writing down
+    # what the people of this run received (tests/received_report.py).
     conn = await connect(database_url)
     try:
+        notify_schemas = [r["nspname"] for r in await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 AND nspname LIKE"
+            " '%notify'", f"{namespace}%")]
+        await write_received_report(conn, notify_schemas, workdir / "sms", workdir / "mail",
+                                    workdir / "received.md")
         for schema in await conn.fetch(
                 "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1", f"{namespace}%"):
             await conn.execute(f'DROP SCHEMA "{schema["nspname"]}" CASCADE')
