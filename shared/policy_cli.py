@@ -11,6 +11,7 @@ from rich.console import Console
 from shared import clock
 from shared.identity import REGIONS
 from shared.policy import PolicyBook, PolicyError
+from shared.policy.reference import Reference
 from shared.settings import PlatformSettings
 
 console = Console(soft_wrap=True)
@@ -47,6 +48,13 @@ def policy_check(
     if last < first:
         raise typer.BadParameter("--to is before --from")
     folders = settings.policy_folders()
+    # The reference data (institutions, postal addresses) is read with the book by every
+    # worker; a wrong file stops them at start, so the check says so first.
+    try:
+        reference: Reference | None = Reference.load(folders)
+        reference_error = ""
+    except PolicyError as exc:
+        reference, reference_error = None, str(exc)
     report: list[dict[str, Any]] = []
     for region in _regions(regions):
         try:
@@ -57,6 +65,9 @@ def policy_check(
             continue
         report.append({
             "region": region,
+            "institutions": sum(i.region == region for i in reference.institutions.values())
+            if reference else 0,
+            "postal_address": region in reference.agencies if reference else False,
             "versions": [[v.version, v.effective_from.isoformat(), v.effective_to.isoformat()]
                          for v in book.versions],
             "gaps": [[a.isoformat(), b.isoformat()] for a, b in book.gaps(first, last)],
@@ -64,22 +75,27 @@ def policy_check(
             "temporary_measures_today": [[m.id, m.kind, m.ends.isoformat(), m.notice]
                                          for m in book.measures_on(today) if not m.standing],
         })
-    failed = any(r["gaps"] for r in report)
+    failed = any(r["gaps"] for r in report) or bool(reference_error)
     if as_json:
         typer.echo(json.dumps({"today": today.isoformat(), "from": first.isoformat(),
-                               "to": last.isoformat(),
+                               "to": last.isoformat(), "reference_error": reference_error,
                                "folders": [str(f) for f in folders], "regions": report},
                               ensure_ascii=False))
         raise typer.Exit(1 if failed else 0)
     console.print(f"policy folders: {', '.join(str(f) for f in folders)}")
     console.print(f"window {first} .. {last} (today {today})")
+    if reference_error:
+        console.print(f"[red]reference data cannot be read (workers will not start): "
+                      f"{reference_error}[/]")
     for r in report:
         if "error" in r:
             console.print(f"[red]{r['region']}: cannot read the policy files: {r['error']}[/]")
             continue
         versions = ", ".join(f"{v} ({a}..{b})" for v, a, b in r["versions"]) or "none"
         console.print(f"[bold]{r['region']}[/]: versions {versions}; "
-                      f"{r['days_left']} day(s) of policy left from today")
+                      f"{r['days_left']} day(s) of policy left from today; "
+                      f"{r['institutions']} institution(s) named; postal address "
+                      f"{'given' if r['postal_address'] else '[red]missing[/]'}")
         for a, b in r["gaps"]:
             console.print(f"  [red]no policy in force {a} .. {b}[/]")
         for mid, kind, ends, notice in r["temporary_measures_today"]:

@@ -59,3 +59,18 @@ def test_the_examples_are_enabled_by_configuration(monkeypatch: pytest.MonkeyPat
     assert code == 0, out
     assert json.loads(out)["folders"][1].endswith("shared/policies/examples")
 
+
+
+def test_reference_data_is_checked_with_the_book(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out = run("--regions", "210200", "--from", "2026-01-01", "--to", "2026-12-31")
+    assert code == 0 and "institution(s) named; postal address given" in out, out
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "210200.toml").write_text(
+        'region = "210200"\n[agency]\nname = "x"\npostcode = "1160"\npostal_address = "y"\n'
+        'recipient = "z"\n', encoding="utf-8")
+    monkeypatch.setenv("MEDINS_POLICY_DIRS", str(tmp_path))
+    code, out = run("--regions", "210200", "--from", "2026-01-01", "--to", "2026-12-31",
+                    "--json")
+    assert code == 1
+    assert "postcode must be six digits" in json.loads(out)["reference_error"]
