@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,19 @@ class EventConsumer:
             # let a producer write another's topic or put another type on its own.
             self.verifier.authorise_topic(producer, envelope.type, self._logical(msg.topic),
                                           type(payload).topic)
+            self._within_dedup_window(envelope)
         return envelope, payload, producer or None, actor
+
+    def _within_dedup_window(self, envelope: Envelope) -> None:
+        """A signed event is refused once it is older than the processed ids are kept: after
+        pruning, the same captured bytes sent again would otherwise be applied a second time.
+        A day short of the retention, as the pruner runs hourly on the database's clock."""
+        oldest = clock.now() - timedelta(days=self.settings.retention_processed_days - 1)
+        if envelope.time < oldest:
+            raise Refused("unauthenticated", (
+                f"signed at {envelope.time.isoformat()}, older than the "
+                f"{self.settings.retention_processed_days:g} days its id is remembered for; "
+                "a replay cannot be told from a first delivery, so it is not applied"))
 
     def _logical(self, topic: str) -> str | None:
         found = logical(topic, self.settings.namespace)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,8 @@ async def test_forged_events_of_every_producer_kind_are_refused_and_change_nothi
         return value, sign_headers(value, key)
 
     death_topic = topic_of(namespace, death)
+    stale_death = death.model_copy(update={"id": str(uuid.uuid4()),
+                                           "time": now - timedelta(days=200)})
     partner_topic = topic_of(namespace, ack)
     events_topic = topic_of(namespace, completed)
     in_region = {REGION: envelope(completed, region=REGION), JINAN: envelope(completed,
@@ -216,6 +218,10 @@ async def test_forged_events_of_every_producer_kind_are_refused_and_change_nothi
         ("civil affairs' death replayed under a new id",
          death_topic,
          *replayed_under_new_id(death, "civil-affairs"), "unauthenticated: signature"),
+        # Rightly signed, but older than the ids are remembered (a capture sent again after
+        # pruning would otherwise be applied as new).
+        ("civil affairs' death signed 200 days ago", death_topic,
+         *signed_by(stale_death, key_of("civil-affairs")), "unauthenticated: signed at"),
         ("partner answers with another region's code", partner_topic,
          *signed_by(foreign_code_ack, key_of(f"region-{JINAN}")),
          f"forbidden: region-{JINAN} may not speak for region {WEIHAI}"),
@@ -242,7 +248,7 @@ async def test_forged_events_of_every_producer_kind_are_refused_and_change_nothi
     found = await enrollment(stack, namespace, person)
     assert found["person"]["status"] == "active"
     assert [h["what"] for h in found["history"]][-1] != "deceased"
-    ids = [death.id, payment.id, approval.id, bank.id, other_region_ack.id,
+    ids = [death.id, stale_death.id, payment.id, approval.id, bank.id, other_region_ack.id,
            foreign_code_ack.id, in_region[REGION].id, in_region[JINAN].id]
     for service in ("enrollment", "transfer", "reimbursement", "notify"):
         assert await processed(stack, namespace, service, ids) == 0, service
