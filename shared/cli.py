@@ -311,6 +311,10 @@ from shared.trust.cli import keys_cli  # noqa: E402 - after the core commands
 
 cli.add_typer(keys_cli, name="keys")
 
+from shared.data_keys_cli import data_keys_cli  # noqa: E402 - after the core commands
+
+cli.add_typer(data_keys_cli, name="data-keys")
+
 
 def _version(show: bool) -> None:
     if show:

@@ -67,6 +67,12 @@ class PlatformSettings(BaseSettings):
     # for the outbox; the simulated producers' keys in the dev stack and tests).
     trust_dir: Path = Path(".medins/trust")
     keyring_dir: Path = Path(".medins/keys")
+    # Data keys sealing health and contact data at rest (shared/db/sealed.py): the text of
+    # the keys in MEDINS_DATA_KEYS, else the secret file MEDINS_DATA_KEYS_FILE (a secret
+    # mount in production; default `data-keys` in the keyring folder, made by `medins up`
+    # and the test session).
+    data_keys: SecretStr | None = None
+    data_keys_file: Path | None = None
     # Kafka transport (every client: workers, outbox relay, admin, publish). PLAINTEXT for
     # the embedded broker; SASL_SSL with SCRAM-SHA-512 against the agency's Kafka, one
     # principal per producer kind (docker-compose). The CA file verifies the brokers;
@@ -106,6 +112,9 @@ class PlatformSettings(BaseSettings):
         if len(value) != 6 or not value.isdigit():
             raise ValueError("region must be a 6-digit GB/T 2260 code")
         return value
+
+    def data_keys_path(self) -> Path:
+        return self.data_keys_file or self.keyring_dir / "data-keys"
 
     def policy_folders(self) -> list[Path]:
         from shared.policy import folders

@@ -81,6 +81,12 @@ def trust_for_session(workdir: Path) -> None:
     os.environ["MEDINS_TRUST_DIR"] = str(trust)
     os.environ["MEDINS_KEYRING_DIR"] = str(keys)
     ensure_simulated_keys(trust, keys, REGIONS)
+    # The session's data keys (health and contact data sealed at rest), in the keyring.
+    from shared.db.sealed import create_keys_file
+
+    os.environ.pop("MEDINS_DATA_KEYS", None)
+    os.environ["MEDINS_DATA_KEYS_FILE"] = str(keys / "data-keys")
+    create_keys_file(keys / "data-keys")
 
 
 def signed(value: bytes, producer: str = "channels") -> list[tuple[str, bytes]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from services.enrollment.handlers import ROUTES
+from services.enrollment.repository import SEALED
 from services.enrollment.scheduler import due_changes
 from services.enrollment.views import status_of
 from shared.contracts import topics
@@ -25,6 +26,7 @@ def spec() -> ServiceSpec:
         extras=[due_changes(cache)],
         gauges=GAUGES,
         policy=cache,
+        sealed=SEALED,
     )
 
 

@@ -9,15 +9,28 @@ import asyncpg
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
+from shared.db.sealed import Sealed
+
+# Health and contact data sealed at rest (shared/db/sealed.py), each bound to its row.
+NAME = Sealed("persons", "name", ("person_id",))
+MOBILE = Sealed("persons", "mobile", ("person_id",))
+EMAIL = Sealed("persons", "email", ("person_id",))
+DISEASE = Sealed("chronic_recognitions", "disease", ("person_id",), hash_column="disease_key")
+# A case's data is the applicant's submission: disease, certificate, relatives' details.
+CASE_DATA = Sealed("cases", "data", ("case_id",), shape="json")
+FILING_DISEASES = Sealed("filings", "detail", ("filing_id",), shape="json:chronic_diseases")
+SEALED = (NAME, MOBILE, EMAIL, DISEASE, CASE_DATA, FILING_DISEASES)
 
 
 async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None:
     row = await conn.fetchrow("SELECT * FROM persons WHERE person_id = $1 FOR UPDATE", person_id)
     if row is None:
         return None
-    return Person(row["person_id"], row["name"], row["mobile"], row["email"],
-                  row["insurance_type"], InsuredStatus(row["status"]), row["paid_until"],
-                  row["employer_code"], row["retired"])
+    pid = row["person_id"]
+    return Person(pid, str(NAME.open(row["name"], pid)), str(MOBILE.open(row["mobile"], pid)),
+                  EMAIL.open(row["email"], pid), row["insurance_type"],
+                  InsuredStatus(row["status"]), row["paid_until"], row["employer_code"],
+                  row["retired"])
 
 
 async def save_person(conn: asyncpg.Connection, p: Person) -> None:
@@ -27,7 +40,8 @@ async def save_person(conn: asyncpg.Connection, p: Person) -> None:
         " ON CONFLICT (person_id) DO UPDATE SET name = $2, mobile = $3, email = $4,"
         " insurance_type = $5, status = $6, paid_until = $7, employer_code = $8, retired = $9,"
         " updated_at = now()",
-        p.person_id, p.name, p.mobile, p.email, p.insurance_type, p.status.value, p.paid_until,
+        p.person_id, NAME.seal(p.name, p.person_id), MOBILE.seal(p.mobile, p.person_id),
+        EMAIL.seal(p.email, p.person_id), p.insurance_type, p.status.value, p.paid_until,
         p.employer_code, p.retired,
     )
 
@@ -109,8 +123,13 @@ async def set_civil_servant_benefit(conn: asyncpg.Connection, code: str) -> None
                        " WHERE employer_code = $1", code)
 
 
-async def load_case(conn: asyncpg.Connection, case_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+async def load_case(conn: asyncpg.Connection, case_id: str) -> dict[str, Any] | None:
+    """The case, its data opened (JSON text, as the column gives it)."""
+    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+    if row is None:
+        return None
+    data = CASE_DATA.open_json(row["data"], case_id)
+    return dict(row) | {"data": json.dumps(data, ensure_ascii=False)}
 
 
 async def save_case(conn: asyncpg.Connection, case_id: str, kind: str, subject: str, state: str,
@@ -119,7 +138,7 @@ async def save_case(conn: asyncpg.Connection, case_id: str, kind: str, subject: 
         "INSERT INTO cases (case_id, kind, subject, state, data, reasons) VALUES ($1, $2, $3,"
         " $4, $5, $6) ON CONFLICT (case_id) DO UPDATE SET state = $4, reasons = $6,"
         " updated_at = now()", case_id, kind, subject, state,
-        json.dumps(data, ensure_ascii=False, default=str), json.dumps(reasons, ensure_ascii=False))
+        CASE_DATA.seal_json(data, case_id), json.dumps(reasons, ensure_ascii=False))
 
 
 async def filing_exists(conn: asyncpg.Connection, filing_id: str) -> bool:
@@ -133,8 +152,22 @@ async def save_filing(conn: asyncpg.Connection, f: Filing, category: str,
         " start_date, end_date, detail, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT (filing_id) DO UPDATE SET state = $10, end_date = $8, updated_at = now()",
         f.filing_id, f.person_id, category, f.kind, f.source, f.treatment_area, f.start_date,
-        f.end_date, json.dumps(detail or {"chronic_diseases": f.chronic_diseases},
-                               ensure_ascii=False, default=str), f.state)
+        f.end_date, json.dumps(_sealed_detail(detail or {"chronic_diseases": f.chronic_diseases},
+                                              f.filing_id), ensure_ascii=False, default=str),
+        f.state)
+
+
+def _sealed_detail(detail: dict[str, Any], filing_id: str) -> dict[str, Any]:
+    if "chronic_diseases" not in detail:
+        return detail
+    diseases = json.dumps(detail["chronic_diseases"], ensure_ascii=False)
+    return detail | {"chronic_diseases": FILING_DISEASES.seal(diseases, filing_id)}
+
+
+def _opened_diseases(detail: str, filing_id: str) -> list[str]:
+    value = json.loads(detail).get("chronic_diseases", [])
+    opened = FILING_DISEASES.open(value, filing_id) if isinstance(value, str) else value
+    return json.loads(opened) if isinstance(opened, str) else list(opened or [])
 
 
 async def open_filings(conn: asyncpg.Connection, person_id: str,
@@ -144,29 +177,39 @@ async def open_filings(conn: asyncpg.Connection, person_id: str,
         " AND ($2::text IS NULL OR filing_id = $2) ORDER BY created_at", person_id, filing_id)
     return [Filing(r["filing_id"], r["person_id"], r["kind"], r["source"], r["treatment_area"],
                    r["start_date"], r["end_date"],
-                   json.loads(r["detail"]).get("chronic_diseases", []), r["state"])
+                   _opened_diseases(r["detail"], r["filing_id"]), r["state"])
             for r in rows]
 
 
 async def recognition(conn: asyncpg.Connection, person_id: str, disease: str) -> str | None:
+    # The disease is sealed: its keyed hash (under every valid hash key) finds the row.
     return await conn.fetchval("SELECT institution_code FROM chronic_recognitions"
-                               " WHERE person_id = $1 AND disease = $2", person_id, disease)
+                               " WHERE person_id = $1 AND disease_key = ANY($2::text[])",
+                               person_id, DISEASE.digests(disease, person_id))
 
 
 async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: str,
                            institution: str, effective_from: Any, automatic: bool) -> None:
+    # Update by any valid hash, else insert: an ON CONFLICT on the hash would miss a row
+    # still hashed under an older key. Handlers hold the person's row, so no race.
+    updated = await conn.execute(
+        "UPDATE chronic_recognitions SET institution_code = $3, effective_from = $4,"
+        " updated_at = now() WHERE person_id = $1 AND disease_key = ANY($2::text[])",
+        person_id, DISEASE.digests(disease, person_id), institution, effective_from)
+    if updated != "UPDATE 0":
+        return
     await conn.execute(
-        "INSERT INTO chronic_recognitions (person_id, disease, institution_code, effective_from,"
-        " without_application) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (person_id, disease)"
-        " DO UPDATE SET institution_code = $3, effective_from = $4, updated_at = now()",
-        person_id, disease, institution, effective_from, automatic)
+        "INSERT INTO chronic_recognitions (person_id, disease, disease_key, institution_code,"
+        " effective_from, without_application) VALUES ($1, $2, $3, $4, $5, $6)",
+        person_id, DISEASE.seal(disease, person_id), DISEASE.digest(disease, person_id),
+        institution, effective_from, automatic)
 
 
 async def end_recognitions(conn: asyncpg.Connection, person_id: str, on: Any) -> list[str]:
     rows = await conn.fetch(
         "UPDATE chronic_recognitions SET ended_on = $2, updated_at = now()"
         " WHERE person_id = $1 AND ended_on IS NULL RETURNING disease", person_id, on)
-    return [r["disease"] for r in rows]
+    return [str(DISEASE.open(r["disease"], person_id)) for r in rows]
 
 
 async def save_family_aid(conn: asyncpg.Connection, auth_id: str, person_id: str,
@@ -263,8 +306,8 @@ async def schedule_institution_change(conn: asyncpg.Connection, person_id: str, 
     """The current institution stays designated until `effective_from`."""
     await conn.execute(
         "UPDATE chronic_recognitions SET next_institution_code = $3, next_from = $4,"
-        " updated_at = now() WHERE person_id = $1 AND disease = $2",
-        person_id, disease, institution, effective_from)
+        " updated_at = now() WHERE person_id = $1 AND disease_key = ANY($2::text[])",
+        person_id, DISEASE.digests(disease, person_id), institution, effective_from)
 
 
 async def apply_due_institution_changes(conn: asyncpg.Connection, today: Any) -> int:
@@ -328,6 +371,9 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
         if person_id is None:
             return None
     person = await conn.fetchrow("SELECT * FROM persons WHERE person_id = $1", person_id)
+    if person is not None:
+        person = dict(person) | {c.column: c.open(person[c.column], person_id)
+                                 for c in (NAME, MOBILE, EMAIL)}
     apps = await conn.fetch("SELECT application_id, insurance_type, channel, state, reasons,"
                             " updated_at FROM applications WHERE person_id = $1"
                             " ORDER BY created_at", person_id)
@@ -363,7 +409,8 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
         "awaiting_policy": [dict(w) for w in waiting],
         "transfer_credits": [dict(c) for c in credits],
         "filings": [dict(f) for f in filings],
-        "chronic_diseases": [dict(c) for c in chronic],
+        "chronic_diseases": [dict(c) | {"disease": DISEASE.open(c["disease"], person_id)}
+                             for c in chronic],
         "family_aid": [dict(a) for a in aid],
         "scheduled": [dict(c) for c in scheduled],
         "person": dict(person) if person else {"person_id": person_id},

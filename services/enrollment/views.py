@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from services.enrollment.repository import status_of
+from services.enrollment.repository import CASE_DATA, status_of
 
 __all__ = ["progress_of", "status_of"]
 
@@ -20,12 +20,12 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
     applications = await conn.fetch(
         "SELECT application_id, insurance_type, state, reasons, created_at, updated_at"
         " FROM applications WHERE person_id = $1", person_id)
-    # The case's data holds the applicant's submission (disease, certificate): only the
-    # fields a progress line needs leave the schema.
+    # The case's data holds the applicant's submission (disease, certificate), sealed: it is
+    # opened here and only the field a progress line needs leaves this function.
     cases = await conn.fetch(
-        "SELECT case_id, kind, state, reasons, data->>'review_from' AS review_from,"
-        " created_at, updated_at FROM cases WHERE subject = $1"
-        " OR (kind = 'civil_servant_benefit' AND subject = $2)", person_id, employer)
+        "SELECT case_id, kind, state, reasons, data, created_at, updated_at FROM cases"
+        " WHERE subject = $1 OR (kind = 'civil_servant_benefit' AND subject = $2)",
+        person_id, employer)
     filings = await conn.fetch(
         "SELECT filing_id, category, kind, source, start_date, end_date, state, created_at,"
         " updated_at FROM filings"
@@ -44,7 +44,10 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
         " FROM awaiting_policy WHERE person_id = $1", person_id)
     return {
         "applications": [dict(a) | {"reasons": json.loads(a["reasons"])} for a in applications],
-        "cases": [dict(c) | {"reasons": json.loads(c["reasons"])} for c in cases],
+        "cases": [{k: v for k, v in c.items() if k != "data"}
+                  | {"reasons": json.loads(c["reasons"]),
+                     "review_from": (CASE_DATA.open_json(c["data"], c["case_id"]) or {}
+                                     ).get("review_from")} for c in cases],
         "filings": [dict(f) for f in filings],
         "family_aid": [dict(a) for a in aid],
         "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history],

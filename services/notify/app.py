@@ -7,7 +7,7 @@ from services.notify.dispatcher import Dispatcher
 from services.notify.domain.catalogue import Catalogue
 from services.notify.handlers import routes
 from services.notify.ratelimit import TokenBucket
-from services.notify.repository import status_of
+from services.notify.repository import SEALED, status_of
 from services.notify.senders import SmppSmsSender, SmtpEmailSender
 from shared.contracts import topics
 from shared.db.pool import Database
@@ -50,4 +50,5 @@ def spec() -> ServiceSpec:
                   topics.NOTIFY_REQUESTS],
         status_query=status_of,
         extras=[make_dispatcher],
+        sealed=SEALED,
     )

@@ -8,6 +8,36 @@ import asyncpg
 
 from services.notify.domain.catalogue import NOT_SENT, Contact, Message
 from services.notify.domain.sms import RECEIPT_STATES, overall_delivery_state
+from shared.db.sealed import Sealed
+
+# Contact data and what a message says (names, diseases, amounts) sealed at rest
+# (shared/db/sealed.py); a delivery's values are bound to its person, event and channel.
+NAME = Sealed("contacts", "name", ("person_id",))
+MOBILE = Sealed("contacts", "mobile", ("person_id",))
+EMAIL = Sealed("contacts", "email", ("person_id",))
+_MESSAGE = ("person_id", "source_event_id", "channel")
+# The keyed hash keeps "one message per event, channel and recipient" a unique key.
+RECIPIENT = Sealed("deliveries", "recipient", _MESSAGE, hash_column="recipient_key")
+SUBJECT = Sealed("deliveries", "subject", _MESSAGE)
+BODY = Sealed("deliveries", "body", _MESSAGE)
+SEALED = (NAME, MOBILE, EMAIL, RECIPIENT, SUBJECT, BODY)
+
+
+def _opened(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A delivery row with recipient, subject and body opened (those it has)."""
+    out = dict(row)
+    key = (out["person_id"], out["source_event_id"], out["channel"])
+    for col in (RECIPIENT, SUBJECT, BODY):
+        if col.column in out:
+            out[col.column] = col.open(out[col.column], *key)
+    return out
+
+
+def _sealed_message(source_event_id: str, person_id: str, channel: str, recipient: str,
+                    subject: str | None, body: str) -> tuple[Any, ...]:
+    key = (person_id, source_event_id, channel)
+    return (RECIPIENT.seal(recipient, *key), RECIPIENT.digest(recipient, *key),
+            SUBJECT.seal(subject, *key), BODY.seal(body, *key))
 
 REQUEUED = "requeued by operator"
 
@@ -17,7 +47,8 @@ async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mo
     await conn.execute(
         "INSERT INTO contacts (person_id, name, mobile, email) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (person_id) DO UPDATE SET name = $2, mobile = $3, email = $4,"
-        " updated_at = now()", person_id, name, mobile, email)
+        " updated_at = now()", person_id, NAME.seal(name, person_id),
+        MOBILE.seal(mobile, person_id), EMAIL.seal(email, person_id))
 
 
 async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
@@ -35,30 +66,35 @@ async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | No
         person_id)
     if row is None:
         return None
-    return Contact(row["person_id"], row["name"], row["mobile"], row["email"],
-                   row["sms"], row["mail"])
+    return Contact(row["person_id"], str(NAME.open(row["name"], person_id)),
+                   str(MOBILE.open(row["mobile"], person_id)),
+                   EMAIL.open(row["email"], person_id), row["sms"], row["mail"])
 
 
 async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, person_id: str,
                            messages: list[Message]) -> list[Message]:
     """One row per message; one with a problem is parked at once with it, never sent.
     Returns those newly parked (a replayed event parks nothing twice)."""
+    def sealed(m: Message) -> tuple[Any, ...]:
+        return _sealed_message(source_event_id, person_id, m.channel, m.recipient, m.subject,
+                               m.body)
+
     await conn.executemany(
-        "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template,"
-        " subject, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " ON CONFLICT (source_event_id, channel, recipient) DO NOTHING",
-        [(source_event_id, person_id, m.channel, m.recipient, m.template, m.subject, m.body)
+        "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, recipient_key,"
+        " subject, body, template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING",
+        [(source_event_id, person_id, m.channel, *sealed(m), m.template)
          for m in messages if m.problem is None],
     )
     parked = []
     for m in messages:
         if m.problem is not None and await conn.fetchval(
                 "INSERT INTO deliveries (source_event_id, person_id, channel, recipient,"
-                " template, subject, body, status, last_error)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, 'parked', $8)"
-                " ON CONFLICT (source_event_id, channel, recipient) DO NOTHING RETURNING id",
-                source_event_id, person_id, m.channel, m.recipient, m.template, m.subject,
-                m.body, m.problem) is not None:
+                " recipient_key, subject, body, template, status, last_error)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'parked', $9)"
+                " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING RETURNING id",
+                source_event_id, person_id, m.channel, *sealed(m), m.template,
+                m.problem) is not None:
             parked.append(m)
     return parked
 
@@ -66,21 +102,24 @@ async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, perso
 async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, person_id: str,
                            event_type: str, region: str, data: dict[str, Any]) -> None:
     """Keep the event, visibly parked, until the person's contact data arrives."""
+    recipient, key, _, body = _sealed_message(source_event_id, person_id, "none", region, None,
+                                              json.dumps(data, ensure_ascii=False))
     await conn.execute(
-        "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template, body,"
-        " status, last_error) VALUES ($1, $2, 'none', $3, $4, $5, 'parked',"
+        "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, recipient_key,"
+        " template, body, status, last_error) VALUES ($1, $2, 'none', $3, $4, $5, $6, 'parked',"
         " 'no contact data recorded for this person yet') ON CONFLICT DO NOTHING",
-        source_event_id, person_id, region, event_type,
-        json.dumps(data, ensure_ascii=False))
+        source_event_id, person_id, recipient, key, event_type, body)
 
 
 async def waiting_for_contact(conn: asyncpg.Connection,
                               person_id: str) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT id, source_event_id, recipient AS region, template AS event_type, body"
-        " FROM deliveries WHERE person_id = $1 AND channel = 'none' AND status = 'parked'"
-        " ORDER BY id FOR UPDATE", person_id)
-    return [dict(r) | {"data": json.loads(r["body"])} for r in rows]
+    rows = [_opened(r) for r in await conn.fetch(
+        "SELECT id, source_event_id, person_id, channel, recipient, template AS event_type,"
+        " body FROM deliveries WHERE person_id = $1 AND channel = 'none' AND status = 'parked'"
+        " ORDER BY id FOR UPDATE", person_id)]
+    return [{"id": r["id"], "source_event_id": r["source_event_id"], "region": r["recipient"],
+             "event_type": r["event_type"], "body": r["body"], "data": json.loads(r["body"])}
+            for r in rows]
 
 
 async def contact_arrived(conn: asyncpg.Connection, delivery_id: int) -> None:
@@ -89,14 +128,14 @@ async def contact_arrived(conn: asyncpg.Connection, delivery_id: int) -> None:
 
 
 async def claim_due(conn: asyncpg.Connection, channel: str, limit: int,
-                    worker: str | None = None) -> list[asyncpg.Record]:
+                    worker: str | None = None) -> list[dict[str, Any]]:
     """Mark due messages 'sending' before any is sent: a crash leaves them for reconciling."""
-    return await conn.fetch(
+    return [_opened(r) for r in await conn.fetch(
         "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_at = now(),"
         " claimed_by = $3"
         " WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND channel = $1"
         " AND next_attempt_at <= now() ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)"
-        " RETURNING *", channel, limit, worker)
+        " RETURNING *", channel, limit, worker)]
 
 
 async def release_unsent(conn: asyncpg.Connection, worker: str) -> int:
@@ -200,10 +239,12 @@ async def counts_by_status(conn: asyncpg.Connection) -> list[asyncpg.Record]:
                             " WHERE status IN ('parked', 'unknown') GROUP BY 1, 2")
 
 
-async def needing_attention(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, person_id, channel, recipient, template, status, attempts, last_error,"
-        " created_at FROM deliveries WHERE status IN ('parked', 'unknown') ORDER BY id")
+async def needing_attention(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    return [{k: v for k, v in _opened(r).items() if k != "source_event_id"}
+            for r in await conn.fetch(
+                "SELECT id, person_id, source_event_id, channel, recipient, template, status,"
+                " attempts, last_error, created_at FROM deliveries"
+                " WHERE status IN ('parked', 'unknown') ORDER BY id")]
 
 
 async def requeue(conn: asyncpg.Connection, ids: list[int] | None,
@@ -234,9 +275,14 @@ async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[asyn
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     contact = await conn.fetchrow("SELECT person_id, name, mobile, email FROM contacts"
                                   " WHERE person_id = $1", ref)
-    rows = await conn.fetch(
-        "SELECT id, channel, recipient, template, status, delivery_state, attempts, last_error,"
-        " created_at, sent_at FROM deliveries WHERE person_id = $1 ORDER BY id", ref)
+    rows = [{k: v for k, v in _opened(r).items() if k not in ("person_id", "source_event_id")}
+            for r in await conn.fetch(
+                "SELECT id, person_id, source_event_id, channel, recipient, template, status,"
+                " delivery_state, attempts, last_error, created_at, sent_at FROM deliveries"
+                " WHERE person_id = $1 ORDER BY id", ref)]
     if contact is None and not rows:
         return None
-    return {"contact": dict(contact) if contact else None, "messages": [dict(r) for r in rows]}
+    if contact is not None:
+        contact = dict(contact) | {c.column: c.open(contact[c.column], ref)
+                                   for c in (NAME, MOBILE, EMAIL)}
+    return {"contact": dict(contact) if contact else None, "messages": rows}

@@ -119,6 +119,12 @@ class Stack:
 
             dev = PlatformSettings()
             ensure_simulated_keys(dev.trust_dir, dev.keyring_dir, self.regions)
+            # Development data keys too (sealing health and contact data at rest); a real
+            # deployment mounts its own file or sets MEDINS_DATA_KEYS.
+            if dev.data_keys is None:
+                from shared.db.sealed import create_keys_file
+
+                create_keys_file(dev.data_keys_path())
         finally:
             os.environ.clear()
             os.environ.update(env_backup)

@@ -19,6 +19,7 @@ from faust.web import Request, Response, View
 from shared.contracts.topics import physical
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
+from shared.db.sealed import Sealed, reseal
 from shared.messaging.admin import TopicPolicy, bootstrap_servers, ensure_topics, region_topics
 from shared.messaging.app import create_app
 from shared.messaging.consumer import EventConsumer, Handler, attach_consumer
@@ -53,6 +54,8 @@ class ServiceSpec:
     gauges: list[SampledGauge] = field(default_factory=list)
     # The region's policy book (a shared.policy.BookCache), given to handlers as ctx.policy.
     policy: Any = None
+    # Columns holding health or contact data, sealed at rest (shared/db/sealed.py).
+    sealed: tuple[Sealed, ...] = ()
 
 
 def to_jsonable(value: Any) -> Any:
@@ -81,6 +84,14 @@ async def prepare(spec: ServiceSpec, settings: PlatformSettings) -> None:
         await migrate(conn, settings.schema_for(spec.name), service_migrations(spec.name))
     finally:
         await conn.close()
+    if spec.sealed:
+        # Rows written before sealing existed (or by hand) are sealed before consuming.
+        conn = await connect(settings.database_url, settings.schema_for(spec.name))
+        try:
+            for col in spec.sealed:
+                await reseal(conn, col, plaintext_only=True)
+        finally:
+            await conn.close()
     if spec.prepare is not None:
         await spec.prepare(settings)
 
