@@ -123,8 +123,6 @@ async def test_smsc_down(faults: FaultStack) -> None:
     await run_fault(faults, "SMSC down 8 s", 32, outage, unknown_allowed=True)
 
 
-@pytest.mark.skipif(not LONG, reason="long run only: under a loaded machine notify did not "
-                    "resume within 180 s after the broker restart in 1 of 6 runs (see README)")
 async def test_broker_killed_and_restarted_by_the_supervisor(faults: FaultStack) -> None:
     """Memory storage loses what it held (said at start), so no figure is promised for the
     batch in flight; what is promised: nothing twice, and the platform comes back by itself
