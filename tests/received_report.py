@@ -5,6 +5,7 @@ from pathlib import Path
 
 import asyncpg
 
+from services.notify.repository import BODY, SUBJECT
 from shared.devstack.mailserver import read_mailbox
 from shared.devstack.smsc import read_received
 
@@ -21,16 +22,20 @@ async def write_received_report(conn: asyncpg.Connection, notify_schemas: list[s
     seen: dict[tuple[str, str], str] = {}
     for schema in notify_schemas:
         rows = await conn.fetch(
-            f'SELECT template, channel, subject, body FROM "{schema}".deliveries'
-            " WHERE status = 'sent' ORDER BY id")
+            f'SELECT template, channel, subject, body, person_id, source_event_id'
+            f' FROM "{schema}".deliveries WHERE status = \'sent\' ORDER BY id')
         for r in rows:
             key = (r["template"], r["channel"])
             if key in seen:
                 continue
-            if r["channel"] == "sms" and r["body"] in sms_texts:
-                seen[key] = r["body"]
-            elif r["channel"] == "email" and (r["subject"], r["body"].strip()) in mails:
-                seen[key] = f"{r['subject']}\n\n{r['body'].strip()}"
+            # Sealed at rest, bound to the person, event and channel.
+            row = (r["person_id"], r["source_event_id"], r["channel"])
+            body = BODY.open(r["body"], *row) or ""
+            subject = SUBJECT.open(r["subject"], *row)
+            if r["channel"] == "sms" and body in sms_texts:
+                seen[key] = body
+            elif r["channel"] == "email" and (subject, body.strip()) in mails:
+                seen[key] = f"{subject}\n\n{body.strip()}"
     lines = ["# Received by the local SMSC and SMTP server, one per template and channel", ""]
     for (template, channel), text in sorted(seen.items()):
         lines += [f"## {template} ({channel})", "", "```", text, "```", ""]
