@@ -19,7 +19,11 @@ DISEASE = Sealed("chronic_recognitions", "disease", ("person_id",), hash_column=
 # A case's data is the applicant's submission: disease, certificate, relatives' details.
 CASE_DATA = Sealed("cases", "data", ("case_id",), shape="json")
 FILING_DISEASES = Sealed("filings", "detail", ("filing_id",), shape="json:chronic_diseases")
-SEALED = (NAME, MOBILE, EMAIL, DISEASE, CASE_DATA, FILING_DISEASES)
+# An event kept until its policy is published carries whatever the sender sent.
+WAITING_EVENT = Sealed("awaiting_policy", "envelope", ("event_id",), shape="bytes")
+# A refusal's staff text can quote the disease or a relative's details.
+REFUSAL = Sealed("refused_requests", "reason", ("person_id", "reference", "cause_id"))
+SEALED = (NAME, MOBILE, EMAIL, DISEASE, CASE_DATA, FILING_DISEASES, WAITING_EVENT, REFUSAL)
 
 
 async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None:
@@ -341,12 +345,15 @@ async def save_awaiting_policy(conn: asyncpg.Connection, event_id: str, event_ty
         "INSERT INTO awaiting_policy (event_id, event_type, person_id, reference, envelope,"
         " received_at, fact_date, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (event_id) DO UPDATE SET reason = $8, resumed_at = NULL",
-        event_id, event_type, person_id, reference, envelope, received_at, fact_date, reason)
+        event_id, event_type, person_id, reference, WAITING_EVENT.seal_bytes(envelope, event_id),
+        received_at, fact_date, reason)
 
 
-async def awaiting_policy(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM awaiting_policy WHERE resumed_at IS NULL"
+async def awaiting_policy(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM awaiting_policy WHERE resumed_at IS NULL"
                             " ORDER BY waiting_since LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+    return [dict(r) | {"envelope": WAITING_EVENT.open_bytes(r["envelope"], r["event_id"])}
+            for r in rows]
 
 
 async def mark_resumed(conn: asyncpg.Connection, event_id: str) -> None:
@@ -359,7 +366,8 @@ async def record_refusal(conn: asyncpg.Connection, person_id: str, reference: st
     await conn.execute(
         "INSERT INTO refused_requests (person_id, reference, request_type, rule, reason,"
         " cause_id) VALUES ($1, $2, $3, $4, $5, $6)",
-        person_id, reference, request_type, rule, reason, cause_id)
+        person_id, reference, request_type, rule,
+        REFUSAL.seal(reason, person_id, reference, cause_id), cause_id)
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:

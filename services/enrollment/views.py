@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from services.enrollment.repository import CASE_DATA, status_of
+from services.enrollment.repository import CASE_DATA, REFUSAL, status_of
 
 __all__ = ["progress_of", "status_of"]
 
@@ -37,8 +37,8 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
         "SELECT reference, what, detail, cause_type, recorded_at FROM history"
         " WHERE person_id = $1 AND what = 'stop requested' ORDER BY id", person_id)
     refused = await conn.fetch(
-        "SELECT reference, request_type, rule, reason, refused_at FROM refused_requests"
-        " WHERE person_id = $1 ORDER BY id", person_id)
+        "SELECT reference, request_type, rule, reason, cause_id, refused_at"
+        " FROM refused_requests WHERE person_id = $1 ORDER BY id", person_id)
     waiting = await conn.fetch(
         "SELECT reference, event_type, fact_date, received_at, waiting_since, resumed_at"
         " FROM awaiting_policy WHERE person_id = $1", person_id)
@@ -52,5 +52,7 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
         "family_aid": [dict(a) for a in aid],
         "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history],
         "awaiting_policy": [dict(w) for w in waiting],
-        "refused": [dict(r) for r in refused],
+        "refused": [{k: v for k, v in r.items() if k != "cause_id"}
+                    | {"reason": REFUSAL.open(r["reason"], person_id, r["reference"],
+                                              r["cause_id"])} for r in refused],
     }

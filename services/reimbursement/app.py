@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from services.reimbursement.handlers import routes
 from services.reimbursement.policy_watch import policy_watch
-from services.reimbursement.repository import status_of
+from services.reimbursement.repository import SEALED, status_of
 from shared.contracts import topics
 from shared.messaging.runtime import ServiceSpec
 from shared.observability.sampled import SampledGauge
@@ -22,6 +22,7 @@ def spec() -> ServiceSpec:
         status_query=status_of,
         extras=[policy_watch(cache)],
         gauges=GAUGES,
+        sealed=SEALED,
     )
 
 

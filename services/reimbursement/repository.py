@@ -14,7 +14,31 @@ from services.reimbursement.domain.claims import (
     FilingOnRecord,
     Stage,
 )
+from shared.db.sealed import Sealed
 from shared.policy import AnnualTotals
+
+# A calculation's working lines can name a diagnosis (an epidemic patient's, confirmed or
+# suspected): sealed at rest (shared/db/sealed.py); the figures stay queryable.
+WORKING = Sealed("claims", "calculation", ("person_id", "claim_id"), shape="json:working")
+HISTORY_WORKING = Sealed("claim_history", "detail", ("person_id", "claim_id", "cause_id"),
+                         shape="json:working")
+SEALED = (WORKING, HISTORY_WORKING)
+
+
+def _sealed_working(col: Sealed, detail: dict[str, Any], *row: Any) -> dict[str, Any]:
+    if "working" not in detail:
+        return detail
+    return detail | {"working": col.seal(json.dumps(detail["working"], ensure_ascii=False,
+                                                     default=str), *row)}
+
+
+def _opened_working(col: Sealed, raw: str | None, *row: Any) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    detail: dict[str, Any] = json.loads(raw)
+    if isinstance(detail.get("working"), str):
+        detail["working"] = json.loads(str(col.open(detail["working"], *row)))
+    return detail
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
@@ -161,7 +185,7 @@ async def unfiled_claims(conn: asyncpg.Connection, person_id: str, start: date,
 async def calculation_of(conn: asyncpg.Connection, claim: Claim) -> dict[str, Any]:
     raw = await conn.fetchval("SELECT calculation FROM claims WHERE person_id = $1"
                               " AND claim_id = $2", claim.person_id, claim.claim_id)
-    return json.loads(raw) if raw else {}
+    return _opened_working(WORKING, raw, claim.person_id, claim.claim_id) or {}
 
 
 async def set_location(conn: asyncpg.Connection, claim: Claim, location: str,
@@ -181,7 +205,9 @@ async def save_calculation(conn: asyncpg.Connection, claim: Claim,
                            calculation: dict[str, Any]) -> None:
     await conn.execute("UPDATE claims SET calculation = $3 WHERE person_id = $1"
                        " AND claim_id = $2", claim.person_id, claim.claim_id,
-                       json.dumps(calculation, ensure_ascii=False, default=str))
+                       json.dumps(_sealed_working(WORKING, calculation, claim.person_id,
+                                                  claim.claim_id), ensure_ascii=False,
+                                  default=str))
 
 
 async def annual_totals(conn: asyncpg.Connection, person_id: str, year: int,
@@ -211,7 +237,9 @@ async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
     await conn.execute("INSERT INTO claim_history (claim_id, person_id, stage, detail, cause_id)"
                        " VALUES ($1, $2, $3, $4, $5)", claim.claim_id, claim.person_id,
                        claim.stage.value,
-                       json.dumps(detail | {"version": claim.version}, ensure_ascii=False,
+                       json.dumps(_sealed_working(HISTORY_WORKING, detail, claim.person_id,
+                                                  claim.claim_id, cause_id)
+                                  | {"version": claim.version}, ensure_ascii=False,
                                   default=str), cause_id)
 
 
@@ -362,13 +390,17 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
         return {"proactive_summary": summary} if summary else None
     claims = []
     for r in rows:
-        history = await conn.fetch("SELECT stage, detail, recorded_at FROM claim_history"
+        history = await conn.fetch("SELECT stage, detail, cause_id, recorded_at"
+                                   " FROM claim_history"
                                    " WHERE claim_id = $1 AND person_id = $2 ORDER BY id",
                                    r["claim_id"], r["person_id"])
         claims.append(dict(r) | {
             "reasons": json.loads(r["reasons"]),
-            "calculation": json.loads(r["calculation"]) if r["calculation"] else None,
-            "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history]})
+            "calculation": _opened_working(WORKING, r["calculation"], r["person_id"],
+                                           r["claim_id"]),
+            "history": [{k: v for k, v in h.items() if k != "cause_id"} | {
+                "detail": _opened_working(HISTORY_WORKING, h["detail"], r["person_id"],
+                                          r["claim_id"], h["cause_id"])} for h in history]})
     return {"insured_status": dict(view) if view else None, "employer_code": employer,
             "coverage": [dict(p) for p in periods],
             "claims": claims, "births": [dict(b) for b in births]}

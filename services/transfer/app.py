@@ -5,6 +5,7 @@ from collections.abc import Callable
 from datetime import date
 
 from services.transfer.handlers import ROUTES, flag_overdue
+from services.transfer.repository import SEALED
 from services.transfer.views import status_of
 from shared.clock import china_today
 from shared.contracts import topics
@@ -69,4 +70,5 @@ def spec() -> ServiceSpec:
         extras=[_overdue_timer(cache)],
         prepare=_prepare,
         policy=cache,
+        sealed=SEALED,
     )

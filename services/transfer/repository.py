@@ -8,10 +8,15 @@ from typing import Any
 import asyncpg
 
 from services.transfer.domain.transfer import CLOSED, LEG_RUNNING, Stage, Transfer
+from shared.db.sealed import Sealed
 
 # Columns mirrored one to one from the domain object.
 _COLUMNS = [f.name for f in fields(Transfer)]
 _CLOSED = [s.value for s in CLOSED]
+# The person's name on the information sheet, sealed at rest (shared/db/sealed.py).
+_IDENTITY = ("direction", "from_region", "transfer_id")
+NAME = Sealed("transfers", "name", _IDENTITY)
+SEALED = (NAME,)
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
@@ -31,6 +36,7 @@ async def insured(conn: asyncpg.Connection, person_id: str) -> tuple[str | None,
 
 def to_transfer(row: asyncpg.Record) -> Transfer:
     values = {name: row[name] for name in _COLUMNS}
+    values["name"] = NAME.open(values["name"], *(row[c] for c in _IDENTITY))
     values["stage"] = Stage(values["stage"])
     if values["resume_stage"]:
         values["resume_stage"] = Stage(values["resume_stage"])
@@ -56,6 +62,7 @@ async def save(conn: asyncpg.Connection, t: Transfer, note: str | None, cause_id
     """Upsert the transfer and add a history line (what happened, when, caused by which event)."""
     values = [getattr(t, name) for name in _COLUMNS]
     values = [v.value if isinstance(v, Stage) else v for v in values]
+    values[_COLUMNS.index("name")] = NAME.seal(t.name, *(getattr(t, c) for c in _IDENTITY))
     placeholders = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)
     row_id = await conn.fetchval(

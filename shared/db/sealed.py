@@ -264,9 +264,10 @@ class Sealed:
 
     `row` names the columns whose values bind a ciphertext to its row (the context also
     names table and column), so a value copied onto another person's row does not open.
-    `shape`: `text` (a text column), `json` (a whole jsonb value, stored as a jsonb string)
-    or `json:<field>` (one field of a jsonb object). `hash_column` keeps a keyed hash of the
-    plaintext for equality look-ups and unique keys.
+    `shape`: `text` (a text column), `bytes` (a bytea column of UTF-8 text, e.g. a kept
+    event), `json` (a whole jsonb value, stored as a jsonb string) or `json:<field>` (one
+    field of a jsonb object). `hash_column` keeps a keyed hash of the plaintext for
+    equality look-ups and unique keys.
     """
 
     table: str
@@ -281,7 +282,9 @@ class Sealed:
                                                 if self.shape.startswith("json:") else "")
 
     def context(self, row: Sequence[Any]) -> str:
-        return f"{self.name}:" + "/".join("" if v is None else str(v) for v in row)
+        # JSON, not a joined string: ("a/b", "c") and ("a", "b/c") must not bind alike.
+        return f"{self.name}:" + json.dumps([None if v is None else str(v) for v in row],
+                                            ensure_ascii=False)
 
     def seal(self, value: str | None, *row: Any) -> str | None:
         return None if value is None else keys().seal(value, self.context(row))
@@ -292,6 +295,12 @@ class Sealed:
         if value is None or not value.startswith(PREFIX):
             return value
         return _open(value, self.context(row))
+
+    def seal_bytes(self, value: bytes, *row: Any) -> bytes:
+        return str(self.seal(value.decode("utf-8"), *row)).encode("ascii")
+
+    def open_bytes(self, value: bytes, *row: Any) -> bytes:
+        return str(self.open(bytes(value).decode("utf-8"), *row)).encode("utf-8")
 
     def seal_json(self, value: Any, *row: Any) -> str:
         """The jsonb parameter (JSON text of a sealed string) for a `json` shape."""
@@ -322,6 +331,8 @@ def _stored_sql(col: Sealed) -> str:
     jsonb, its JSON text)."""
     if col.shape == "text":
         return _q(col.column)
+    if col.shape == "bytes":
+        return f"convert_from({_q(col.column)}, 'UTF8')"
     if col.shape == "json":
         return f"{_q(col.column)}::text"
     return f"({_q(col.column)} -> '{col.shape[5:]}')::text"
@@ -329,7 +340,7 @@ def _stored_sql(col: Sealed) -> str:
 
 def _key_sql(col: Sealed) -> str:
     """SQL giving the key id of a sealed value, or '(plaintext)'."""
-    text = _q(col.column) if col.shape == "text" else (
+    text = _stored_sql(col) if col.shape in ("text", "bytes") else (
         f"({_q(col.column)} #>> '{{}}')" if col.shape == "json"
         else f"({_q(col.column)} ->> '{col.shape[5:]}')")
     return (f"CASE WHEN {text} LIKE 'enc:%' THEN split_part({text}, ':', 2)"
@@ -343,7 +354,7 @@ def _present_sql(col: Sealed) -> str:
 
 
 def _plaintext_of(col: Sealed, stored: str, row: Sequence[Any]) -> str:
-    if col.shape == "text":
+    if col.shape in ("text", "bytes"):
         return stored if not stored.startswith(PREFIX) else _open(stored, col.context(row))
     value = json.loads(stored)
     if isinstance(value, str) and value.startswith(PREFIX):
@@ -367,6 +378,8 @@ async def reseal(conn: asyncpg.Connection, col: Sealed, batch: int = 500,
         stale = f"({stale} OR {_q(col.hash_column)} IS NULL)"
     if col.shape == "text":
         target = "$2"
+    elif col.shape == "bytes":
+        target = "convert_to($2::text, 'UTF8')"
     elif col.shape == "json":
         target = "to_jsonb($2::text)"
     else:

@@ -170,3 +170,63 @@ async def test_rotation_seals_again_and_retires_the_old_key(
                                     " CASCADE")
         finally:
             await admin.close()
+
+
+async def test_plaintext_rows_of_every_shape_are_sealed_once_and_still_read(
+        stack: TestStack) -> None:
+    """What a worker does at start on a schema from before sealing: text, bytea, a whole
+    jsonb value and one field of one, and a hash filled in; a second pass changes nothing."""
+    namespace = f"{stack.namespace}plain{uuid.uuid4().hex[:4]}_"
+    settings = PlatformSettings(MEDINS_DATABASE_URL=stack.database_url, namespace=namespace)
+    schema = settings.schema_for("enrollment")
+    person, mobile = people.resident_id(), people.mobile()
+    envelope = json.dumps({"data": {"mobile": mobile, "disease": "diabetes"}}).encode()
+    admin = await connect(stack.database_url)
+    await migrate(admin, schema, service_migrations("enrollment"))
+    conn = await connect(stack.database_url, schema)
+    try:
+        await conn.execute(
+            "INSERT INTO persons (person_id, name, mobile, email, insurance_type, status)"
+            " VALUES ($1, '李雷', $2, NULL, 'resident', 'active')", person, mobile)
+        await conn.execute(
+            "INSERT INTO chronic_recognitions (person_id, disease, institution_code,"
+            " effective_from, without_application) VALUES ($1, 'diabetes', 'H1', now(), true)",
+            person)
+        await conn.execute(
+            "INSERT INTO cases (case_id, kind, subject, state, data) VALUES ('C1',"
+            " 'chronic_recognition', $1, 'submitted', $2)", person,
+            json.dumps({"disease": "diabetes", "review_from": "2027-01-01"}))
+        await conn.execute(
+            "INSERT INTO filings (filing_id, person_id, category, kind, source, start_date,"
+            " detail, state) VALUES ('F1', $1, 'remote', 'temporary', 'x', now(), $2,"
+            " 'active')", person, json.dumps({"chronic_diseases": ["diabetes"], "n": 1}))
+        await conn.execute(
+            "INSERT INTO awaiting_policy (event_id, event_type, person_id, reference, envelope,"
+            " received_at, fact_date, reason) VALUES ('E1', 't', $1, 'r', $2, now(), now(),"
+            " 'no policy')", person, envelope)
+
+        changed = [await sealed.reseal(conn, col, plaintext_only=True)
+                   for col in enrollment_repo.SEALED]
+        assert sum(changed) == 6  # name, mobile, disease, case, filing, event
+        again = [await sealed.reseal(conn, col, plaintext_only=True)
+                 for col in enrollment_repo.SEALED]
+        assert sum(again) == 0
+
+        raw = json.dumps([[dict(r) for r in await conn.fetch(f"SELECT * FROM {table}")]
+                          for table in ("persons", "chronic_recognitions", "cases", "filings",
+                                        "awaiting_policy")], default=str, ensure_ascii=False)
+        for secret in (mobile, "李雷", "diabetes"):
+            assert secret not in raw
+        loaded = await enrollment_repo.load_person(conn, person)
+        assert loaded is not None and (loaded.name, loaded.mobile) == ("李雷", mobile)
+        assert await enrollment_repo.recognition(conn, person, "diabetes") == "H1"
+        case = await enrollment_repo.load_case(conn, "C1")
+        assert case is not None and json.loads(case["data"])["disease"] == "diabetes"
+        [filing] = await enrollment_repo.open_filings(conn, person)
+        assert filing.chronic_diseases == ["diabetes"]
+        [waiting] = await enrollment_repo.awaiting_policy(conn, 10)
+        assert waiting["envelope"] == envelope
+    finally:
+        await conn.close()
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
