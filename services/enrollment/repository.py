@@ -15,7 +15,11 @@ from shared.db.sealed import Sealed
 NAME = Sealed("persons", "name", ("person_id",))
 MOBILE = Sealed("persons", "mobile", ("person_id",))
 EMAIL = Sealed("persons", "email", ("person_id",))
-DISEASE = Sealed("chronic_recognitions", "disease", ("person_id",), hash_column="disease_key")
+# Who has which chronic disease: the table keeps no ID number in clear. The person is found
+# by a keyed hash of the ID (`person_key`); the ID itself is kept sealed (`person_ref`) so
+# a new hashing key can be applied to existing rows.
+PATIENT = Sealed("chronic_recognitions", "person_ref", (), hash_column="person_key")
+DISEASE = Sealed("chronic_recognitions", "disease", (PATIENT,), hash_column="disease_key")
 # A case's data is the applicant's submission: disease, certificate, relatives' details.
 CASE_DATA = Sealed("cases", "data", ("case_id",), shape="json")
 FILING_DISEASES = Sealed("filings", "detail", ("filing_id",), shape="json:chronic_diseases")
@@ -23,7 +27,7 @@ FILING_DISEASES = Sealed("filings", "detail", ("filing_id",), shape="json:chroni
 WAITING_EVENT = Sealed("awaiting_policy", "envelope", ("event_id",), shape="bytes")
 # A refusal's staff text can quote the disease or a relative's details.
 REFUSAL = Sealed("refused_requests", "reason", ("person_id", "reference", "cause_id"))
-SEALED = (NAME, MOBILE, EMAIL, DISEASE, CASE_DATA, FILING_DISEASES, WAITING_EVENT, REFUSAL)
+SEALED = (NAME, MOBILE, EMAIL, PATIENT, DISEASE, CASE_DATA, FILING_DISEASES, WAITING_EVENT, REFUSAL)
 
 
 async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None:
@@ -188,8 +192,9 @@ async def open_filings(conn: asyncpg.Connection, person_id: str,
 async def recognition(conn: asyncpg.Connection, person_id: str, disease: str) -> str | None:
     # The disease is sealed: its keyed hash (under every valid hash key) finds the row.
     return await conn.fetchval("SELECT institution_code FROM chronic_recognitions"
-                               " WHERE person_id = $1 AND disease_key = ANY($2::text[])",
-                               person_id, DISEASE.digests(disease, person_id))
+                               " WHERE person_key = ANY($1::text[])"
+                               " AND disease_key = ANY($2::text[])",
+                               PATIENT.digests(person_id), DISEASE.digests(disease, person_id))
 
 
 async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: str,
@@ -198,21 +203,25 @@ async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: st
     # still hashed under an older key. Handlers hold the person's row, so no race.
     updated = await conn.execute(
         "UPDATE chronic_recognitions SET institution_code = $3, effective_from = $4,"
-        " updated_at = now() WHERE person_id = $1 AND disease_key = ANY($2::text[])",
-        person_id, DISEASE.digests(disease, person_id), institution, effective_from)
+        " updated_at = now() WHERE person_key = ANY($1::text[])"
+        " AND disease_key = ANY($2::text[])",
+        PATIENT.digests(person_id), DISEASE.digests(disease, person_id), institution,
+        effective_from)
     if updated != "UPDATE 0":
         return
     await conn.execute(
-        "INSERT INTO chronic_recognitions (person_id, disease, disease_key, institution_code,"
-        " effective_from, without_application) VALUES ($1, $2, $3, $4, $5, $6)",
-        person_id, DISEASE.seal(disease, person_id), DISEASE.digest(disease, person_id),
-        institution, effective_from, automatic)
+        "INSERT INTO chronic_recognitions (person_ref, person_key, disease, disease_key,"
+        " institution_code, effective_from, without_application)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        PATIENT.seal(person_id), PATIENT.digest(person_id), DISEASE.seal(disease, person_id),
+        DISEASE.digest(disease, person_id), institution, effective_from, automatic)
 
 
 async def end_recognitions(conn: asyncpg.Connection, person_id: str, on: Any) -> list[str]:
     rows = await conn.fetch(
         "UPDATE chronic_recognitions SET ended_on = $2, updated_at = now()"
-        " WHERE person_id = $1 AND ended_on IS NULL RETURNING disease", person_id, on)
+        " WHERE person_key = ANY($1::text[]) AND ended_on IS NULL RETURNING disease",
+        PATIENT.digests(person_id), on)
     return [str(DISEASE.open(r["disease"], person_id)) for r in rows]
 
 
@@ -310,8 +319,10 @@ async def schedule_institution_change(conn: asyncpg.Connection, person_id: str, 
     """The current institution stays designated until `effective_from`."""
     await conn.execute(
         "UPDATE chronic_recognitions SET next_institution_code = $3, next_from = $4,"
-        " updated_at = now() WHERE person_id = $1 AND disease_key = ANY($2::text[])",
-        person_id, DISEASE.digests(disease, person_id), institution, effective_from)
+        " updated_at = now() WHERE person_key = ANY($1::text[])"
+        " AND disease_key = ANY($2::text[])",
+        PATIENT.digests(person_id), DISEASE.digests(disease, person_id), institution,
+        effective_from)
 
 
 async def apply_due_institution_changes(conn: asyncpg.Connection, today: Any) -> int:
@@ -395,8 +406,9 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
                                " ORDER BY created_at", person_id)
     chronic = await conn.fetch("SELECT disease, institution_code, effective_from,"
                                " next_institution_code, next_from, without_application,"
-                               " ended_on FROM chronic_recognitions WHERE person_id = $1",
-                               person_id)
+                               " ended_on FROM chronic_recognitions"
+                               " WHERE person_key = ANY($1::text[])",
+                               PATIENT.digests(person_id))
     periods = await conn.fetch("SELECT insurance_type, start_date, end_date, source, reference"
                                " FROM coverage_periods WHERE person_id = $1 ORDER BY seq",
                                person_id)

@@ -12,15 +12,18 @@ from shared.db.sealed import Sealed
 
 # Contact data and what a message says (names, diseases, amounts) sealed at rest
 # (shared/db/sealed.py); a delivery's values are bound to its person, event and channel.
-NAME = Sealed("contacts", "name", ("person_id",))
-MOBILE = Sealed("contacts", "mobile", ("person_id",))
-EMAIL = Sealed("contacts", "email", ("person_id",))
+# The contact directory keeps no resident ID in clear: a keyed hash of it finds the row, the
+# ID itself is kept sealed for re-hashing under a new key, and binds the row's values.
+PERSON = Sealed("contacts", "person_ref", (), hash_column="person_key")
+NAME = Sealed("contacts", "name", (PERSON,))
+MOBILE = Sealed("contacts", "mobile", (PERSON,))
+EMAIL = Sealed("contacts", "email", (PERSON,))
 _MESSAGE = ("person_id", "source_event_id", "channel")
 # The keyed hash keeps "one message per event, channel and recipient" a unique key.
 RECIPIENT = Sealed("deliveries", "recipient", _MESSAGE, hash_column="recipient_key")
 SUBJECT = Sealed("deliveries", "subject", _MESSAGE)
 BODY = Sealed("deliveries", "body", _MESSAGE)
-SEALED = (NAME, MOBILE, EMAIL, RECIPIENT, SUBJECT, BODY)
+SEALED = (PERSON, NAME, MOBILE, EMAIL, RECIPIENT, SUBJECT, BODY)
 
 
 def _opened(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +47,18 @@ REQUEUED = "requeued by operator"
 
 async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mobile: str,
                          email: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO contacts (person_id, name, mobile, email) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (person_id) DO UPDATE SET name = $2, mobile = $3, email = $4,"
-        " updated_at = now()", person_id, NAME.seal(name, person_id),
-        MOBILE.seal(mobile, person_id), EMAIL.seal(email, person_id))
+    values = (NAME.seal(name, person_id), MOBILE.seal(mobile, person_id),
+              EMAIL.seal(email, person_id))
+    # By any valid hash of the ID, else a new row: one person's events come in order (one
+    # partition), so nothing inserts the same person meanwhile.
+    updated = await conn.execute(
+        "UPDATE contacts SET name = $2, mobile = $3, email = $4, updated_at = now()"
+        " WHERE person_key = ANY($1::text[])", PERSON.digests(person_id), *values)
+    if updated == "UPDATE 0":
+        await conn.execute(
+            "INSERT INTO contacts (person_ref, person_key, name, mobile, email)"
+            " VALUES ($1, $2, $3, $4, $5)", PERSON.seal(person_id), PERSON.digest(person_id),
+            *values)
 
 
 async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
@@ -62,11 +72,11 @@ async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
 async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | None:
     row = await conn.fetchrow(
         "SELECT c.*, coalesce(p.sms, true) AS sms, coalesce(p.email, true) AS mail"
-        " FROM contacts c LEFT JOIN preferences p USING (person_id) WHERE c.person_id = $1",
-        person_id)
+        " FROM contacts c LEFT JOIN preferences p ON p.person_id = $2"
+        " WHERE c.person_key = ANY($1::text[])", PERSON.digests(person_id), person_id)
     if row is None:
         return None
-    return Contact(row["person_id"], str(NAME.open(row["name"], person_id)),
+    return Contact(person_id, str(NAME.open(row["name"], person_id)),
                    str(MOBILE.open(row["mobile"], person_id)),
                    EMAIL.open(row["email"], person_id), row["sms"], row["mail"])
 
@@ -273,8 +283,8 @@ async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[asyn
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
-    contact = await conn.fetchrow("SELECT person_id, name, mobile, email FROM contacts"
-                                  " WHERE person_id = $1", ref)
+    contact = await conn.fetchrow("SELECT name, mobile, email FROM contacts"
+                                  " WHERE person_key = ANY($1::text[])", PERSON.digests(ref))
     rows = [{k: v for k, v in _opened(r).items() if k not in ("person_id", "source_event_id")}
             for r in await conn.fetch(
                 "SELECT id, person_id, source_event_id, channel, recipient, template, status,"
@@ -283,6 +293,6 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     if contact is None and not rows:
         return None
     if contact is not None:
-        contact = dict(contact) | {c.column: c.open(contact[c.column], ref)
-                                   for c in (NAME, MOBILE, EMAIL)}
+        contact = {"person_id": ref} | {c.column: c.open(contact[c.column], ref)
+                                        for c in (NAME, MOBILE, EMAIL)}
     return {"contact": dict(contact) if contact else None, "messages": rows}

@@ -263,7 +263,9 @@ class Sealed:
     """One sealed column (or one field of a jsonb column) of a service's schema.
 
     `row` names the columns whose values bind a ciphertext to its row (the context also
-    names table and column), so a value copied onto another person's row does not open.
+    names table and column), so a value copied onto another person's row does not open; an
+    entry that is itself a `Sealed` column (a person's sealed ID kept beside its keyed
+    hash) binds to that column's opened value.
     `shape`: `text` (a text column), `bytes` (a bytea column of UTF-8 text, e.g. a kept
     event), `json` (a whole jsonb value, stored as a jsonb string) or `json:<field>` (one
     field of a jsonb object). `hash_column` keeps a keyed hash of the plaintext for
@@ -272,7 +274,7 @@ class Sealed:
 
     table: str
     column: str
-    row: tuple[str, ...]
+    row: tuple[str | Sealed, ...]
     shape: str = "text"
     hash_column: str | None = None
 
@@ -368,7 +370,7 @@ async def reseal(conn: asyncpg.Connection, col: Sealed, batch: int = 500,
     or (unless `plaintext_only`) under an older key or hash key; returns rows changed.
     Idempotent, and safe beside running workers (rows they hold are skipped, then done)."""
     ring = _source.get(force=True)
-    key_cols = ", ".join(_q(c) for c in col.row)
+    key_cols = "".join(f"{_q(c.column if isinstance(c, Sealed) else c)}, " for c in col.row)
     stale = (f"({_key_sql(col)}) = '(plaintext)'" if plaintext_only
              else f"NOT (({_key_sql(col)}) = '{ring.current_seal.key_id}')")
     if col.hash_column and not plaintext_only:
@@ -387,7 +389,7 @@ async def reseal(conn: asyncpg.Connection, col: Sealed, batch: int = 500,
     sets = f"{_q(col.column)} = {target}"
     if col.hash_column:
         sets += f", {_q(col.hash_column)} = $3"
-    select = (f"SELECT ctid, {key_cols}, {_stored_sql(col)} AS stored FROM {_q(col.table)}"
+    select = (f"SELECT ctid, {key_cols}{_stored_sql(col)} AS stored FROM {_q(col.table)}"
               f" WHERE {_present_sql(col)} AND {stale} LIMIT {int(batch)}"
               f" FOR UPDATE SKIP LOCKED")
     update = f"UPDATE {_q(col.table)} SET {sets} WHERE ctid = $1"
@@ -396,7 +398,8 @@ async def reseal(conn: asyncpg.Connection, col: Sealed, batch: int = 500,
         async with conn.transaction():
             rows = await conn.fetch(select)
             for r in rows:
-                key = [r[c] for c in col.row]
+                key = [c.open(r[c.column]) if isinstance(c, Sealed) else r[c]
+                       for c in col.row]
                 plain = _plaintext_of(col, r["stored"], key)
                 args: list[Any] = [r["ctid"], ring.seal(plain, col.context(key))]
                 if col.hash_column:

@@ -67,18 +67,21 @@ async def test_story_leaves_no_plaintext_and_status_opens_it_masked(
     # The raw tables: no mobile, email, name or disease in clear, wherever it was written.
     persons = await _raw(stack, "enrollment", "SELECT * FROM persons WHERE person_id = $1",
                          person)
+    # These two tables keep no ID number in clear: a keyed hash of it finds the rows.
     chronic = await _raw(stack, "enrollment", "SELECT * FROM chronic_recognitions"
-                         " WHERE person_id = $1", person)
+                         " WHERE person_key = ANY($1::text[])",
+                         enrollment_repo.PATIENT.digests(person))
     cases = await _raw(stack, "enrollment", "SELECT * FROM cases WHERE case_id = $1",
                        application)
-    contacts = await _raw(stack, "notify", "SELECT * FROM contacts WHERE person_id = $1",
-                          person)
+    contacts = await _raw(stack, "notify", "SELECT * FROM contacts"
+                          " WHERE person_key = ANY($1::text[])", notify_repo.PERSON.digests(person))
     deliveries = await messages()
     for text in (persons, chronic, cases, contacts, deliveries):
         assert "enc:" in text
         for secret in (mobile, email, "张静", DISEASE, "diabetes"):
             assert secret not in text, (secret, text)
     assert '"disease_key": null' not in chronic
+    assert person not in chronic and person not in contacts and '"person_key": null' not in contacts
 
     # `medins status`: opened, then masked as before.
     shown = subprocess.run([sys.executable, "-m", "shared.cli", "status", person, "--json"],
@@ -136,8 +139,9 @@ async def test_rotation_seals_again_and_retires_the_old_key(
             return done
 
         status = cli("status").stdout
-        # Name, mobile, disease, the new message's recipient and body; the old row's two.
-        assert f"key {old} (current): 5 row(s)" in status
+        # Name, mobile, the patient's ID and disease, the new message's recipient and body;
+        # the old row's two.
+        assert f"key {old} (current): 6 row(s)" in status
         assert "2 value(s) not sealed yet" in status
         assert cli("rotate", "--hash").returncode == 0
         refused = cli("retire", old)
@@ -189,7 +193,7 @@ async def test_plaintext_rows_of_every_shape_are_sealed_once_and_still_read(
             "INSERT INTO persons (person_id, name, mobile, email, insurance_type, status)"
             " VALUES ($1, '李雷', $2, NULL, 'resident', 'active')", person, mobile)
         await conn.execute(
-            "INSERT INTO chronic_recognitions (person_id, disease, institution_code,"
+            "INSERT INTO chronic_recognitions (person_ref, disease, institution_code,"
             " effective_from, without_application) VALUES ($1, 'diabetes', 'H1', now(), true)",
             person)
         await conn.execute(
@@ -207,7 +211,7 @@ async def test_plaintext_rows_of_every_shape_are_sealed_once_and_still_read(
 
         changed = [await sealed.reseal(conn, col, plaintext_only=True)
                    for col in enrollment_repo.SEALED]
-        assert sum(changed) == 6  # name, mobile, disease, case, filing, event
+        assert sum(changed) == 7  # name, mobile, patient, disease, case, filing, event
         again = [await sealed.reseal(conn, col, plaintext_only=True)
                  for col in enrollment_repo.SEALED]
         assert sum(again) == 0
@@ -217,6 +221,8 @@ async def test_plaintext_rows_of_every_shape_are_sealed_once_and_still_read(
                                         "awaiting_policy")], default=str, ensure_ascii=False)
         for secret in (mobile, "李雷", "diabetes"):
             assert secret not in raw
+        assert person not in json.dumps([dict(r) for r in await conn.fetch(
+            "SELECT * FROM chronic_recognitions")], default=str)
         loaded = await enrollment_repo.load_person(conn, person)
         assert loaded is not None and (loaded.name, loaded.mobile) == ("李雷", mobile)
         assert await enrollment_repo.recognition(conn, person, "diabetes") == "H1"
