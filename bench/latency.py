@@ -1,0 +1,242 @@
+"""Latency at a steady rate: produce → `application.received`, and tax payment → SMS at the SMSC.
+
+Starts its own broker and database (DATABASE_URL's server if set), an enrollment and a notify
+worker with their default latency settings (MEDINS_FETCH_MAX_WAIT_MS, MEDINS_BATCH_WITHIN_SECONDS
+and the others as set in the environment), a local SMSC in its own process and an SMTP server.
+
+1. Applications are sent one by one at RATE per second for SECONDS; each latency runs from the
+   send to the moment a plain consumer of `enrollment.events` (its own fetch wait 5 ms) holds
+   the `application.received` caused by it.
+2. The whole story: the same number of people are made approved and waiting for payment (not
+   measured), every SMS of that drained, then tax payments are sent at RATE per second; each
+   latency runs from the payment's send to the SMSC accepting the SMS that tells the person
+   (the SMSC stamps each message when its submit arrives). The gateway rate limits are raised
+   to 1,000/s for this run so the rate, not the limit, is measured.
+
+Run: python bench/latency.py [--rate 200] [--seconds 20]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from benchlib import (
+    Sent,
+    Stack,
+    application,
+    counter,
+    percentile,
+    producer,
+    result,
+    run,
+    send_all,
+    signed_records,
+    steady_rate,
+)
+from shared.contracts.channels import EnrollmentReviewDecided
+from shared.contracts.enrollment import ApplicationReceived
+from shared.contracts.tax import ContributionPaymentConfirmed
+from shared.contracts.topics import ENROLLMENT_EVENTS
+from shared.devstack import people
+from shared.devstack.broker import free_port, wait_for_port
+from shared.devstack.mailserver import MailServer
+from shared.devstack.smsc import read_received
+from shared.messaging.admin import bootstrap_servers
+
+PROCESSED = "SELECT count(*) FROM processed_messages WHERE event_type = $1"
+
+
+async def paced(prod: AIOKafkaProducer, records: list[Sent], rate: float) -> dict[int, float]:
+    """Send each record at its slot of a steady rate; the wall-clock time each was sent."""
+    sent_at: dict[int, float] = {}
+    futures = []
+    start = time.perf_counter()
+    for i, rec in enumerate(records):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent_at[i] = time.time()
+        futures.append(await prod.send(rec.topic, rec.value, key=rec.key,
+                                       headers=rec.headers))
+    await asyncio.gather(*futures)
+    return sent_at
+
+
+async def received_latencies(stack: Stack, records: list[Sent], rate: float) -> list[float]:
+    """Seconds from each application's send until its application.received is readable."""
+    ids = {json.loads(r.value)["id"]: i for i, r in enumerate(records)}
+    seen: dict[int, float] = {}
+    reader = AIOKafkaConsumer(stack.topic(ENROLLMENT_EVENTS),
+                              bootstrap_servers=bootstrap_servers(stack.broker.url),
+                              auto_offset_reset="latest", enable_auto_commit=False,
+                              fetch_max_wait_ms=5)
+    await reader.start()
+    # Positions taken before the first send, so "latest" misses nothing of this run.
+    await reader.seek_to_end()
+    for tp in reader.assignment():
+        await reader.position(tp)
+
+    async def read() -> None:
+        while len(seen) < len(ids):
+            batch = await reader.getmany(timeout_ms=50)
+            now = time.time()
+            for recs in batch.values():
+                for rec in recs:
+                    env = json.loads(rec.value)
+                    if env["type"] == ApplicationReceived.event_type and \
+                            env.get("causationid") in ids:
+                        seen.setdefault(ids[env["causationid"]], now)
+
+    reading = asyncio.create_task(read())
+    prod = await producer(stack)
+    try:
+        sent_at = await paced(prod, records, rate)
+        await asyncio.wait_for(reading, 120)
+    finally:
+        reading.cancel()
+        await prod.stop()
+        await reader.stop()
+    return [seen[i] - sent_at[i] for i in sent_at]
+
+
+async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int) -> list[float]:
+    """Seconds from each tax payment's send until the SMSC accepted the SMS it caused."""
+    from pathlib import Path
+
+    folder = Path(str(smsc_dir))
+    now = datetime.now(UTC)
+    persons = [people.resident_id() for _ in range(n)]
+    apps = [f"APP-{uuid.uuid4().hex[:12].upper()}" for _ in range(n)]
+    applications = [application(a, p, now) for a, p in zip(apps, persons, strict=True)]
+    mobiles = [a.mobile for a in applications]
+    prod = await producer(stack)
+    await send_all(prod, signed_records(stack, applications))
+    await send_all(prod, signed_records(stack, [EnrollmentReviewDecided(
+        application_id=a, person_id=p, decision="approve", reviewer="staff-017",
+        decided_at=now) for a, p in zip(apps, persons, strict=True)]))
+    approved = await counter(stack, "enrollment", PROCESSED, EnrollmentReviewDecided.event_type)
+    await steady_rate(approved, n, timeout=600)
+    # Every SMS of the applications and approvals out before the clock starts (two each).
+    deadline = time.monotonic() + 600
+    while len(read_received(folder)) < 2 * n:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(read_received(folder))} of {2 * n} SMS before payments")
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)
+    before = len(read_received(folder))
+    year = now.year
+    payments = signed_records(stack, [ContributionPaymentConfirmed(
+        payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=p, application_id=a,
+        insurance_type="resident", period_start=date(year, 1, 1),
+        period_end=date(year, 12, 31), amount_fen=40_000, paid_at=now)
+        for a, p in zip(apps, persons, strict=True)])
+    sent_at = await paced(prod, payments, rate)
+    await prod.stop()
+    by_mobile = {m: i for i, m in enumerate(mobiles)}
+    got: dict[int, float] = {}
+    deadline = time.monotonic() + 120
+    while len(got) < n:
+        for sms in read_received(folder)[before:]:
+            i = by_mobile.get(sms["to"].lstrip("+").removeprefix("86"))
+            if i is not None and sms["at"] >= sent_at[i]:
+                got.setdefault(i, sms["at"])
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(got)} of {n} payment SMS at the SMSC")
+        await asyncio.sleep(0.2)
+    await breakdown(stack, payments, sent_at, sorted(got.values()))
+    return [got[i] - sent_at[i] for i in range(n)]
+
+
+async def breakdown(stack: Stack, payments: list[Sent], sent_at: dict[int, float],
+                    at_smsc: list[float]) -> None:
+    """Where the story's time goes, by the medians of each stage's stamps (enrollment's and
+    notify's transaction start, the SMSC's arrival), matched by rank, not by person: enough
+    to see which hop dominates."""
+    from shared.db.pool import connect
+
+    ids = [json.loads(r.value)["id"] for r in payments]
+    conn = await connect(stack.db.url)
+    try:
+        enrolled = [r[0].timestamp() for r in await conn.fetch(
+            f'SELECT processed_at FROM "{stack.schema("enrollment")}".processed_messages'
+            " WHERE event_id = ANY($1) ORDER BY 1", ids)]
+        first = min(sent_at.values())
+        notified = [r[0].timestamp() for r in await conn.fetch(
+            f'SELECT created_at FROM "{stack.schema("notify")}".deliveries'
+            " WHERE channel = 'sms' AND created_at >= to_timestamp($1) ORDER BY 1", first)]
+        handed = [r[0].timestamp() for r in await conn.fetch(
+            f'SELECT sent_at FROM "{stack.schema("notify")}".deliveries'
+            " WHERE channel = 'sms' AND created_at >= to_timestamp($1) AND sent_at IS NOT NULL"
+            " ORDER BY 1", first)]
+    finally:
+        await conn.close()
+    sent = sorted(sent_at.values())
+
+    def median_gap(later: list[float]) -> float:
+        pairs = list(zip(sent, later, strict=False))
+        return percentile([b - a for a, b in pairs], 50) * 1000 if pairs else float("nan")
+
+    print(f"  stages (median from the payment's send): enrollment batch start "
+          f"{median_gap(enrolled):.0f} ms, notify batch start {median_gap(notified):.0f} ms, "
+          f"notify's sent stamp {median_gap(handed):.0f} ms, "
+          f"at the SMSC {median_gap(at_smsc):.0f} ms")
+
+
+async def main(rate: float, seconds: float) -> None:
+    stack = Stack.start("latency")
+    smsc_port, smtp_port = free_port(), free_port()
+    smsc_dir = stack.work / "sms"
+    smsc = subprocess.Popen([sys.executable, "-m", "shared.devstack.smsc", str(smsc_port),
+                             str(smsc_dir)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    mail = MailServer(stack.work / "mail", smtp_port).start()
+    try:
+        wait_for_port(smsc_port)
+        await stack.topics()
+        channels = {"MEDINS_SMPP_PORT": str(smsc_port), "MEDINS_SMTP_PORT": str(smtp_port),
+                    "MEDINS_SMS_RATE_PER_SECOND": "1000", "MEDINS_EMAIL_RATE_PER_SECOND": "1000"}
+        stack.start_worker("enrollment")
+        stack.start_worker("notify", **channels)
+        await stack.ready("enrollment")
+        await stack.ready("notify")
+        n = max(1, int(rate * seconds))
+        # A short warm-up at the same rate (connections, caches, the relay's first publish).
+        warm = max(1, int(rate * min(seconds, 3)))
+        await received_latencies(stack, signed_records(stack, [
+            application(f"APP-W{uuid.uuid4().hex[:10].upper()}") for _ in range(warm)]), rate)
+        latencies = await received_latencies(stack, signed_records(stack, [
+            application(f"APP-{uuid.uuid4().hex[:12].upper()}") for _ in range(n)]), rate)
+        p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+        print(f"produce → application.received at {rate:.0f}/s, {n} events: "
+              f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+        result("latency application.received p50", p50, "ms", rate=rate)
+        result("latency application.received p99", p99, "ms", goal=150, lower_is_better=True,
+               rate=rate)
+        story = await story_latencies(stack, smsc_dir, rate, n)
+        s50, s99 = percentile(story, 50) * 1000, percentile(story, 99) * 1000
+        print(f"tax payment → SMS accepted by the SMSC at {rate:.0f}/s, {n} people: "
+              f"p50 {s50:.0f} ms, p99 {s99:.0f} ms, max {max(story) * 1000:.0f} ms")
+        result("latency story payment→SMS p50", s50, "ms", rate=rate)
+        result("latency story payment→SMS p99", s99, "ms", goal=250, lower_is_better=True,
+               rate=rate)
+    finally:
+        await stack.stop()
+        mail.stop()
+        smsc.terminate()
+        smsc.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    run(lambda: main(args.rate, args.seconds))
