@@ -203,6 +203,12 @@ class NotifySettings(PlatformSettings):
     smpp_password: str = "medins"
     sms_source_addr: str = "10690000"
     smpp_submit_timeout_seconds: float = 10.0
+    # submit_sm unanswered at once per SMPP session, and sessions bound at once: operators set
+    # both per account. Each one unanswered when the worker dies is an SMS of unknown outcome.
+    smpp_window: int = 10
+    smpp_sessions: int = 1
+    # Messages claimed per round of a channel's sender (at most the rate allows).
+    send_batch_size: int = 200
     # Transient failures are retried (backoff doubling from send_backoff_seconds up to
     # send_backoff_max_seconds, with jitter) until the message is this old, then parked;
     # send_max_attempts > 0 adds a cap on attempts (0: the horizon alone decides).

@@ -21,7 +21,8 @@ CATALOGUE = Path(__file__).parent / "templates.toml"
 def build_dispatcher(db: Database, settings: NotifySettings) -> Dispatcher:
     sms = SmppSmsSender(settings.smpp_host, settings.smpp_port, settings.smpp_system_id,
                         settings.smpp_password, settings.sms_source_addr,
-                        submit_timeout=settings.smpp_submit_timeout_seconds)
+                        submit_timeout=settings.smpp_submit_timeout_seconds,
+                        window=settings.smpp_window, sessions=settings.smpp_sessions)
     email = SmtpEmailSender(settings.smtp_host, settings.smtp_port, settings.mail_from,
                             settings.smtp_starttls, settings.smtp_use_tls,
                             settings.smtp_username, settings.smtp_password,
@@ -30,7 +31,7 @@ def build_dispatcher(db: Database, settings: NotifySettings) -> Dispatcher:
         db, settings, {"sms": sms, "email": email},
         {"sms": TokenBucket(settings.sms_rate_per_second),
          "email": TokenBucket(settings.email_rate_per_second)})
-    sms.on_receipt = dispatcher.on_receipt
+    sms.on_receipts = dispatcher.on_receipts
     return dispatcher
 
 

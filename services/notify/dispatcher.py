@@ -10,8 +10,9 @@ from typing import Any
 
 import mode
 
-from services.notify import metrics
+from services.notify import metrics, outcomes
 from services.notify import repository as repo
+from services.notify.batching import GroupCommit
 from services.notify.breaker import CircuitBreaker
 from services.notify.journal import OutcomeJournal
 from services.notify.ratelimit import TokenBucket
@@ -30,7 +31,11 @@ log = get_logger(__name__)
 
 class Dispatcher(mode.Service):
     """One loop per channel: claim what the rate and the breaker allow, send concurrently,
-    write each answer to a local journal and then, retrying until it lands, the database."""
+    write each answer to a local journal and then, retrying until it lands, the database.
+
+    Journal and database writes are group commits: the hand-over marks, answers and receipts
+    that come in together share one fsync and one transaction (each still written before the
+    step that depends on it), so sending is not paced by a round trip per message."""
 
     def __init__(self, db: Database, settings: NotifySettings, senders: dict[str, Sender],
                  limits: dict[str, TokenBucket], poll_seconds: float = 0.2,
@@ -58,6 +63,16 @@ class Dispatcher(mode.Service):
         self.holding: set[int] = {int(e["id"]) for e in self.journal.pending()}
         self.stopping = False
         self._give_up_at: float | None = None
+        # Every journal line (hand-over marks, answers, done marks) goes through one writer:
+        # lines that come in together share one write and one fsync, off the event loop.
+        self._journal_lines = GroupCommit[dict[str, Any]](self._journal_flush, max_batch=2000)
+        self._answers = GroupCommit[dict[str, Any]](self._record_answers, max_batch=500)
+        self._releases = GroupCommit[int](self._release)
+        # Per channel, messages handed to the sender at once: as many as it can have in flight
+        # (SMPP window x sessions, SMTP sessions), so the rest of a batch waits here, where a
+        # stop can still put it back untouched.
+        self._gates = {c: asyncio.Semaphore(max(1, int(getattr(sender, "capacity", 100))))
+                       for c, sender in senders.items()}
         super().__init__(**kwargs)
 
     async def on_stop(self) -> None:
@@ -81,6 +96,7 @@ class Dispatcher(mode.Service):
                     await asyncio.wait_for(close(), 5)
                 except Exception as exc:
                     log.warning("sender did not close cleanly", error=repr(exc))
+        await self._journal_lines.wait_idle()
         left = self.journal.pending()
         if left:
             log.error("answers not yet in the database are kept in the journal and recorded "
@@ -97,13 +113,14 @@ class Dispatcher(mode.Service):
         written; hand-overs whose answer never came become 'unknown'; what it claimed and
         never handed over is due again."""
         entries = self.journal.pending()
-        for entry in entries:
-            await self._write(entry)
+        for start in range(0, len(entries), 500):
+            await self._write(entries[start:start + 500])
         unanswered = self.journal.unanswered()
-        for delivery_id in unanswered:
-            await self._write({"id": delivery_id, "kind": "unknown", "error":
-                               "worker stopped after handing it over and before the gateway "
-                               "answered; check with the gateway before resending"})
+        for start in range(0, len(unanswered), 500):
+            await self._write([{"id": delivery_id, "kind": "unknown", "error":
+                                "worker stopped after handing it over and before the gateway "
+                                "answered; check with the gateway before resending"}
+                               for delivery_id in unanswered[start:start + 500]])
         released = await self._until_recorded(self._release_unsent)
         if entries or unanswered or released:
             log.info("reconciled what the previous run left", answers=len(entries),
@@ -138,8 +155,10 @@ class Dispatcher(mode.Service):
         if stale:
             log.warning("messages with unknown outcome need reconciling", count=stale)
         metrics.set_attention(counts)
-        if self.journal.size() > 1_000_000:
-            self.journal.compact()  # synchronous: no append can interleave
+        if self.journal.size() > 1_000_000 and not self._journal_lines.busy:
+            # Synchronous, and no write is under way in the writer's thread: no append can
+            # interleave.
+            self.journal.compact()
 
     async def _channel_loop(self, channel: str) -> None:
         while not self.should_stop and not self.stopping:
@@ -162,7 +181,8 @@ class Dispatcher(mode.Service):
         if allowance == 0:
             return 0
         limit = self.limits[channel]
-        room = max(1, min(limit.available(), 100, allowance or 100))
+        most = self.settings.send_batch_size
+        room = max(1, min(limit.available(), most, allowance or most))
         async with self.db.pool.acquire() as conn:
             due = [dict(r) for r in await repo.claim_due(conn, channel, room,
                                                              self.worker_id)]
@@ -199,7 +219,20 @@ class Dispatcher(mode.Service):
             # Never handed over: left 'sending', the sweep makes them 'unknown', never lost.
             log.warning("claimed messages not released", count=len(ids), error=repr(exc))
 
+    async def _journal_flush(self, lines: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self.journal.append_many, lines)
+
     async def _deliver(self, row: dict[str, Any]) -> None:
+        async with self._gates[row["channel"]]:
+            if self.stopping:
+                # Claimed, waited for a free slot, never handed over: due again at once.
+                await self._releases.submit(row["id"])
+                return
+            outcome = await self._send_one(row)
+        # Recorded after the slot is free: the next message goes while this answer is written.
+        await self.record(row, outcome)
+
+    async def _send_one(self, row: dict[str, Any]) -> dict[str, Any]:
         channel = row["channel"]
         breaker = self.breakers[channel]
         key = f"{row['source_event_id']}:{channel}"
@@ -208,7 +241,7 @@ class Dispatcher(mode.Service):
         try:
             result = await self.senders[channel].send(
                 row["recipient"], row["subject"], row["body"], key,
-                lambda: self.journal.handing_over(row["id"]))
+                lambda: self._journal_lines.submit({"handing": row["id"]}))
         except OutcomeUnknown as exc:
             metrics.UNKNOWN.labels(channel).inc()
             log.error("send outcome unknown; not resending", channel=channel,
@@ -228,7 +261,7 @@ class Dispatcher(mode.Service):
             metrics.SEND_SECONDS.labels(channel).observe(time.perf_counter() - started)
             metrics.SENT.labels(channel).inc()
             outcome = {"kind": "sent", "provider_ids": result.provider_ids}
-        await self.record(row, outcome)
+        return outcome
 
     def _channel_answered(self, channel: str) -> None:
         if self.breakers[channel].is_open:
@@ -255,78 +288,98 @@ class Dispatcher(mode.Service):
                 "retry_in": retry_in}
 
     async def record(self, row: dict[str, Any], outcome: dict[str, Any]) -> None:
-        """Journal first (fsync), then the database until it takes it."""
+        """Journal first (fsync), then the database until it takes it; answers arriving
+        together are journalled with one fsync and written in one transaction."""
         entry = {"id": row["id"], "source_event_id": row["source_event_id"],
                  "channel": row["channel"], "template": row["template"],
                  "attempts": row["attempts"], "person_id": row["person_id"], **outcome}
-        self.journal.append(entry)
-        self.holding.add(row["id"])
-        await self._write(entry)
+        await self._journal_lines.submit(entry)
+        self.holding.add(entry["id"])
+        await self._answers.submit(entry)
 
-    async def _write(self, entry: dict[str, Any]) -> None:
+    async def _record_answers(self, entries: list[dict[str, Any]]) -> None:
+        await self._write(entries)
+
+    async def _write(self, entries: list[dict[str, Any]]) -> None:
         delay, tries = 0.2, 0
         while True:
             try:
                 async with self.db.pool.acquire() as conn, conn.transaction():
-                    await self._apply(conn, entry)
+                    await self._apply(conn, entries)
             except Exception as exc:
-                # Whatever the reason, the answer must not be dropped: it stays in the journal.
+                # Whatever the reason, the answers must not be dropped: they stay in the journal.
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    return
+                if len(entries) > 1 and not isinstance(exc, TRANSIENT_DB_ERRORS):
+                    # One answer the database refuses must not hold up the others.
+                    for entry in entries:
+                        await self._write([entry])
                     return
                 tries += 1
                 if tries == 1 or tries % 20 == 0:
-                    log.warning("answer not recorded yet; retrying", delivery=entry["id"],
-                                outcome=entry["kind"], tries=tries, error=repr(exc))
+                    log.warning("answers not recorded yet; retrying", count=len(entries),
+                                first=entries[0]["id"], tries=tries, error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self.journal.done(entry["id"])
-            self.holding.discard(entry["id"])
+            ids = [e["id"] for e in entries]
+            await self._journal_lines.submit_many([{"done": i} for i in ids])
+            self.holding.difference_update(ids)
             return
 
-    async def _apply(self, conn: Any, entry: dict[str, Any]) -> None:
-        kind = entry["kind"]
-        if kind == "unknown" and "channel" not in entry:
-            await repo.mark_unknown(conn, entry["id"], entry["error"])
-        elif kind == "sent":
-            if await repo.mark_sent(conn, entry["id"], entry["provider_ids"], entry["channel"]):
-                await self._emit(conn, entry, MessageSent(
-                    source_event_id=entry["source_event_id"], channel=entry["channel"],
-                    template=entry["template"]))
-        elif kind == "failed":
-            changed = await repo.mark_failed(conn, entry["id"], entry["error"], entry["park"],
-                                             entry["retry_in"])
-            if changed and entry["park"]:
-                await self._emit(conn, entry, MessageParked(
-                    source_event_id=entry["source_event_id"], channel=entry["channel"],
-                    template=entry["template"], reason=entry["error"]))
-        else:
-            await repo.mark_unknown(conn, entry["id"], entry["error"],
-                                    entry.get("provider_ids") or None)
+    async def _apply(self, conn: Any, entries: list[dict[str, Any]]) -> None:
+        by_id = {e["id"]: e for e in entries}
+        sent = await outcomes.mark_sent(conn, [
+            (e["id"], e["channel"], e["provider_ids"]) for e in entries if e["kind"] == "sent"])
+        failed = await outcomes.mark_failed(conn, [
+            (e["id"], e["error"], e["park"], e["retry_in"])
+            for e in entries if e["kind"] == "failed"])
+        # A reconciled hand-over (no channel: its answer never came) or an unanswered send.
+        await outcomes.mark_unknown(conn, [
+            (e["id"], e["error"], (e.get("provider_ids") or None) if "channel" in e else None)
+            for e in entries if e["kind"] not in ("sent", "failed")])
+        events: list[tuple[dict[str, Any], Payload]] = []
+        for delivery_id in sorted(sent):
+            e = by_id[delivery_id]
+            events.append((e, MessageSent(source_event_id=e["source_event_id"],
+                                          channel=e["channel"], template=e["template"])))
+        for delivery_id in sorted(failed):
+            e = by_id[delivery_id]
+            if e["park"]:
+                events.append((e, MessageParked(
+                    source_event_id=e["source_event_id"], channel=e["channel"],
+                    template=e["template"], reason=e["error"])))
+        await self._emit(conn, events)
 
-    async def on_receipt(self, message_id: str, stat: str) -> None:
-        """The SMSC counts a receipt as delivered once acknowledged: keep trying to write it."""
-        metrics.RECEIPTS.labels(stat).inc()
+    async def on_receipts(self, receipts: list[tuple[str, str]]) -> None:
+        """The SMSC counts a receipt as delivered once acknowledged: keep trying to write
+        these (the receipts that came in together, in one transaction)."""
+        for _, stat in receipts:
+            metrics.RECEIPTS.labels(stat).inc()
         delay = 0.2
         while True:
             try:
                 async with self.db.pool.acquire() as conn, conn.transaction():
-                    await repo.record_receipt(conn, message_id, stat)
+                    await outcomes.record_receipts(conn, receipts)
                 return
             except Exception as exc:
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
-                    log.error("delivery receipt not recorded", error=repr(exc))
+                    log.error("delivery receipts not recorded", count=len(receipts),
+                              error=repr(exc))
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _emit(self, conn: Any, entry: dict[str, Any], payload: Payload) -> None:
-        envelope = new_envelope(payload.event_type, payload, source="notify",
-                                region=self.settings.region,
-                                event_id=derived_id(entry["source_event_id"], entry["channel"],
-                                                    payload.event_type, entry["attempts"]))
-        topic = physical(payload.topic, region=self.settings.region,
-                         namespace=self.settings.namespace)
-        await write_outbox(conn, self.db.schema,
-                           [OutboxMessage(topic, entry["person_id"].encode(),
-                                          envelope.to_bytes())])
+    async def _emit(self, conn: Any, events: list[tuple[dict[str, Any], Payload]]) -> None:
+        messages = []
+        for entry, payload in events:
+            envelope = new_envelope(payload.event_type, payload, source="notify",
+                                    region=self.settings.region,
+                                    event_id=derived_id(entry["source_event_id"],
+                                                        entry["channel"], payload.event_type,
+                                                        entry["attempts"]))
+            topic = physical(payload.topic, region=self.settings.region,
+                             namespace=self.settings.namespace)
+            messages.append(OutboxMessage(topic, entry["person_id"].encode(),
+                                          envelope.to_bytes()))
+        await write_outbox(conn, self.db.schema, messages)

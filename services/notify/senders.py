@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.header import Header
+from email.mime.text import MIMEText
 from typing import Any, NoReturn, Protocol
 
 import aiosmtplib
 import smpp34
 
+from services.notify.batching import GroupCommit
 from services.notify.domain.sms import UCS2, encode_ucs2, parse_delivery_receipt
 from shared.observability.logging import get_logger
 
@@ -19,10 +22,6 @@ log = get_logger(__name__)
 
 class PermanentSendError(Exception):
     """The recipient or message is refused for good: retrying cannot help."""
-
-
-class _NotSent(Exception):
-    """Failed before the message was handed over: safe to retry."""
 
 
 class OutcomeUnknown(Exception):
@@ -39,23 +38,30 @@ class SendResult:
     provider_ids: list[str] = field(default_factory=list)
 
 
-HandOver = Callable[[], None]
+HandOver = Callable[[], Awaitable[None]]
 
 
-def _nothing() -> None:
+async def _nothing() -> None:
     return None
 
 
 class Sender(Protocol):
     async def send(self, recipient: str, subject: str | None, body: str, key: str,
                    handing_over: HandOver = _nothing) -> SendResult:
-        """`handing_over()` is called just before the step after which the message may have
+        """`await handing_over()` runs just before the step after which the message may have
         gone out; until then a failure means it certainly did not."""
         ...
 
 
+class _Stale(Exception):
+    """A pooled connection the relay had already closed: nothing of this message went."""
+
+
 @dataclass
 class SmtpEmailSender:
+    """A pool of persistent SMTP sessions: each one carries message after message (the next
+    MAIL FROM after an accepted DATA, RSET after a refusal) and is replaced when it fails."""
+
     host: str
     port: int
     sender: str
@@ -67,61 +73,148 @@ class SmtpEmailSender:
     # Sessions open at once: relays limit them, and each one mid-DATA when the worker dies
     # is a message whose outcome is unknown.
     max_connections: int = 4
+    # Relays drop sessions idle for a while; one idle longer than this is closed, not reused.
+    idle_seconds: float = 30.0
+    connections_opened: int = 0
     _sessions: asyncio.Semaphore | None = field(default=None, repr=False)
+    _idle: list[tuple[aiosmtplib.SMTP, float]] = field(default_factory=list, repr=False)
+
+    @property
+    def capacity(self) -> int:
+        """Messages that can be in hand-over at once."""
+        return self.max_connections
 
     async def send(self, recipient: str, subject: str | None, body: str, key: str,
                    handing_over: HandOver = _nothing) -> SendResult:
         if self._sessions is None:
             self._sessions = asyncio.Semaphore(self.max_connections)
-        async with self._sessions:
-            return await self._send(recipient, subject, body, key, handing_over)
-
-    async def _send(self, recipient: str, subject: str | None, body: str, key: str,
-                    handing_over: HandOver) -> SendResult:
-        msg = EmailMessage()
+        # The compat32 MIME classes: the same message as EmailMessage.set_content makes (UTF-8,
+        # base64, encoded-word subject) for an eighth of its CPU.
+        msg = MIMEText(body if body.endswith("\n") else body + "\n", "plain", "utf-8")
         msg["From"] = self.sender
         msg["To"] = recipient
-        msg["Subject"] = subject or ""
+        msg["Subject"] = Header(subject or "", "utf-8") if not (subject or "").isascii() else (
+            subject or "")
         # Derived from the idempotency key, so a relay can spot a resend of the same message.
-        msg["Message-ID"] = f"<{key.replace(':', '.')}@medins>"
-        msg.set_content(body)
+        message_id = f"<{key.replace(':', '.')}@medins>"
+        msg["Message-ID"] = message_id
+        async with self._sessions:
+            await self._send(msg.as_bytes(), recipient, handing_over)
+        return SendResult([message_id])
+
+    async def _send(self, msg: bytes, recipient: str, handing_over: HandOver) -> None:
+        smtp = self._take_idle()
+        if smtp is not None:
+            try:
+                await self._envelope(smtp, recipient, reused=True)
+            except _Stale:
+                smtp.close()
+                smtp = None
+        if smtp is None:
+            smtp = await self._open()
+            await self._envelope(smtp, recipient, reused=False)
+        # The envelope is open on `smtp`: from here every path either returns it to the pool
+        # in a clean state or closes it.
+        try:
+            await handing_over()
+        except BaseException:
+            smtp.close()
+            raise
+        try:
+            await smtp.data(msg)
+        except aiosmtplib.SMTPResponseException as exc:
+            # A final answer to DATA ends the transaction: the session is clean for the next.
+            await self._keep(smtp, reset=True)
+            if exc.code >= 500:
+                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise OutcomeUnknown(f"SMTP connection lost while sending: {exc}") from exc
+        except BaseException:
+            smtp.close()  # cancelled mid-DATA: the session's state is unknown
+            raise
+        await self._keep(smtp, reset=False)
+
+    async def _envelope(self, smtp: aiosmtplib.SMTP, recipient: str, reused: bool) -> None:
+        """MAIL FROM and RCPT TO: nothing is handed over yet, any failure is safe to retry and
+        a 5xx is a refusal. On a reused session a dropped connection (or 421, closing) only
+        means the relay let it go: the caller opens a fresh one."""
+        try:
+            await smtp.mail(self.sender)
+            await smtp.rcpt(recipient)
+        except aiosmtplib.SMTPResponseException as exc:
+            if reused and exc.code == 421:
+                raise _Stale() from exc
+            await self._keep(smtp, reset=True)
+            if exc.code >= 500:
+                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            if reused:
+                raise _Stale() from exc
+            smtp.close()
+            raise ConnectionError(f"SMTP relay unavailable: {exc}") from exc
+        except BaseException:
+            smtp.close()
+            raise
+
+    async def _open(self) -> aiosmtplib.SMTP:
         smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.use_tls,
                                start_tls=self.start_tls, timeout=self.timeout)
         try:
-            # Up to and including the envelope nothing is handed over: any failure is safe
-            # to retry, a 5xx is a refusal.
+            await smtp.connect()
+            if self.username:
+                await smtp.login(self.username, self.password or "")
+        except aiosmtplib.SMTPResponseException as exc:
+            smtp.close()
+            if exc.code >= 500:
+                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise ConnectionError(f"SMTP relay unavailable: {exc}") from exc
+        except BaseException:
+            smtp.close()
+            raise
+        self.connections_opened += 1
+        return smtp
+
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
+        now = time.monotonic()
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if smtp.is_connected and now - since < self.idle_seconds:
+                return smtp
+            asyncio.create_task(self._quit(smtp))
+        return None
+
+    async def _keep(self, smtp: aiosmtplib.SMTP, reset: bool) -> None:
+        """Back to the pool; after a refusal the open transaction is reset first (RSET), and a
+        session that cannot even do that is closed."""
+        if reset:
             try:
-                await smtp.connect()
-                if self.username:
-                    await smtp.login(self.username, self.password or "")
-                await smtp.mail(self.sender)
-                await smtp.rcpt(recipient)
-            except aiosmtplib.SMTPResponseException as exc:
-                if exc.code >= 500:
-                    raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-                raise _NotSent(f"SMTP {exc.code}: {exc.message}") from exc
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                raise _NotSent(f"SMTP relay unavailable: {exc}") from exc
-            handing_over()
-            try:
-                await smtp.data(msg.as_bytes())
-            except aiosmtplib.SMTPResponseException as exc:
-                if exc.code >= 500:
-                    raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-                raise _NotSent(f"SMTP {exc.code}: {exc.message}") from exc
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                raise OutcomeUnknown(f"SMTP connection lost while sending: {exc}") from exc
-        except _NotSent as exc:
-            raise ConnectionError(str(exc)) from exc.__cause__
-        finally:
-            try:
-                await asyncio.wait_for(smtp.quit(), 5)
+                await smtp.rset()
             except Exception:
                 smtp.close()
-        return SendResult([msg["Message-ID"]])
+                return
+        if smtp.is_connected:
+            self._idle.append((smtp, time.monotonic()))
+
+    @staticmethod
+    async def _quit(smtp: aiosmtplib.SMTP) -> None:
+        try:
+            await asyncio.wait_for(smtp.quit(), 5)
+        except Exception:
+            smtp.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(self._quit(smtp) for smtp, _ in idle))
 
 
-ReceiptCallback = Callable[[str, str], Awaitable[None]]
+# Called with (gateway message id, receipt stat) pairs, as many as came in together.
+ReceiptCallback = Callable[[list[tuple[str, str]]], Awaitable[None]]
 
 # SMSC answers that retrying will not change.
 PERMANENT_SMPP_STATUS = frozenset({
@@ -134,94 +227,132 @@ TRANSIENT_SMPP_REASONS = {
 }
 
 
-class SmppSmsSender:
-    """One bound transceiver session to the operator's SMSC, re-bound when it drops.
+class _Bind:
+    """One bound transceiver session and its window of unanswered submit_sm."""
 
-    Receipts (deliver_sm with esm_class 0x04) arrive on the same session and are handed to
-    `on_receipt(message_id, stat)`.
+    def __init__(self, window: int) -> None:
+        # SMSCs accept a bounded number of unanswered PDUs; more are refused outright.
+        self.window = asyncio.Semaphore(window)
+        self.client: Any = None
+        self.session: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        self.load = 0  # sends queued on or in flight over this bind
+
+
+class SmppSmsSender:
+    """Bound transceiver sessions to the operator's SMSC (`sessions` of them), each keeping up
+    to `window` submit_sm unanswered at once (the client matches answers by sequence number);
+    a session that drops or stops answering is re-bound by the next send.
+
+    Receipts (deliver_sm with esm_class 0x04) arrive on the sessions and are handed to
+    `on_receipts([(message_id, stat), ...])`, those that came in meanwhile together, while the
+    reader goes on reading.
     """
 
     def __init__(self, host: str, port: int, system_id: str, password: str, source_addr: str,
-                 on_receipt: ReceiptCallback | None = None,
-                 submit_timeout: float = 10.0, window: int = 10) -> None:
+                 on_receipts: ReceiptCallback | None = None,
+                 submit_timeout: float = 10.0, window: int = 10, sessions: int = 1) -> None:
         self.host, self.port = host, port
         self.submit_timeout = submit_timeout
-        # SMSCs accept a bounded number of unanswered PDUs; more are refused outright.
         self.window = window
-        self._in_flight = asyncio.Semaphore(window)
         self.system_id, self.password = system_id, password
         self.source_addr = source_addr
-        self.on_receipt = on_receipt
-        self._client: Any = None
-        self._session: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
+        self.on_receipts = on_receipts
+        self._binds = [_Bind(window) for _ in range(max(1, sessions))]
+        self._receipts = GroupCommit[tuple[str, str]](self._hand_receipts)
+        self.binds_made = 0
 
-    async def _bound(self) -> Any:
-        async with self._lock:
-            if self._session is None:
+    @property
+    def capacity(self) -> int:
+        """Messages that can be in hand-over at once."""
+        return self.window * len(self._binds)
+
+    async def _bound(self, bind: _Bind) -> Any:
+        async with bind.lock:
+            if bind.session is None:
+                if bind.client is not None:
+                    # The session dropped by itself (the reader saw it): free its client.
+                    old, bind.client = bind.client, None
+                    try:
+                        await asyncio.wait_for(old.stop(), 2)
+                    except Exception as exc:
+                        log.warning("SMPP client did not stop cleanly", error=repr(exc))
                 client = smpp34.Client(self.host, self.port, self.system_id, self.password,
                                        bind_type="TRX", connect_timeout_ms=5000,
                                        window_size=self.window, inbound_capacity=4096)
                 try:
-                    self._session = await client.connect()
+                    bind.session = await client.connect()
                 except Exception as exc:
                     raise ConnectionError(f"SMSC unavailable: {exc}") from exc
-                self._client = client
-                self._reader = asyncio.create_task(self._read_receipts(self._session))
-            return self._session
+                self.binds_made += 1
+                bind.client = client
+                bind.reader = asyncio.create_task(self._read_receipts(bind, bind.session))
+            return bind.session
 
-    async def _read_receipts(self, session: Any) -> None:
+    async def _read_receipts(self, bind: _Bind, session: Any) -> None:
         while True:
             try:
                 event = await session.next()
             except Exception:
                 event = None
             if event is None or isinstance(event, smpp34.Disconnected):
-                if self._session is session:
-                    self._session = None
+                if bind.session is session:
+                    bind.session = None
                 return
-            if not event.esm_class & 0x04 or self.on_receipt is None:
+            if not event.esm_class & 0x04 or self.on_receipts is None:
                 continue  # a mobile-originated message: not ours to handle
             parsed = parse_delivery_receipt(event.short_message.decode("ascii", "replace"))
             if parsed is not None:
-                try:
-                    await self.on_receipt(*parsed)
-                except Exception as exc:
-                    log.warning("receipt not recorded", error=repr(exc))
+                written = self._receipts.enqueue([parsed])
+                if self._receipts.queued > 4096:
+                    await asyncio.wait([written])  # back-pressure: the writes fell behind
+
+    async def _hand_receipts(self, receipts: list[tuple[str, str]]) -> None:
+        try:
+            assert self.on_receipts is not None
+            await self.on_receipts(receipts)
+        except Exception as exc:
+            log.warning("receipts not recorded", count=len(receipts), error=repr(exc))
 
     async def send(self, recipient: str, subject: str | None, body: str, key: str,
                    handing_over: HandOver = _nothing) -> SendResult:
-        session = await self._bound()
+        bind = min(self._binds, key=lambda b: b.load)
+        bind.load += 1
+        try:
+            return await self._send(bind, recipient, body, key, handing_over)
+        finally:
+            bind.load -= 1
+
+    async def _send(self, bind: _Bind, recipient: str, body: str, key: str,
+                    handing_over: HandOver) -> SendResult:
+        session = await self._bound(bind)
         parts = encode_ucs2(body, zlib.crc32(key.encode()))
         ids: list[str] = []
         for index, part in enumerate(parts):
             resp: Any = None
-            try:
-                async with self._in_flight:
+            async with bind.window:
+                if bind.session is not session and index == 0:
                     # Another send saw this session drop while this one queued for the
-                    # window: nothing of this message was handed over yet.
-                    if self._session is session:
-                        if index == 0:
-                            handing_over()
+                    # window: nothing of this message went yet, so it may use a new one.
+                    session = await self._bound(bind)
+                if bind.session is session:
+                    if index == 0:
+                        await handing_over()  # a failure here: nothing was handed over
+                    try:
                         resp = await asyncio.wait_for(session.submit_sm(
                             recipient, part.payload, source_addr=self.source_addr,
                             data_coding=UCS2, esm_class=part.esm_class,
                             registered_delivery=1), self.submit_timeout)
-            except smpp34.SmppError as exc:
-                # A NAK from the SMSC comes back as a response with its status; an error
-                # raised here is the client's own (session unbound or dropped before the
-                # answer): the PDU may have gone, so it is a late answer, not a refusal.
-                await self._discard_session()
-                raise OutcomeUnknown(
-                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc}", ids
-                ) from exc
-            except Exception as exc:
-                # The PDU may have reached the SMSC: resending could message the person twice.
-                await self._discard_session()
-                raise OutcomeUnknown(
-                    f"no answer from the SMSC for part {index + 1}/{len(parts)}: {exc!r}", ids
-                ) from exc
+                    except Exception as exc:
+                        # A NAK from the SMSC comes back as a response with its status; an
+                        # error raised here is the client's own (session unbound or dropped,
+                        # or no answer in time): the PDU may have gone, so it is a late
+                        # answer, not a refusal, and resending could message the person twice.
+                        await self._discard(bind, session)
+                        detail = str(exc) if isinstance(exc, smpp34.SmppError) else repr(exc)
+                        raise OutcomeUnknown(f"no answer from the SMSC for part {index + 1}/"
+                                             f"{len(parts)}: {detail}", ids) from exc
             if resp is None:
                 if index == 0:
                     raise ConnectionError("SMSC session dropped before this message went")
@@ -243,11 +374,16 @@ class SmppSmsSender:
         reason = TRANSIENT_SMPP_REASONS.get(status, "refused for now")
         raise ConnectionError(f"SMSC {reason}: status {status:#x}")
 
-    async def _discard_session(self) -> None:
-        """Drop a session that stopped answering; the next send binds afresh."""
-        client, self._client, self._session = self._client, None, None
-        if self._reader:
-            self._reader.cancel()
+    async def _discard(self, bind: _Bind, session: Any) -> None:
+        """Drop a session that stopped answering; the next send binds afresh. Only that
+        session: another send may already have bound a new one in its place."""
+        if bind.session is not session and bind.client is None:
+            return
+        if bind.session is not None and bind.session is not session:
+            return
+        client, bind.client, bind.session = bind.client, None, None
+        if bind.reader:
+            bind.reader.cancel()
         if client is not None:
             try:
                 await asyncio.wait_for(client.stop(), 2)
@@ -255,12 +391,21 @@ class SmppSmsSender:
                 log.warning("SMPP client did not stop cleanly", error=repr(exc))
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
-        if self._session is not None:
+        for bind in self._binds:
+            if bind.reader:
+                bind.reader.cancel()
+            if bind.session is not None:
+                try:
+                    await bind.session.unbind()
+                except Exception:
+                    pass
+            if bind.client is not None:
+                await bind.client.stop()
+            bind.client = bind.session = None
+        if self._receipts.busy:
+            # Receipts already acknowledged to the SMSC: give their writes a moment.
             try:
-                await self._session.unbind()
-            except Exception:
-                pass
-        if self._client is not None:
-            await self._client.stop()
+                await asyncio.wait_for(self._receipts.wait_idle(), 3)
+            except TimeoutError:
+                log.warning("stopped with delivery receipts not yet written",
+                            count=self._receipts.queued)
