@@ -148,6 +148,9 @@ def read_keys_text(keys_env: str | None, keys_file: Path) -> str:
         raise SystemExit(
             f"no data keys: set MEDINS_DATA_KEYS or MEDINS_DATA_KEYS_FILE (looked for "
             f"{keys_file}); `medins data-keys create` makes a file") from None
+    except OSError as exc:
+        raise SystemExit(f"cannot read the data keys file {keys_file}: {exc.strerror}"
+                         ) from None
 
 
 def create_keys_file(path: Path) -> bool:

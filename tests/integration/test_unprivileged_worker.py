@@ -75,7 +75,11 @@ def run_as_nobody(stack: TestStack, tree: Path, port: int, **env: str) -> subpro
         cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=stack.env(NAMESPACE, MEDINS_WEB_PORT=str(port),
                       PYTHONPATH=f"{tree}:{site}", PYTHONDONTWRITEBYTECODE="1",
-                      HOME=str(tree), **env))
+                      HOME=str(tree),
+                      # The session's key file is root's (0600): the data keys come from the
+                      # environment, as a container may be given them.
+                      MEDINS_DATA_KEYS=Path(os.environ["MEDINS_DATA_KEYS_FILE"]).read_text(),
+                      **env))
 
 
 def test_worker_runs_as_nobody_from_a_read_only_tree_and_reports_ready(
