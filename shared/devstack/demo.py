@@ -71,7 +71,8 @@ async def run_demo(settings: PlatformSettings, console: Console,
             insurance_type="resident", mobile=mobile, email=email, channel="wechat",
             region_code=settings.region, submitted_at=now, materials=["id_card.jpg"]),
          "/channels/wechat",
-         lambda f: any(a["state"] == "submitted" for a in f["enrollment"]["applications"])),
+         lambda f: any(a["state"] == "submitted"
+                       for a in f.get("enrollment", {}).get("applications", []))),
         ("staff review approves", EnrollmentReviewDecided(
             application_id=application_id, person_id=person, decision="approve",
             reviewer="staff-017", decided_at=now), "/agency/review",
@@ -182,7 +183,8 @@ async def remote_filing_and_stop_story(settings: PlatformSettings, console: Cons
             long_term_reason="resident_elsewhere", treatment_area="440300",
             start_date=now.date() - timedelta(days=3), chronic_diseases=["hypertension"],
             channel="wechat", submitted_at=now),
-         lambda f: any(x["state"] == "active" for x in f["enrollment"].get("filings", []))),
+         lambda f: any(x["state"] == "active"
+                       for x in f.get("enrollment", {}).get("filings", []))),
         ("stop contributions: the paid period is over, so suspended now",
          StopContributionRequested(request_id=f"STOP-{uuid.uuid4().hex[:8].upper()}",
                                    person_id=person, channel="phone", requested_at=now),
