@@ -224,8 +224,10 @@ class Dispatcher(mode.Service):
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         async with self._gates[row["channel"]]:
-            if self.stopping:
-                # Claimed, waited for a free slot, never handed over: due again at once.
+            if self.stopping or self.breakers[row["channel"]].allowance() == 0:
+                # Claimed, waited for a free slot, never handed over: due again at once (a
+                # stop takes nothing new; a channel whose breaker opened meanwhile burns no
+                # attempt).
                 await self._releases.submit(row["id"])
                 return
             outcome = await self._send_one(row)
