@@ -252,3 +252,45 @@ async def test_many_answers_are_recorded_together_and_emit_once(rig: NotifyRig,
                 [f"%{a.id}%" for _, _, a in persons]) == 20
     finally:
         await dispatcher.on_stop()
+
+
+class _GoesDown:
+    """An SMS gateway that accepts the first message and then refuses every connection."""
+
+    capacity = 2
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, recipient: str, subject: str | None, body: str, key: str,
+                   handing_over: Any = None) -> Any:
+        from services.notify.senders import SendResult
+
+        self.calls += 1
+        if self.calls > 1:
+            raise ConnectionError("SMSC unavailable (test)")
+        await handing_over()
+        return SendResult([f"m{uuid.uuid4().hex[:8]}"])
+
+
+async def test_a_gateway_lost_mid_batch_burns_no_more_attempts_than_the_breaker_needs(
+        rig: NotifyRig, tmp_path: Path) -> None:
+    from services.notify.ratelimit import TokenBucket
+
+    settings = rig.dispatcher.settings.model_copy(
+        update={"state_dir": tmp_path / "down", "send_max_attempts": 0,
+                "breaker_failures": 3, "breaker_open_seconds": 60.0})
+    gateway = _GoesDown()
+    dispatcher = Dispatcher(rig.db, settings, {"sms": gateway},  # type: ignore[dict-item]
+                            {"sms": TokenBucket(1000)})
+    try:
+        persons = await _feed_people(rig, 20)
+        await dispatcher.dispatch_once("sms")
+        rows = [r for p, _, _ in persons for r in await rig.rows(p) if r["channel"] == "sms"]
+        assert sorted(r["status"] for r in rows) == ["pending"] * 19 + ["sent"]
+        # The probe went; then failures two at a time until the breaker opened at the third;
+        # whatever still waited for a slot went back untouched.
+        assert gateway.calls <= 1 + 3 + 1
+        assert sum(r["attempts"] for r in rows if r["status"] == "pending") == gateway.calls - 1
+    finally:
+        await dispatcher.on_stop()
