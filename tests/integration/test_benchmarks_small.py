@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from run_all import ROWS  # noqa: E402 - bench/ is not a package
+from run_all import ROWS, low_rate_rows  # noqa: E402 - bench/ is not a package
 
 
 @pytest.mark.timeout(1200)
@@ -27,7 +27,7 @@ def test_run_all_small_prints_every_row(tmp_path: Path) -> None:
     assert done.returncode == 0, out[-6000:]
     assert "FAILED" not in out and "MISSING" not in out, out[-6000:]
     table = report.read_text(encoding="utf-8")
-    for row in ROWS:
+    for row in ROWS + low_rate_rows(50.0):
         label = "records → payment instructions" if row.figure.startswith("outage") \
             else row.figure
         assert label in out and label in table, f"{row.figure} not printed"
