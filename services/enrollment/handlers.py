@@ -146,10 +146,34 @@ async def on_application_submitted(ctx: HandlerContext, env: Envelope,
     await _save(ctx, env, outcome, cmd.person_id)
 
 
+async def _await_application(ctx: HandlerContext, env: Envelope, application_id: str,
+                             person_id: str | None) -> None:
+    """A decision that arrived before the application or case it decides: the review desk and
+    the channels write different topics, so their order is not guaranteed. It waits, whole and
+    with who signed it, and is decided by its own handler when the application arrives."""
+    if not await repo.save_early_decision(ctx.conn, env.id, env.type, application_id,
+                                          person_id, env.to_bytes(), ctx.received_at,
+                                          ctx.signed_by, ctx.actor):
+        # It waited, the application came and was refused (nothing to decide): refused too.
+        await _reject(ctx, application_id, person_id, RuleViolation(
+            "unknown_application", f"application_id {application_id} is not known here"))
+
+
+async def _resume_early_decisions(ctx: HandlerContext, application_id: str) -> None:
+    for row in await repo.take_early_decisions(ctx.conn, application_id):
+        envelope, payload = parse_event(bytes(row["envelope"]))
+        original = HandlerContext(ctx.conn, envelope, ctx.service, ctx.region, ctx.namespace,
+                                  ctx.emitted, ctx.settings, row["received_at"], ctx.policy,
+                                  row["signed_by"], row["actor"])
+        await ROUTES[row["event_type"]](original, envelope, payload)
+
+
 async def on_review_decided(ctx: HandlerContext, env: Envelope,
                             cmd: EnrollmentReviewDecided) -> None:
     application = await repo.load_application(ctx.conn, cmd.application_id)
-    person = await repo.load_person(ctx.conn, application.person_id) if application else None
+    if application is None:
+        return await _await_application(ctx, env, cmd.application_id, cmd.person_id)
+    person = await repo.load_person(ctx.conn, application.person_id)
     try:
         outcome = rules.review_application(cmd, application, person)
     except RuleViolation as err:
@@ -407,6 +431,9 @@ async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, sub
     """The case's submitted data and the reasons to record, or None if the review is refused
     (the refusal is already emitted)."""
     case = await repo.load_case(ctx.conn, cmd.application_id)
+    if case is None:
+        await _await_application(ctx, ctx.cause, cmd.application_id, person_id)
+        return None
     try:
         reasons = review.decide(case, kind, subject, cmd.decision, cmd.reasons)
     except RuleViolation as err:
@@ -879,3 +906,17 @@ ROUTES.update({
     FamilyAidAuthorised.event_type: on_family_aid_authorised,
     FamilyAidRevoked.event_type: on_family_aid_revoked,
 })
+
+
+def _then_decide_early(handler: Handler) -> Handler:
+    """After an application or case is handled (taken or refused), the decisions that arrived
+    before it are decided by their own handler."""
+    async def run(ctx: HandlerContext, env: Envelope, cmd: Any) -> None:
+        await handler(ctx, env, cmd)
+        await _resume_early_decisions(ctx, cmd.application_id)
+    return run
+
+
+for _applied in (EnrollmentApplicationSubmitted, CivilServantBenefitApplied,
+                 DeathCancellationApplied, ChronicDiseaseApplied):
+    ROUTES[_applied.event_type] = _then_decide_early(ROUTES[_applied.event_type])

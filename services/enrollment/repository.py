@@ -27,7 +27,9 @@ FILING_DISEASES = Sealed("filings", "detail", ("filing_id",), shape="json:chroni
 WAITING_EVENT = Sealed("awaiting_policy", "envelope", ("event_id",), shape="bytes")
 # A refusal's staff text can quote the disease or a relative's details.
 REFUSAL = Sealed("refused_requests", "reason", ("person_id", "reference", "cause_id"))
-SEALED = (NAME, MOBILE, EMAIL, PATIENT, DISEASE, CASE_DATA, FILING_DISEASES, WAITING_EVENT, REFUSAL)
+EARLY_DECISION = Sealed("awaiting_application", "envelope", ("event_id",), shape="bytes")
+SEALED = (NAME, MOBILE, EMAIL, PATIENT, DISEASE, CASE_DATA, FILING_DISEASES, WAITING_EVENT, REFUSAL,
+          EARLY_DECISION)
 
 
 async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None:
@@ -370,6 +372,30 @@ async def awaiting_policy(conn: asyncpg.Connection, limit: int) -> list[dict[str
 async def mark_resumed(conn: asyncpg.Connection, event_id: str) -> None:
     await conn.execute("UPDATE awaiting_policy SET resumed_at = now() WHERE event_id = $1",
                        event_id)
+
+
+async def save_early_decision(conn: asyncpg.Connection, event_id: str, event_type: str,
+                              application_id: str, person_id: str | None, envelope: bytes,
+                              received_at: Any, signed_by: str | None,
+                              actor: str | None) -> bool:
+    """False when this decision already waited once (its application came and was refused)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO awaiting_application (event_id, event_type, application_id, person_id,"
+        " envelope, received_at, signed_by, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING true", event_id, event_type,
+        application_id, person_id, EARLY_DECISION.seal_bytes(envelope, event_id), received_at,
+        signed_by, actor)
+    return bool(inserted)
+
+
+async def take_early_decisions(conn: asyncpg.Connection,
+                               application_id: str) -> list[dict[str, Any]]:
+    """The decisions waiting for this application, marked resumed in the same transaction."""
+    rows = await conn.fetch(
+        "UPDATE awaiting_application SET resumed_at = now() WHERE application_id = $1"
+        " AND resumed_at IS NULL RETURNING *", application_id)
+    return [dict(r) | {"envelope": EARLY_DECISION.open_bytes(r["envelope"], r["event_id"])}
+            for r in sorted(rows, key=lambda r: r["waiting_since"])]
 
 
 async def record_refusal(conn: asyncpg.Connection, person_id: str, reference: str,
