@@ -89,10 +89,7 @@ def _variants(name: str) -> Iterator[str]:
 
 
 @lru_cache(maxsize=64)
-def _names_pattern(names: tuple[str, ...]) -> re.Pattern[str] | None:
-    variants = {v for n in names for v in _variants(n)}
-    if not variants:
-        return None
+def _names_pattern(variants: tuple[str, ...]) -> re.Pattern[str]:
     # Longest first, so a full name is masked whole before its given name could match.
     return re.compile("|".join(re.escape(v) for v in sorted(variants, key=len, reverse=True)))
 
@@ -104,9 +101,14 @@ def mask_text(text: str, names: Iterable[str] = ()) -> str:
     text = _MOBILE.sub(lambda m: f"{m[1]}****{m[2]}", text)
     text = _EMAIL.sub(lambda m: f"{m[1]}***@{m[2]}", text)
     text = _LABELLED_NAME.sub(lambda m: m[1] + mask_name(m[2]), text)
-    known = tuple(sorted(set(names) | set(_SCOPE_NAMES.get())))
-    pattern = _names_pattern(known) if known else None
-    if pattern is not None:
+    known = set(names) | set(_SCOPE_NAMES.get())
+    # Only the variants the text contains go into the pattern: a hostile 100,000-character
+    # "name" (a refused, oversized message) cannot occur in a reason cut to 2,000 and would
+    # otherwise cost seconds of regex compiling per refusal, blocking the worker's loop.
+    variants = tuple(sorted({v for n in known if len(n.strip()) <= len(text)
+                             for v in _variants(n) if v in text}))
+    if variants:
+        pattern = _names_pattern(variants)
         # A full name keeps its first character (the surname) as elsewhere; a given name
         # written alone keeps none, since its first character is part of what identifies.
         full = set(known)

@@ -136,6 +136,25 @@ def test_names_read_from_raw_and_truncated_messages() -> None:
     assert names_in_bytes(b"\xff not json at all") == set()
 
 
+def test_an_oversized_name_absent_from_the_text_costs_no_pattern(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A refused message with a 100,000-character "name": compiling it into the names pattern
+    # took seconds per refusal and held the worker's loop (the fuzz test's dead letters lagged).
+    from shared.observability import masking
+    compiled: list[tuple[str, ...]] = []
+    real = masking._names_pattern
+    monkeypatch.setattr(masking, "_names_pattern",
+                        lambda variants: compiled.append(variants) or real(variants))
+    huge = "陈" * 100_000
+    raw = json.dumps({"data": {"name": huge}}, ensure_ascii=False).encode()
+    assert mask_text("unauthenticated: signature does not match", names_in_bytes(raw)) \
+        == "unauthenticated: signature does not match"
+    assert compiled == []
+    # A name the text does contain is still masked, beside the huge one.
+    assert mask_text("申请人张三丰已参保", {huge, "张三丰"}) == "申请人张**已参保"
+    assert compiled == [("三丰", "张三丰")]
+
+
 def test_processor_masks_nested_values_and_names() -> None:
     event = {"event": "applied 370102199001011234", "person": {"name": "张三丰",
              "mobile": "+8613912345678", "contacts": ["a.b@c.cn"]}, "count": 3}
