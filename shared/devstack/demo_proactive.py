@@ -100,7 +100,9 @@ async def run_proactive_demo(settings: PlatformSettings, console: Console,
         await _publish_all(settings, [SettlementOutageDeclared(
             outage_id=f"OUT-{uuid.uuid4().hex[:8]}", outage_from=outage_day,
             outage_to=outage_day, pay_by=outage_day + timedelta(days=90),
-            reviewer="staff-017", declared_at=now)])
+            # The outage is this hospital's: other institutions' records of that day are
+            # not the agency's to pay without application.
+            institution_codes=[institution], reviewer="staff-017", declared_at=now)])
         batch = OutageSettlementsUploaded(
             batch_id=f"B-{uuid.uuid4().hex[:8]}", institution_code=institution,
             outage_from=outage_day, outage_to=outage_day, records=[
