@@ -90,14 +90,15 @@ async def test_filing_then_stop_contributions_suspends_and_ends_the_filing(
     # Paid up to yesterday: the stop takes effect at once.
     person, mobile = await enroll(stack, "flexible", paid_until=paid_up_to_yesterday())
     now = datetime.now(UTC)
-    too_early = now.date() - timedelta(days=6)
+    today = china_today()  # the platform's date (China), which the 5-day backfill counts from
+    too_early = today - timedelta(days=6)
     await send(stack, RemoteTreatmentFilingApplied(
         filing_id="F-EARLY", person_id=person, kind="long_term", long_term_reason="retiree",
         treatment_area="440300", start_date=too_early, channel="national_app",
         submitted_at=now), RemoteTreatmentFilingApplied(
         filing_id=f"F-{uuid.uuid4().hex[:6]}", person_id=person, kind="long_term",
         long_term_reason="retiree", treatment_area="440300",
-        start_date=now.date() - timedelta(days=5), channel="national_app", submitted_at=now))
+        start_date=today - timedelta(days=5), channel="national_app", submitted_at=now))
     found = await poll(lambda: enrollment(stack, person), lambda e: bool(e.get("filings")))
     assert [f["state"] for f in found["filings"]] == ["active"]  # the early one was refused
     await send(stack, StopContributionRequested(request_id=f"STOP-{uuid.uuid4().hex[:6]}",
