@@ -36,6 +36,10 @@ PARTITIONS = 4
 RESULT_PREFIX = "@result "
 
 
+# Events of one type a service has committed: the benches count progress by it.
+PROCESSED = "SELECT count(*) FROM processed_messages WHERE event_type = $1"
+
+
 def result(figure: str, value: float, unit: str, **extra: Any) -> None:
     """One figure, machine-readable for bench/run_all.py, beside the bench's own lines."""
     print(RESULT_PREFIX + json.dumps({"figure": figure, "value": value, "unit": unit, **extra},

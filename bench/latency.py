@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchlib import (
+    PROCESSED,
     Sent,
     Stack,
     application,
@@ -50,8 +51,6 @@ from shared.devstack.broker import free_port, wait_for_port
 from shared.devstack.mailserver import MailServer
 from shared.devstack.smsc import read_received
 from shared.messaging.admin import bootstrap_servers
-
-PROCESSED = "SELECT count(*) FROM processed_messages WHERE event_type = $1"
 
 
 async def paced(prod: AIOKafkaProducer, records: list[Sent], rate: float) -> dict[int, float]:

@@ -20,6 +20,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from benchlib import (
+    PROCESSED,
     Stack,
     count_records,
     counter,

@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, date, datetime
 
 from benchlib import (
+    PROCESSED,
     Stack,
     application,
     counter,
@@ -29,8 +30,6 @@ from benchlib import (
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.devstack import people
-
-PROCESSED = "SELECT count(*) FROM processed_messages WHERE event_type = $1"
 
 
 def batch_figures(metrics: str) -> tuple[float, float]:
