@@ -57,6 +57,12 @@ class _Stale(Exception):
     """A pooled connection the relay had already closed: nothing of this message went."""
 
 
+def _smtp_refusal(exc: aiosmtplib.SMTPResponseException) -> Exception:
+    """An SMTP answer that refuses: 5xx is final (park), anything else is worth a retry."""
+    text = f"SMTP {exc.code}: {exc.message}"
+    return PermanentSendError(text) if exc.code >= 500 else ConnectionError(text)
+
+
 @dataclass
 class SmtpEmailSender:
     """A pool of persistent SMTP sessions: each one carries message after message (the next
@@ -125,9 +131,7 @@ class SmtpEmailSender:
         except aiosmtplib.SMTPResponseException as exc:
             # A final answer to DATA ends the transaction: the session is clean for the next.
             await self._keep(smtp, reset=True)
-            if exc.code >= 500:
-                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise _smtp_refusal(exc) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise OutcomeUnknown(f"SMTP connection lost while sending: {exc}") from exc
@@ -147,9 +151,7 @@ class SmtpEmailSender:
             if reused and exc.code == 421:
                 raise _Stale() from exc
             await self._keep(smtp, reset=True)
-            if exc.code >= 500:
-                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise _smtp_refusal(exc) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             if reused:
                 raise _Stale() from exc
@@ -168,9 +170,7 @@ class SmtpEmailSender:
                 await smtp.login(self.username, self.password or "")
         except aiosmtplib.SMTPResponseException as exc:
             smtp.close()
-            if exc.code >= 500:
-                raise PermanentSendError(f"SMTP {exc.code}: {exc.message}") from exc
-            raise ConnectionError(f"SMTP {exc.code}: {exc.message}") from exc
+            raise _smtp_refusal(exc) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
             raise ConnectionError(f"SMTP relay unavailable: {exc}") from exc
