@@ -99,8 +99,10 @@ async def test_a_mother_reads_her_allowance_and_her_hospital_by_name(
                              mailed_at=now),
         ClaimStageDecided(claim_id=claim_id, person_id=mother, stage="verification",
                           decision="approve", reviewer="s8", decided_at=now))
+    # The two mails are separate deliveries: either may land first, so wait for both.
     mails = await poll(lambda: _value(read_mailbox(stack.mail.folder)), lambda ms: any(
-        email in m.recipients and m.subject == "报销金额核定通知" for m in ms))
+        email in m.recipients and m.subject == "报销金额核定通知" for m in ms) and any(
+        email in m.recipients and "邮寄原件" in m.subject for m in ms))
     figures = next(m for m in mails if email in m.recipients and m.subject == "报销金额核定通知")
     assert "计算方法" in figures.body and "符合医保支付范围的费用5000.00元" in figures.body
     assert _latin(figures.body) == [], figures.body
