@@ -272,7 +272,9 @@ class Sealed:
     `shape`: `text` (a text column), `bytes` (a bytea column of UTF-8 text, e.g. a kept
     event), `json` (a whole jsonb value, stored as a jsonb string) or `json:<field>` (one
     field of a jsonb object). `hash_column` keeps a keyed hash of the plaintext for
-    equality look-ups and unique keys.
+    equality look-ups and unique keys; `hash_purpose` makes that hash the same in every
+    table that names the same purpose (a resident ID: tables are joined on it), where
+    otherwise it is bound to its own table and row.
     """
 
     table: str
@@ -280,6 +282,7 @@ class Sealed:
     row: tuple[str | Sealed, ...]
     shape: str = "text"
     hash_column: str | None = None
+    hash_purpose: str | None = None
 
     @property
     def name(self) -> str:
@@ -321,10 +324,41 @@ class Sealed:
     def digest(self, value: str | None, *row: Any) -> str | None:
         """Keyed hash for look-ups, bound to the row's context too: equal values of two
         people do not show as equal hashes."""
-        return None if value is None else keys().digest(value, self.context(row))
+        return None if value is None else keys().digest(value, self._purpose(row))
 
     def digests(self, value: str, *row: Any) -> list[str]:
-        return keys().digests(value, self.context(row))
+        return keys().digests(value, self._purpose(row))
+
+    def _purpose(self, row: Sequence[Any]) -> str:
+        return self.hash_purpose or self.context(row)
+
+
+# Every table that keeps a resident ID keeps its keyed hash under this one purpose, so the
+# same person has the same `person_key` in each of a service's tables (and in each service).
+RESIDENT_ID = "resident-id"
+
+
+def resident_id_column(table: str, column: str = "person_ref",
+                       hash_column: str = "person_key") -> Sealed:
+    """A table's resident ID: sealed in `column` (to re-hash under a new key, and for the
+    rare job that must name the person), found by its keyed hash in `hash_column`."""
+    return Sealed(table, column, (), hash_column=hash_column, hash_purpose=RESIDENT_ID)
+
+
+def resident_key(person_id: str) -> str:
+    """The keyed hash a new row stores for a resident ID (under the current hash key)."""
+    return keys().digest(person_id, RESIDENT_ID)
+
+
+def resident_keys(person_id: str) -> list[str]:
+    """The resident ID's hash under every valid hash key: look-ups use `= ANY($n)`, so
+    rows not yet re-hashed after a key rotation are still found."""
+    return keys().digests(person_id, RESIDENT_ID)
+
+
+def resident_keys_of(person_ids: Iterable[str]) -> list[str]:
+    """Every valid hash of each of several IDs, for one set-based `= ANY($n)` look-up."""
+    return [k for pid in person_ids for k in resident_keys(pid)]
 
 
 def _q(name: str) -> str:
@@ -406,7 +440,7 @@ async def reseal(conn: asyncpg.Connection, col: Sealed, batch: int = 500,
                 plain = _plaintext_of(col, r["stored"], key)
                 args: list[Any] = [r["ctid"], ring.seal(plain, col.context(key))]
                 if col.hash_column:
-                    args.append(ring.digest(plain, col.context(key)))
+                    args.append(ring.digest(plain, col.hash_purpose or col.context(key)))
                 await conn.execute(update, *args)
         total += len(rows)
         if len(rows) < batch:
@@ -436,6 +470,7 @@ def columns_in_use(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-__all__ = ["DataKey", "DataKeys", "HASH", "PREFIX", "SEAL", "SealError", "Sealed", "add_key",
+__all__ = ["DataKey", "DataKeys", "HASH", "PREFIX", "RESIDENT_ID", "SEAL", "SealError", "Sealed",
+           "add_key", "resident_id_column", "resident_key", "resident_keys", "resident_keys_of",
            "columns_in_use", "configure", "create_keys_file", "key_counts", "keys",
            "new_key", "parse_keys", "remove_key", "reseal", "use_keys"]

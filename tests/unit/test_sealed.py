@@ -116,3 +116,21 @@ def test_key_lines_are_checked() -> None:
             parse_keys(bad)
     with pytest.raises(ValueError):
         DataKeys(parse_keys(format_key(key)))  # no hashing key
+
+
+def test_a_resident_id_hashes_alike_in_every_table_and_under_every_valid_key(
+        ring: DataKeys) -> None:
+    persons, claims = sealed.resident_id_column("persons"), sealed.resident_id_column("claims")
+    pid = "110101199003074514"
+    assert persons.digest(pid) == claims.digest(pid) == sealed.resident_key(pid)
+    assert pid not in sealed.resident_key(pid)
+    # A table-bound hash (no purpose) differs from table to table.
+    assert Sealed("a", "x", (), hash_column="k").digest(pid) != \
+        Sealed("b", "x", (), hash_column="k").digest(pid)
+    before = sealed.resident_key(pid)
+    sealed.use_keys(DataKeys([*ring.seal_keys.values(), *ring.hash_keys.values(),
+                              new_key(sealed.HASH)]))
+    # After a rotation new rows get the new hash; look-ups match old and new rows.
+    assert sealed.resident_key(pid) != before
+    assert set(sealed.resident_keys(pid)) == {before, sealed.resident_key(pid)}
+    assert sealed.resident_keys_of([pid, "P2"])[:2] == sealed.resident_keys(pid)
