@@ -25,14 +25,38 @@ acl() {  # acl <principal> <operation...> -- <resource options>
     --allow-principal "User:$who" "$@"
 }
 writes() { acl "$1" --operation Write --operation Describe --topic "${P}$2"; }
+owns() { writes "$@"; }     # the region's own outputs (same grant, named apart for the check)
+replays() { writes "$@"; }  # the operator's replay of a dead letter to its topic
 
-# The region's own platform: its services read and write the region's topics, form their
-# consumer groups, create the region's topics (`medins migrate`) and write partners' inboxes.
+# The region's own platform: its services read every topic of the region and form their
+# consumer groups, but write only what the region produces (the `region-*` topics of
+# shared/trust/authorisation.toml: its services' outputs) and its dead letters, so a worker
+# taken over cannot put a death or a tax payment on an outside system's topic. It creates
+# and configures the region's topics (`medins migrate`) and writes partners' inboxes.
 SVC="region-${R}"
 user "$SVC"
-acl "$SVC" --operation All --resource-pattern-type prefixed --topic "$P"
+acl "$SVC" --operation Read --operation Describe --operation DescribeConfigs \
+  --resource-pattern-type prefixed --topic "$P"
+acl "$SVC" --operation Create --operation AlterConfigs --resource-pattern-type prefixed \
+  --topic "$P"
 acl "$SVC" --operation All --resource-pattern-type prefixed --group "medins-${R}-"
-acl "$SVC" --operation Create --cluster
+for topic in enrollment.events transfer.events reimbursement.events notify.events \
+    payments.instructions deadletter; do
+  owns "$SVC" "$topic"
+done
+# The operator's replay of dead letters (`medins deadletters replay`) puts a letter back on
+# the topic it came from, its producer's signature unchanged: a principal of its own, used
+# only by that command, never by a running worker.
+OPS="operator-${R}"
+user "$OPS"
+acl "$OPS" --operation Read --operation Describe --topic "${P}deadletter"
+for topic in tax.payments payments.results enrollment.from-channels \
+    enrollment.from-review-desk enrollment.from-employers enrollment.from-civil-affairs \
+    enrollment.from-hospitals reimbursement.from-channels reimbursement.from-review-desk \
+    reimbursement.from-employers reimbursement.from-hospitals transfer.from-channels \
+    transfer.from-transfer-office notify.requests transfer.partner; do
+  replays "$OPS" "$topic"
+done
 for partner in ${PARTNERS:-370100 371000 150200 330300}; do
   acl "$SVC" --operation Write --operation Describe --topic "medins.${partner}.transfer.partner"
   # The partner region's platform writes only our inbox for it.

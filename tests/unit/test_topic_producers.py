@@ -74,6 +74,24 @@ def test_the_broker_acls_grant_each_producer_exactly_its_topics_in_the_table() -
     assert granted["region-${partner}"] == {"transfer.partner"}
 
 
+def test_the_regions_own_principal_writes_only_its_outputs_and_replay_has_its_own() -> None:
+    script = (ROOT / "deploy/kafka/acls.sh").read_text(encoding="utf-8")
+
+    def loop(verb: str) -> set[str]:
+        found = re.search(r"for topic in ([^;]+); do\s+" + verb + r" ", script)
+        assert found, verb
+        return set(found.group(1).replace("\\", " ").split())
+
+    region = TABLE.grants["region-*"]
+    # Its outputs and dead letters: never an outside producer's topic.
+    assert loop("owns") == (set(region.topics) - {"transfer.partner"}) | {DEAD_LETTER}
+    # (Beyond them only partners' inboxes, in other regions' names.)
+    assert not re.search(r'acl "\$SVC" --operation (All|Write)[^\n]*--topic "\$\{?P', script)
+    # The operator's replay may write back every topic a letter can come from, and no output.
+    inputs = {t for n, g in TABLE.grants.items() if n != "region-*" for t in g.topics}
+    assert loop("replays") == inputs | {"transfer.partner"}
+
+
 def test_a_physical_name_gives_back_its_region_and_logical_topic() -> None:
     name = physical("enrollment.from-channels", region=REGION, namespace="t1_")
     assert logical(name, "t1_") == (REGION, "enrollment.from-channels")
