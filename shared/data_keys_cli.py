@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -62,6 +63,16 @@ async def _usage(settings: PlatformSettings, regions: list[str]
         for col in columns:
             found[f"{schema}.{col.name}"] = await sealed.key_counts(conn, col)
     return found
+
+
+async def _letters(settings: PlatformSettings, regions: list[str]) -> Counter[str]:
+    """Dead letters per data key over the regions' dead-letter topics."""
+    from shared.messaging.dead_letters import letters_per_key
+
+    total: Counter[str] = Counter()
+    for region in regions:
+        total += await letters_per_key(settings.model_copy(update={"region": region}))
+    return total
 
 
 def _writable(settings: PlatformSettings) -> None:
@@ -163,6 +174,13 @@ def retire(key_id: str, regions: Regions = "") -> None:
         asyncio.run(_usage(settings, _regions(settings, regions))).values()).get(key_id, 0)
     if in_use:
         console.print(f"[red]{in_use} row(s) still use {key_id}: medins data-keys reseal[/]")
+        raise typer.Exit(1)
+    letters = asyncio.run(_letters(settings, _regions(settings, regions))).get(key_id, 0)
+    if letters:
+        # A letter cannot be re-sealed in place on the topic: the key stays until it expires.
+        console.print(f"[red]{letters} dead letter(s) are sealed under {key_id}: keep it until "
+                      f"they expire ({settings.deadletter_retention_days:g} days after they "
+                      "were written)[/]")
         raise typer.Exit(1)
     sealed.remove_key(settings.data_keys_path(), key_id)
     console.print(f"retired {key_id}")

@@ -83,37 +83,21 @@ def _settings(region: str) -> PlatformSettings:
 
 
 async def read_dead_letters(settings: PlatformSettings, idle_ms: int = 1500) -> list[DeadLetter]:
-    """The whole dead-letter topic of the region, oldest first (read without a group)."""
-    from aiokafka import AIOKafkaConsumer
+    """The whole dead-letter topic of the region, oldest first, each letter opened."""
+    from shared.messaging.dead_letters import open_letter, read_letter_records
 
-    from shared.contracts.topics import DEAD_LETTER, physical
-    from shared.messaging.admin import bootstrap_servers, kafka_client_options
-
-    topic = physical(DEAD_LETTER, region=settings.region, namespace=settings.namespace)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers(settings.broker_url),
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                group_id=None, **kafka_client_options(settings))
-    await consumer.start()
     found: list[DeadLetter] = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=idle_ms)
-            if not batch:
-                break
-            for records in batch.values():
-                for r in records:
-                    headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
-                    found.append(DeadLetter(
-                        r.partition, r.offset,
-                        datetime.fromtimestamp(r.timestamp / 1000, UTC).isoformat(),
-                        headers.get("dlq-service", "?"), headers.get("dlq-reason", "?"),
-                        headers.get("dlq-topic", "?"), headers.get("dlq-partition", "?"),
-                        headers.get("dlq-offset", "?"),
-                        r.key.decode(errors="replace") if r.key else None, r.value,
-                        tuple((k, v) for k, v in r.headers or ()
-                              if k in ("ce_signature", "ce_signingkey"))))
-    finally:
-        await consumer.stop()
+    for r in await read_letter_records(settings, idle_ms):
+        headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+        value, key, was_sealed = open_letter(r.value, r.headers or ())
+        key = key if was_sealed else r.key
+        found.append(DeadLetter(
+            r.partition, r.offset, datetime.fromtimestamp(r.timestamp / 1000, UTC).isoformat(),
+            headers.get("dlq-service", "?"), headers.get("dlq-reason", "?"),
+            headers.get("dlq-topic", "?"), headers.get("dlq-partition", "?"),
+            headers.get("dlq-offset", "?"), key.decode(errors="replace") if key else None,
+            value, tuple((k, v) for k, v in r.headers or ()
+                         if k in ("ce_signature", "ce_signingkey"))))
     return sorted(found, key=lambda d: (d.at, d.partition, d.offset))
 
 

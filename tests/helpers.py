@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,26 @@ async def read_topic(broker_url: str, topic: str,
     finally:
         await consumer.stop()
     return records
+
+
+async def read_dead_letters(broker_url: str, topic: str,
+                            until: Callable[[list[ConsumerRecord]], bool],
+                            timeout: float = 30.0) -> list[ConsumerRecord]:
+    """The dead-letter topic as an operator's `medins deadletters` sees it: each letter's
+    sealed body and key opened (the records as read carry neither in clear)."""
+    from shared.messaging.dead_letters import open_letter
+
+    seen: dict[tuple[int, int], ConsumerRecord] = {}  # each letter opened once, not per poll
+
+    def opened(records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        for r in records:
+            if (r.partition, r.offset) not in seen:
+                value, key, was_sealed = open_letter(r.value, r.headers or ())
+                assert was_sealed, "a dead letter written without sealing"
+                seen[r.partition, r.offset] = dataclasses.replace(r, value=value, key=key)
+        return [seen[r.partition, r.offset] for r in records]
+
+    return opened(await read_topic(broker_url, topic, lambda rs: until(opened(rs)), timeout))
 
 
 def envelope(payload: Payload, region: str = "210200", source: str = "/tests") -> Envelope:

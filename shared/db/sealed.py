@@ -102,6 +102,30 @@ class DataKeys:
                                           f"{key.key_id}|{context}".encode())
         return f"{PREFIX}{key.key_id}:{_b64(nonce + body)}"
 
+    def seal_raw(self, data: bytes, context: str) -> bytes:
+        """Encrypt bytes that need not be text (a refused message may be anything): the same
+        "enc:<key id>:" prefix, then nonce | ciphertext | tag unencoded."""
+        key = self.current_seal
+        nonce = os.urandom(_NONCE)
+        body = AESGCM(key.secret).encrypt(nonce, data, f"{key.key_id}|{context}".encode())
+        return f"{PREFIX}{key.key_id}:".encode("ascii") + nonce + body
+
+    def open_raw(self, data: bytes, context: str) -> bytes:
+        parts = data.split(b":", 2)
+        if len(parts) != 3 or parts[0] != PREFIX[:-1].encode():
+            raise SealError("not a sealed value")
+        key_id = parts[1].decode("ascii", errors="replace")
+        key = self.seal_keys.get(key_id)
+        if key is None:
+            raise SealError(f"unknown data key {key_id[:40]}")
+        raw = parts[2]
+        try:
+            return AESGCM(key.secret).decrypt(raw[:_NONCE], raw[_NONCE:],
+                                              f"{key_id}|{context}".encode())
+        except (InvalidTag, ValueError):
+            raise SealError(f"sealed value does not open under {key_id} for its row "
+                            "(tampered, or moved from another row)") from None
+
     def key_of(self, value: str) -> str | None:
         """The key id a sealed value names (None: not sealed)."""
         if not value.startswith(PREFIX):

@@ -20,6 +20,7 @@ from shared.contracts import ContractError, Envelope, Payload, parse_event
 from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.topics import DEAD_LETTER, logical, physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
+from shared.messaging.dead_letters import seal_letter
 from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
 from shared.observability.masking import mask_text, masking_names, names_in, names_in_bytes
@@ -169,11 +170,13 @@ class EventConsumer:
         # original did (and an unsigned one is refused again); only well-formed ones.
         signed = tuple((k, v.decode("ascii")) for k, v in msg.headers
                        if k in (KEY_HEADER, SIGNATURE_HEADER) and _printable_ascii(v))
+        # Body and key (a resident ID) sealed: the letter outlives its input topic's copy.
+        value, sealing = seal_letter(msg.value, msg.key, msg.topic, msg.partition, msg.offset)
         return OutboxMessage(
-            self.dead_letter_topic, msg.key, msg.value,
+            self.dead_letter_topic, None, value,
             (("dlq-reason", reason), ("dlq-service", self.service),
              ("dlq-topic", msg.topic), ("dlq-partition", str(msg.partition)),
-             ("dlq-offset", str(msg.offset)), *signed),
+             ("dlq-offset", str(msg.offset)), *sealing, *signed),
         )
 
     def _admit(self, msg: RawMessage) -> tuple[Envelope, Payload, str | None, str | None]:

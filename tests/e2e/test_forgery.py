@@ -35,7 +35,7 @@ from shared.trust import (
     sign_headers,
 )
 from tests.conftest import REGION, TestStack
-from tests.helpers import envelope, header, poll, read_topic
+from tests.helpers import envelope, header, poll, read_dead_letters
 
 JINAN, WEIHAI = "370100", "371000"
 
@@ -108,7 +108,7 @@ async def dead_letters(stack: TestStack, namespace: str,
                        wanted: set[tuple[bytes, str | None]]
                        ) -> dict[tuple[bytes, str | None], list[Any]]:
     dlq = physical(DEAD_LETTER, region=REGION, namespace=namespace)
-    records = await read_topic(
+    records = await read_dead_letters(
         stack.broker_url, dlq,
         lambda rs: wanted <= {fingerprint(r.value, r.headers) for r in rs}, timeout=60)
     found: dict[tuple[bytes, str | None], list[Any]] = {}

@@ -24,7 +24,7 @@ from shared.messaging.admin import bootstrap_servers
 from shared.trust import KEY_HEADER, SIGNATURE_HEADER, generate_key, sign_headers
 from tests.conftest import REGION, TestStack
 from tests.e2e.test_forgery import key_of
-from tests.helpers import envelope, header, poll, read_topic
+from tests.helpers import envelope, header, poll, read_dead_letters
 
 COUNT = int(os.environ.get("MEDINS_FUZZ_COUNT", "2000"))
 CONTROL_EVERY = 25  # one rightful, valid application in this many messages
@@ -130,8 +130,8 @@ async def test_fuzzed_input_is_all_accounted_for_and_nothing_refused_is_applied(
     def ours(records: list[Any]) -> list[Any]:
         return [r for r in records if r.key and r.key.startswith(prefix)]
 
-    records = ours(await read_topic(stack.broker_url, dlq,
-                                    lambda rs: len(ours(rs)) >= expected, timeout=240))
+    records = ours(await read_dead_letters(stack.broker_url, dlq,
+                                           lambda rs: len(ours(rs)) >= expected, timeout=240))
     elapsed = time.monotonic() - started
     got = Counter((header(r, "dlq-topic"), header(r, "dlq-service")) for r in records)
     assert got == sent  # every hostile message dead-lettered once by each of its consumers

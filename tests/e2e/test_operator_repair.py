@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -10,9 +12,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.contracts.topics import ENROLLMENT_FROM_CHANNELS, physical
+from shared.contracts.topics import DEAD_LETTER, ENROLLMENT_FROM_CHANNELS, physical
+from shared.db import sealed
 from shared.devstack import people
 from shared.messaging.admin import bootstrap_servers
+from shared.messaging.dead_letters import seal_letter
 from tests.conftest import REGION, TestStack
 from tests.helpers import poll
 
@@ -81,3 +85,41 @@ async def test_status_answers_in_json_masked(tmp_path: Path, stack: TestStack,
     assert person not in shown.stdout and mobile not in shown.stdout
     unknown = medins(stack.env(), tmp_path, "status", people.resident_id(), "--json")
     assert unknown.returncode == 1 and "nothing known" in unknown.stderr
+
+
+async def test_a_data_key_that_sealed_dead_letters_is_kept_until_they_expire(
+        tmp_path: Path, stack: TestStack) -> None:
+    # A namespace and key file of its own: the session's workers keep their keys.
+    namespace = f"{stack.namespace}dlk{uuid.uuid4().hex[:4]}_"
+    keys_file = tmp_path / "data-keys"
+    shutil.copy(os.environ["MEDINS_DATA_KEYS_FILE"], keys_file)
+    env = stack.env(namespace, MEDINS_DATA_KEYS_FILE=str(keys_file))
+    sealed.configure(None, keys_file)
+    try:
+        old = sealed.keys().current_seal.key_id
+        origin = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=namespace)
+        person = people.resident_id()
+        value, extra = seal_letter(b'{"note": "refused"}', person.encode(), origin, 0, 41)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(stack.broker_url))
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                physical(DEAD_LETTER, region=REGION, namespace=namespace), value,
+                headers=[(k, v.encode()) for k, v in (
+                    ("dlq-reason", "not an event"), ("dlq-service", "enrollment"),
+                    ("dlq-topic", origin), ("dlq-partition", "0"), ("dlq-offset", "41"),
+                    *extra)])
+        finally:
+            await producer.stop()
+
+        assert medins(env, tmp_path, "data-keys", "rotate").returncode == 0
+        refused = medins(env, tmp_path, "data-keys", "retire", old)
+        assert refused.returncode == 1, refused.stderr
+        assert "1 dead letter(s) are sealed under" in refused.stdout
+        # The old key still opens the letter for the operator.
+        shown = medins(env, tmp_path, "deadletters", "list", "--json")
+        assert shown.returncode == 0, shown.stderr
+        [letter] = json.loads(shown.stdout)
+        assert letter["key"] == f"{person[:4]}**********{person[-4:]}"
+    finally:
+        sealed.use_keys(None)

@@ -29,7 +29,7 @@ from shared.messaging.runtime import to_jsonable
 from shared.status import collect_status
 from tests.conftest import REGION, TestStack, stop_all, wait_healthy
 from tests.e2e.test_enrollment_stories import _value
-from tests.helpers import data_of, envelope, poll, read_topic
+from tests.helpers import data_of, envelope, poll, read_dead_letters, read_topic
 
 pytestmark = pytest.mark.e2e
 
@@ -165,9 +165,9 @@ async def test_a_due_date_in_a_year_without_schedule_is_provisional_until_it_is_
     assert "将于2027-01-08前办结" in text, text
     assert not any(word in text for word in TECHNICAL), text
     assert clocked.metric("medins_calendar_days_left") == 11  # to 31 December
-    dead = await read_topic(stack.broker_url, physical(DEAD_LETTER, region=REGION,
-                                                       namespace=clocked.namespace),
-                            lambda rs: True, timeout=5)
+    dead = await read_dead_letters(stack.broker_url, physical(DEAD_LETTER, region=REGION,
+                                                              namespace=clocked.namespace),
+                                   lambda rs: True, timeout=5)
     assert request_id not in {data_of(r).get("id") for r in dead}
     clocked.stop()
 

@@ -39,7 +39,7 @@ from shared.status import collect_status
 from tests.conftest import TestStack
 from tests.e2e.foreign_partner import ForeignPartner
 from tests.e2e.test_enrollment_stories import _value, enroll, paid_up_to_yesterday, send
-from tests.helpers import data_of, envelope, header, poll, read_topic
+from tests.helpers import data_of, envelope, header, poll, read_dead_letters, read_topic
 
 DALIAN, JINAN, WEIHAI, BAOTOU, WENZHOU = "210200", "370100", "371000", "150200", "330300"
 SHENZHEN = "440300"  # neither served nor connected: reached by paper letter only
@@ -432,7 +432,7 @@ async def test_a_transfer_addressed_to_another_region_is_not_taken_in(stack: Tes
     await publish(stack.broker_url, physical("transfer.partner", region=DALIAN,
                                              namespace=stack.namespace), [misrouted])
     topic = physical(DEAD_LETTER, region=DALIAN, namespace=stack.namespace)
-    records = await read_topic(stack.broker_url, topic, lambda rs: any(
+    records = await read_dead_letters(stack.broker_url, topic, lambda rs: any(
         data_of(r)["id"] == misrouted.id for r in rs))
     dead = next(r for r in records if data_of(r)["id"] == misrouted.id)
     assert "data.to_region: addressed to 370100" in (header(dead, "dlq-reason") or "")

@@ -17,7 +17,15 @@ from shared.devstack import people
 from shared.messaging.publisher import publish
 from shared.status import collect_status
 from tests.conftest import REGION, TestStack
-from tests.helpers import data_of, envelope, header, poll, read_topic, signed
+from tests.helpers import (
+    data_of,
+    envelope,
+    header,
+    poll,
+    read_dead_letters,
+    read_topic,
+    signed,
+)
 
 
 def application(person: str, app_id: str) -> EnrollmentApplicationSubmitted:
@@ -80,10 +88,19 @@ async def test_malformed_and_invalid_events_are_dead_lettered_and_the_next_is_pr
     assert found["enrollment"]["applications"][0]["application_id"] == valid.data[
         "application_id"]
     dlq = physical(DEAD_LETTER, region=REGION, namespace=stack.namespace)
-    records = await read_topic(stack.broker_url, dlq, lambda rs: sum(
+    records = await read_dead_letters(stack.broker_url, dlq, lambda rs: sum(
         r.value in (garbage, json.dumps(invalid).encode()) for r in rs) == 2)
     reasons = {r.value: header(r, "dlq-reason") for r in records}
     assert "not JSON" in (reasons[garbage] or "")
     assert "data.person_id" in (reasons[json.dumps(invalid).encode()] or "")
     assert "checksum" in (reasons[json.dumps(invalid).encode()] or "")
     assert all(header(r, "dlq-topic") == topic for r in records if r.value == garbage)
+    # On the topic itself the letters keep neither the body nor the key (the person's ID) in
+    # clear: a letter is kept for months, its input's copy for days.
+    ours = [r for r in records if r.value in (garbage, json.dumps(invalid).encode())]
+    raw = {(r.partition, r.offset): r for r in await read_topic(
+        stack.broker_url, dlq, lambda rs: len(rs) >= len(records))}
+    for r in ours:
+        stored = raw[r.partition, r.offset]
+        assert r.key == key and stored.key is None
+        assert person.encode() not in stored.value and b"not json" not in stored.value
