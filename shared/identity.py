@@ -1,6 +1,7 @@
 """Identifier checks: resident ID (GB 11643), CN mobile, and the served regions (GB/T 2260)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -10,6 +11,9 @@ import phonenumbers
 from pydantic import AfterValidator
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as StdnumError
+
+
+_PLAIN_ID = re.compile(r"[0-9]{17}[0-9X]")
 
 
 class IdentifierError(ValueError):
@@ -24,13 +28,13 @@ class ResidentIdCheck:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_resident_id(raw: str, today: date | None = None) -> ResidentIdCheck:
-    """Validate an 18-character resident ID; an unknown county for the birth year only warns.
-
-    stdnum rejects a county code created after the birth year, but such people exist (their
-    county was renamed or split later), so that check is advisory here.
-    """
-    number = ric.compact(raw).upper() if isinstance(raw, str) else ""
+def _valid_number(raw: str, today: date | None) -> tuple[str, date]:
+    """The compact number and its birth date, or IdentifierError naming the broken rule."""
+    number = raw.strip().upper() if isinstance(raw, str) else ""
+    if not _PLAIN_ID.fullmatch(number):
+        # stdnum's clean-up (spaces, dashes, full-width forms) only when it is needed: on
+        # every event it costs more than the whole check of an already clean number.
+        number = ric.compact(raw).upper() if isinstance(raw, str) else ""
     if len(number) != 18:
         raise IdentifierError("resident ID must have 18 characters")
     if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
@@ -38,11 +42,22 @@ def check_resident_id(raw: str, today: date | None = None) -> ResidentIdCheck:
     if ric.calc_check_digit(number) != number[17]:
         raise IdentifierError("resident ID check character does not match (GB 11643 checksum)")
     try:
-        birth = ric.get_birth_date(number)
-    except StdnumError:
+        # Digits 7-14 are the birth date (GB 11643); stdnum's getter would clean it again.
+        birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
         raise IdentifierError("resident ID holds no valid birth date") from None
     if birth > (today or date.today()):
         raise IdentifierError("resident ID birth date is in the future")
+    return number, birth
+
+
+def check_resident_id(raw: str, today: date | None = None) -> ResidentIdCheck:
+    """Validate an 18-character resident ID; an unknown county for the birth year only warns.
+
+    stdnum rejects a county code created after the birth year, but such people exist (their
+    county was renamed or split later), so that check is advisory here.
+    """
+    number, birth = _valid_number(raw, today)
     warnings: list[str] = []
     place: str | None = None
     try:
@@ -55,8 +70,9 @@ def check_resident_id(raw: str, today: date | None = None) -> ResidentIdCheck:
 
 @lru_cache(maxsize=65536)
 def validate_resident_id(raw: str) -> str:
-    """Cached: every contract carrying an ID validates it, often many times per event."""
-    return check_resident_id(raw).number
+    """Cached: every contract carrying an ID validates it, often many times per event. The
+    birth place (an advisory look-up, most of the cost) is not needed to accept a number."""
+    return _valid_number(raw, None)[0]
 
 
 @lru_cache(maxsize=65536)
