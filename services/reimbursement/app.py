@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from services.reimbursement.handlers import routes
 from services.reimbursement.policy_watch import policy_watch
-from services.reimbursement.repository import SEALED, status_of
+from services.reimbursement.repository import PROACTIVE_CLAIM, SEALED, status_of
 from shared.contracts import topics
 from shared.messaging.runtime import ServiceSpec
 from shared.observability.sampled import SampledGauge
@@ -40,7 +40,7 @@ GAUGES = [
                  "SELECT CASE WHEN p.pay_by < current_date THEN 'overdue'"
                  " WHEN p.pay_by <= current_date + 7 THEN 'within_7_days' ELSE 'later' END"
                  " AS due, count(*) AS value FROM proactive_records p JOIN claims c"
-                 " ON c.person_id = p.person_id AND c.claim_id = p.claim_id"
+                 f" ON {PROACTIVE_CLAIM}"
                  " WHERE p.route = 'proactive' AND c.stage <> 'paid' GROUP BY 1", ("due",)),
     SampledGauge("medins_proactive_records_awaiting_declaration",
                  "Outage records uploaded before the agency declared the outage",

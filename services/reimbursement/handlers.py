@@ -226,7 +226,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                 continue
             await _proactive_record(
                 ctx, env, cache.book, row["batch_id"], row["institution_code"],
-                SettlementRecord.model_validate_json(row["record"]),
+                SettlementRecord.model_validate(row["record"]),
                 await repo.outages_for(ctx.conn, row["institution_code"]))
 
     async def on_filing_accepted(ctx: HandlerContext, env: Envelope,
@@ -332,7 +332,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
             # Granted as soon as the employer's wage base for last year arrives.
             await repo.save_birth(ctx.conn, birth, "waiting_for_wage_base",
                                   f"waiting for {employer}'s {birth.birth_date.year - 1} wage "
-                                  "base", None)
+                                  "base", None, employer)
             return
         settings = _settings(ctx)
         maternity = rules.MaternityRules(
@@ -349,7 +349,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         await repo.save_calculation(ctx.conn, claim, {
             "policy_version": "maternity-practice", "payable_fen": fen, "working": [working]})
         await repo.record(ctx.conn, claim, {"maternity": working}, env.id)
-        await repo.save_birth(ctx.conn, birth, "granted", None, claim.claim_id)
+        await repo.save_birth(ctx.conn, birth, "granted", None, claim.claim_id, employer)
         ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
                                claim_id=claim.claim_id, person_id=claim.person_id, version=1,
                                payable_fen=fen, policy_version="maternity-practice",
@@ -593,7 +593,7 @@ async def resume_awaiting_declaration(ctx: HandlerContext, book: PolicyBook) -> 
             resumed += 1
             await _proactive_record(ctx, ctx.cause, book, row["batch_id"],
                                     row["institution_code"],
-                                    SettlementRecord.model_validate_json(row["record"]),
+                                    SettlementRecord.model_validate(row["record"]),
                                     outages)
     return resumed
 

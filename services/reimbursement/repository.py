@@ -14,15 +14,30 @@ from services.reimbursement.domain.claims import (
     FilingOnRecord,
     Stage,
 )
-from shared.db.sealed import Sealed
+from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
 from shared.policy import AnnualTotals
 
+# No table keeps a resident ID in clear: each finds the person by the ID's keyed hash
+# (person_key, matched under every valid hash key) and keeps the ID sealed (person_ref).
+INSURED_ID = resident_id_column("insured_view")
+CLAIMS_ID = resident_id_column("claims")
+HISTORY_ID = resident_id_column("claim_history")
+FILINGS_ID = resident_id_column("filings_view")
+COVERAGE_ID = resident_id_column("coverage_view")
+PROACTIVE_ID = resident_id_column("proactive_records")
+SETTLEMENTS_ID = resident_id_column("direct_settlements")
+EMPLOYMENTS_ID = resident_id_column("employments")
+BIRTHS_ID = resident_id_column("births")
 # A calculation's working lines can name a diagnosis (an epidemic patient's, confirmed or
-# suspected): sealed at rest (shared/db/sealed.py); the figures stay queryable.
-WORKING = Sealed("claims", "calculation", ("person_id", "claim_id"), shape="json:working")
-HISTORY_WORKING = Sealed("claim_history", "detail", ("person_id", "claim_id", "cause_id"),
+# suspected): sealed at rest (shared/db/sealed.py); the figures stay queryable. Bound to the
+# opened resident ID, as they were to the clear one, so values sealed before still open.
+WORKING = Sealed("claims", "calculation", (CLAIMS_ID, "claim_id"), shape="json:working")
+HISTORY_WORKING = Sealed("claim_history", "detail", (HISTORY_ID, "claim_id", "cause_id"),
                          shape="json:working")
-SEALED = (WORKING, HISTORY_WORKING)
+# An outage record kept while it awaits the agency's declaration names the person.
+RECORD = Sealed("proactive_records", "record", ("institution_code", "record_id"), shape="json")
+SEALED = (INSURED_ID, CLAIMS_ID, HISTORY_ID, FILINGS_ID, COVERAGE_ID, PROACTIVE_ID,
+          SETTLEMENTS_ID, EMPLOYMENTS_ID, BIRTHS_ID, WORKING, HISTORY_WORKING, RECORD)
 
 
 def _sealed_working(col: Sealed, detail: dict[str, Any], *row: Any) -> dict[str, Any]:
@@ -43,24 +58,31 @@ def _opened_working(col: Sealed, raw: str | None, *row: Any) -> dict[str, Any] |
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
                              status: str) -> None:
+    # The person's row is updated whatever hash key it was written under (never a second
+    # row during a rotation); inserted only when there is none.
+    sets = "insurance_type = $4, status = $5, updated_at = now()"
     await conn.execute(
-        "INSERT INTO insured_view (person_id, insurance_type, status) VALUES ($1, $2, $3)"
-        " ON CONFLICT (person_id) DO UPDATE SET insurance_type = $2, status = $3,"
-        " updated_at = now()", person_id, insurance_type, status)
+        f"WITH found AS (UPDATE insured_view SET {sets} WHERE person_key = ANY($1::text[])"
+        " RETURNING 1) INSERT INTO insured_view (person_ref, person_key, insurance_type,"
+        " status) SELECT $2, $3, $4, $5 WHERE NOT EXISTS (SELECT FROM found)"
+        f" ON CONFLICT (person_key) DO UPDATE SET {sets}",
+        resident_keys(person_id), INSURED_ID.seal(person_id), resident_key(person_id),
+        insurance_type, status)
 
 
 async def insured(conn: asyncpg.Connection, person_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT insurance_type, status FROM insured_view"
-                               " WHERE person_id = $1", person_id)
+                               " WHERE person_key = ANY($1::text[])", resident_keys(person_id))
 
 
 async def set_filing(conn: asyncpg.Connection, filing_id: str, person_id: str, area: str,
                      start: date, end: date | None, active: bool, benefit_level: str) -> None:
     await conn.execute(
-        "INSERT INTO filings_view (filing_id, person_id, treatment_area, start_date, end_date,"
-        " active, benefit_level) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (filing_id)"
-        " DO UPDATE SET active = $6, benefit_level = $7", filing_id, person_id, area, start,
-        end, active, benefit_level)
+        "INSERT INTO filings_view (filing_id, person_ref, person_key, treatment_area,"
+        " start_date, end_date, active, benefit_level) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (filing_id) DO UPDATE SET active = $7, benefit_level = $8", filing_id,
+        FILINGS_ID.seal(person_id), resident_key(person_id), area, start, end, active,
+        benefit_level)
 
 
 async def end_filing(conn: asyncpg.Connection, filing_id: str, ended_on: date) -> None:
@@ -76,7 +98,8 @@ async def filings_for(conn: asyncpg.Connection, person_id: str) -> list[FilingOn
     rows = await conn.fetch(
         "SELECT treatment_area, start_date, benefit_level, CASE WHEN end_date IS NULL THEN"
         " ended_on WHEN ended_on IS NULL THEN end_date ELSE least(end_date, ended_on) END"
-        " AS last_day FROM filings_view WHERE person_id = $1", person_id)
+        " AS last_day FROM filings_view WHERE person_key = ANY($1::text[])",
+        resident_keys(person_id))
     return [FilingOnRecord(r["treatment_area"], r["start_date"], r["last_day"],
                            r["benefit_level"]) for r in rows]
 
@@ -84,16 +107,21 @@ async def filings_for(conn: asyncpg.Connection, person_id: str) -> list[FilingOn
 async def replace_coverage(conn: asyncpg.Connection, person_id: str,
                            periods: list[tuple[str, date, date | None, str, str]]) -> None:
     """Enrollment sends the complete list each time: ours is replaced, never merged."""
-    await conn.execute("DELETE FROM coverage_view WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM coverage_view WHERE person_key = ANY($1::text[])",
+                       resident_keys(person_id))
+    # One sealed ID for the person's rows: it is bound to no row, and person_key shows
+    # already that they are one person's.
+    ref, key = COVERAGE_ID.seal(person_id), resident_key(person_id)
     await conn.executemany(
-        "INSERT INTO coverage_view (person_id, insurance_type, start_date, end_date, source,"
-        " reference) VALUES ($1, $2, $3, $4, $5, $6)",
-        [(person_id, *p) for p in periods])
+        "INSERT INTO coverage_view (person_ref, person_key, insurance_type, start_date,"
+        " end_date, source, reference) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [(ref, key, *p) for p in periods])
 
 
 async def coverage(conn: asyncpg.Connection, person_id: str) -> list[Coverage]:
     rows = await conn.fetch("SELECT insurance_type, start_date, end_date FROM coverage_view"
-                            " WHERE person_id = $1 ORDER BY start_date", person_id)
+                            " WHERE person_key = ANY($1::text[]) ORDER BY start_date",
+                            resident_keys(person_id))
     return [Coverage(r["insurance_type"], r["start_date"], r["end_date"]) for r in rows]
 
 
@@ -113,12 +141,16 @@ async def claim_for_receipt(conn: asyncpg.Connection, invoice_no: str, instituti
                             person_id: str, claim_id: str) -> str | None:
     return await conn.fetchval(
         "SELECT claim_id FROM claims WHERE invoice_no = $1 AND institution_code = $2"
-        " AND stage <> 'rejected' AND (person_id, claim_id) <> ($3, $4)",
-        invoice_no, institution_code, person_id, claim_id)
+        " AND stage <> 'rejected'"
+        " AND (person_key = ANY($3::text[]) AND claim_id = $4) IS NOT TRUE",
+        invoice_no, institution_code, resident_keys(person_id), claim_id)
 
 
-def _claim(row: asyncpg.Record) -> Claim:
-    return Claim(row["claim_id"], row["person_id"], row["version"], Stage(row["stage"]),
+def _claim(row: asyncpg.Record, person_id: str | None = None) -> Claim:
+    """A claim row; the person's ID is the one it was looked up by, or else (a job going
+    through stored claims) its sealed copy opened."""
+    pid = person_id if person_id is not None else str(CLAIMS_ID.open(row["person_ref"]))
+    return Claim(row["claim_id"], pid, row["version"], Stage(row["stage"]),
                  row["expense_date"], row["amount_fen"], row["eligible_fen"] or row["amount_fen"],
                  row["hospital_level"], row["location"], row["tracking_no"], row["payable_fen"],
                  row["payment_attempts"], json.loads(row["reasons"]), row["insurance_type"],
@@ -128,28 +160,33 @@ def _claim(row: asyncpg.Record) -> Claim:
 
 async def load_claim(conn: asyncpg.Connection, person_id: str, claim_id: str) -> Claim | None:
     """A claim is the person's own: the same reference from another person is another claim."""
-    row = await conn.fetchrow("SELECT * FROM claims WHERE person_id = $1 AND claim_id = $2"
-                              " FOR UPDATE", person_id, claim_id)
-    return _claim(row) if row else None
+    row = await conn.fetchrow("SELECT * FROM claims WHERE person_key = ANY($1::text[])"
+                              " AND claim_id = $2 FOR UPDATE", resident_keys(person_id),
+                              claim_id)
+    return _claim(row, person_id) if row else None
 
 
 async def save_submission(conn: asyncpg.Connection, c: Claim, invoice_no: str,
                           institution_code: str) -> None:
-    """A new claim, or a new version of a rejected one under the same claim id."""
+    """A new claim, or a new version of a rejected one under the same claim id (its row
+    updated whatever hash key it was written under: never a second row in a rotation)."""
+    sets = ("invoice_no = $5, institution_code = $6, expense_date = $7, amount_fen = $8,"
+            " stage = $9, reasons = $10, version = $11, eligible_fen = $12,"
+            " hospital_level = $13, location = $14, insurance_type = $15, filed_on = $16,"
+            " waiting_for = $17, benefit_line = $18, payee = $19, channel = $20,"
+            " filing_level = $21, tracking_no = NULL, payable_fen = NULL, calculation = NULL,"
+            " payment_attempts = 0, updated_at = now()")
     await conn.execute(
-        "INSERT INTO claims (claim_id, person_id, invoice_no, institution_code, expense_date,"
-        " amount_fen, stage, reasons, version, eligible_fen, hospital_level, location,"
-        " insurance_type, filed_on, waiting_for, benefit_line, payee, channel, filing_level)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-        " $18, $19) ON CONFLICT (person_id, claim_id) DO UPDATE SET invoice_no = $3,"
-        " institution_code = $4,"
-        " expense_date = $5, amount_fen = $6, stage = $7, reasons = $8, version = $9,"
-        " eligible_fen = $10, hospital_level = $11, location = $12, insurance_type = $13,"
-        " filed_on = $14, waiting_for = $15, benefit_line = $16, payee = $17, channel = $18,"
-        " filing_level = $19,"
-        " tracking_no = NULL,"
-        " payable_fen = NULL, calculation = NULL, payment_attempts = 0, updated_at = now()",
-        c.claim_id, c.person_id, invoice_no, institution_code, c.expense_date, c.amount_fen,
+        f"WITH found AS (UPDATE claims SET {sets} WHERE person_key = ANY($4::text[])"
+        " AND claim_id = $1 RETURNING 1)"
+        " INSERT INTO claims (claim_id, person_ref, person_key, invoice_no, institution_code,"
+        " expense_date, amount_fen, stage, reasons, version, eligible_fen, hospital_level,"
+        " location, insurance_type, filed_on, waiting_for, benefit_line, payee, channel,"
+        " filing_level) SELECT $1, $2, $3, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+        " $16, $17, $18, $19, $20, $21 WHERE NOT EXISTS (SELECT FROM found)"
+        f" ON CONFLICT (person_key, claim_id) DO UPDATE SET {sets}",
+        c.claim_id, CLAIMS_ID.seal(c.person_id), resident_key(c.person_id),
+        resident_keys(c.person_id), invoice_no, institution_code, c.expense_date, c.amount_fen,
         c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.version, c.eligible_fen,
         c.hospital_level, c.location, c.insurance_type, c.filed_on, c.waiting_for,
         c.benefit_line, c.payee, c.channel, c.filing_level)
@@ -160,51 +197,56 @@ async def save_claim(conn: asyncpg.Connection, c: Claim) -> None:
     await conn.execute(
         "UPDATE claims SET stage = $2, reasons = $3, tracking_no = $4, payable_fen = $5,"
         " payment_attempts = $6, waiting_for = $7, updated_at = now() WHERE claim_id = $1"
-        " AND person_id = $8",
+        " AND person_key = ANY($8::text[])",
         c.claim_id, c.stage.value, json.dumps(c.reasons, ensure_ascii=False), c.tracking_no,
-        c.payable_fen, c.payment_attempts, c.waiting_for, c.person_id)
+        c.payable_fen, c.payment_attempts, c.waiting_for, resident_keys(c.person_id))
 
 
 async def set_treatment_area(conn: asyncpg.Connection, person_id: str, claim_id: str,
                              area: str | None) -> None:
-    await conn.execute("UPDATE claims SET treatment_area = $3 WHERE person_id = $1"
-                       " AND claim_id = $2", person_id, claim_id, area)
+    await conn.execute("UPDATE claims SET treatment_area = $3"
+                       " WHERE person_key = ANY($1::text[]) AND claim_id = $2",
+                       resident_keys(person_id), claim_id, area)
 
 
 async def unfiled_claims(conn: asyncpg.Connection, person_id: str, start: date,
                          end: date | None) -> list[tuple[Claim, str]]:
     """Claims in this window treated as remote without filing, with their place."""
     rows = await conn.fetch(
-        "SELECT * FROM claims WHERE person_id = $1 AND treatment_area IS NOT NULL"
+        "SELECT * FROM claims WHERE person_key = ANY($1::text[])"
+        " AND treatment_area IS NOT NULL"
         " AND location = 'remote_unfiled' AND expense_date >= $2"
         " AND ($3::date IS NULL OR expense_date <= $3) AND stage <> 'rejected'"
-        " ORDER BY expense_date FOR UPDATE", person_id, start, end)
-    return [(_claim(r), r["treatment_area"]) for r in rows]
+        " ORDER BY expense_date FOR UPDATE", resident_keys(person_id), start, end)
+    return [(_claim(r, person_id), r["treatment_area"]) for r in rows]
 
 
 async def calculation_of(conn: asyncpg.Connection, claim: Claim) -> dict[str, Any]:
-    raw = await conn.fetchval("SELECT calculation FROM claims WHERE person_id = $1"
-                              " AND claim_id = $2", claim.person_id, claim.claim_id)
+    raw = await conn.fetchval("SELECT calculation FROM claims"
+                              " WHERE person_key = ANY($1::text[]) AND claim_id = $2",
+                              resident_keys(claim.person_id), claim.claim_id)
     return _opened_working(WORKING, raw, claim.person_id, claim.claim_id) or {}
 
 
 async def set_location(conn: asyncpg.Connection, claim: Claim, location: str,
                        filing_level: str | None) -> None:
-    await conn.execute("UPDATE claims SET location = $3, filing_level = $4 WHERE person_id = $1"
-                       " AND claim_id = $2", claim.person_id, claim.claim_id, location,
-                       filing_level)
+    await conn.execute("UPDATE claims SET location = $3, filing_level = $4"
+                       " WHERE person_key = ANY($1::text[]) AND claim_id = $2",
+                       resident_keys(claim.person_id), claim.claim_id, location, filing_level)
 
 
 async def add_top_up(conn: asyncpg.Connection, claim: Claim, fen: int) -> None:
     await conn.execute("UPDATE claims SET top_up_fen = top_up_fen + $3,"
-                       " payable_fen = payable_fen + $3 WHERE person_id = $1 AND claim_id = $2",
-                       claim.person_id, claim.claim_id, fen)
+                       " payable_fen = payable_fen + $3"
+                       " WHERE person_key = ANY($1::text[]) AND claim_id = $2",
+                       resident_keys(claim.person_id), claim.claim_id, fen)
 
 
 async def save_calculation(conn: asyncpg.Connection, claim: Claim,
                            calculation: dict[str, Any]) -> None:
-    await conn.execute("UPDATE claims SET calculation = $3 WHERE person_id = $1"
-                       " AND claim_id = $2", claim.person_id, claim.claim_id,
+    await conn.execute("UPDATE claims SET calculation = $3"
+                       " WHERE person_key = ANY($1::text[]) AND claim_id = $2",
+                       resident_keys(claim.person_id), claim.claim_id,
                        json.dumps(_sealed_working(WORKING, calculation, claim.person_id,
                                                   claim.claim_id), ensure_ascii=False,
                                   default=str))
@@ -216,26 +258,30 @@ async def annual_totals(conn: asyncpg.Connection, person_id: str, year: int,
     line (their payable and the deductible their calculation met) and what the hospital
     settled directly from that line (fund paid, deductible used)."""
     row = await conn.fetchrow(
-        "SELECT (SELECT coalesce(sum(payable_fen), 0) FROM claims WHERE person_id = $1"
+        "SELECT (SELECT coalesce(sum(payable_fen), 0) FROM claims"
+        "   WHERE person_key = ANY($1::text[])"
         "   AND benefit_line = $3 AND stage IN ('approved', 'paid')"
         "   AND extract(year FROM expense_date) = $2) AS claims_paid,"
         " (SELECT coalesce(sum((calculation->>'deductible_fen')::bigint), 0) FROM claims"
-        "   WHERE person_id = $1 AND benefit_line = $3 AND stage IN ('approved', 'paid')"
+        "   WHERE person_key = ANY($1::text[]) AND benefit_line = $3"
+        "   AND stage IN ('approved', 'paid')"
         "   AND extract(year FROM expense_date) = $2) AS claims_deductible,"
-        " (SELECT coalesce(sum(fund_paid_fen), 0) FROM direct_settlements WHERE person_id = $1"
+        " (SELECT coalesce(sum(fund_paid_fen), 0) FROM direct_settlements"
+        "   WHERE person_key = ANY($1::text[])"
         "   AND benefit_line = $3 AND extract(year FROM settled_on) = $2) AS settled_paid,"
         " (SELECT coalesce(sum(deductible_used_fen), 0) FROM direct_settlements"
-        "   WHERE person_id = $1 AND benefit_line = $3"
+        "   WHERE person_key = ANY($1::text[]) AND benefit_line = $3"
         "   AND extract(year FROM settled_on) = $2) AS settled_deductible",
-        person_id, year, line)
+        resident_keys(person_id), year, line)
     return AnnualTotals(line, year, int(row["claims_paid"]), int(row["settled_paid"]),
                         int(row["claims_deductible"]), int(row["settled_deductible"]))
 
 
 async def record(conn: asyncpg.Connection, claim: Claim, detail: dict[str, Any],
                  cause_id: str) -> None:
-    await conn.execute("INSERT INTO claim_history (claim_id, person_id, stage, detail, cause_id)"
-                       " VALUES ($1, $2, $3, $4, $5)", claim.claim_id, claim.person_id,
+    await conn.execute("INSERT INTO claim_history (claim_id, person_ref, person_key, stage,"
+                       " detail, cause_id) VALUES ($1, $2, $3, $4, $5, $6)", claim.claim_id,
+                       HISTORY_ID.seal(claim.person_id), resident_key(claim.person_id),
                        claim.stage.value,
                        json.dumps(_sealed_working(HISTORY_WORKING, detail, claim.person_id,
                                                   claim.claim_id, cause_id)
@@ -247,11 +293,11 @@ async def record_settlement(conn: asyncpg.Connection, invoice_no: str, instituti
                             settlement_id: str, person_id: str, settled_on: date,
                             fund_paid_fen: int, deductible_used_fen: int, line: str) -> None:
     await conn.execute(
-        "INSERT INTO direct_settlements (invoice_no, institution_code, settlement_id, person_id,"
-        " settled_on, fund_paid_fen, deductible_used_fen, benefit_line)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        invoice_no, institution, settlement_id, person_id, settled_on, fund_paid_fen,
-        deductible_used_fen, line)
+        "INSERT INTO direct_settlements (invoice_no, institution_code, settlement_id,"
+        " person_ref, person_key, settled_on, fund_paid_fen, deductible_used_fen, benefit_line)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        invoice_no, institution, settlement_id, SETTLEMENTS_ID.seal(person_id),
+        resident_key(person_id), settled_on, fund_paid_fen, deductible_used_fen, line)
 
 
 async def settlement_for_receipt(conn: asyncpg.Connection, invoice_no: str,
@@ -263,16 +309,27 @@ async def settlement_for_receipt(conn: asyncpg.Connection, invoice_no: str,
 
 async def set_employer(conn: asyncpg.Connection, person_id: str, employer: str | None) -> None:
     if employer is None:
-        await conn.execute("DELETE FROM employments WHERE person_id = $1", person_id)
+        await conn.execute("DELETE FROM employments WHERE person_key = ANY($1::text[])",
+                           resident_keys(person_id))
         return
-    await conn.execute("INSERT INTO employments VALUES ($1, $2) ON CONFLICT (person_id)"
-                       " DO UPDATE SET employer_code = $2", person_id, employer)
+    # Updated whatever hash key the row was written under; inserted only when there is none.
+    await conn.execute(
+        "WITH found AS (UPDATE employments SET employer_code = $4"
+        " WHERE person_key = ANY($1::text[]) RETURNING 1)"
+        " INSERT INTO employments (person_ref, person_key, employer_code) SELECT $2, $3, $4"
+        " WHERE NOT EXISTS (SELECT FROM found)"
+        " ON CONFLICT (person_key) DO UPDATE SET employer_code = $4",
+        resident_keys(person_id), EMPLOYMENTS_ID.seal(person_id), resident_key(person_id),
+        employer)
 
 
 async def employer_of(conn: asyncpg.Connection, person_id: str) -> str | None:
+    # Each table looked up by the keys, not joined on person_key: a rotation re-hashes one
+    # table at a time.
     return await conn.fetchval(
-        "SELECT e.employer_code FROM employments e JOIN insured_view v USING (person_id)"
-        " WHERE e.person_id = $1 AND v.status = 'active'", person_id)
+        "SELECT employer_code FROM employments WHERE person_key = ANY($1::text[])"
+        " AND EXISTS (SELECT FROM insured_view WHERE person_key = ANY($1::text[])"
+        " AND status = 'active')", resident_keys(person_id))
 
 
 async def save_wage_base(conn: asyncpg.Connection, employer: str, year: int, fen: int) -> None:
@@ -287,20 +344,25 @@ async def wage_base(conn: asyncpg.Connection, employer: str, year: int) -> int |
 
 
 async def save_birth(conn: asyncpg.Connection, b: Any, state: str, reason: str | None,
-                     claim_id: str | None) -> None:
+                     claim_id: str | None, employer: str | None = None) -> None:
+    """`employer`: whose wage base it was judged (or waits) under."""
     await conn.execute(
-        "INSERT INTO births VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (birth_id)"
-        " DO UPDATE SET state = $6, reason = $7, claim_id = $8",
-        b.birth_id, b.person_id, b.birth_date, b.difficult_birth, b.babies, state, reason,
-        claim_id)
+        "INSERT INTO births (birth_id, person_ref, person_key, birth_date, difficult_birth,"
+        " babies, state, reason, claim_id, employer_code)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (birth_id)"
+        " DO UPDATE SET state = $7, reason = $8, claim_id = $9, employer_code = $10",
+        b.birth_id, BIRTHS_ID.seal(b.person_id), resident_key(b.person_id), b.birth_date,
+        b.difficult_birth, b.babies, state, reason, claim_id, employer)
 
 
 async def births_waiting(conn: asyncpg.Connection, employer: str,
-                         year: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT b.* FROM births b JOIN employments e USING (person_id) WHERE"
-        " b.state = 'waiting_for_wage_base' AND e.employer_code = $1"
-        " AND extract(year FROM b.birth_date) = $2 + 1", employer, year)
+                         year: int) -> list[dict[str, Any]]:
+    """Births waiting for this employer's wage base of the year before, with the mother's
+    ID opened (the wage base names no person)."""
+    rows = await conn.fetch(
+        "SELECT * FROM births WHERE state = 'waiting_for_wage_base' AND employer_code = $1"
+        " AND extract(year FROM birth_date) = $2 + 1", employer, year)
+    return [dict(r) | {"person_id": BIRTHS_ID.open(r["person_ref"])} for r in rows]
 
 
 async def proactive_record_route(conn: asyncpg.Connection, institution: str,
@@ -317,14 +379,15 @@ async def save_proactive_record(conn: asyncpg.Connection, record_id: str, batch_
                                 route: str, reason: str, outage: DeclaredOutage | None,
                                 record: dict[str, Any] | None = None) -> None:
     await conn.execute(
-        "INSERT INTO proactive_records (record_id, batch_id, institution_code, person_id,"
-        " accepted, claim_id, reason, route, outage_id, pay_by, record)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " ON CONFLICT (institution_code, record_id) DO UPDATE SET accepted = $5,"
-        " claim_id = $6, reason = $7, route = $8, outage_id = $9, pay_by = $10, record = $11",
-        record_id, batch_id, institution, person_id, route == "proactive", claim_id, reason,
-        route, outage.outage_id if outage else None, outage.pay_by if outage else None,
-        json.dumps(record, default=str) if record is not None else None)
+        "INSERT INTO proactive_records (record_id, batch_id, institution_code, person_ref,"
+        " person_key, accepted, claim_id, reason, route, outage_id, pay_by, record)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (institution_code, record_id) DO UPDATE SET accepted = $6,"
+        " claim_id = $7, reason = $8, route = $9, outage_id = $10, pay_by = $11, record = $12",
+        record_id, batch_id, institution, PROACTIVE_ID.seal(person_id),
+        resident_key(person_id), route == "proactive", claim_id, reason, route,
+        outage.outage_id if outage else None, outage.pay_by if outage else None,
+        RECORD.seal_json(record, institution, record_id) if record is not None else None)
 
 
 async def save_outage(conn: asyncpg.Connection, o: DeclaredOutage, declared_by: str,
@@ -344,11 +407,20 @@ async def outages_for(conn: asyncpg.Connection, institution: str) -> list[Declar
                            tuple(r["institution_codes"])) for r in rows]
 
 
-async def records_awaiting_declaration(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM proactive_records WHERE route = 'awaiting_declaration'"
-        " ORDER BY recorded_at FOR UPDATE")
-    return rows
+async def records_awaiting_declaration(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Each with its kept record opened (`record`: the outage record as uploaded)."""
+    rows = await conn.fetch(
+        "SELECT batch_id, institution_code, record_id, record FROM proactive_records"
+        " WHERE route = 'awaiting_declaration' ORDER BY recorded_at FOR UPDATE")
+    return [dict(r) | {"record": RECORD.open_json(r["record"], r["institution_code"],
+                                                  r["record_id"])} for r in rows]
+
+
+# An outage record's claim, joined on the business ids (agency-started claims have no
+# channel and their claim id is unique to the record): never on person_key, which a rotation
+# re-hashes one table at a time.
+PROACTIVE_CLAIM = ("c.claim_id = p.claim_id AND c.institution_code = p.institution_code"
+                   " AND c.channel IS NULL")
 
 
 async def institution_summary(conn: asyncpg.Connection,
@@ -364,8 +436,8 @@ async def institution_summary(conn: asyncpg.Connection,
         " coalesce(sum(c.payable_fen) FILTER (WHERE c.stage IN ('approved', 'paid')), 0)"
         " AS total_approved_fen,"
         " coalesce(sum(c.payable_fen) FILTER (WHERE c.stage = 'paid'), 0) AS total_paid_fen"
-        " FROM proactive_records p LEFT JOIN claims c ON c.claim_id = p.claim_id"
-        " AND c.person_id = p.person_id WHERE p.institution_code = $1", institution)
+        f" FROM proactive_records p LEFT JOIN claims c ON {PROACTIVE_CLAIM}"
+        " WHERE p.institution_code = $1", institution)
     if row is None or row["records"] == 0:
         return None
     rejected = await conn.fetch("SELECT record_id, route, reason FROM proactive_records"
@@ -374,17 +446,28 @@ async def institution_summary(conn: asyncpg.Connection,
     return dict(row) | {"rejected_records": [dict(r) for r in rejected]}
 
 
+def _named(row: asyncpg.Record, col: Sealed) -> dict[str, Any]:
+    """The row with its resident ID opened as `person_id` (for staff, who mask it), without
+    the sealed copy and the hash."""
+    return {"person_id": col.open(row["person_ref"])} | {
+        k: v for k, v in row.items() if k not in ("person_ref", "person_key")}
+
+
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
-    rows = await conn.fetch("SELECT * FROM claims WHERE person_id = $1 OR claim_id = $1"
-                            " ORDER BY created_at", ref)
-    view = await conn.fetchrow("SELECT * FROM insured_view WHERE person_id = $1", ref)
-    employer = await conn.fetchval("SELECT employer_code FROM employments WHERE person_id = $1",
-                                   ref)
+    """By a resident ID, a claim id or (for the outage summary) an institution code."""
+    keys = resident_keys(ref)
+    rows = [_named(r, CLAIMS_ID) for r in await conn.fetch(
+        "SELECT * FROM claims WHERE person_key = ANY($1::text[]) OR claim_id = $2"
+        " ORDER BY created_at", keys, ref)]
+    view = await conn.fetchrow("SELECT insurance_type, status, updated_at FROM insured_view"
+                               " WHERE person_key = ANY($1::text[])", keys)
+    employer = await conn.fetchval("SELECT employer_code FROM employments"
+                                   " WHERE person_key = ANY($1::text[])", keys)
     births = await conn.fetch("SELECT birth_id, birth_date, state, reason, claim_id FROM births"
-                              " WHERE person_id = $1", ref)
+                              " WHERE person_key = ANY($1::text[])", keys)
     periods = await conn.fetch("SELECT insurance_type, start_date, end_date, source, reference"
-                               " FROM coverage_view WHERE person_id = $1 ORDER BY start_date",
-                               ref)
+                               " FROM coverage_view WHERE person_key = ANY($1::text[])"
+                               " ORDER BY start_date", keys)
     if not rows and view is None and not periods:
         summary = await institution_summary(conn, ref)
         return {"proactive_summary": summary} if summary else None
@@ -392,8 +475,9 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
     for r in rows:
         history = await conn.fetch("SELECT stage, detail, cause_id, recorded_at"
                                    " FROM claim_history"
-                                   " WHERE claim_id = $1 AND person_id = $2 ORDER BY id",
-                                   r["claim_id"], r["person_id"])
+                                   " WHERE claim_id = $1 AND person_key = ANY($2::text[])"
+                                   " ORDER BY id", r["claim_id"],
+                                   resident_keys(r["person_id"]))
         claims.append(dict(r) | {
             "reasons": json.loads(r["reasons"]),
             "calculation": _opened_working(WORKING, r["calculation"], r["person_id"],
@@ -401,20 +485,21 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
             "history": [{k: v for k, v in h.items() if k != "cause_id"} | {
                 "detail": _opened_working(HISTORY_WORKING, h["detail"], r["person_id"],
                                           r["claim_id"], h["cause_id"])} for h in history]})
-    return {"insured_status": dict(view) if view else None, "employer_code": employer,
+    return {"insured_status": {"person_id": ref} | dict(view) if view else None,
+            "employer_code": employer,
             "coverage": [dict(p) for p in periods],
             "claims": claims, "births": [dict(b) for b in births]}
 
 
 async def proactive_pay_by(conn: asyncpg.Connection, claim: Claim) -> date | None:
     day: date | None = await conn.fetchval(
-        "SELECT pay_by FROM proactive_records WHERE person_id = $1 AND claim_id = $2",
-        claim.person_id, claim.claim_id)
+        "SELECT pay_by FROM proactive_records WHERE person_key = ANY($1::text[])"
+        " AND claim_id = $2", resident_keys(claim.person_id), claim.claim_id)
     return day
 
 
 async def institution_of(conn: asyncpg.Connection, claim: Claim) -> str | None:
     code: str | None = await conn.fetchval(
-        "SELECT institution_code FROM claims WHERE person_id = $1 AND claim_id = $2",
-        claim.person_id, claim.claim_id)
+        "SELECT institution_code FROM claims WHERE person_key = ANY($1::text[])"
+        " AND claim_id = $2", resident_keys(claim.person_id), claim.claim_id)
     return code

@@ -6,17 +6,22 @@ from typing import Any
 
 import asyncpg
 
+from shared.db.sealed import resident_keys
+
 
 async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, list[dict[str, Any]]]:
     """The person's claims (each with the pay-by date of an agency-started one) and births
     not yet paid as an allowance, as rows for shared.progress."""
+    keys = resident_keys(person_id)
     claims = await conn.fetch(
         "SELECT c.claim_id, c.benefit_line, c.stage, c.reasons, c.channel, c.payee,"
         " c.filed_on, c.created_at, c.updated_at, p.pay_by FROM claims c"
-        " LEFT JOIN proactive_records p ON p.person_id = c.person_id AND p.claim_id = c.claim_id"
-        " WHERE c.person_id = $1", person_id)
+        # Each table found by the person's keys, never joined on person_key: a rotation
+        # re-hashes one table at a time.
+        " LEFT JOIN proactive_records p ON p.claim_id = c.claim_id"
+        " AND p.person_key = ANY($1::text[]) WHERE c.person_key = ANY($1::text[])", keys)
     births = await conn.fetch(
         "SELECT birth_id, state, reason, birth_date FROM births"
-        " WHERE person_id = $1 AND claim_id IS NULL", person_id)
+        " WHERE person_key = ANY($1::text[]) AND claim_id IS NULL", keys)
     return {"claims": [dict(c) | {"reasons": json.loads(c["reasons"])} for c in claims],
             "births": [dict(b) for b in births]}

@@ -18,6 +18,7 @@ from shared.contracts.reimbursement import SettlementOutageDeclared
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import physical
 from shared.db.pool import connect
+from shared.db.sealed import resident_keys_of
 from shared.devstack import people
 from shared.messaging.publisher import publish
 from shared.policy.reference import Reference
@@ -93,8 +94,11 @@ async def run_proactive_demo(settings: PlatformSettings, console: Console,
         task = progress.add_task("insured people known to reimbursement", total=size)
         await _publish_all(settings, enrolment)
         # Outage records are judged by the coverage on their expense date.
-        await _until(progress, task, settings, "SELECT count(DISTINCT person_id) FROM"
-                     " coverage_view WHERE person_id = ANY($1)", (persons,), size)
+        # Reimbursement keeps only the ID's keyed hash; a person's coverage rows are written
+        # together, under one hash key.
+        await _until(progress, task, settings, "SELECT count(DISTINCT person_key) FROM"
+                     " coverage_view WHERE person_key = ANY($1::text[])",
+                     (resident_keys_of(persons),), size)
         outage_day = now.date() - timedelta(days=2)
         # The agency declares the outage first: its window, not the institution's, counts.
         await _publish_all(settings, [SettlementOutageDeclared(
