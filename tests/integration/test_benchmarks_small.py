@@ -32,3 +32,16 @@ def test_run_all_small_prints_every_row(tmp_path: Path) -> None:
             else row.figure
         assert label in out and label in table, f"{row.figure} not printed"
     assert "CPUs" in table and "UTC" in table
+
+
+@pytest.mark.timeout(600)
+def test_soak_small_prints_its_memory_figure() -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MEDINS_TRUST_DIR", "MEDINS_KEYRING_DIR", "MEDINS_DATA_KEYS_FILE",
+                        "MEDINS_NAMESPACE")}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "2000",
+                           "--chunk", "500"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    assert '"figure": "worker RSS growth"' in out and "2,000 events" in out, out[-3000:]
