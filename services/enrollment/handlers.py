@@ -59,6 +59,7 @@ from shared.contracts.enrollment import (
 from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.transfer import CoverageEndRequested, TransferCompleted, TransferInCompleted
+from shared.db.sealed import resident_key
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.policy import Limit, NoPolicyInForce, PolicyBook
 from shared.settings import EnrollmentSettings
@@ -190,7 +191,7 @@ async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Per
         if row["application_id"] not in (None, application.application_id):
             continue
         payment = ContributionPaymentConfirmed(
-            payment_ref=row["payment_ref"], person_id=row["person_id"],
+            payment_ref=row["payment_ref"], person_id=person.person_id,
             application_id=row["application_id"],
             insurance_type=application.insurance_type,  # type: ignore[arg-type]
             period_start=row["period_start"], period_end=row["period_end"],
@@ -347,8 +348,10 @@ async def _apply_lapses(ctx: HandlerContext, today: date, limit: int) -> int:
             continue
         await repo.save_person(ctx.conn, person)
         # One lapse per person and ended period: the same ids if the timer runs it again.
-        scoped = _caused_by(ctx, f"lapse:{person_id}:{change.effective_on.isoformat()}",
-                            f"lapse:{person_id}")
+        # The person is named by the keyed hash: the cause id is kept in the history.
+        who = resident_key(person_id)
+        scoped = _caused_by(ctx, f"lapse:{who}:{change.effective_on.isoformat()}",
+                            f"lapse:{who}")
         await _change_side_effects(scoped, scoped.cause, person_id, change)
         count += 1
     return count
@@ -811,7 +814,7 @@ async def on_family_aid_authorised(ctx: HandlerContext, env: Envelope,
 
 async def on_family_aid_revoked(ctx: HandlerContext, env: Envelope,
                                 cmd: FamilyAidRevoked) -> None:
-    if await repo.family_aid_holder(ctx.conn, cmd.authorisation_id) != cmd.person_id:
+    if not await repo.holds_family_aid(ctx.conn, cmd.authorisation_id, cmd.person_id):
         return await _reject(ctx, cmd.authorisation_id, cmd.person_id, RuleViolation(
             "no_authorisation", "authorisation_id: no active authorisation of this person"))
     await repo.end_family_aid(ctx.conn, [cmd.authorisation_id])

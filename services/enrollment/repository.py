@@ -9,16 +9,39 @@ import asyncpg
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
-from shared.db.sealed import Sealed
+from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
 
-# Health and contact data sealed at rest (shared/db/sealed.py), each bound to its row.
-NAME = Sealed("persons", "name", ("person_id",))
-MOBILE = Sealed("persons", "mobile", ("person_id",))
-EMAIL = Sealed("persons", "email", ("person_id",))
-# Who has which chronic disease: the table keeps no ID number in clear. The person is found
-# by a keyed hash of the ID (`person_key`); the ID itself is kept sealed (`person_ref`) so
-# a new hashing key can be applied to existing rows.
-PATIENT = Sealed("chronic_recognitions", "person_ref", (), hash_column="person_key")
+# No table keeps a resident ID in clear: each finds the person by a keyed hash of the ID
+# (`person_key`, the same in every table) and keeps the ID sealed (`person_ref`) so a new
+# hashing key can be applied to existing rows, and a job working from stored rows can name
+# the person. Writes store `resident_key`; look-ups match every valid hash (`resident_keys`),
+# so rows not yet re-hashed after a key rotation are still found.
+PERSONS_ID = resident_id_column("persons")
+APPLICANT = resident_id_column("applications")
+HISTORY_OF = resident_id_column("history")  # a person, or the employer of an employer's case
+PAYER = resident_id_column("payments")
+# A case's subject: the person, or the employer code of a civil-servant case.
+CASE_SUBJECT = resident_id_column("cases", "subject_ref", "subject_key")
+FILER = resident_id_column("filings")
+PATIENT = resident_id_column("chronic_recognitions")
+AID_HOLDER = resident_id_column("family_aid")
+AID_RELATIVE = resident_id_column("family_aid", "relative_ref", "relative_key")
+SCHEDULED_FOR = resident_id_column("scheduled_changes")
+COVERED = resident_id_column("coverage_periods")
+CREDITED = resident_id_column("transfer_credits")
+WAITING_FOR = resident_id_column("awaiting_policy")
+DECISION_FOR = resident_id_column("awaiting_application")
+REFUSED = resident_id_column("refused_requests")
+RESIDENT_IDS = (PERSONS_ID, APPLICANT, HISTORY_OF, PAYER, CASE_SUBJECT, FILER, PATIENT,
+                AID_HOLDER, AID_RELATIVE, SCHEDULED_FOR, COVERED, CREDITED, WAITING_FOR,
+                DECISION_FOR, REFUSED)
+
+# Health and contact data sealed at rest (shared/db/sealed.py), each bound to its row (the
+# person's sealed ID opens to the ID the values were first bound to, so they still open).
+NAME = Sealed("persons", "name", (PERSONS_ID,))
+MOBILE = Sealed("persons", "mobile", (PERSONS_ID,))
+EMAIL = Sealed("persons", "email", (PERSONS_ID,))
+# Who has which chronic disease: the disease is sealed and found by its own keyed hash.
 DISEASE = Sealed("chronic_recognitions", "disease", (PATIENT,), hash_column="disease_key")
 # A case's data is the applicant's submission: disease, certificate, relatives' details.
 CASE_DATA = Sealed("cases", "data", ("case_id",), shape="json")
@@ -26,17 +49,27 @@ FILING_DISEASES = Sealed("filings", "detail", ("filing_id",), shape="json:chroni
 # An event kept until its policy is published carries whatever the sender sent.
 WAITING_EVENT = Sealed("awaiting_policy", "envelope", ("event_id",), shape="bytes")
 # A refusal's staff text can quote the disease or a relative's details.
-REFUSAL = Sealed("refused_requests", "reason", ("person_id", "reference", "cause_id"))
+REFUSAL = Sealed("refused_requests", "reason", (REFUSED, "reference", "cause_id"))
 EARLY_DECISION = Sealed("awaiting_application", "envelope", ("event_id",), shape="bytes")
-SEALED = (NAME, MOBILE, EMAIL, PATIENT, DISEASE, CASE_DATA, FILING_DISEASES, WAITING_EVENT, REFUSAL,
-          EARLY_DECISION)
+# The IDs first: a value bound to its row's ID is sealed after that ID is.
+SEALED = (*RESIDENT_IDS, NAME, MOBILE, EMAIL, DISEASE, CASE_DATA, FILING_DISEASES,
+          WAITING_EVENT, REFUSAL, EARLY_DECISION)
+
+# A history row about the person as a whole (a status or coverage change) names no ID as
+# its reference; the status view shows the person's ID there again.
+ABOUT_PERSON = "(person)"
+
+
+def _key_or_none(person_id: str | None) -> str | None:
+    return None if person_id is None else resident_key(person_id)
 
 
 async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None:
-    row = await conn.fetchrow("SELECT * FROM persons WHERE person_id = $1 FOR UPDATE", person_id)
+    row = await conn.fetchrow("SELECT * FROM persons WHERE person_key = ANY($1::text[])"
+                              " FOR UPDATE", resident_keys(person_id))
     if row is None:
         return None
-    pid = row["person_id"]
+    pid = person_id
     return Person(pid, str(NAME.open(row["name"], pid)), str(MOBILE.open(row["mobile"], pid)),
                   EMAIL.open(row["email"], pid), row["insurance_type"],
                   InsuredStatus(row["status"]), row["paid_until"], row["employer_code"],
@@ -44,53 +77,64 @@ async def load_person(conn: asyncpg.Connection, person_id: str) -> Person | None
 
 
 async def save_person(conn: asyncpg.Connection, p: Person) -> None:
+    # The row found by any valid hash is updated (it may still carry an older key's hash
+    # during a rotation); only a person with no row gets one, under the current hash.
     await conn.execute(
-        "INSERT INTO persons (person_id, name, mobile, email, insurance_type, status, paid_until,"
-        " employer_code, retired) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        " ON CONFLICT (person_id) DO UPDATE SET name = $2, mobile = $3, email = $4,"
-        " insurance_type = $5, status = $6, paid_until = $7, employer_code = $8, retired = $9,"
+        "WITH found AS (UPDATE persons SET name = $3, mobile = $4, email = $5,"
+        " insurance_type = $6, status = $7, paid_until = $8, employer_code = $9,"
+        " retired = $10, updated_at = now() WHERE person_key = ANY($1::text[]) RETURNING 1)"
+        " INSERT INTO persons (person_ref, person_key, name, mobile, email, insurance_type,"
+        " status, paid_until, employer_code, retired)"
+        " SELECT $2, $11, $3, $4, $5, $6, $7, $8, $9, $10 WHERE NOT EXISTS (SELECT 1 FROM found)"
+        " ON CONFLICT (person_key) DO UPDATE SET name = $3, mobile = $4, email = $5,"
+        " insurance_type = $6, status = $7, paid_until = $8, employer_code = $9, retired = $10,"
         " updated_at = now()",
-        p.person_id, NAME.seal(p.name, p.person_id), MOBILE.seal(p.mobile, p.person_id),
+        resident_keys(p.person_id), PERSONS_ID.seal(p.person_id),
+        NAME.seal(p.name, p.person_id), MOBILE.seal(p.mobile, p.person_id),
         EMAIL.seal(p.email, p.person_id), p.insurance_type, p.status.value, p.paid_until,
-        p.employer_code, p.retired,
+        p.employer_code, p.retired, resident_key(p.person_id),
     )
 
 
-def _application(row: asyncpg.Record | None) -> Application | None:
+def _application(row: asyncpg.Record | None, person_id: str | None = None) -> Application | None:
     if row is None:
         return None
-    return Application(row["application_id"], row["person_id"], row["insurance_type"],
+    pid = person_id if person_id is not None else str(APPLICANT.open(row["person_ref"]))
+    return Application(row["application_id"], pid, row["insurance_type"],
                        row["channel"], ApplicationState(row["state"]), json.loads(row["reasons"]))
 
 
 async def load_application(conn: asyncpg.Connection, application_id: str) -> Application | None:
+    # Looked up by its own id: the applicant's ID is opened to say whose it is.
     return _application(await conn.fetchrow(
         "SELECT * FROM applications WHERE application_id = $1 FOR UPDATE", application_id))
 
 
 async def latest_application(conn: asyncpg.Connection, person_id: str) -> Application | None:
     return _application(await conn.fetchrow(
-        "SELECT * FROM applications WHERE person_id = $1 ORDER BY created_at DESC LIMIT 1",
-        person_id))
+        "SELECT * FROM applications WHERE person_key = ANY($1::text[])"
+        " ORDER BY created_at DESC LIMIT 1", resident_keys(person_id)), person_id)
 
 
 async def save_application(conn: asyncpg.Connection, a: Application) -> None:
     await conn.execute(
-        "INSERT INTO applications (application_id, person_id, insurance_type, channel, state,"
-        " reasons) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (application_id) DO UPDATE SET"
-        " state = $5, reasons = $6, updated_at = now()",
-        a.application_id, a.person_id, a.insurance_type, a.channel, a.state.value,
-        json.dumps(a.reasons, ensure_ascii=False),
+        "INSERT INTO applications (application_id, person_ref, person_key, insurance_type,"
+        " channel, state, reasons) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (application_id) DO UPDATE SET state = $6, reasons = $7,"
+        " updated_at = now()",
+        a.application_id, APPLICANT.seal(a.person_id), resident_key(a.person_id),
+        a.insurance_type, a.channel, a.state.value, json.dumps(a.reasons, ensure_ascii=False),
     )
 
 
 async def record_history(conn: asyncpg.Connection, person_id: str, reference: str, what: str,
                          detail: dict[str, Any], cause_id: str, cause_type: str) -> None:
     await conn.execute(
-        "INSERT INTO history (person_id, reference, what, detail, cause_id, cause_type)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        person_id, reference, what, json.dumps(detail, ensure_ascii=False, default=str),
-        cause_id, cause_type,
+        "INSERT INTO history (person_ref, person_key, reference, what, detail, cause_id,"
+        " cause_type) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        HISTORY_OF.seal(person_id), resident_key(person_id),
+        ABOUT_PERSON if reference == person_id else reference, what,
+        json.dumps(detail, ensure_ascii=False, default=str), cause_id, cause_type,
     )
 
 
@@ -102,15 +146,18 @@ async def save_payment(conn: asyncpg.Connection, ref: str, person_id: str,
                        application_id: str | None, period: tuple[Any, Any], amount_fen: int,
                        state: str, reason: str | None) -> None:
     await conn.execute(
-        "INSERT INTO payments (payment_ref, person_id, application_id, period_start, period_end,"
-        " amount_fen, state, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        ref, person_id, application_id, period[0], period[1], amount_fen, state, reason,
+        "INSERT INTO payments (payment_ref, person_ref, person_key, application_id,"
+        " period_start, period_end, amount_fen, state, reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        ref, PAYER.seal(person_id), resident_key(person_id), application_id, period[0],
+        period[1], amount_fen, state, reason,
     )
 
 
 async def parked_payments(conn: asyncpg.Connection, person_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM payments WHERE person_id = $1 AND state = 'parked'"
-                            " ORDER BY recorded_at FOR UPDATE", person_id)
+    return await conn.fetch("SELECT * FROM payments WHERE person_key = ANY($1::text[])"
+                            " AND state = 'parked' ORDER BY recorded_at FOR UPDATE",
+                            resident_keys(person_id))
 
 
 async def mark_payment_applied(conn: asyncpg.Connection, payment_ref: str) -> None:
@@ -134,21 +181,24 @@ async def set_civil_servant_benefit(conn: asyncpg.Connection, code: str) -> None
 
 
 async def load_case(conn: asyncpg.Connection, case_id: str) -> dict[str, Any] | None:
-    """The case, its data opened (JSON text, as the column gives it)."""
+    """The case, its data opened (JSON text, as the column gives it) and its subject too."""
     row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
     if row is None:
         return None
     data = CASE_DATA.open_json(row["data"], case_id)
-    return dict(row) | {"data": json.dumps(data, ensure_ascii=False)}
+    return ({k: v for k, v in row.items() if k not in ("subject_ref", "subject_key")}
+            | {"subject": CASE_SUBJECT.open(row["subject_ref"]),
+               "data": json.dumps(data, ensure_ascii=False)})
 
 
 async def save_case(conn: asyncpg.Connection, case_id: str, kind: str, subject: str, state: str,
                     data: dict[str, Any], reasons: list[str]) -> None:
     await conn.execute(
-        "INSERT INTO cases (case_id, kind, subject, state, data, reasons) VALUES ($1, $2, $3,"
-        " $4, $5, $6) ON CONFLICT (case_id) DO UPDATE SET state = $4, reasons = $6,"
-        " updated_at = now()", case_id, kind, subject, state,
-        CASE_DATA.seal_json(data, case_id), json.dumps(reasons, ensure_ascii=False))
+        "INSERT INTO cases (case_id, kind, subject_ref, subject_key, state, data, reasons)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (case_id) DO UPDATE SET state = $5,"
+        " reasons = $7, updated_at = now()", case_id, kind, CASE_SUBJECT.seal(subject),
+        resident_key(subject), state, CASE_DATA.seal_json(data, case_id),
+        json.dumps(reasons, ensure_ascii=False))
 
 
 async def filing_exists(conn: asyncpg.Connection, filing_id: str) -> bool:
@@ -158,12 +208,14 @@ async def filing_exists(conn: asyncpg.Connection, filing_id: str) -> bool:
 async def save_filing(conn: asyncpg.Connection, f: Filing, category: str,
                       detail: dict[str, Any] | None = None) -> None:
     await conn.execute(
-        "INSERT INTO filings (filing_id, person_id, category, kind, source, treatment_area,"
-        " start_date, end_date, detail, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " ON CONFLICT (filing_id) DO UPDATE SET state = $10, end_date = $8, updated_at = now()",
-        f.filing_id, f.person_id, category, f.kind, f.source, f.treatment_area, f.start_date,
-        f.end_date, json.dumps(_sealed_detail(detail or {"chronic_diseases": f.chronic_diseases},
-                                              f.filing_id), ensure_ascii=False, default=str),
+        "INSERT INTO filings (filing_id, person_ref, person_key, category, kind, source,"
+        " treatment_area, start_date, end_date, detail, state)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (filing_id) DO UPDATE SET state = $11, end_date = $9, updated_at = now()",
+        f.filing_id, FILER.seal(f.person_id), resident_key(f.person_id), category, f.kind,
+        f.source, f.treatment_area, f.start_date, f.end_date,
+        json.dumps(_sealed_detail(detail or {"chronic_diseases": f.chronic_diseases},
+                                  f.filing_id), ensure_ascii=False, default=str),
         f.state)
 
 
@@ -183,9 +235,10 @@ def _opened_diseases(detail: str, filing_id: str) -> list[str]:
 async def open_filings(conn: asyncpg.Connection, person_id: str,
                        filing_id: str | None = None) -> list[Filing]:
     rows = await conn.fetch(
-        "SELECT * FROM filings WHERE person_id = $1 AND state = 'active' AND category = 'remote'"
-        " AND ($2::text IS NULL OR filing_id = $2) ORDER BY created_at", person_id, filing_id)
-    return [Filing(r["filing_id"], r["person_id"], r["kind"], r["source"], r["treatment_area"],
+        "SELECT * FROM filings WHERE person_key = ANY($1::text[]) AND state = 'active'"
+        " AND category = 'remote' AND ($2::text IS NULL OR filing_id = $2)"
+        " ORDER BY created_at", resident_keys(person_id), filing_id)
+    return [Filing(r["filing_id"], person_id, r["kind"], r["source"], r["treatment_area"],
                    r["start_date"], r["end_date"],
                    _opened_diseases(r["detail"], r["filing_id"]), r["state"])
             for r in rows]
@@ -196,7 +249,7 @@ async def recognition(conn: asyncpg.Connection, person_id: str, disease: str) ->
     return await conn.fetchval("SELECT institution_code FROM chronic_recognitions"
                                " WHERE person_key = ANY($1::text[])"
                                " AND disease_key = ANY($2::text[])",
-                               PATIENT.digests(person_id), DISEASE.digests(disease, person_id))
+                               resident_keys(person_id), DISEASE.digests(disease, person_id))
 
 
 async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: str,
@@ -207,7 +260,7 @@ async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: st
         "UPDATE chronic_recognitions SET institution_code = $3, effective_from = $4,"
         " updated_at = now() WHERE person_key = ANY($1::text[])"
         " AND disease_key = ANY($2::text[])",
-        PATIENT.digests(person_id), DISEASE.digests(disease, person_id), institution,
+        resident_keys(person_id), DISEASE.digests(disease, person_id), institution,
         effective_from)
     if updated != "UPDATE 0":
         return
@@ -215,7 +268,7 @@ async def save_recognition(conn: asyncpg.Connection, person_id: str, disease: st
         "INSERT INTO chronic_recognitions (person_ref, person_key, disease, disease_key,"
         " institution_code, effective_from, without_application)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        PATIENT.seal(person_id), PATIENT.digest(person_id), DISEASE.seal(disease, person_id),
+        PATIENT.seal(person_id), resident_key(person_id), DISEASE.seal(disease, person_id),
         DISEASE.digest(disease, person_id), institution, effective_from, automatic)
 
 
@@ -223,29 +276,33 @@ async def end_recognitions(conn: asyncpg.Connection, person_id: str, on: Any) ->
     rows = await conn.fetch(
         "UPDATE chronic_recognitions SET ended_on = $2, updated_at = now()"
         " WHERE person_key = ANY($1::text[]) AND ended_on IS NULL RETURNING disease",
-        PATIENT.digests(person_id), on)
+        resident_keys(person_id), on)
     return [str(DISEASE.open(r["disease"], person_id)) for r in rows]
 
 
 async def save_family_aid(conn: asyncpg.Connection, auth_id: str, person_id: str,
                           relative_id: str, relationship: str, state: str) -> None:
     await conn.execute(
-        "INSERT INTO family_aid (authorisation_id, person_id, relative_id, relationship, state)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (authorisation_id) DO UPDATE SET state = $5,"
-        " updated_at = now()", auth_id, person_id, relative_id, relationship, state)
+        "INSERT INTO family_aid (authorisation_id, person_ref, person_key, relative_ref,"
+        " relative_key, relationship, state) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (authorisation_id) DO UPDATE SET state = $7, updated_at = now()",
+        auth_id, AID_HOLDER.seal(person_id), resident_key(person_id),
+        AID_RELATIVE.seal(relative_id), resident_key(relative_id), relationship, state)
 
 
 async def active_family_aid(conn: asyncpg.Connection, person_id: str) -> list[str]:
+    """Active authorisations the person granted or was granted."""
     return [r["authorisation_id"] for r in await conn.fetch(
         "SELECT authorisation_id FROM family_aid WHERE state = 'active'"
-        " AND (person_id = $1 OR relative_id = $1)", person_id)]
+        " AND (person_key = ANY($1::text[]) OR relative_key = ANY($1::text[]))",
+        resident_keys(person_id))]
 
 
 async def held_family_aid(conn: asyncpg.Connection, holder_id: str) -> list[str]:
     """Active authorisations the person granted as account holder."""
     return [r["authorisation_id"] for r in await conn.fetch(
-        "SELECT authorisation_id FROM family_aid WHERE state = 'active' AND person_id = $1",
-        holder_id)]
+        "SELECT authorisation_id FROM family_aid WHERE state = 'active'"
+        " AND person_key = ANY($1::text[])", resident_keys(holder_id))]
 
 
 async def end_family_aid(conn: asyncpg.Connection, ids: list[str]) -> None:
@@ -253,23 +310,28 @@ async def end_family_aid(conn: asyncpg.Connection, ids: list[str]) -> None:
                        " WHERE authorisation_id = ANY($1)", ids)
 
 
-async def family_aid_holder(conn: asyncpg.Connection, auth_id: str) -> str | None:
-    return await conn.fetchval("SELECT person_id FROM family_aid WHERE authorisation_id = $1"
-                               " AND state = 'active'", auth_id)
+async def holds_family_aid(conn: asyncpg.Connection, auth_id: str, holder_id: str) -> bool:
+    """The authorisation is active and was granted by this person."""
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM family_aid WHERE authorisation_id = $1 AND state = 'active'"
+        " AND person_key = ANY($2::text[])", auth_id, resident_keys(holder_id)))
 
 
 async def schedule_change(conn: asyncpg.Connection, person_id: str, to_status: str,
                           effective_on: Any, cause_id: str, correlation_id: str) -> None:
     await conn.execute(
-        "INSERT INTO scheduled_changes (person_id, to_status, effective_on, cause_id,"
-        " correlation_id) VALUES ($1, $2, $3, $4, $5)",
-        person_id, to_status, effective_on, cause_id, correlation_id)
+        "INSERT INTO scheduled_changes (person_ref, person_key, to_status, effective_on,"
+        " cause_id, correlation_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        SCHEDULED_FOR.seal(person_id), resident_key(person_id), to_status, effective_on,
+        cause_id, correlation_id)
 
 
-async def due_changes(conn: asyncpg.Connection, today: Any, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
+async def due_changes(conn: asyncpg.Connection, today: Any, limit: int) -> list[dict[str, Any]]:
+    """Changes due by `today`, each naming its person (opened: the job emits about them)."""
+    rows = await conn.fetch(
         "SELECT * FROM scheduled_changes WHERE applied_at IS NULL AND effective_on <= $1"
         " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED", today, limit)
+    return [dict(r) | {"person_id": SCHEDULED_FOR.open(r["person_ref"])} for r in rows]
 
 
 async def mark_applied(conn: asyncpg.Connection, change_id: int) -> None:
@@ -277,43 +339,50 @@ async def mark_applied(conn: asyncpg.Connection, change_id: int) -> None:
 
 
 async def load_periods(conn: asyncpg.Connection, person_id: str) -> list[Period]:
-    rows = await conn.fetch("SELECT * FROM coverage_periods WHERE person_id = $1 ORDER BY seq",
-                            person_id)
+    rows = await conn.fetch("SELECT * FROM coverage_periods WHERE person_key = ANY($1::text[])"
+                            " ORDER BY seq", resident_keys(person_id))
     return [Period(r["insurance_type"], r["start_date"], r["end_date"], r["source"],
                    r["reference"]) for r in rows]
 
 
 async def save_periods(conn: asyncpg.Connection, person_id: str, periods: list[Period]) -> None:
-    """Replace the person's periods, oldest first."""
-    await conn.execute("DELETE FROM coverage_periods WHERE person_id = $1", person_id)
+    """Replace the person's periods, oldest first (all under the current hash)."""
+    await conn.execute("DELETE FROM coverage_periods WHERE person_key = ANY($1::text[])",
+                       resident_keys(person_id))
     ordered = sorted(periods, key=lambda p: (p.start, p.reference))
+    key = resident_key(person_id)
     await conn.executemany(
-        "INSERT INTO coverage_periods (person_id, seq, insurance_type, start_date, end_date,"
-        " source, reference) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [(person_id, i, p.insurance_type, p.start, p.end, p.source, p.reference)
-         for i, p in enumerate(ordered)])
+        "INSERT INTO coverage_periods (person_ref, person_key, seq, insurance_type, start_date,"
+        " end_date, source, reference) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [(COVERED.seal(person_id), key, i, p.insurance_type, p.start, p.end, p.source,
+          p.reference) for i, p in enumerate(ordered)])
 
 
 async def lapse_candidates(conn: asyncpg.Connection, today: Any, grace_days: int,
                            limit: int) -> list[str]:
-    """Active people with coverage before, but none on, the day the grace period began."""
+    """Active people with coverage before, but none on, the day the grace period began.
+
+    A pre-filter joined on the hash: during a key rotation a person's rows can carry two
+    hashes and be missed until re-hashed, or be a candidate wrongly; the caller decides each
+    on the periods found by every valid hash, so a wrong candidate changes nothing."""
     rows = await conn.fetch(
-        "SELECT p.person_id FROM persons p WHERE p.status = 'active'"
-        " AND EXISTS (SELECT 1 FROM coverage_periods c WHERE c.person_id = p.person_id)"
-        " AND NOT EXISTS (SELECT 1 FROM coverage_periods c WHERE c.person_id = p.person_id"
+        "SELECT p.person_ref FROM persons p WHERE p.status = 'active'"
+        " AND EXISTS (SELECT 1 FROM coverage_periods c WHERE c.person_key = p.person_key)"
+        " AND NOT EXISTS (SELECT 1 FROM coverage_periods c WHERE c.person_key = p.person_key"
         "   AND c.start_date <= $1 AND (c.end_date IS NULL OR c.end_date >= $1 - $2::int))"
         " LIMIT $3", today, grace_days, limit)
-    return [r["person_id"] for r in rows]
+    return [str(PERSONS_ID.open(r["person_ref"])) for r in rows]
 
 
 async def save_transfer_credit(conn: asyncpg.Connection, transfer_id: str, person_id: str,
                                from_region: str, insurance_type: str | None, months: int,
                                balance_fen: int, accepted_on: Any, mode: str) -> bool:
     return (await conn.fetchval(
-        "INSERT INTO transfer_credits (transfer_id, person_id, from_region, insurance_type,"
-        " credited_months, credited_balance_fen, accepted_on, mode) VALUES ($1, $2, $3, $4,"
-        " $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING 1", transfer_id, person_id,
-        from_region, insurance_type, months, balance_fen, accepted_on, mode)) is not None
+        "INSERT INTO transfer_credits (transfer_id, person_ref, person_key, from_region,"
+        " insurance_type, credited_months, credited_balance_fen, accepted_on, mode)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING 1",
+        transfer_id, CREDITED.seal(person_id), resident_key(person_id), from_region,
+        insurance_type, months, balance_fen, accepted_on, mode)) is not None
 
 
 async def schedule_institution_change(conn: asyncpg.Connection, person_id: str, disease: str,
@@ -323,7 +392,7 @@ async def schedule_institution_change(conn: asyncpg.Connection, person_id: str, 
         "UPDATE chronic_recognitions SET next_institution_code = $3, next_from = $4,"
         " updated_at = now() WHERE person_key = ANY($1::text[])"
         " AND disease_key = ANY($2::text[])",
-        PATIENT.digests(person_id), DISEASE.digests(disease, person_id), institution,
+        resident_keys(person_id), DISEASE.digests(disease, person_id), institution,
         effective_from)
 
 
@@ -338,11 +407,13 @@ async def apply_due_institution_changes(conn: asyncpg.Connection, today: Any) ->
 
 
 async def provisional_accident_filings(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Each naming its person (opened: the job records history about them)."""
     rows = await conn.fetch(
-        "SELECT filing_id, person_id, start_date, detail FROM filings WHERE category ="
+        "SELECT filing_id, person_ref, start_date, detail FROM filings WHERE category ="
         " 'accident' AND (detail->>'deadline_provisional')::boolean AND detail ? 'limit'"
         " FOR UPDATE SKIP LOCKED")
-    return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]
+    return [{"filing_id": r["filing_id"], "person_id": FILER.open(r["person_ref"]),
+             "start_date": r["start_date"], "detail": json.loads(r["detail"])} for r in rows]
 
 
 async def set_filing_detail(conn: asyncpg.Connection, filing_id: str,
@@ -355,11 +426,11 @@ async def save_awaiting_policy(conn: asyncpg.Connection, event_id: str, event_ty
                                person_id: str | None, reference: str, envelope: bytes,
                                received_at: Any, fact_date: Any, reason: str) -> None:
     await conn.execute(
-        "INSERT INTO awaiting_policy (event_id, event_type, person_id, reference, envelope,"
-        " received_at, fact_date, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (event_id) DO UPDATE SET reason = $8, resumed_at = NULL",
-        event_id, event_type, person_id, reference, WAITING_EVENT.seal_bytes(envelope, event_id),
-        received_at, fact_date, reason)
+        "INSERT INTO awaiting_policy (event_id, event_type, person_ref, person_key, reference,"
+        " envelope, received_at, fact_date, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (event_id) DO UPDATE SET reason = $9, resumed_at = NULL",
+        event_id, event_type, WAITING_FOR.seal(person_id), _key_or_none(person_id), reference,
+        WAITING_EVENT.seal_bytes(envelope, event_id), received_at, fact_date, reason)
 
 
 async def awaiting_policy(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
@@ -380,11 +451,12 @@ async def save_early_decision(conn: asyncpg.Connection, event_id: str, event_typ
                               actor: str | None) -> bool:
     """False when this decision already waited once (its application came and was refused)."""
     inserted = await conn.fetchval(
-        "INSERT INTO awaiting_application (event_id, event_type, application_id, person_id,"
-        " envelope, received_at, signed_by, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO awaiting_application (event_id, event_type, application_id, person_ref,"
+        " person_key, envelope, received_at, signed_by, actor)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (event_id) DO NOTHING RETURNING true", event_id, event_type,
-        application_id, person_id, EARLY_DECISION.seal_bytes(envelope, event_id), received_at,
-        signed_by, actor)
+        application_id, DECISION_FOR.seal(person_id), _key_or_none(person_id),
+        EARLY_DECISION.seal_bytes(envelope, event_id), received_at, signed_by, actor)
     return bool(inserted)
 
 
@@ -401,55 +473,72 @@ async def take_early_decisions(conn: asyncpg.Connection,
 async def record_refusal(conn: asyncpg.Connection, person_id: str, reference: str,
                          request_type: str, rule: str, reason: str, cause_id: str) -> None:
     await conn.execute(
-        "INSERT INTO refused_requests (person_id, reference, request_type, rule, reason,"
-        " cause_id) VALUES ($1, $2, $3, $4, $5, $6)",
-        person_id, reference, request_type, rule,
+        "INSERT INTO refused_requests (person_ref, person_key, reference, request_type, rule,"
+        " reason, cause_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        REFUSED.seal(person_id), resident_key(person_id), reference, request_type, rule,
         REFUSAL.seal(reason, person_id, reference, cause_id), cause_id)
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     """A person's (or an application's person's) status, applications, payments and history."""
+    if conn.is_in_transaction():
+        return await _status_of(conn, ref)
+    # One snapshot: a change committed between two of the reads (a status and the family aid
+    # it ended) would otherwise show half done.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _status_of(conn, ref)
+
+
+async def _status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
     person_id = ref
-    if not await conn.fetchval("SELECT 1 FROM persons WHERE person_id = $1", ref):
-        person_id = await conn.fetchval(
-            "SELECT person_id FROM applications WHERE application_id = $1", ref)
-        if person_id is None:
+    person = await conn.fetchrow("SELECT * FROM persons WHERE person_key = ANY($1::text[])",
+                                 resident_keys(ref))
+    if person is None:
+        applicant = await conn.fetchval(
+            "SELECT person_ref FROM applications WHERE application_id = $1", ref)
+        if applicant is None:
             return None
-    person = await conn.fetchrow("SELECT * FROM persons WHERE person_id = $1", person_id)
+        person_id = str(APPLICANT.open(applicant))
+        person = await conn.fetchrow("SELECT * FROM persons WHERE person_key = ANY($1::text[])",
+                                     resident_keys(person_id))
+    keys = resident_keys(person_id)
+    shown: dict[str, Any] = {"person_id": person_id}
     if person is not None:
-        person = dict(person) | {c.column: c.open(person[c.column], person_id)
-                                 for c in (NAME, MOBILE, EMAIL)}
+        shown |= ({k: v for k, v in person.items() if k not in ("person_ref", "person_key")}
+                  | {c.column: c.open(person[c.column], person_id)
+                     for c in (NAME, MOBILE, EMAIL)})
     apps = await conn.fetch("SELECT application_id, insurance_type, channel, state, reasons,"
-                            " updated_at FROM applications WHERE person_id = $1"
-                            " ORDER BY created_at", person_id)
+                            " updated_at FROM applications WHERE person_key = ANY($1::text[])"
+                            " ORDER BY created_at", keys)
     payments = await conn.fetch("SELECT payment_ref, period_start, period_end, amount_fen, state,"
-                                " reason FROM payments WHERE person_id = $1"
-                                " ORDER BY recorded_at", person_id)
+                                " reason FROM payments WHERE person_key = ANY($1::text[])"
+                                " ORDER BY recorded_at", keys)
     history = await conn.fetch("SELECT recorded_at, reference, what, detail, cause_type"
-                               " FROM history WHERE person_id = $1 ORDER BY id", person_id)
+                               " FROM history WHERE person_key = ANY($1::text[]) ORDER BY id",
+                               keys)
     filings = await conn.fetch("SELECT filing_id, category, kind, source, treatment_area,"
-                               " start_date, end_date, state FROM filings WHERE person_id = $1"
-                               " ORDER BY created_at", person_id)
+                               " start_date, end_date, state FROM filings"
+                               " WHERE person_key = ANY($1::text[]) ORDER BY created_at", keys)
     chronic = await conn.fetch("SELECT disease, institution_code, effective_from,"
                                " next_institution_code, next_from, without_application,"
                                " ended_on FROM chronic_recognitions"
-                               " WHERE person_key = ANY($1::text[])",
-                               PATIENT.digests(person_id))
+                               " WHERE person_key = ANY($1::text[])", keys)
     periods = await conn.fetch("SELECT insurance_type, start_date, end_date, source, reference"
-                               " FROM coverage_periods WHERE person_id = $1 ORDER BY seq",
-                               person_id)
+                               " FROM coverage_periods WHERE person_key = ANY($1::text[])"
+                               " ORDER BY seq", keys)
     credits = await conn.fetch("SELECT transfer_id, from_region, insurance_type,"
                                " credited_months, credited_balance_fen, accepted_on, mode"
-                               " FROM transfer_credits WHERE person_id = $1"
-                               " ORDER BY accepted_on", person_id)
-    aid = await conn.fetch("SELECT authorisation_id, relative_id, relationship, state"
-                           " FROM family_aid WHERE person_id = $1", person_id)
+                               " FROM transfer_credits WHERE person_key = ANY($1::text[])"
+                               " ORDER BY accepted_on", keys)
+    aid = await conn.fetch("SELECT authorisation_id, relative_ref, relationship, state"
+                           " FROM family_aid WHERE person_key = ANY($1::text[])", keys)
     waiting = await conn.fetch("SELECT reference, event_type, fact_date, reason, waiting_since,"
-                               " resumed_at FROM awaiting_policy WHERE person_id = $1"
-                               " ORDER BY waiting_since", person_id)
+                               " resumed_at FROM awaiting_policy"
+                               " WHERE person_key = ANY($1::text[]) ORDER BY waiting_since",
+                               keys)
     scheduled = await conn.fetch("SELECT to_status, effective_on, applied_at FROM"
-                                 " scheduled_changes WHERE person_id = $1 ORDER BY id",
-                                 person_id)
+                                 " scheduled_changes WHERE person_key = ANY($1::text[])"
+                                 " ORDER BY id", keys)
     return {
         "coverage": [dict(c) for c in periods],
         "awaiting_policy": [dict(w) for w in waiting],
@@ -457,10 +546,14 @@ async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None
         "filings": [dict(f) for f in filings],
         "chronic_diseases": [dict(c) | {"disease": DISEASE.open(c["disease"], person_id)}
                              for c in chronic],
-        "family_aid": [dict(a) for a in aid],
+        "family_aid": [{"authorisation_id": a["authorisation_id"],
+                        "relative_id": AID_RELATIVE.open(a["relative_ref"]),
+                        "relationship": a["relationship"], "state": a["state"]} for a in aid],
         "scheduled": [dict(c) for c in scheduled],
-        "person": dict(person) if person else {"person_id": person_id},
+        "person": shown,
         "applications": [dict(a) | {"reasons": json.loads(a["reasons"])} for a in apps],
         "payments": [dict(p) for p in payments],
-        "history": [dict(h) | {"detail": json.loads(h["detail"])} for h in history],
+        "history": [dict(h) | {"reference": person_id if h["reference"] == ABOUT_PERSON
+                               else h["reference"], "detail": json.loads(h["detail"])}
+                    for h in history],
     }

@@ -22,6 +22,7 @@ from shared.contracts.employer import EmployerRegistered, EmployerRosterSubmitte
 from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecorded
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import ENROLLMENT_EVENTS, physical
+from shared.db.sealed import resident_keys
 from shared.devstack import people
 from shared.devstack.mailserver import read_mailbox
 from shared.devstack.smsc import read_received
@@ -237,7 +238,10 @@ async def test_hospital_events_file_emergencies_and_recognise_without_applicatio
 async def _case(stack: TestStack, person: str) -> str | None:
     conn = await stack.connect("enrollment")
     try:
-        return await conn.fetchval("SELECT case_id FROM cases WHERE subject = $1", person)
+        # The subject is found by the keyed hash of the ID, as enrollment finds it.
+        return await conn.fetchval("SELECT case_id FROM cases"
+                                   " WHERE subject_key = ANY($1::text[])",
+                                   resident_keys(person))
     finally:
         await conn.close()
 

@@ -27,6 +27,7 @@ from shared.contracts.channels import EnrollmentApplicationSubmitted, Enrollment
 from shared.contracts.envelope import new_envelope
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import physical
+from shared.db.sealed import RESIDENT_ID, DataKeys, parse_keys, read_keys_text
 from shared.devstack import people
 from shared.devstack.broker import EmbeddedBroker, free_port, wait_for_port
 from shared.devstack.mailserver import read_mailbox
@@ -315,6 +316,16 @@ class FaultStack:
         assert self.pg
         return await asyncpg.connect(self.pg.url, timeout=3)
 
+    def resident_keys(self, ids: list[str]) -> list[str]:
+        """The IDs' keyed hashes under the stack's data keys (the workers' keys, not this
+        process's settings)."""
+        assert self.stack
+        env = {**os.environ, **self.stack.env}
+        keys_file = (Path(env["MEDINS_DATA_KEYS_FILE"]) if env.get("MEDINS_DATA_KEYS_FILE")
+                     else Path(env["MEDINS_KEYRING_DIR"]) / "data-keys")
+        ring = DataKeys(parse_keys(read_keys_text(env.get("MEDINS_DATA_KEYS"), keys_file)))
+        return [k for pid in ids for k in ring.digests(pid, RESIDENT_ID)]
+
     async def tally(self, batch: list[Person]) -> Tally:
         ids = [p.person_id for p in batch]
         mobiles = {p.mobile for p in batch}
@@ -322,17 +333,20 @@ class FaultStack:
         conn = await self._conn()
         try:
             ns = self.namespace
+            # Enrollment finds people by the keyed hash of their ID (under every valid key).
+            keys = self.resident_keys(ids)
             active = await conn.fetchval(
                 f"SELECT count(*) FROM {ns}r{REGION}_enrollment.persons"
-                " WHERE person_id = ANY($1) AND status = 'active'", ids)
+                " WHERE person_key = ANY($1::text[]) AND status = 'active'", keys)
             states = Counter({f"{r['channel']}:{r['status']}": r["n"] for r in await conn.fetch(
                 f"SELECT channel, status, count(*) AS n FROM {ns}r{REGION}_notify.deliveries"
                 " WHERE person_id = ANY($1) GROUP BY 1, 2", ids)})
             # By business key: each person's history holds each step once.
             dupes = await conn.fetchval(
                 f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM"
-                f" {ns}r{REGION}_enrollment.history WHERE person_id = ANY($1)"
-                " GROUP BY person_id, reference, what, detail::text HAVING count(*) > 1) d", ids)
+                f" {ns}r{REGION}_enrollment.history WHERE person_key = ANY($1::text[])"
+                " GROUP BY person_key, reference, what, detail::text HAVING count(*) > 1) d",
+                keys)
         finally:
             await conn.close()
         # The servers are read after the tables: a row final in the tables has its message
