@@ -19,6 +19,7 @@ from shared.contracts.partner import PartnerTransferAcknowledged
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import DEAD_LETTER, physical
 from shared.contracts.transfer import TransferCompleted
+from shared.db.sealed import resident_keys
 from shared.devstack import people
 from shared.messaging.admin import bootstrap_servers
 from shared.messaging.publisher import publish
@@ -264,7 +265,8 @@ async def test_forged_events_of_every_producer_kind_are_refused_and_change_nothi
     try:
         rows = await conn.fetch(
             "SELECT p.event_type, p.signed_by, p.actor FROM processed_messages p"
-            " JOIN history h ON h.cause_id = p.event_id WHERE h.person_id = $1", person)
+            " JOIN history h ON h.cause_id = p.event_id"
+            " WHERE h.person_key = ANY($1::text[])", resident_keys(person))
     finally:
         await conn.close()
     who = {r["event_type"]: (r["signed_by"].split("/")[0], r["actor"]) for r in rows}
