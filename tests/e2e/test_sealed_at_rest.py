@@ -65,8 +65,8 @@ async def test_story_leaves_no_plaintext_and_status_opens_it_masked(
     await poll(messages, lambda text: text.count("enc:") >= 3, timeout=60)
 
     # The raw tables: no mobile, email, name or disease in clear, wherever it was written.
-    persons = await _raw(stack, "enrollment", "SELECT * FROM persons WHERE person_id = $1",
-                         person)
+    persons = await _raw(stack, "enrollment", "SELECT * FROM persons"
+                         " WHERE person_key = ANY($1::text[])", sealed.resident_keys(person))
     # These two tables keep no ID number in clear: a keyed hash of it finds the rows.
     chronic = await _raw(stack, "enrollment", "SELECT * FROM chronic_recognitions"
                          " WHERE person_key = ANY($1::text[])",
@@ -139,9 +139,9 @@ async def test_rotation_seals_again_and_retires_the_old_key(
             return done
 
         status = cli("status").stdout
-        # Name, mobile, the patient's ID and disease, the new message's recipient and body;
-        # the old row's two.
-        assert f"key {old} (current): 6 row(s)" in status
+        # The person's ID, name and mobile, the patient's ID and disease, the new message's
+        # recipient and body; the old row's two.
+        assert f"key {old} (current): 7 row(s)" in status
         assert "2 value(s) not sealed yet" in status
         assert cli("rotate", "--hash").returncode == 0
         refused = cli("retire", old)
@@ -190,28 +190,30 @@ async def test_plaintext_rows_of_every_shape_are_sealed_once_and_still_read(
     conn = await connect(stack.database_url, schema)
     try:
         await conn.execute(
-            "INSERT INTO persons (person_id, name, mobile, email, insurance_type, status)"
+            "INSERT INTO persons (person_ref, name, mobile, email, insurance_type, status)"
             " VALUES ($1, '李雷', $2, NULL, 'resident', 'active')", person, mobile)
         await conn.execute(
             "INSERT INTO chronic_recognitions (person_ref, disease, institution_code,"
             " effective_from, without_application) VALUES ($1, 'diabetes', 'H1', now(), true)",
             person)
         await conn.execute(
-            "INSERT INTO cases (case_id, kind, subject, state, data) VALUES ('C1',"
+            "INSERT INTO cases (case_id, kind, subject_ref, state, data) VALUES ('C1',"
             " 'chronic_recognition', $1, 'submitted', $2)", person,
             json.dumps({"disease": "diabetes", "review_from": "2027-01-01"}))
         await conn.execute(
-            "INSERT INTO filings (filing_id, person_id, category, kind, source, start_date,"
+            "INSERT INTO filings (filing_id, person_ref, category, kind, source, start_date,"
             " detail, state) VALUES ('F1', $1, 'remote', 'temporary', 'x', now(), $2,"
             " 'active')", person, json.dumps({"chronic_diseases": ["diabetes"], "n": 1}))
         await conn.execute(
-            "INSERT INTO awaiting_policy (event_id, event_type, person_id, reference, envelope,"
+            "INSERT INTO awaiting_policy (event_id, event_type, person_ref, reference, envelope,"
             " received_at, fact_date, reason) VALUES ('E1', 't', $1, 'r', $2, now(), now(),"
             " 'no policy')", person, envelope)
 
         changed = [await sealed.reseal(conn, col, plaintext_only=True)
                    for col in enrollment_repo.SEALED]
-        assert sum(changed) == 7  # name, mobile, patient, disease, case, filing, event
+        # Name, mobile, disease, case, filing, event; the ID of the person, patient, case,
+        # filing and event.
+        assert sum(changed) == 11
         again = [await sealed.reseal(conn, col, plaintext_only=True)
                  for col in enrollment_repo.SEALED]
         assert sum(again) == 0
@@ -221,8 +223,7 @@ async def test_plaintext_rows_of_every_shape_are_sealed_once_and_still_read(
                                         "awaiting_policy")], default=str, ensure_ascii=False)
         for secret in (mobile, "李雷", "diabetes"):
             assert secret not in raw
-        assert person not in json.dumps([dict(r) for r in await conn.fetch(
-            "SELECT * FROM chronic_recognitions")], default=str)
+        assert person not in raw and '"person_key": null' not in raw
         loaded = await enrollment_repo.load_person(conn, person)
         assert loaded is not None and (loaded.name, loaded.mobile) == ("李雷", mobile)
         assert await enrollment_repo.recognition(conn, person, "diabetes") == "H1"
