@@ -132,6 +132,47 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext, Envelope, Any], Awaitable[None]]
 
+# One event of a set-based handler's group: its own context (its transaction is the batch's;
+# what it emits is caused by this event), envelope and payload.
+BatchItem = tuple[HandlerContext, Envelope, Any]
+BatchHandler = Callable[[list[BatchItem]], Awaitable[None]]
+
+
+def batch_handler(handler: BatchHandler) -> Handler:
+    """Mark a set-based handler: the consumer gives it every event of its type in a batch at
+    once (in order per key), so it loads with one query per table and writes with one
+    statement per table. Routed like any handler."""
+    handler.batched = True  # type: ignore[attr-defined]
+    return handler  # type: ignore[return-value]
+
+
+def is_batched(handler: Any) -> bool:
+    return bool(getattr(handler, "batched", False))
+
+
+def plan_groups(items: Sequence[tuple[int, bytes | None, Any]]) -> list[tuple[Any, list[int]]]:
+    """Order of work for (index, key, handler) in batch order: a set-based handler's events
+    join its latest group unless an earlier event of the same key sits in a later group, so
+    each key's events keep their order while events of other keys (which Kafka orders only
+    per partition, never across keys) may be handled together. Plain handlers are groups of
+    one in place."""
+    groups: list[tuple[Any, list[int]]] = []
+    last_of_key: dict[bytes | None, int] = {}
+    open_group: dict[int, int] = {}  # id(handler) -> index of its latest group
+    for index, key, handler in items:
+        floor = last_of_key.get(key, -1) if key is not None else len(groups) - 1
+        at = open_group.get(id(handler)) if is_batched(handler) else None
+        if at is not None and at >= floor:
+            groups[at][1].append(index)
+        else:
+            at = len(groups)
+            groups.append((handler, [index]))
+            if is_batched(handler):
+                open_group[id(handler)] = at
+        if key is not None:
+            last_of_key[key] = at
+    return groups
+
 
 class EventConsumer:
     """Processes batches of records for one service in one transaction, a savepoint each.
@@ -245,10 +286,16 @@ class EventConsumer:
                 parsed.append((msg, envelope, payload))
                 signers[envelope.id] = (signed_by, actor)
         delay = 0.1
+        singles: set[int] = set()  # events of a failed set-based group, redone one by one
         while True:
             try:
-                await self._process_once(batch, parsed, rejected, received_at, signers)
+                await self._process_once(batch, parsed, rejected, received_at, signers,
+                                         singles)
                 break
+            except _GroupFailed as failed:
+                # Which event of the group broke it is found by doing them one at a time.
+                log.warning("set-based handler failed, isolating", size=len(failed.indices))
+                singles.update(failed.indices)
             except _HandlerFailed as failed:
                 # A bug in one handler: the batch is redone without that event, which is
                 # dead-lettered. No savepoint per event on the common path keeps batches fast.
@@ -273,9 +320,10 @@ class EventConsumer:
     async def _process_once(self, batch: Sequence[RawMessage],
                             parsed: list[tuple[RawMessage, Envelope, Payload]],
                             rejected: dict[int, str], received_at: datetime,
-                            signers: dict[str, tuple[str | None, str | None]] | None = None
-                            ) -> None:
+                            signers: dict[str, tuple[str | None, str | None]] | None = None,
+                            singles: set[int] | None = None) -> None:
         signers = signers or {}
+        singles = singles or set()
         index_of = {id(msg): i for i, msg in enumerate(batch)}
         outgoing = [self._dead_letter(batch[i], reason) for i, reason in sorted(rejected.items())]
         processed: list[tuple[str, str]] = []
@@ -296,6 +344,7 @@ class EventConsumer:
                     [signers.get(e.id, (None, None))[1] for e in taken],
                 )
                 fresh = {r["event_id"] for r in rows}
+            work: dict[int, tuple[RawMessage, Envelope, Payload]] = {}
             for msg, envelope, payload in parsed:
                 index = index_of[id(msg)]
                 if envelope.id not in fresh or index in rejected:
@@ -304,31 +353,73 @@ class EventConsumer:
                         log.info("duplicate skipped", event_id=envelope.id, type=envelope.type)
                     continue
                 fresh.discard(envelope.id)  # a second copy in the same batch is a duplicate
-                handler = self.routes.get(envelope.type)
-                if handler is None:
-                    continue  # a contract type this service has no interest in
+                if envelope.type in self.routes:  # else a type this service does not handle
+                    work[index] = (msg, envelope, payload)
+            contexts: dict[int, HandlerContext] = {}
+            for index, (_, envelope, _) in work.items():
                 signed_by, actor = signers.get(envelope.id, (None, None))
-                ctx = HandlerContext(conn, envelope, self.service, self.settings.region,
-                                     self.settings.namespace, settings=self.settings,
-                                     received_at=received_at,
-                                     policy=self.policy.book if self.policy else None,
-                                     signed_by=signed_by, actor=actor)
-                try:
-                    # The event's own names are masked in whatever its handler logs.
-                    with bound_contextvars(event_id=envelope.id,
-                                           correlation_id=envelope.correlationid), \
-                            masking_names(names_in(envelope.data)):
-                        await handler(ctx, envelope, payload)
-                except TRANSIENT_DB_ERRORS:
-                    raise
-                except Exception as exc:
-                    raise _HandlerFailed(index, f"handler failed: {type(exc).__name__}: {exc}"
-                                         ) from exc
-                outgoing.extend(ctx.emitted)
-                processed.append((msg.topic, envelope.type))
+                contexts[index] = HandlerContext(
+                    conn, envelope, self.service, self.settings.region,
+                    self.settings.namespace, settings=self.settings, received_at=received_at,
+                    policy=self.policy.book if self.policy else None, signed_by=signed_by,
+                    actor=actor)
+            plan = plan_groups([(i, m.key, self.routes[e.type]) for i, (m, e, _)
+                                in work.items()])
+            for handler, indices in plan:
+                if is_batched(handler) and not singles.intersection(indices):
+                    await self._run_group(handler, indices, work, contexts)
+                    continue
+                for index in indices:
+                    await self._run_one(handler, index, work[index], contexts[index])
+            for index in sorted(work, key=lambda i: i):
+                outgoing.extend(contexts[index].emitted)
+                processed.append((work[index][0].topic, work[index][1].type))
             await write_outbox(conn, self.db.schema, outgoing)
         for topic, event_type in processed:
             EVENTS_PROCESSED.labels(self.service, topic, event_type).inc()
+
+    async def _run_one(self, handler: Any, index: int,
+                       item: tuple[RawMessage, Envelope, Payload], ctx: HandlerContext) -> None:
+        _, envelope, payload = item
+        try:
+            # The event's own names are masked in whatever its handler logs.
+            with bound_contextvars(event_id=envelope.id, correlation_id=envelope.correlationid), \
+                    masking_names(names_in(envelope.data)):
+                if is_batched(handler):
+                    await handler([(ctx, envelope, payload)])
+                else:
+                    await handler(ctx, envelope, payload)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            raise _HandlerFailed(index, f"handler failed: {type(exc).__name__}: {exc}"
+                                 ) from exc
+
+    async def _run_group(self, handler: BatchHandler, indices: list[int],
+                         work: dict[int, tuple[RawMessage, Envelope, Payload]],
+                         contexts: dict[int, HandlerContext]) -> None:
+        names: set[str] = set()
+        for index in indices:
+            names.update(names_in(work[index][1].data))
+        try:
+            with bound_contextvars(batch_events=len(indices)), masking_names(names):
+                await handler([(contexts[i], work[i][1], work[i][2]) for i in indices])
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            if len(indices) == 1:
+                raise _HandlerFailed(indices[0], f"handler failed: {type(exc).__name__}: {exc}"
+                                     ) from exc
+            raise _GroupFailed(indices) from exc
+
+
+class _GroupFailed(Exception):
+    """A set-based handler raised for its group: the batch is redone with those events one
+    at a time, so only the one that fails is dead-lettered."""
+
+    def __init__(self, indices: list[int]) -> None:
+        super().__init__(f"{len(indices)} events")
+        self.indices = indices
 
 
 class _HandlerFailed(Exception):

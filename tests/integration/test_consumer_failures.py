@@ -14,7 +14,7 @@ from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.db.migrations import MESSAGING_MIGRATIONS, discover, migrate
 from shared.db.pool import Database, connect
 from shared.devstack import people
-from shared.messaging.consumer import EventConsumer, HandlerContext, RawMessage
+from shared.messaging.consumer import EventConsumer, HandlerContext, RawMessage, batch_handler
 from shared.observability.metrics import EVENTS_FAILED
 from tests.conftest import REGION, TestStack
 from tests.helpers import envelope
@@ -94,3 +94,42 @@ async def test_handler_bug_dead_letters_only_its_event(stack: TestStack,
     headers = dict(json.loads(dead[0]["headers"]))
     assert "ValueError: a bug in the handler" in headers["dlq-reason"]
     assert headers["dlq-offset"] == "1"
+
+
+@batch_handler
+async def remember_all(items: list[Any]) -> None:
+    """Set-based: one statement for the group, as a real handler writes."""
+    if any(payload.name == "坏" for _, _, payload in items):
+        raise ValueError("a bug in the set-based handler")
+    calls.append(len(items))
+    await items[0][0].conn.execute("INSERT INTO seen SELECT unnest($1::text[])",
+                                   [env.id for _, env, _ in items])
+
+
+calls: list[int] = []
+
+
+async def test_a_set_based_handler_gets_the_batch_at_once_and_a_bug_costs_one_event(
+        stack: TestStack, db: FlakyDatabase) -> None:
+    consumer = EventConsumer("probe", stack.settings(), db,
+                             {EnrollmentApplicationSubmitted.event_type: remember_all})
+    calls.clear()
+    good = [application() for _ in range(5)]
+    await consumer.process([RawMessage("t", 0, i, f"k{i}".encode(), e.to_bytes())
+                            for i, e in enumerate(good)])
+    assert calls == [5]  # one call, one statement, for five events
+    bad_doc = json.loads(application().to_bytes())
+    bad_doc["data"]["name"] = "坏"
+    from shared.contracts import parse_event
+
+    bad, _ = parse_event(bad_doc)
+    more = [application() for _ in range(3)]
+    await consumer.process([RawMessage("t", 0, 10 + i, f"m{i}".encode(), e.to_bytes())
+                            for i, e in enumerate([more[0], bad, *more[1:]])])
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM seen") == 8
+        dead = await conn.fetch("SELECT headers FROM outbox")
+    assert len(dead) == 1
+    headers = dict(json.loads(dead[0]["headers"]))
+    assert "a bug in the set-based handler" in headers["dlq-reason"]
+    assert headers["dlq-offset"] == "11"
