@@ -8,34 +8,46 @@ from typing import Any
 import asyncpg
 
 from services.transfer.domain.transfer import CLOSED, LEG_RUNNING, Stage, Transfer
-from shared.db.sealed import Sealed
+from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
 
-# Columns mirrored one to one from the domain object.
-_COLUMNS = [f.name for f in fields(Transfer)]
+# Columns mirrored one to one from the domain object, but the person's ID: the tables keep
+# its keyed hash (person_key, to find the rows) and the ID sealed (person_ref, to name the
+# person in the events a transfer emits), never the ID in clear.
+_COLUMNS = [f.name for f in fields(Transfer) if f.name != "person_id"]
 _CLOSED = [s.value for s in CLOSED]
 # The person's name on the information sheet, sealed at rest (shared/db/sealed.py).
 _IDENTITY = ("direction", "from_region", "transfer_id")
 NAME = Sealed("transfers", "name", _IDENTITY)
-SEALED = (NAME,)
+PERSON = resident_id_column("transfers")
+INSURED = resident_id_column("insured_view")
+SEALED = (NAME, PERSON, INSURED)
 
 
 async def set_insured_status(conn: asyncpg.Connection, person_id: str, insurance_type: str,
                              status: str) -> None:
+    # The row found by any valid hash of the ID is updated (one not yet re-hashed after a key
+    # rotation too), else one is added: one statement, as before. One person's events come in
+    # order (one partition), so nothing adds the same person meanwhile.
     await conn.execute(
-        "INSERT INTO insured_view (person_id, insurance_type, status) VALUES ($1, $2, $3)"
-        " ON CONFLICT (person_id) DO UPDATE SET insurance_type = $2, status = $3,"
-        " updated_at = now()", person_id, insurance_type, status)
+        "WITH updated AS (UPDATE insured_view SET insurance_type = $4, status = $5,"
+        " updated_at = now() WHERE person_key = ANY($1::text[]) RETURNING 1)"
+        " INSERT INTO insured_view (person_ref, person_key, insurance_type, status)"
+        " SELECT $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM updated)",
+        resident_keys(person_id), INSURED.seal(person_id), resident_key(person_id),
+        insurance_type, status)
 
 
 async def insured(conn: asyncpg.Connection, person_id: str) -> tuple[str | None, str | None]:
     """(status, insurance type) as enrollment here last announced them."""
     row = await conn.fetchrow("SELECT status, insurance_type FROM insured_view"
-                              " WHERE person_id = $1", person_id)
+                              " WHERE person_key = ANY($1::text[])", resident_keys(person_id))
     return (row["status"], row["insurance_type"]) if row else (None, None)
 
 
 def to_transfer(row: asyncpg.Record) -> Transfer:
     values = {name: row[name] for name in _COLUMNS}
+    # Events name the person by ID (the partner region needs it): opened from the row.
+    values["person_id"] = PERSON.open(row["person_ref"])
     values["name"] = NAME.open(values["name"], *(row[c] for c in _IDENTITY))
     values["stage"] = Stage(values["stage"])
     if values["resume_stage"]:
@@ -53,8 +65,9 @@ async def load(conn: asyncpg.Connection, direction: str, transfer_id: str,
 
 async def open_transfers_of(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
     rows = await conn.fetch(
-        "SELECT * FROM transfers WHERE person_id = $1 AND stage <> ALL($2::text[])"
-        " ORDER BY id FOR UPDATE", person_id, _CLOSED)
+        "SELECT * FROM transfers WHERE person_key = ANY($1::text[])"
+        " AND stage <> ALL($2::text[]) ORDER BY id FOR UPDATE", resident_keys(person_id),
+        _CLOSED)
     return [to_transfer(r) for r in rows]
 
 
@@ -63,10 +76,14 @@ async def save(conn: asyncpg.Connection, t: Transfer, note: str | None, cause_id
     values = [getattr(t, name) for name in _COLUMNS]
     values = [v.value if isinstance(v, Stage) else v for v in values]
     values[_COLUMNS.index("name")] = NAME.seal(t.name, *(getattr(t, c) for c in _IDENTITY))
-    placeholders = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
+    columns = [*_COLUMNS, "person_ref", "person_key"]
+    values += [PERSON.seal(t.person_id), resident_key(t.person_id)]
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    # A transfer's person never changes: an update keeps the row's ID and hash as they are
+    # (a hash not yet re-hashed after a key rotation is re-hashed by `data-keys reseal`).
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)
     row_id = await conn.fetchval(
-        f"INSERT INTO transfers ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        f"INSERT INTO transfers ({', '.join(columns)}) VALUES ({placeholders})"
         f" ON CONFLICT (direction, from_region, transfer_id) DO UPDATE SET {updates},"
         " updated_at = now() RETURNING id", *values)
     await conn.execute(
@@ -78,13 +95,15 @@ async def has_transfer_between(conn: asyncpg.Connection, person_id: str,
                                to_region: str) -> bool:
     """An automatic transfer starts once: not when one to that region is open or done."""
     return bool(await conn.fetchval(
-        "SELECT 1 FROM transfers WHERE person_id = $1 AND direction = 'out' AND to_region = $2"
-        " AND stage NOT IN ('failed', 'refused', 'cancelled')", person_id, to_region))
+        "SELECT 1 FROM transfers WHERE person_key = ANY($1::text[]) AND direction = 'out'"
+        " AND to_region = $2 AND stage NOT IN ('failed', 'refused', 'cancelled')",
+        resident_keys(person_id), to_region))
 
 
 async def awaiting_suspension(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
-    rows = await conn.fetch("SELECT * FROM transfers WHERE person_id = $1 AND stage = $2"
-                            " FOR UPDATE", person_id, Stage.AWAITING_SUSPENSION.value)
+    rows = await conn.fetch("SELECT * FROM transfers WHERE person_key = ANY($1::text[])"
+                            " AND stage = $2 FOR UPDATE", resident_keys(person_id),
+                            Stage.AWAITING_SUSPENSION.value)
     return [to_transfer(r) for r in rows]
 
 
@@ -128,9 +147,10 @@ async def record_ignored_answer(conn: asyncpg.Connection, event_id: str, transfe
 
 
 async def transfers_for_status(conn: asyncpg.Connection, ref: str) -> list[asyncpg.Record]:
+    """By the person's ID (its keyed hashes), a transfer id or a letter's tracking number."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT * FROM transfers WHERE person_id = $1 OR transfer_id = $1"
-        " OR tracking_number = $1 ORDER BY id", ref)
+        "SELECT * FROM transfers WHERE person_key = ANY($2::text[]) OR transfer_id = $1"
+        " OR tracking_number = $1 ORDER BY id", ref, resident_keys(ref))
     return rows
 
 
@@ -148,5 +168,8 @@ async def ignored_answers(conn: asyncpg.Connection, transfer_id: str) -> list[di
 
 
 async def insured_row(conn: asyncpg.Connection, person_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow("SELECT * FROM insured_view WHERE person_id = $1", person_id)
-    return dict(row) if row else None
+    """What enrollment announced of the person, as status shows it (the ID it was asked by)."""
+    row = await conn.fetchrow(
+        "SELECT insurance_type, status, updated_at FROM insured_view"
+        " WHERE person_key = ANY($1::text[])", resident_keys(person_id))
+    return {"person_id": person_id, **dict(row)} if row else None

@@ -9,6 +9,7 @@ from services.transfer import repository as repo
 from services.transfer.domain import transfer as rules
 from services.transfer.repository import to_transfer
 from shared.clock import china_today
+from shared.db.sealed import resident_keys
 from shared.workdays import default_calendar
 
 _SHOWN = ("transfer_id", "direction", "from_region", "to_region", "stage", "trigger", "mode",
@@ -51,5 +52,5 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
     rows = await conn.fetch(
         "SELECT transfer_id, direction, from_region, to_region, stage, trigger, mode, reason,"
         " started_on, due_on, completed_on, paused_since, created_at, updated_at"
-        " FROM transfers WHERE person_id = $1", person_id)
+        " FROM transfers WHERE person_key = ANY($1::text[])", resident_keys(person_id))
     return {"transfers": [dict(r) for r in rows]}
