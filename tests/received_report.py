@@ -5,7 +5,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.notify.repository import BODY, SUBJECT
+from services.notify.repository import ADDRESSEE, BODY, SUBJECT
 from shared.devstack.mailserver import read_mailbox
 from shared.devstack.smsc import read_received
 
@@ -22,14 +22,14 @@ async def write_received_report(conn: asyncpg.Connection, notify_schemas: list[s
     seen: dict[tuple[str, str], str] = {}
     for schema in notify_schemas:
         rows = await conn.fetch(
-            f'SELECT template, channel, subject, body, person_id, source_event_id'
+            f'SELECT template, channel, subject, body, person_ref, source_event_id'
             f' FROM "{schema}".deliveries WHERE status = \'sent\' ORDER BY id')
         for r in rows:
             key = (r["template"], r["channel"])
             if key in seen:
                 continue
             # Sealed at rest, bound to the person, event and channel.
-            row = (r["person_id"], r["source_event_id"], r["channel"])
+            row = (ADDRESSEE.open(r["person_ref"]), r["source_event_id"], r["channel"])
             body = BODY.open(r["body"], *row) or ""
             subject = SUBJECT.open(r["subject"], *row)
             if r["channel"] == "sms" and body in sms_texts:

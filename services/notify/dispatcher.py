@@ -291,10 +291,11 @@ class Dispatcher(mode.Service):
 
     async def record(self, row: dict[str, Any], outcome: dict[str, Any]) -> None:
         """Journal first (fsync), then the database until it takes it; answers arriving
-        together are journalled with one fsync and written in one transaction."""
+        together are journalled with one fsync and written in one transaction. The journal
+        names the person by the row's sealed ID, never the ID in clear (a local file)."""
         entry = {"id": row["id"], "source_event_id": row["source_event_id"],
                  "channel": row["channel"], "template": row["template"],
-                 "attempts": row["attempts"], "person_id": row["person_id"], **outcome}
+                 "attempts": row["attempts"], "person_ref": row["person_ref"], **outcome}
         await self._journal_lines.submit(entry)
         self.holding.add(entry["id"])
         await self._answers.submit(entry)
@@ -382,6 +383,9 @@ class Dispatcher(mode.Service):
                                                         entry["attempts"]))
             topic = physical(payload.topic, region=self.settings.region,
                              namespace=self.settings.namespace)
-            messages.append(OutboxMessage(topic, entry["person_id"].encode(),
+            # The person's ID keys the event (one person's events, one partition); a journal
+            # written before the ID was sealed names it in clear, which opens as it is.
+            person_id = repo.ADDRESSEE.open(entry.get("person_ref") or entry.get("person_id"))
+            messages.append(OutboxMessage(topic, str(person_id).encode(),
                                           envelope.to_bytes()))
         await write_outbox(conn, self.db.schema, messages)

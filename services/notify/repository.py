@@ -8,27 +8,33 @@ import asyncpg
 
 from services.notify.domain.catalogue import NOT_SENT, Contact, Message
 from services.notify.domain.sms import RECEIPT_STATES, overall_delivery_state
-from shared.db.sealed import Sealed
+from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
 
 # Contact data and what a message says (names, diseases, amounts) sealed at rest
 # (shared/db/sealed.py); a delivery's values are bound to its person, event and channel.
-# The contact directory keeps no resident ID in clear: a keyed hash of it finds the row, the
-# ID itself is kept sealed for re-hashing under a new key, and binds the row's values.
-PERSON = Sealed("contacts", "person_ref", (), hash_column="person_key")
+# No table keeps a resident ID in clear: a keyed hash of it (person_key, the same in every
+# table) finds a person's rows, the ID itself is kept sealed (person_ref) for re-hashing
+# under a new key, and binds the row's values (those sealed before bound to the same ID).
+PERSON = resident_id_column("contacts")
 NAME = Sealed("contacts", "name", (PERSON,))
 MOBILE = Sealed("contacts", "mobile", (PERSON,))
 EMAIL = Sealed("contacts", "email", (PERSON,))
-_MESSAGE = ("person_id", "source_event_id", "channel")
+PREFERRING = resident_id_column("preferences")
+ADDRESSEE = resident_id_column("deliveries")
+_MESSAGE = (ADDRESSEE, "source_event_id", "channel")
 # The keyed hash keeps "one message per event, channel and recipient" a unique key.
 RECIPIENT = Sealed("deliveries", "recipient", _MESSAGE, hash_column="recipient_key")
 SUBJECT = Sealed("deliveries", "subject", _MESSAGE)
 BODY = Sealed("deliveries", "body", _MESSAGE)
-SEALED = (PERSON, NAME, MOBILE, EMAIL, RECIPIENT, SUBJECT, BODY)
+SEALED = (PERSON, NAME, MOBILE, EMAIL, PREFERRING, ADDRESSEE, RECIPIENT, SUBJECT, BODY)
 
 
 def _opened(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    """A delivery row with recipient, subject and body opened (those it has)."""
+    """A delivery row with its person's ID, recipient, subject and body opened (those it
+    has); `person_ref` stays sealed, for the journal (person_key is of no use past here)."""
     out = dict(row)
+    out.pop("person_key", None)
+    out["person_id"] = ADDRESSEE.open(out["person_ref"])
     key = (out["person_id"], out["source_event_id"], out["channel"])
     for col in (RECIPIENT, SUBJECT, BODY):
         if col.column in out:
@@ -53,27 +59,34 @@ async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mo
     # partition), so nothing inserts the same person meanwhile.
     updated = await conn.execute(
         "UPDATE contacts SET name = $2, mobile = $3, email = $4, updated_at = now()"
-        " WHERE person_key = ANY($1::text[])", PERSON.digests(person_id), *values)
+        " WHERE person_key = ANY($1::text[])", resident_keys(person_id), *values)
     if updated == "UPDATE 0":
         await conn.execute(
             "INSERT INTO contacts (person_ref, person_key, name, mobile, email)"
-            " VALUES ($1, $2, $3, $4, $5)", PERSON.seal(person_id), PERSON.digest(person_id),
+            " VALUES ($1, $2, $3, $4, $5)", PERSON.seal(person_id), resident_key(person_id),
             *values)
 
 
 async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
                           email: bool) -> None:
+    # The row found by any valid hash of the ID is updated (one not yet re-hashed after a key
+    # rotation too), else one is added: one statement, as before.
     await conn.execute(
-        "INSERT INTO preferences (person_id, sms, email) VALUES ($1, $2, $3)"
-        " ON CONFLICT (person_id) DO UPDATE SET sms = $2, email = $3, updated_at = now()",
-        person_id, sms, email)
+        "WITH updated AS (UPDATE preferences SET sms = $4, email = $5, updated_at = now()"
+        " WHERE person_key = ANY($1::text[]) RETURNING 1)"
+        " INSERT INTO preferences (person_ref, person_key, sms, email)"
+        " SELECT $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM updated)",
+        resident_keys(person_id), PREFERRING.seal(person_id), resident_key(person_id), sms,
+        email)
 
 
 async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | None:
+    # Each table is looked up by the ID's hashes, not joined on person_key: during a key
+    # rotation one may be re-hashed before the other.
     row = await conn.fetchrow(
         "SELECT c.*, coalesce(p.sms, true) AS sms, coalesce(p.email, true) AS mail"
-        " FROM contacts c LEFT JOIN preferences p ON p.person_id = $2"
-        " WHERE c.person_key = ANY($1::text[])", PERSON.digests(person_id), person_id)
+        " FROM contacts c LEFT JOIN preferences p ON p.person_key = ANY($1::text[])"
+        " WHERE c.person_key = ANY($1::text[])", resident_keys(person_id))
     if row is None:
         return None
     return Contact(person_id, str(NAME.open(row["name"], person_id)),
@@ -89,22 +102,23 @@ async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, perso
         return _sealed_message(source_event_id, person_id, m.channel, m.recipient, m.subject,
                                m.body)
 
+    person_key = resident_key(person_id)
     await conn.executemany(
-        "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, recipient_key,"
-        " subject, body, template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel, recipient,"
+        " recipient_key, subject, body, template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING",
-        [(source_event_id, person_id, m.channel, *sealed(m), m.template)
-         for m in messages if m.problem is None],
+        [(source_event_id, ADDRESSEE.seal(person_id), person_key, m.channel, *sealed(m),
+          m.template) for m in messages if m.problem is None],
     )
     parked = []
     for m in messages:
         if m.problem is not None and await conn.fetchval(
-                "INSERT INTO deliveries (source_event_id, person_id, channel, recipient,"
-                " recipient_key, subject, body, template, status, last_error)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'parked', $9)"
+                "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
+                " recipient, recipient_key, subject, body, template, status, last_error)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'parked', $10)"
                 " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING RETURNING id",
-                source_event_id, person_id, m.channel, *sealed(m), m.template,
-                m.problem) is not None:
+                source_event_id, ADDRESSEE.seal(person_id), person_key, m.channel, *sealed(m),
+                m.template, m.problem) is not None:
             parked.append(m)
     return parked
 
@@ -115,18 +129,20 @@ async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, perso
     recipient, key, _, body = _sealed_message(source_event_id, person_id, "none", region, None,
                                               json.dumps(data, ensure_ascii=False))
     await conn.execute(
-        "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, recipient_key,"
-        " template, body, status, last_error) VALUES ($1, $2, 'none', $3, $4, $5, $6, 'parked',"
-        " 'no contact data recorded for this person yet') ON CONFLICT DO NOTHING",
-        source_event_id, person_id, recipient, key, event_type, body)
+        "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel, recipient,"
+        " recipient_key, template, body, status, last_error) VALUES ($1, $2, $3, 'none', $4,"
+        " $5, $6, $7, 'parked', 'no contact data recorded for this person yet')"
+        " ON CONFLICT DO NOTHING",
+        source_event_id, ADDRESSEE.seal(person_id), resident_key(person_id), recipient, key,
+        event_type, body)
 
 
 async def waiting_for_contact(conn: asyncpg.Connection,
                               person_id: str) -> list[dict[str, Any]]:
     rows = [_opened(r) for r in await conn.fetch(
-        "SELECT id, source_event_id, person_id, channel, recipient, template AS event_type,"
-        " body FROM deliveries WHERE person_id = $1 AND channel = 'none' AND status = 'parked'"
-        " ORDER BY id FOR UPDATE", person_id)]
+        "SELECT id, source_event_id, person_ref, channel, recipient, template AS event_type,"
+        " body FROM deliveries WHERE person_key = ANY($1::text[]) AND channel = 'none'"
+        " AND status = 'parked' ORDER BY id FOR UPDATE", resident_keys(person_id))]
     return [{"id": r["id"], "source_event_id": r["source_event_id"], "region": r["recipient"],
              "event_type": r["event_type"], "body": r["body"], "data": json.loads(r["body"])}
             for r in rows]
@@ -250,9 +266,9 @@ async def counts_by_status(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def needing_attention(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    return [{k: v for k, v in _opened(r).items() if k != "source_event_id"}
+    return [{k: v for k, v in _opened(r).items() if k not in ("source_event_id", "person_ref")}
             for r in await conn.fetch(
-                "SELECT id, person_id, source_event_id, channel, recipient, template, status,"
+                "SELECT id, person_ref, source_event_id, channel, recipient, template, status,"
                 " attempts, last_error, created_at FROM deliveries"
                 " WHERE status IN ('parked', 'unknown') ORDER BY id")]
 
@@ -283,13 +299,15 @@ async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[asyn
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:
+    keys = resident_keys(ref)
     contact = await conn.fetchrow("SELECT name, mobile, email FROM contacts"
-                                  " WHERE person_key = ANY($1::text[])", PERSON.digests(ref))
-    rows = [{k: v for k, v in _opened(r).items() if k not in ("person_id", "source_event_id")}
+                                  " WHERE person_key = ANY($1::text[])", keys)
+    hidden = ("person_id", "person_ref", "source_event_id")
+    rows = [{k: v for k, v in _opened(r).items() if k not in hidden}
             for r in await conn.fetch(
-                "SELECT id, person_id, source_event_id, channel, recipient, template, status,"
+                "SELECT id, person_ref, source_event_id, channel, recipient, template, status,"
                 " delivery_state, attempts, last_error, created_at, sent_at FROM deliveries"
-                " WHERE person_id = $1 ORDER BY id", ref)]
+                " WHERE person_key = ANY($1::text[]) ORDER BY id", keys)]
     if contact is None and not rows:
         return None
     if contact is not None:

@@ -18,8 +18,10 @@ import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from services.notify.repository import ADDRESSEE
 from shared.cli import cli
 from shared.contracts import EVENT_TYPES
+from shared.db.sealed import resident_key
 from shared.devstack import people
 from shared.settings import SERVICES
 from shared.status import collect_status
@@ -157,10 +159,10 @@ async def test_operator_lists_and_requeues_parked_messages(tmp_path: Path, stack
     conn = await stack.connect("notify")
     try:
         delivery_id = await conn.fetchval(
-            "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template,"
-            " body, status, attempts, last_error) VALUES ($1, $2, 'sms', $3, 'manual',"
-            " '【医保服务】测试消息', 'parked', 5, 'SMSC busy') RETURNING id",
-            f"evt-{uuid.uuid4().hex}", person, mobile)
+            "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
+            " recipient, template, body, status, attempts, last_error) VALUES ($1, $2, $3,"
+            " 'sms', $4, 'manual', '【医保服务】测试消息', 'parked', 5, 'SMSC busy') RETURNING id",
+            f"evt-{uuid.uuid4().hex}", ADDRESSEE.seal(person), resident_key(person), mobile)
         env = stack.env()
         listed = subprocess.run([sys.executable, "-m", "shared.cli", "notify", "parked"], env=env,
                                 capture_output=True, text=True, cwd=tmp_path)

@@ -60,14 +60,14 @@ async def test_story_leaves_no_plaintext_and_status_opens_it_masked(
     assert found["person"]["mobile"] == mobile and found["person"]["email"] == email
 
     async def messages() -> str:
-        return await _raw(stack, "notify", "SELECT * FROM deliveries WHERE person_id = $1",
-                          person)
+        return await _raw(stack, "notify", "SELECT * FROM deliveries"
+                          " WHERE person_key = ANY($1::text[])", sealed.resident_keys(person))
     await poll(messages, lambda text: text.count("enc:") >= 3, timeout=60)
 
     # The raw tables: no mobile, email, name or disease in clear, wherever it was written.
     persons = await _raw(stack, "enrollment", "SELECT * FROM persons"
                          " WHERE person_key = ANY($1::text[])", sealed.resident_keys(person))
-    # These two tables keep no ID number in clear: a keyed hash of it finds the rows.
+    # These tables keep no ID number in clear: a keyed hash of it finds the rows.
     chronic = await _raw(stack, "enrollment", "SELECT * FROM chronic_recognitions"
                          " WHERE person_key = ANY($1::text[])",
                          enrollment_repo.PATIENT.digests(person))
@@ -82,6 +82,7 @@ async def test_story_leaves_no_plaintext_and_status_opens_it_masked(
             assert secret not in text, (secret, text)
     assert '"disease_key": null' not in chronic
     assert person not in chronic and person not in contacts and '"person_key": null' not in contacts
+    assert person not in deliveries and '"person_key": null' not in deliveries
 
     # `medins status`: opened, then masked as before.
     shown = subprocess.run([sys.executable, "-m", "shared.cli", "status", person, "--json"],
@@ -125,7 +126,7 @@ async def test_rotation_seals_again_and_retires_the_old_key(
                                                datetime.now(UTC).date(), True)
         # A row from before sealing: plaintext, no hash.
         await notify_db.execute(
-            "INSERT INTO deliveries (source_event_id, person_id, channel, recipient, template,"
+            "INSERT INTO deliveries (source_event_id, person_ref, channel, recipient, template,"
             " body) VALUES ('e0', $1, 'sms', $2, 'manual', '【医保服务】王芳您好')",
             person, mobile)
         await notify_repo.claim_deliveries(notify_db, "e1", person, [Message(
@@ -140,9 +141,9 @@ async def test_rotation_seals_again_and_retires_the_old_key(
 
         status = cli("status").stdout
         # The person's ID, name and mobile, the patient's ID and disease, the new message's
-        # recipient and body; the old row's two.
-        assert f"key {old} (current): 7 row(s)" in status
-        assert "2 value(s) not sealed yet" in status
+        # person, recipient and body; the old row's three.
+        assert f"key {old} (current): 8 row(s)" in status
+        assert "3 value(s) not sealed yet" in status
         assert cli("rotate", "--hash").returncode == 0
         refused = cli("retire", old)
         assert refused.returncode == 1 and "row(s) still use" in refused.stdout
@@ -154,9 +155,9 @@ async def test_rotation_seals_again_and_retires_the_old_key(
         assert old not in ring.seal_keys
 
         raw = json.dumps([dict(r) for r in await notify_db.fetch(
-            "SELECT * FROM deliveries WHERE person_id = $1", person)], default=str,
-            ensure_ascii=False)
-        assert mobile not in raw and "王芳" not in raw
+            "SELECT * FROM deliveries WHERE person_key = ANY($1::text[])",
+            sealed.resident_keys(person))], default=str, ensure_ascii=False)
+        assert mobile not in raw and "王芳" not in raw and person not in raw
         loaded = await enrollment_repo.load_person(enrollment_db, person)
         assert loaded is not None and loaded.mobile == mobile and loaded.name == "王芳"
         assert await enrollment_repo.recognition(enrollment_db, person, "diabetes") == "H1"

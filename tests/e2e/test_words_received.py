@@ -27,6 +27,7 @@ from shared.contracts.employer import (
     RosterRow,
 )
 from shared.contracts.hospital import BirthRecorded
+from shared.db.sealed import resident_keys
 from shared.devstack import people
 from shared.devstack.mailserver import read_mailbox
 from shared.devstack.smsc import read_received
@@ -131,8 +132,9 @@ async def test_a_mother_reads_her_allowance_and_her_hospital_by_name(
     conn = await stack.connect("notify")
     try:
         row = await poll(lambda: conn.fetchrow(
-            "SELECT id, status, attempts, last_error FROM deliveries WHERE person_id = $1"
-            " AND template = 'enrollment.chronic.institution-changed'", mother),
+            "SELECT id, status, attempts, last_error FROM deliveries"
+            " WHERE person_key = ANY($1::text[])"
+            " AND template = 'enrollment.chronic.institution-changed'", resident_keys(mother)),
             lambda r: r is not None)
     finally:
         await conn.close()

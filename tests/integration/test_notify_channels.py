@@ -15,9 +15,11 @@ from services.notify.app import CATALOGUE, build_dispatcher
 from services.notify.dispatcher import Dispatcher
 from services.notify.domain.catalogue import Catalogue
 from services.notify.handlers import routes
+from services.notify.repository import ADDRESSEE
 from shared.contracts.enrollment import ContactRecorded, InsuredStatusChanged
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
+from shared.db.sealed import resident_key, resident_keys
 from shared.devstack import people
 from shared.devstack.broker import free_port
 from shared.devstack.mailserver import MailServer, read_mailbox
@@ -47,7 +49,8 @@ class NotifyRig:
     async def rows(self, person_id: str) -> list[dict[str, Any]]:
         async with self.db.pool.acquire() as conn:
             return [dict(r) for r in await conn.fetch(
-                "SELECT * FROM deliveries WHERE person_id = $1 ORDER BY id", person_id)]
+                "SELECT * FROM deliveries WHERE person_key = ANY($1::text[]) ORDER BY id",
+                resident_keys(person_id))]
 
     async def drain(self, channel: str = "sms") -> None:
         while await self.dispatcher.dispatch_once(channel):
@@ -385,15 +388,16 @@ async def test_cli_retry_refuses_unknown_without_force_and_handed_over_always(
     conn = await stack.connect("notify")
     try:
         ids = {}
+        person = people.resident_id()
         for label, status, provider in (("unknown", "unknown", []),
                                         ("handed", "unknown", ["m-1"])):
             ids[label] = await conn.fetchval(
-                "INSERT INTO deliveries (source_event_id, person_id, channel, recipient,"
-                " template, body, status, attempts, provider_ids, next_attempt_at)"
-                " VALUES ($1, $2, 'sms', $3, 'manual', '【医保服务】测试消息', $4, 1, $5,"
+                "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
+                " recipient, template, body, status, attempts, provider_ids, next_attempt_at)"
+                " VALUES ($1, $2, $3, 'sms', $4, 'manual', '【医保服务】测试消息', $5, 1, $6,"
                 " now() + interval '1 day') RETURNING id",
-                f"evt-{uuid.uuid4().hex}", people.resident_id(), people.mobile(), status,
-                provider)
+                f"evt-{uuid.uuid4().hex}", ADDRESSEE.seal(person), resident_key(person),
+                people.mobile(), status, provider)
 
         def retry(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "-m", "shared.cli", "notify", "retry", *args],

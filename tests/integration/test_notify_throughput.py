@@ -14,6 +14,7 @@ from aiosmtpd.controller import Controller
 from services.notify.app import build_dispatcher
 from services.notify.dispatcher import Dispatcher
 from services.notify.senders import OutcomeUnknown, SmtpEmailSender
+from shared.db.sealed import resident_keys_of
 from shared.devstack.broker import free_port
 from shared.devstack.mailserver import _SaveToFolder, read_mailbox
 from shared.devstack.smsc import LocalSmsc
@@ -242,7 +243,7 @@ async def test_many_answers_are_recorded_together_and_emit_once(rig: NotifyRig,
                 [f"%{a.id}%" for _, _, a in persons])
             parts = await conn.fetchval(
                 "SELECT count(*) FROM sms_parts p JOIN deliveries d ON d.id = p.delivery_id"
-                " WHERE d.person_id = ANY($1)", [p for p, _, _ in persons])
+                " WHERE d.person_key = ANY($1)", resident_keys_of(p for p, _, _ in persons))
         assert sent_events == 20 and parts >= 20
         await dispatcher.replay_journal()  # nothing left to replay, nothing emitted twice
         async with rig.db.pool.acquire() as conn:
