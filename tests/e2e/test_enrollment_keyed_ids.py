@@ -2,7 +2,6 @@
 kept them, no table shows one, and the status and progress views still find the person."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
