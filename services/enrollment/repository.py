@@ -129,6 +129,7 @@ async def save_application(conn: asyncpg.Connection, a: Application) -> None:
 
 async def record_history(conn: asyncpg.Connection, person_id: str, reference: str, what: str,
                          detail: dict[str, Any], cause_id: str, cause_type: str) -> None:
+    # A row about the person as a whole names the person as its reference: kept as the marker.
     await conn.execute(
         "INSERT INTO history (person_ref, person_key, reference, what, detail, cause_id,"
         " cause_type) VALUES ($1, $2, $3, $4, $5, $6, $7)",
