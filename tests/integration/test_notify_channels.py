@@ -258,6 +258,15 @@ async def _outbox_types(rig: NotifyRig, source_event_id: str) -> list[str]:
     return out
 
 
+async def _sent_event_keys(rig: NotifyRig, source_event_id: str) -> list[str]:
+    """The keys (the person's ID: one person's events, one partition) of message.sent."""
+    async with rig.db.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT key, value FROM outbox ORDER BY id")
+    return [bytes(r["key"]).decode() for r in rows
+            if source_event_id in bytes(r["value"]).decode()
+            and json.loads(bytes(r["value"]))["type"] == "cn.medins.notify.message.sent.v1"]
+
+
 async def test_answer_is_recorded_once_the_database_is_back(rig: NotifyRig) -> None:
     person, contact, activated = person_events()
     await rig.feed(contact, activated)
@@ -289,6 +298,8 @@ async def test_an_answer_the_database_never_took_is_replayed_at_next_start(
     await rig.dispatcher.record(due[0], {"kind": "sent", "provider_ids": ["m1"]})
     rig.dispatcher.db = real_db
     assert (await rig.rows(person))[0]["status"] == "sending"
+    # The journal, a local file, names the person by the row's sealed ID only.
+    assert person not in rig.dispatcher.journal.path.read_text(encoding="utf-8")
     # The sweep of another worker must not guess while the answer is held.
     assert due[0]["id"] in rig.dispatcher.holding
     again = Dispatcher(real_db, rig.dispatcher.settings, rig.dispatcher.senders,
@@ -298,7 +309,23 @@ async def test_an_answer_the_database_never_took_is_replayed_at_next_start(
     rows = await rig.rows(person)
     assert rows[0]["status"] == "sent" and rows[0]["provider_ids"] == ["m1"]
     assert await _outbox_types(rig, activated.id) == ["cn.medins.notify.message.sent.v1"]
+    assert await _sent_event_keys(rig, activated.id) == [person]
     rig.dispatcher._give_up_at = None
+
+
+async def test_a_journal_written_before_the_id_was_sealed_still_replays(rig: NotifyRig) -> None:
+    person, contact, activated = person_events()
+    await rig.feed(contact, activated)
+    async with rig.db.pool.acquire() as conn:
+        [due] = [dict(r) for r in await repo_claim(conn)]
+    # An answer as the previous version journalled it: the person's ID in clear.
+    rig.dispatcher.journal.append({
+        "id": due["id"], "source_event_id": due["source_event_id"], "channel": "sms",
+        "template": due["template"], "attempts": due["attempts"], "person_id": person,
+        "kind": "sent", "provider_ids": ["m1"]})
+    await rig.dispatcher.replay_journal()
+    assert (await rig.rows(person))[0]["status"] == "sent"
+    assert await _sent_event_keys(rig, activated.id) == [person]
 
 
 async def repo_claim(conn: Any) -> Any:
