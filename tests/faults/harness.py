@@ -340,7 +340,7 @@ class FaultStack:
                 " WHERE person_key = ANY($1::text[]) AND status = 'active'", keys)
             states = Counter({f"{r['channel']}:{r['status']}": r["n"] for r in await conn.fetch(
                 f"SELECT channel, status, count(*) AS n FROM {ns}r{REGION}_notify.deliveries"
-                " WHERE person_id = ANY($1) GROUP BY 1, 2", ids)})
+                " WHERE person_key = ANY($1::text[]) GROUP BY 1, 2", keys)})
             # By business key: each person's history holds each step once.
             dupes = await conn.fetchval(
                 f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM"
