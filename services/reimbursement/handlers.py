@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from services.reimbursement import repository as repo
 from services.reimbursement.domain import claims as rules
@@ -47,7 +47,9 @@ from shared.messaging.consumer import Handler, HandlerContext
 from shared.observability.logging import get_logger
 from shared.policy import (
     FILING_LEVELS,
+    AnnualTotals,
     BookCache,
+    Calculation,
     ClaimFacts,
     NoPolicyInForce,
     PolicyBook,
@@ -104,78 +106,98 @@ async def on_coverage_changed(ctx: HandlerContext, env: Envelope,
         (p.insurance_type, p.start, p.end, p.source, p.reference) for p in event.periods])
 
 
-def routes(cache: BookCache) -> dict[str, Handler]:
+def judge_submission(ctx: HandlerContext, cmd: ClaimSubmitted, book: PolicyBook,
+                     current: Claim | None, filings: list[rules.FilingOnRecord],
+                     periods: list[rules.Coverage], claimed_as: str | None,
+                     settled_as: str | None) -> tuple[Claim, dict[str, Any]] | str:
+    """A channel's claim decided against what is known of the person and the receipt: the
+    claim (with its stage) and its history detail, or why the request is refused.
+    `claimed_as`: another claim not rejected that holds the receipt; `settled_as`: the
+    direct settlement that paid it."""
+    try:
+        version = rules.can_resubmit(current)
+    except StageError as err:
+        return str(err)
+    location, filing_level = rules.location_of(
+        cmd.treatment_area, ctx.region, filings if cmd.treatment_area else [],
+        cmd.expense_date, book.intra_province_without_filing(cmd.expense_date) is not None)
+    coverage = rules.coverage_on(periods, cmd.expense_date)
+    claim = Claim(cmd.claim_id, cmd.person_id, version, Stage.PRELIMINARY_REVIEW,
+                  cmd.expense_date, cmd.amount_fen, cmd.eligible_fen or cmd.amount_fen,
+                  cmd.hospital_level, location,
+                  insurance_type=coverage.insurance_type if coverage else None,
+                  filed_on=china_date(ctx.received_at), channel=cmd.channel,
+                  filing_level=filing_level, benefit_line=cmd.claim_type)
+    filed_on: date = claim.filed_on or china_date(ctx.received_at)
+    deadline: date | None = None
+    measures: list[dict[str, str | None]] = []
+    try:
+        ctx.filed_on(cmd.submitted_at, "submitted_at")  # refuses a future timestamp
+        deadline, applied = book.claim_deadline(cmd.expense_date)
+        measures = [a.record() for a in applied]
+    except SenderClockError as err:
+        claim.reasons = [rules.future_timestamp_reason(
+            err.field, cmd.submitted_at.isoformat(),
+            ctx.received_at.isoformat(timespec="seconds"))]
+    except NoPolicyInForce:
+        pass  # the validity in force on the expense date is not known yet: wait for it
+    if not claim.reasons:
+        claim.reasons = rules.intake_reasons(
+            coverage=coverage, expense_date=cmd.expense_date, filed_on=filed_on,
+            deadline=deadline, earlier_claim_for_receipt=claimed_as, settled_as=settled_as)
+    if claim.reasons:
+        claim.stage = Stage.REJECTED
+    elif deadline is None:
+        rules.awaiting_policy(claim, "intake")
+    return claim, {
+        "reasons": claim.reasons, "deadline": deadline, "measures": measures,
+        "filed_on": claim.filed_on, "submitted_at": cmd.submitted_at,
+        "insurance_type": claim.insurance_type, "location": claim.location,
+        "filing_level": claim.filing_level,
+        **({"waiting": f"no policy in force on {cmd.expense_date.isoformat()}"}
+           if claim.stage == Stage.AWAITING_POLICY else {})}
+
+
+def tell_submission(ctx: HandlerContext, cmd: ClaimSubmitted, claim: Claim) -> None:
+    """The person is told of a rejection or of the claim received (not of a wait)."""
+    if claim.stage == Stage.REJECTED:
+        ctx.emit(ClaimRejected(claim_id=cmd.claim_id, person_id=cmd.person_id,
+                               reasons=rules.for_person(claim.reasons)), key=cmd.person_id)
+    elif claim.stage == Stage.PRELIMINARY_REVIEW:
+        ctx.emit(ClaimReceived(claim_id=cmd.claim_id, person_id=cmd.person_id,
+                               amount_fen=cmd.amount_fen, stage=claim.stage.value),
+                 key=cmd.person_id)
+
+
+def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
     """The handlers, reading the region's policy book as it is now (re-read on a timer, so a
-    policy file added while claims wait is used without a restart)."""
+    policy file added while claims wait is used without a restart). The busy paths (claims,
+    outage uploads, direct settlements) are handled a batch at a time unless `set_based` is
+    False (one event at a time: what the set-based ones must match)."""
     reference = Reference.load(cache.dirs)  # the agency's postal address for originals
 
     async def on_claim_submitted(ctx: HandlerContext, env: Envelope,
                                  cmd: ClaimSubmitted) -> None:
         """Judged as of the expense date (coverage, insurance type, filing and policy in
         force then); filed on the platform's date of receipt, never the sender's."""
-        book = cache.book
         # The channel's reference is scoped by the person: another person's claim under the
         # same reference is another claim, never this one's next version.
         current = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
-        try:
-            version = rules.can_resubmit(current)
-        except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
         filings = await repo.filings_for(ctx.conn, cmd.person_id) if cmd.treatment_area else []
-        location, filing_level = rules.location_of(
-            cmd.treatment_area, ctx.region, filings, cmd.expense_date,
-            book.intra_province_without_filing(cmd.expense_date) is not None)
-        coverage = rules.coverage_on(await repo.coverage(ctx.conn, cmd.person_id),
-                                     cmd.expense_date)
-        claim = Claim(cmd.claim_id, cmd.person_id, version, Stage.PRELIMINARY_REVIEW,
-                      cmd.expense_date, cmd.amount_fen, cmd.eligible_fen or cmd.amount_fen,
-                      cmd.hospital_level, location,
-                      insurance_type=coverage.insurance_type if coverage else None,
-                      filed_on=china_date(ctx.received_at), channel=cmd.channel,
-                      filing_level=filing_level, benefit_line=cmd.claim_type)
-        filed_on: date = claim.filed_on or china_date(ctx.received_at)
-        deadline: date | None = None
-        measures: list[dict[str, str | None]] = []
-        try:
-            ctx.filed_on(cmd.submitted_at, "submitted_at")  # refuses a future timestamp
-            deadline, applied = book.claim_deadline(cmd.expense_date)
-            measures = [a.record() for a in applied]
-        except SenderClockError as err:
-            claim.reasons = [rules.future_timestamp_reason(
-                err.field, cmd.submitted_at.isoformat(),
-                ctx.received_at.isoformat(timespec="seconds"))]
-        except NoPolicyInForce:
-            pass  # the validity in force on the expense date is not known yet: wait for it
-        if not claim.reasons:
-            claim.reasons = rules.intake_reasons(
-                coverage=coverage, expense_date=cmd.expense_date, filed_on=filed_on,
-                deadline=deadline,
-                earlier_claim_for_receipt=await repo.claim_for_receipt(
-                    ctx.conn, cmd.invoice_no, cmd.institution_code, cmd.person_id,
-                    cmd.claim_id),
-                settled_as=await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no,
-                                                             cmd.institution_code))
-        if claim.reasons:
-            claim.stage = Stage.REJECTED
-        elif deadline is None:
-            rules.awaiting_policy(claim, "intake")
+        judged = judge_submission(
+            ctx, cmd, cache.book, current, filings,
+            await repo.coverage(ctx.conn, cmd.person_id),
+            await repo.claim_for_receipt(ctx.conn, cmd.invoice_no, cmd.institution_code,
+                                         cmd.person_id, cmd.claim_id),
+            await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no, cmd.institution_code))
+        if isinstance(judged, str):
+            return _refuse(ctx, cmd.claim_id, cmd.person_id, judged)
+        claim, detail = judged
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
         await repo.set_treatment_area(ctx.conn, claim.person_id, claim.claim_id,
                                       cmd.treatment_area)
-        await repo.record(ctx.conn, claim, {
-            "reasons": claim.reasons, "deadline": deadline, "measures": measures,
-            "filed_on": claim.filed_on, "submitted_at": cmd.submitted_at,
-            "insurance_type": claim.insurance_type, "location": claim.location,
-            "filing_level": claim.filing_level,
-            **({"waiting": f"no policy in force on {cmd.expense_date.isoformat()}"}
-               if claim.stage == Stage.AWAITING_POLICY else {})}, env.id)
-        if claim.stage == Stage.REJECTED:
-            ctx.emit(ClaimRejected(claim_id=cmd.claim_id, person_id=cmd.person_id,
-                                   reasons=rules.for_person(claim.reasons)), key=cmd.person_id)
-        elif claim.stage == Stage.PRELIMINARY_REVIEW:
-            ctx.emit(ClaimReceived(claim_id=cmd.claim_id, person_id=cmd.person_id,
-                                   amount_fen=cmd.amount_fen, stage=claim.stage.value),
-                     key=cmd.person_id)
+        await repo.record(ctx.conn, claim, detail, env.id)
+        tell_submission(ctx, cmd, claim)
 
     async def on_stage_decided(ctx: HandlerContext, env: Envelope,
                                cmd: ClaimStageDecided) -> None:
@@ -411,6 +433,14 @@ def routes(cache: BookCache) -> dict[str, Handler]:
                       payee_code=await repo.institution_of(ctx.conn, claim)
                       if claim.payee == "institution" else None)
 
+    # Imported here: the set-based handlers are built from this module's decisions.
+    from services.reimbursement import batched
+
+    busy: dict[str, Handler] = {
+        ClaimSubmitted.event_type: batched.claims_submitted(cache),
+        OutageSettlementsUploaded.event_type: batched.outage_uploads(cache),
+        DirectSettlementRecorded.event_type: batched.on_direct_settlements_all,
+    } if set_based else {}
     return {
         InsuredStatusChanged.event_type: on_status_changed,
         CoverageChanged.event_type: on_coverage_changed,
@@ -427,7 +457,7 @@ def routes(cache: BookCache) -> dict[str, Handler]:
         BirthRecorded.event_type: on_birth,
         EmployerWageBaseReported.event_type: on_wage_base,
         EpidemicPatientSettled.event_type: on_epidemic_settled,
-    }
+    } | busy
 
 
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -472,6 +502,50 @@ def _instruct(ctx: HandlerContext, claim: Claim, pay_by: date | None = None,
              key=claim.person_id)
 
 
+def calculation_of(book: PolicyBook, claim: Claim, totals: AnnualTotals) -> Calculation:
+    """The amount by the version and measures in force on the expense date; raises
+    NoPolicyInForce (no version for that day) or PolicyError (no rule for this case)."""
+    return calculate(book, ClaimFacts(
+        insurance_type=claim.insurance_type or "resident",
+        hospital_level=claim.hospital_level, location=claim.location,
+        expense_date=claim.expense_date, eligible_fen=claim.eligible_fen, totals=totals,
+        filing_level=claim.filing_level, benefit_line=claim.benefit_line))
+
+
+def calculation_kept(calc: Calculation, totals: AnnualTotals) -> dict[str, Any]:
+    """What the claim keeps of its calculation (claims.calculation)."""
+    return {
+        "policy_version": calc.policy_version, "overrides": calc.overrides,
+        "eligible_fen": calc.eligible_fen, "deductible_fen": calc.deductible_fen,
+        "ratio": str(calc.ratio), "cap_remaining_fen": calc.cap_remaining_fen,
+        "payable_fen": calc.payable_fen, "working": calc.working,
+        "totals": {"line": totals.line, "year": totals.year,
+                   "claims_paid_fen": totals.claims_paid_fen,
+                   "settled_paid_fen": totals.settled_paid_fen,
+                   "claims_deductible_fen": totals.claims_deductible_fen,
+                   "settled_deductible_fen": totals.settled_deductible_fen}}
+
+
+def calculation_detail(calc: Calculation) -> dict[str, Any]:
+    """The history row of a calculation."""
+    return {"working": calc.working, "policy_version": calc.policy_version,
+            "overrides": calc.overrides}
+
+
+def tell_approved(ctx: HandlerContext, claim: Claim, calc: Calculation, proactive: bool,
+                  institution: str | None, pay_by: date | None) -> None:
+    """The approval, then the payment instruction."""
+    ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
+                           claim_id=claim.claim_id, person_id=claim.person_id,
+                           version=claim.version, payable_fen=calc.payable_fen,
+                           policy_version=calc.policy_version, overrides=calc.overrides,
+                           working=calc.working, proactive=proactive,
+                           institution_code=institution, eligible_fen=calc.eligible_fen,
+                           deductible_fen=calc.deductible_fen, ratio=str(calc.ratio),
+                           cap_remaining_fen=calc.cap_remaining_fen), key=claim.person_id)
+    _instruct(ctx, claim, pay_by)
+
+
 async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Claim,
                                   book: PolicyBook, pay_by: date | None = None) -> Calculated:
     """Amount by the version and measures in force on the expense date, then the payment;
@@ -482,11 +556,7 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
     totals = await repo.annual_totals(ctx.conn, claim.person_id, claim.expense_date.year,
                                       claim.benefit_line)
     try:
-        calc = calculate(book, ClaimFacts(
-            insurance_type=claim.insurance_type or "resident",
-            hospital_level=claim.hospital_level, location=claim.location,
-            expense_date=claim.expense_date, eligible_fen=claim.eligible_fen, totals=totals,
-            filing_level=claim.filing_level, benefit_line=claim.benefit_line))
+        calc = calculation_of(book, claim, totals)
     except NoPolicyInForce as err:
         rules.awaiting_policy(claim, "calculation")
         await repo.record(ctx.conn, claim, {"waiting": str(err)}, env.id)
@@ -496,49 +566,32 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
         _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
         return "no_rule"
     rules.calculated(claim, calc.payable_fen)
-    await repo.save_calculation(ctx.conn, claim, {
-        "policy_version": calc.policy_version, "overrides": calc.overrides,
-        "eligible_fen": calc.eligible_fen, "deductible_fen": calc.deductible_fen,
-        "ratio": str(calc.ratio), "cap_remaining_fen": calc.cap_remaining_fen,
-        "payable_fen": calc.payable_fen, "working": calc.working,
-        "totals": {"line": totals.line, "year": totals.year,
-                   "claims_paid_fen": totals.claims_paid_fen,
-                   "settled_paid_fen": totals.settled_paid_fen,
-                   "claims_deductible_fen": totals.claims_deductible_fen,
-                   "settled_deductible_fen": totals.settled_deductible_fen}})
-    await repo.record(ctx.conn, claim, {"working": calc.working,
-                                        "policy_version": calc.policy_version,
-                                        "overrides": calc.overrides}, env.id)
+    await repo.save_calculation(ctx.conn, claim, calculation_kept(calc, totals))
+    await repo.record(ctx.conn, claim, calculation_detail(calc), env.id)
     proactive, institution = await _proactive(ctx, claim, pay_by)
-    ctx.emit(ClaimApproved(benefit_line=claim.benefit_line,  # type: ignore[arg-type]
-                           claim_id=claim.claim_id, person_id=claim.person_id,
-                           version=claim.version, payable_fen=calc.payable_fen,
-                           policy_version=calc.policy_version, overrides=calc.overrides,
-                           working=calc.working, proactive=proactive,
-                           institution_code=institution, eligible_fen=calc.eligible_fen,
-                           deductible_fen=calc.deductible_fen, ratio=str(calc.ratio),
-                           cap_remaining_fen=calc.cap_remaining_fen), key=claim.person_id)
-    _instruct(ctx, claim, pay_by)
+    tell_approved(ctx, claim, calc, proactive, institution, pay_by)
     return "approved"
 
 
-async def _proactive_record(ctx: HandlerContext, env: Envelope, book: PolicyBook,
-                            batch_id: str, institution: str, record: SettlementRecord,
-                            outages: list[rules.DeclaredOutage]) -> None:
-    """One outage record: paid proactively, sent to manual reimbursement (not covered by
-    notice 004), waiting for the agency's declaration, or rejected; told back either way."""
+Route = Literal["proactive", "manual", "rejected", "awaiting_declaration"]
+
+
+def judge_record(region: str, record: SettlementRecord, periods: list[rules.Coverage],
+                 outages: list[rules.DeclaredOutage]
+                 ) -> tuple[Route, str, rules.Coverage | None, rules.DeclaredOutage | None]:
+    """An outage record's route before any calculation (proactive, manual, waiting for the
+    declaration, or rejected), why, and the coverage and declared outage it falls under.
+    `periods`: the person's coverage (not read when the ID is not valid)."""
     try:
         check_resident_id(record.person_id)
         id_error = None
     except IdentifierError as exc:
         id_error = str(exc)
-    coverage = None if id_error else rules.coverage_on(
-        await repo.coverage(ctx.conn, record.person_id), record.expense_date)
+    coverage = None if id_error else rules.coverage_on(periods, record.expense_date)
     outage = rules.declared_outage_for(outages, record.expense_date)
     manual = None if id_error else rules.proactive_route(
-        care=record.care, treatment_area=record.treatment_area, region=ctx.region)
-    claim_id: str | None = None
-    route: Literal["proactive", "manual", "rejected", "awaiting_declaration"]
+        care=record.care, treatment_area=record.treatment_area, region=region)
+    route: Route
     if manual is not None:
         route, reason = "manual", manual
     elif id_error is None and not outages:
@@ -552,13 +605,51 @@ async def _proactive_record(ctx: HandlerContext, env: Envelope, book: PolicyBook
             outage=outage, declared=outages, amount_fen=record.amount_fen,
             eligible_fen=record.eligible_fen)
         route, reason = ("rejected", rejected) if rejected else ("proactive", "")
+    return route, reason, coverage, outage
+
+
+def record_claim(ctx: HandlerContext, institution: str, record: SettlementRecord,
+                 coverage: rules.Coverage) -> Claim:
+    """The agency-started claim of a proactive record, at calculation."""
+    return Claim(proactive_claim_id(institution, record.record_id), record.person_id,
+                 1, Stage.CALCULATION, record.expense_date, record.amount_fen,
+                 record.eligible_fen, record.hospital_level, "in_region",
+                 insurance_type=coverage.insurance_type,
+                 filed_on=china_date(ctx.received_at))
+
+
+def record_outcome(record: SettlementRecord, outcome: Calculated) -> str:
+    """The reason told back for a record that became a claim."""
+    return ("claim approved and payment instructed" if outcome == "approved" else
+            f"claim awaiting the policy for {record.expense_date.isoformat()}")
+
+
+def tell_record(ctx: HandlerContext, batch_id: str, institution: str,
+                record: SettlementRecord, route: Route, reason: str, claim_id: str | None,
+                outage: rules.DeclaredOutage | None) -> None:
+    """The institution is told what became of the record."""
+    ctx.emit(ProactiveRecordProcessed(
+        batch_id=batch_id, institution_code=institution, record_id=record.record_id,
+        accepted=route == "proactive", claim_id=claim_id, reason=reason, route=route,
+        pay_by=outage.pay_by if route == "proactive" and outage else None),
+        key=institution)
+
+
+async def _proactive_record(ctx: HandlerContext, env: Envelope, book: PolicyBook,
+                            batch_id: str, institution: str, record: SettlementRecord,
+                            outages: list[rules.DeclaredOutage]) -> None:
+    """One outage record: paid proactively, sent to manual reimbursement (not covered by
+    notice 004), waiting for the agency's declaration, or rejected; told back either way."""
+    try:
+        check_resident_id(record.person_id)
+        periods = await repo.coverage(ctx.conn, record.person_id)
+    except IdentifierError:
+        periods = []
+    route, reason, coverage, outage = judge_record(ctx.region, record, periods, outages)
+    claim_id: str | None = None
     if route == "proactive":
         assert coverage is not None and outage is not None
-        claim = Claim(proactive_claim_id(institution, record.record_id), record.person_id,
-                      1, Stage.CALCULATION, record.expense_date, record.amount_fen,
-                      record.eligible_fen, record.hospital_level, "in_region",
-                      insurance_type=coverage.insurance_type,
-                      filed_on=china_date(ctx.received_at))
+        claim = record_claim(ctx, institution, record, coverage)
         await repo.save_submission(ctx.conn, claim, record.record_id, institution)
         await repo.record(ctx.conn, claim, {"proactive_batch": batch_id,
                                             "outage": outage.outage_id,
@@ -569,18 +660,12 @@ async def _proactive_record(ctx: HandlerContext, env: Envelope, book: PolicyBook
         else:
             await repo.save_claim(ctx.conn, claim)
             claim_id = claim.claim_id
-            reason = ("claim approved and payment instructed" if outcome == "approved" else
-                      f"claim awaiting the policy for {record.expense_date.isoformat()}")
+            reason = record_outcome(record, outcome)
     await repo.save_proactive_record(
         ctx.conn, record.record_id, batch_id, institution, record.person_id, claim_id,
         route, reason, outage if route == "proactive" else None,
         record.model_dump(mode="json") if route == "awaiting_declaration" else None)
-    ctx.emit(ProactiveRecordProcessed(
-        batch_id=batch_id, institution_code=institution, record_id=record.record_id,
-        accepted=route == "proactive", claim_id=claim_id, reason=reason, route=route,
-        pay_by=outage.pay_by if route == "proactive" and outage else None),
-        key=institution)
-
+    tell_record(ctx, batch_id, institution, record, route, reason, claim_id, outage)
 
 
 async def resume_awaiting_declaration(ctx: HandlerContext, book: PolicyBook) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -503,3 +504,304 @@ async def institution_of(conn: asyncpg.Connection, claim: Claim) -> str | None:
         "SELECT institution_code FROM claims WHERE person_key = ANY($1::text[])"
         " AND claim_id = $2", resident_keys(claim.person_id), claim.claim_id)
     return code
+
+
+# Set-based reads and writes: a batch of events loads each table once (`= ANY` of every
+# person's keys or of the business ids) and writes each table with one statement.
+
+def _owners(person_ids: set[str] | list[str]) -> dict[str, str]:
+    """Each valid hash of each ID -> the ID: rows are found under any key and told apart by
+    the person they belong to."""
+    return {key: pid for pid in set(person_ids) for key in resident_keys(pid)}
+
+
+async def claims_of(conn: asyncpg.Connection, wanted: list[tuple[str, str]]
+                    ) -> dict[tuple[str, str], tuple[Claim, int]]:
+    """(person, claim id) -> the claim and the deductible its calculation met, locked for
+    the batch; a pair with no claim is left out."""
+    owners = _owners([pid for pid, _ in wanted])
+    keys, ids = [], []
+    for pid, claim_id in set(wanted):
+        for key in resident_keys(pid):
+            keys.append(key)
+            ids.append(claim_id)
+    rows = await conn.fetch(
+        "SELECT c.*, (c.calculation->>'deductible_fen')::bigint AS met_deductible_fen"
+        " FROM claims c JOIN unnest($1::text[], $2::text[]) AS k(person_key, claim_id)"
+        " ON c.person_key = k.person_key AND c.claim_id = k.claim_id FOR UPDATE OF c",
+        keys, ids)
+    found = {}
+    for r in rows:
+        pid = owners[r["person_key"]]
+        found[(pid, r["claim_id"])] = (_claim(r, pid), int(r["met_deductible_fen"] or 0))
+    return found
+
+
+async def receipts_claimed(conn: asyncpg.Connection, receipts: list[tuple[str, str]],
+                           person_ids: set[str]) -> dict[tuple[str, str], tuple[str | None, str]]:
+    """(invoice, institution) -> (person, claim id) of the claim not rejected that holds the
+    receipt (one at most: claims_receipt); the person is None when not one of `person_ids`."""
+    owners = _owners(person_ids)
+    rows = await conn.fetch(
+        "SELECT c.invoice_no, c.institution_code, c.person_key, c.claim_id FROM claims c"
+        " JOIN unnest($1::text[], $2::text[]) AS r(invoice_no, institution_code)"
+        " ON c.invoice_no = r.invoice_no AND c.institution_code = r.institution_code"
+        " WHERE c.stage <> 'rejected'",
+        [i for i, _ in receipts], [c for _, c in receipts])
+    return {(r["invoice_no"], r["institution_code"]): (owners.get(r["person_key"]),
+                                                       r["claim_id"]) for r in rows}
+
+
+async def receipts_settled(conn: asyncpg.Connection, receipts: list[tuple[str, str]]
+                           ) -> dict[tuple[str, str], str]:
+    """(invoice, institution) -> the direct settlement that already paid the receipt."""
+    rows = await conn.fetch(
+        "SELECT s.invoice_no, s.institution_code, s.settlement_id FROM direct_settlements s"
+        " JOIN unnest($1::text[], $2::text[]) AS r(invoice_no, institution_code)"
+        " ON s.invoice_no = r.invoice_no AND s.institution_code = r.institution_code",
+        [i for i, _ in receipts], [c for _, c in receipts])
+    return {(r["invoice_no"], r["institution_code"]): r["settlement_id"] for r in rows}
+
+
+async def coverage_of(conn: asyncpg.Connection, person_ids: set[str]
+                      ) -> dict[str, list[Coverage]]:
+    """Each person's coverage periods by start date (none: an empty list)."""
+    owners = _owners(person_ids)
+    rows = await conn.fetch("SELECT person_key, insurance_type, start_date, end_date"
+                            " FROM coverage_view WHERE person_key = ANY($1::text[])"
+                            " ORDER BY start_date", list(owners))
+    found: dict[str, list[Coverage]] = {pid: [] for pid in person_ids}
+    for r in rows:
+        found[owners[r["person_key"]]].append(
+            Coverage(r["insurance_type"], r["start_date"], r["end_date"]))
+    return found
+
+
+async def filings_of(conn: asyncpg.Connection, person_ids: set[str]
+                     ) -> dict[str, list[FilingOnRecord]]:
+    """Each person's filings as `filings_for` gives them."""
+    owners = _owners(person_ids)
+    rows = await conn.fetch(
+        "SELECT person_key, treatment_area, start_date, benefit_level, CASE WHEN end_date IS"
+        " NULL THEN ended_on WHEN ended_on IS NULL THEN end_date ELSE least(end_date,"
+        " ended_on) END AS last_day FROM filings_view WHERE person_key = ANY($1::text[])",
+        list(owners))
+    found: dict[str, list[FilingOnRecord]] = {pid: [] for pid in person_ids}
+    for r in rows:
+        found[owners[r["person_key"]]].append(FilingOnRecord(
+            r["treatment_area"], r["start_date"], r["last_day"], r["benefit_level"]))
+    return found
+
+
+async def annual_totals_of(conn: asyncpg.Connection, person_ids: set[str]
+                           ) -> dict[tuple[str, str, int], AnnualTotals]:
+    """(person, line, year) -> the totals `annual_totals` gives; absent: all zero."""
+    owners = _owners(person_ids)
+    keys = list(owners)
+    claims = await conn.fetch(
+        "SELECT person_key, benefit_line, extract(year FROM expense_date)::int AS year,"
+        " coalesce(sum(payable_fen), 0) AS paid,"
+        " coalesce(sum((calculation->>'deductible_fen')::bigint), 0) AS deductible"
+        " FROM claims WHERE person_key = ANY($1::text[]) AND stage IN ('approved', 'paid')"
+        " GROUP BY 1, 2, 3", keys)
+    settled = await conn.fetch(
+        "SELECT person_key, benefit_line, extract(year FROM settled_on)::int AS year,"
+        " coalesce(sum(fund_paid_fen), 0) AS paid,"
+        " coalesce(sum(deductible_used_fen), 0) AS deductible"
+        " FROM direct_settlements WHERE person_key = ANY($1::text[]) GROUP BY 1, 2, 3", keys)
+    totals: dict[tuple[str, str, int], AnnualTotals] = {}
+    for rows, paid_field, deductible_field in (
+            (claims, "claims_paid_fen", "claims_deductible_fen"),
+            (settled, "settled_paid_fen", "settled_deductible_fen")):
+        for r in rows:
+            at = (owners[r["person_key"]], r["benefit_line"], r["year"])
+            now = totals.get(at) or AnnualTotals(at[1], at[2])
+            totals[at] = replace(now, **{
+                paid_field: getattr(now, paid_field) + int(r["paid"]),
+                deductible_field: getattr(now, deductible_field) + int(r["deductible"])})
+    return totals
+
+
+@dataclass
+class ClaimWrite:
+    """A claim's row as a batch leaves it: what `save_submission` writes, and what later
+    statements of the same handling set (calculation, payment progress, place)."""
+
+    claim: Claim
+    invoice_no: str
+    institution_code: str
+    calculation: dict[str, Any] | None = None
+    # Only a channel's claim names a place; an agency-started one leaves the row's as it is.
+    sets_treatment_area: bool = False
+    treatment_area: str | None = None
+
+
+_CLAIM_COLUMNS = ("invoice_no", "institution_code", "expense_date", "amount_fen", "stage",
+                  "reasons", "version", "eligible_fen", "hospital_level", "location",
+                  "insurance_type", "filed_on", "waiting_for", "benefit_line", "payee",
+                  "channel", "filing_level", "tracking_no", "payable_fen", "calculation",
+                  "payment_attempts")
+
+
+async def save_claims(conn: asyncpg.Connection, writes: list[ClaimWrite]) -> None:
+    """Every claim of a batch (one write per claim), each row updated whatever hash key it
+    was written under, else inserted: as `save_submission` does for one."""
+    if not writes:
+        return
+    keys_i: list[int] = []
+    keys: list[str] = []
+    for i, w in enumerate(writes):
+        for key in resident_keys(w.claim.person_id):
+            keys_i.append(i)
+            keys.append(key)
+    c = [w.claim for w in writes]
+    sets = ", ".join(f"{col} = u.{col}" for col in _CLAIM_COLUMNS)
+    excluded = ", ".join(f"{col} = EXCLUDED.{col}" for col in _CLAIM_COLUMNS)
+    await conn.execute(
+        "WITH u AS (SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::date[], $8::bigint[], $9::text[], $10::text[]::jsonb[],"
+        " $11::int[], $12::bigint[], $13::int[], $14::text[], $15::text[], $16::date[],"
+        " $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[],"
+        " $23::bigint[], $24::text[]::jsonb[], $25::int[], $26::bool[], $27::text[])"
+        " AS u(i, claim_id, person_ref, person_key, invoice_no, institution_code,"
+        " expense_date, amount_fen, stage, reasons, version, eligible_fen, hospital_level,"
+        " location, insurance_type, filed_on, waiting_for, benefit_line, payee, channel,"
+        " filing_level, tracking_no, payable_fen, calculation, payment_attempts, sets_area,"
+        " treatment_area)),"
+        " k AS (SELECT * FROM unnest($28::int[], $29::text[]) AS k(i, person_key)),"
+        f" found AS (UPDATE claims c SET {sets}, treatment_area = CASE WHEN u.sets_area"
+        " THEN u.treatment_area ELSE c.treatment_area END, updated_at = now()"
+        " FROM u JOIN k ON k.i = u.i"
+        " WHERE c.person_key = k.person_key AND c.claim_id = u.claim_id RETURNING u.i)"
+        f" INSERT INTO claims (claim_id, person_ref, person_key, {', '.join(_CLAIM_COLUMNS)},"
+        f" treatment_area) SELECT claim_id, person_ref, person_key,"
+        f" {', '.join(_CLAIM_COLUMNS)}, treatment_area FROM u"
+        " WHERE u.i NOT IN (SELECT i FROM found) ORDER BY u.i"
+        # Another writer's row under the current key (never this batch's own): updated
+        # as the UPDATE above would have.
+        f" ON CONFLICT (person_key, claim_id) DO UPDATE SET {excluded},"
+        " treatment_area = CASE WHEN (SELECT u.sets_area FROM u WHERE u.claim_id ="
+        " EXCLUDED.claim_id AND u.person_key = EXCLUDED.person_key) THEN"
+        " EXCLUDED.treatment_area ELSE claims.treatment_area END, updated_at = now()",
+        list(range(len(writes))), [x.claim_id for x in c],
+        [CLAIMS_ID.seal(x.person_id) for x in c], [resident_key(x.person_id) for x in c],
+        [w.invoice_no for w in writes], [w.institution_code for w in writes],
+        [x.expense_date for x in c], [x.amount_fen for x in c], [x.stage.value for x in c],
+        [json.dumps(x.reasons, ensure_ascii=False) for x in c], [x.version for x in c],
+        [x.eligible_fen for x in c], [x.hospital_level for x in c], [x.location for x in c],
+        [x.insurance_type for x in c], [x.filed_on for x in c], [x.waiting_for for x in c],
+        [x.benefit_line for x in c], [x.payee for x in c], [x.channel for x in c],
+        [x.filing_level for x in c], [x.tracking_no for x in c], [x.payable_fen for x in c],
+        [None if w.calculation is None else json.dumps(
+            _sealed_working(WORKING, w.calculation, w.claim.person_id, w.claim.claim_id),
+            ensure_ascii=False, default=str) for w in writes],
+        [x.payment_attempts for x in c], [w.sets_treatment_area for w in writes],
+        [w.treatment_area for w in writes], keys_i, keys)
+
+
+async def record_all(conn: asyncpg.Connection,
+                     entries: list[tuple[Claim, dict[str, Any], str]]) -> None:
+    """History rows (claim as it stood, detail, cause) in order, as `record` writes each."""
+    if not entries:
+        return
+    await conn.copy_records_to_table(
+        "claim_history",
+        columns=["claim_id", "person_ref", "person_key", "stage", "detail", "cause_id"],
+        records=[(claim.claim_id, HISTORY_ID.seal(claim.person_id),
+                  resident_key(claim.person_id), claim.stage.value,
+                  json.dumps(_sealed_working(HISTORY_WORKING, detail, claim.person_id,
+                                             claim.claim_id, cause_id)
+                             | {"version": claim.version}, ensure_ascii=False, default=str),
+                  cause_id) for claim, detail, cause_id in entries])
+
+
+async def record_settlements(conn: asyncpg.Connection,
+                             settlements: list[tuple[str, str, str, str, date, int, int, str]]
+                             ) -> None:
+    """(invoice, institution, settlement id, person, settled on, fund paid, deductible used,
+    line) each, in order: the first of a receipt is kept, as `record_settlement` does."""
+    first: dict[tuple[str, str], tuple[str, str, str, str, date, int, int, str]] = {}
+    for s in settlements:
+        first.setdefault((s[0], s[1]), s)
+    rows = list(first.values())
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO direct_settlements (invoice_no, institution_code, settlement_id,"
+        " person_ref, person_key, settled_on, fund_paid_fen, deductible_used_fen, benefit_line)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::date[], $7::bigint[], $8::bigint[], $9::text[]) ON CONFLICT DO NOTHING",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+        [SETTLEMENTS_ID.seal(r[3]) for r in rows], [resident_key(r[3]) for r in rows],
+        [r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows], [r[7] for r in rows])
+
+
+async def proactive_routes(conn: asyncpg.Connection, records: list[tuple[str, str]]
+                           ) -> dict[tuple[str, str], str]:
+    """(institution, record id) -> the route it was given; a record never seen is left out."""
+    rows = await conn.fetch(
+        "SELECT p.institution_code, p.record_id, p.route FROM proactive_records p"
+        " JOIN unnest($1::text[], $2::text[]) AS r(institution_code, record_id)"
+        " ON p.institution_code = r.institution_code AND p.record_id = r.record_id",
+        [i for i, _ in records], [r for _, r in records])
+    return {(r["institution_code"], r["record_id"]): r["route"] for r in rows}
+
+
+@dataclass
+class ProactiveWrite:
+    """An outage record's row as `save_proactive_record` writes it."""
+
+    record_id: str
+    batch_id: str
+    institution: str
+    person_id: str
+    claim_id: str | None
+    route: str
+    reason: str
+    outage: DeclaredOutage | None
+    record: dict[str, Any] | None = None
+
+
+async def save_proactive_records(conn: asyncpg.Connection,
+                                 writes: list[ProactiveWrite]) -> None:
+    """Every outage record of a batch: one row each by (institution, record id); a record
+    written twice keeps the first write's batch and person and the last one's outcome, as
+    two `save_proactive_record` calls leave it."""
+    rows: dict[tuple[str, str], ProactiveWrite] = {}
+    for w in writes:
+        at = (w.institution, w.record_id)
+        first = rows.get(at)
+        rows[at] = w if first is None else replace(w, batch_id=first.batch_id,
+                                                   person_id=first.person_id)
+    if not rows:
+        return
+    out = list(rows.values())
+    await conn.execute(
+        "INSERT INTO proactive_records (record_id, batch_id, institution_code, person_ref,"
+        " person_key, accepted, claim_id, reason, route, outage_id, pay_by, record)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::bool[], $7::text[], $8::text[], $9::text[], $10::text[], $11::date[],"
+        " $12::text[]::jsonb[])"
+        " ON CONFLICT (institution_code, record_id) DO UPDATE SET accepted = EXCLUDED.accepted,"
+        " claim_id = EXCLUDED.claim_id, reason = EXCLUDED.reason, route = EXCLUDED.route,"
+        " outage_id = EXCLUDED.outage_id, pay_by = EXCLUDED.pay_by, record = EXCLUDED.record",
+        [w.record_id for w in out], [w.batch_id for w in out], [w.institution for w in out],
+        [PROACTIVE_ID.seal(w.person_id) for w in out],
+        [resident_key(w.person_id) for w in out], [w.route == "proactive" for w in out],
+        [w.claim_id for w in out], [w.reason for w in out], [w.route for w in out],
+        [w.outage.outage_id if w.outage else None for w in out],
+        [w.outage.pay_by if w.outage else None for w in out],
+        [RECORD.seal_json(w.record, w.institution, w.record_id) if w.record is not None
+         else None for w in out])
+
+
+async def outages_of(conn: asyncpg.Connection, institutions: set[str]
+                     ) -> dict[str, list[DeclaredOutage]]:
+    """Each institution's declared outages as `outages_for` gives them."""
+    rows = await conn.fetch("SELECT * FROM declared_outages WHERE institution_codes = '{}'"
+                            " OR institution_codes && $1::text[] ORDER BY outage_from",
+                            list(institutions))
+    return {inst: [DeclaredOutage(r["outage_id"], r["outage_from"], r["outage_to"],
+                                  r["pay_by"], tuple(r["institution_codes"]))
+                   for r in rows if not r["institution_codes"] or inst in r["institution_codes"]]
+            for inst in institutions}
