@@ -1,13 +1,18 @@
 """Transfer handlers: requests and office commands here, partner messages, enrollment's news."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from typing import Any
+
+from structlog.contextvars import bound_contextvars
 
 from services.transfer import repository as repo
 from services.transfer.domain import transfer as rules
 from services.transfer.domain.deadlines import Clock, DeadlineRules
 from services.transfer.domain.transfer import Answer, Stage, Transfer, TransferRefused
 from services.transfer.metrics import ANSWERS_IGNORED, OUTCOMES, set_overdue
+from services.transfer.work import Needs, Work
 from shared.clock import SenderClockError
 from shared.contracts import Envelope
 from shared.contracts.channels import TransferOutRequested
@@ -44,7 +49,7 @@ from shared.contracts.transfer_office import (
     TransferPaperReplyRecorded,
 )
 from shared.identity import same_province
-from shared.messaging.consumer import Handler, HandlerContext
+from shared.messaging.consumer import BatchItem, Handler, HandlerContext, batch_handler
 from shared.observability.logging import get_logger
 from shared.policy import NoPolicyInForce
 from shared.settings import TransferSettings
@@ -177,13 +182,51 @@ async def on_person_deceased(ctx: HandlerContext, env: Envelope, event: PersonDe
                      key=t.person_id, region=t.partner)
 
 
+# --- set-based handling ----------------------------------------------------------------------
+# Each event type below is handled a group at a time (shared.messaging.consumer.batch_handler):
+# what the group reads is loaded at once into a unit of work, each event is decided against
+# it in order (a later event sees what an earlier one did), and the writes go out once. A
+# group of one is how an event alone, or one redone after its group failed, is handled.
+
+NeedsOf = Callable[[Needs, HandlerContext, Envelope, Any], None]
+Decide = Callable[[Work, HandlerContext, Envelope, Any], None]
+
+
+def _set_based(needs_of: NeedsOf, decide: Decide) -> Handler:
+    @batch_handler
+    async def handle(items: list[BatchItem]) -> None:
+        needs = Needs()
+        for ctx, env, payload in items:
+            needs_of(needs, ctx, env, payload)
+        work = await Work.load(items[0][0].conn, needs)
+        for ctx, env, payload in items:
+            # Each event's own id in what its decision logs, as when handled alone.
+            with bound_contextvars(event_id=env.id, correlation_id=env.correlationid):
+                decide(work, ctx, env, payload)
+        await work.flush()
+
+    handle.__name__ = handle.__qualname__ = f"on{decide.__name__}_all"
+    return handle
+
+
+def _keep(work: Work, ctx: HandlerContext, t: Transfer, note: str | None) -> None:
+    work.save(t, note, ctx.cause.id)
+
+
 # --- transfer-out in this region (A) ---------------------------------------------------------
 
-async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
-                                cmd: TransferOutRequested) -> None:
-    if await repo.load(ctx.conn, "out", cmd.transfer_id, ctx.region) is not None:
+def _request_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                   cmd: TransferOutRequested) -> None:
+    needs.identities.add(("out", ctx.region, cmd.transfer_id))
+    needs.insured.add(cmd.person_id)
+    needs.transfers_of.add(cmd.person_id)
+
+
+def _transfer_requested(work: Work, ctx: HandlerContext, env: Envelope,
+                        cmd: TransferOutRequested) -> None:
+    if work.transfer("out", cmd.transfer_id, ctx.region) is not None:
         return  # the same request again under a new event id
-    status, insurance_type = await repo.insured(ctx.conn, cmd.person_id)
+    status, insurance_type = work.insured(cmd.person_id)
     today = ctx.filed_on()
     try:
         try:
@@ -197,28 +240,36 @@ async def on_transfer_requested(ctx: HandlerContext, env: Envelope,
         t = rules.request_transfer_out(
             cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
             today, _clock(ctx, ctx.region, cmd.to_region, today),
-            default_calendar(), one_open=bool(await repo.open_transfers_of(ctx.conn,
-                                                                         cmd.person_id)))
+            default_calendar(), one_open=bool(work.open_transfers_of(cmd.person_id)))
     except TransferRefused as refused:
         t = Transfer(cmd.transfer_id, cmd.person_id, "out", ctx.region, cmd.to_region,
                      Stage.REFUSED, reason=refused.reason, completed_on=today)
-        await _save(ctx, t, refused.reason)
+        _keep(work, ctx, t, refused.reason)
         ctx.emit(TransferRequestRejected(transfer_id=cmd.transfer_id, person_id=cmd.person_id,
                                          reason=refused.reason, rule=refused.rule),
                  key=cmd.person_id)
         return
-    await _save(ctx, t, f"accepted ({cmd.channel}); {_due_note(t)}")
+    _keep(work, ctx, t, f"accepted ({cmd.channel}); {_due_note(t)}")
     _received(ctx, t)
 
 
-async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
-                                       msg: PartnerPersonEnrolled) -> None:
+on_transfer_requested_all = _set_based(_request_needs, _transfer_requested)
+
+
+def _enrolled_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                    msg: PartnerPersonEnrolled) -> None:
+    needs.insured.add(msg.person_id)
+    needs.transfers_of.add(msg.person_id)
+
+
+def _person_enrolled_elsewhere(work: Work, ctx: HandlerContext, env: Envelope,
+                               msg: PartnerPersonEnrolled) -> None:
     """A region of this province took the person in: start the transfer to it unasked."""
     if msg.region == ctx.region or not same_province(msg.region, ctx.region):
         return
-    if await repo.has_transfer_between(ctx.conn, msg.person_id, msg.region):
+    if work.has_transfer_between(msg.person_id, msg.region):
         return
-    status, insurance_type = await repo.insured(ctx.conn, msg.person_id)
+    status, insurance_type = work.insured(msg.person_id)
     t = rules.start_automatic(f"AUTO-{ctx.region}-{derived_id(env.id)[:18]}", msg.person_id,
                               status, insurance_type, ctx.region, msg.region,
                               ctx.filed_on(), _clock(ctx, ctx.region, msg.region,
@@ -233,35 +284,50 @@ async def on_person_enrolled_elsewhere(ctx: HandlerContext, env: Envelope,
         last_day = rules.coverage_last_day(msg.active_since, ctx.filed_on())
         overlap = (f"; insured in both from {msg.active_since} to {last_day}, to be settled "
                    "by the offices" if last_day >= msg.active_since else "")
-        await _save(ctx, t, f"active in {msg.region} since {msg.active_since}: coverage here "
+        _keep(work, ctx, t, f"active in {msg.region} since {msg.active_since}: coverage here "
                             f"ends {last_day}{overlap}; the transfer starts once it has")
         ctx.emit(CoverageEndRequested(**_event_fields(t), last_day=last_day), key=t.person_id)
         return
-    await _save(ctx, t, f"started without application: the person is active in {msg.region}; "
+    _keep(work, ctx, t, f"started without application: the person is active in {msg.region}; "
                         + _due_note(t))
     _received(ctx, t)
 
 
-async def _load_for(ctx: HandlerContext, cmd: TransferCommand) -> Transfer:
-    """The transfer an office command names: here's transfer-out, or a transfer-in from
-    `from_region`."""
+on_person_enrolled_elsewhere_all = _set_based(_enrolled_needs, _person_enrolled_elsewhere)
+
+
+def _command_identity(ctx: HandlerContext, cmd: TransferCommand) -> tuple[str, str, str]:
+    """(direction, from_region, transfer_id) an office command names: here's transfer-out,
+    or a transfer-in from `from_region`."""
     direction = "in" if cmd.from_region and cmd.from_region != ctx.region else "out"
-    t = await repo.load(ctx.conn, direction, cmd.transfer_id, cmd.from_region or ctx.region)
+    return (direction, cmd.from_region or ctx.region, cmd.transfer_id)
+
+
+def _command_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                   cmd: TransferCommand) -> None:
+    needs.identities.add(_command_identity(ctx, cmd))
+
+
+def _load_for(work: Work, ctx: HandlerContext, cmd: TransferCommand) -> Transfer:
+    """The transfer an office command names."""
+    direction, from_region, transfer_id = _command_identity(ctx, cmd)
+    t = work.transfer(direction, transfer_id, from_region)
     if t is None or t.person_id != cmd.person_id:
         raise TransferRefused("unknown_transfer",
                               f"transfer_id: no transfer {cmd.transfer_id} of this person here")
     return t
 
 
-async def on_info_sheet(ctx: HandlerContext, env: Envelope, cmd: TransferInfoSheetIssued) -> None:
+def _info_sheet(work: Work, ctx: HandlerContext, env: Envelope,
+                cmd: TransferInfoSheetIssued) -> None:
     try:
-        t = await _load_for(ctx, cmd)
+        t = _load_for(work, ctx, cmd)
         rules.issue_info_sheet(t, cmd.name, cmd.contribution_months, cmd.account_balance_fen,
                                _settings(ctx).interconnected(),
                                _filed_on(ctx, cmd, cmd.issued_at, "issued_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
-    await _save(ctx, t, f"information sheet issued: {t.contribution_months} months, "
+    _keep(work, ctx, t, f"information sheet issued: {t.contribution_months} months, "
                         f"{t.account_balance_fen} fen; {t.mode}")
     ctx.emit(TransferDispatched(**_event_fields(t), mode=t.mode,  # type: ignore[arg-type]
                                 contribution_months=cmd.contribution_months,
@@ -276,58 +342,70 @@ async def on_info_sheet(ctx: HandlerContext, env: Envelope, cmd: TransferInfoShe
             key=t.person_id, region=t.to_region)
 
 
-async def on_materials_requested(ctx: HandlerContext, env: Envelope,
-                                 cmd: TransferMaterialsRequested) -> None:
+on_info_sheet_all = _set_based(_command_needs, _info_sheet)
+
+
+def _materials_requested(work: Work, ctx: HandlerContext, env: Envelope,
+                         cmd: TransferMaterialsRequested) -> None:
     try:
-        t = await _load_for(ctx, cmd)
+        t = _load_for(work, ctx, cmd)
         rules.pause(t, _filed_on(ctx, cmd, cmd.requested_at, "requested_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
-    await _save(ctx, t, "waiting on the person for: " + "; ".join(cmd.missing))
+    _keep(work, ctx, t, "waiting on the person for: " + "; ".join(cmd.missing))
 
 
-async def on_materials_supplied(ctx: HandlerContext, env: Envelope,
-                                cmd: TransferMaterialsSupplied) -> None:
+on_materials_requested_all = _set_based(_command_needs, _materials_requested)
+
+
+def _materials_supplied(work: Work, ctx: HandlerContext, env: Envelope,
+                        cmd: TransferMaterialsSupplied) -> None:
     try:
-        t = await _load_for(ctx, cmd)
+        t = _load_for(work, ctx, cmd)
         lost = rules.resume(t, _filed_on(ctx, cmd, cmd.supplied_at, "supplied_at"),
                             default_calendar())
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
-    await _save(ctx, t, f"material supplied; clocks ran again after {lost} working days "
+    _keep(work, ctx, t, f"material supplied; clocks ran again after {lost} working days "
                         f"stopped; due {t.due_on or t.leg_due_on}")
 
 
-async def on_letter_tracked(ctx: HandlerContext, env: Envelope, cmd: TransferLetterTracked) -> None:
+on_materials_supplied_all = _set_based(_command_needs, _materials_supplied)
+
+
+def _letter_tracked(work: Work, ctx: HandlerContext, env: Envelope,
+                    cmd: TransferLetterTracked) -> None:
     try:
-        t = await _load_for(ctx, cmd)
+        t = _load_for(work, ctx, cmd)
         rules.track_letter(t, cmd.tracking_number, cmd.mail_event,
                            _filed_on(ctx, cmd, cmd.occurred_at, "occurred_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
-    await _save(ctx, t, f"contact letter {cmd.mail_event} (registered mail "
+    _keep(work, ctx, t, f"contact letter {cmd.mail_event} (registered mail "
                         f"{cmd.tracking_number})")
+
+
+on_letter_tracked_all = _set_based(_command_needs, _letter_tracked)
 
 
 # --- answers from the partner (B) ------------------------------------------------------------
 
-async def _apply_answer(ctx: HandlerContext, env: Envelope, transfer_id: str,
-                        answer: Answer, t: Transfer | None) -> None:
+def _apply_answer(work: Work, ctx: HandlerContext, env: Envelope, transfer_id: str,
+                  answer: Answer, t: Transfer | None) -> None:
     ignored = rules.apply_answer(t, answer, ctx.filed_on())
     if ignored is not None:
         ANSWERS_IGNORED.labels(ignored.reason).inc()
         log.warning("transfer answer ignored", transfer_id=transfer_id, reason=ignored.reason,
                     detail=ignored.detail, sender=answer.sender, event_id=env.id,
                     person_id=t.person_id if t else None)
-        await repo.record_ignored_answer(ctx.conn, env.id, transfer_id, answer.sender,
-                                         ignored.reason, ignored.detail)
+        work.ignore(env.id, transfer_id, answer.sender, ignored.reason, ignored.detail)
         return
     assert t is not None
     if t.stage == Stage.FAILED:
-        await _save(ctx, t, f"the partner refused: {t.reason}")
+        _keep(work, ctx, t, f"the partner refused: {t.reason}")
         ctx.emit(TransferFailed(**_event_fields(t), reason=t.reason or ""), key=t.person_id)
         return
-    await _save(ctx, t, f"the partner credited {t.credited_months} months, "
+    _keep(work, ctx, t, f"the partner credited {t.credited_months} months, "
                         f"{t.credited_balance_fen} fen: reconciled")
     assert t.completed_on and t.account_balance_fen is not None
     ctx.emit(TransferCompleted(**_event_fields(t), contribution_months=t.credited_months or 0,
@@ -341,62 +419,86 @@ def _addressed_here(ctx: HandlerContext, env: Envelope, from_region: str) -> Non
                          f"not this region {ctx.region}")
 
 
-async def on_partner_acknowledged(ctx: HandlerContext, env: Envelope,
-                                  msg: PartnerTransferAcknowledged) -> None:
+def _answer_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                  msg: PartnerTransferAcknowledged | PartnerTransferRejected
+                  | TransferPaperReplyRecorded) -> None:
+    needs.identities.add(("out", ctx.region, msg.transfer_id))
+
+
+def _partner_acknowledged(work: Work, ctx: HandlerContext, env: Envelope,
+                          msg: PartnerTransferAcknowledged) -> None:
     _addressed_here(ctx, env, msg.from_region)
-    await _apply_answer(ctx, env, msg.transfer_id, Answer(
+    _apply_answer(work, ctx, env, msg.transfer_id, Answer(
         env.regioncode, True, msg.credited_months, msg.credited_balance_fen),
-        await repo.load(ctx.conn, "out", msg.transfer_id, ctx.region))
+        work.transfer("out", msg.transfer_id, ctx.region))
 
 
-async def on_partner_rejected(ctx: HandlerContext, env: Envelope,
-                              msg: PartnerTransferRejected) -> None:
+on_partner_acknowledged_all = _set_based(_answer_needs, _partner_acknowledged)
+
+
+def _partner_rejected(work: Work, ctx: HandlerContext, env: Envelope,
+                      msg: PartnerTransferRejected) -> None:
     _addressed_here(ctx, env, msg.from_region)
-    await _apply_answer(ctx, env, msg.transfer_id,
-                        Answer(env.regioncode, False, reason=msg.reason),
-                        await repo.load(ctx.conn, "out", msg.transfer_id, ctx.region))
+    _apply_answer(work, ctx, env, msg.transfer_id,
+                  Answer(env.regioncode, False, reason=msg.reason),
+                  work.transfer("out", msg.transfer_id, ctx.region))
 
 
-async def on_paper_reply(ctx: HandlerContext, env: Envelope,
-                         cmd: TransferPaperReplyRecorded) -> None:
-    t = await repo.load(ctx.conn, "out", cmd.transfer_id, ctx.region)
+on_partner_rejected_all = _set_based(_answer_needs, _partner_rejected)
+
+
+def _paper_reply(work: Work, ctx: HandlerContext, env: Envelope,
+                 cmd: TransferPaperReplyRecorded) -> None:
+    t = work.transfer("out", cmd.transfer_id, ctx.region)
     if t is None or t.mode != "paper":
         return _refuse_command(ctx, cmd, TransferRefused(
             "unknown_transfer", f"transfer_id: no paper transfer {cmd.transfer_id} here"))
-    await _apply_answer(ctx, env, cmd.transfer_id, Answer(
+    _apply_answer(work, ctx, env, cmd.transfer_id, Answer(
         t.to_region, cmd.accepted, cmd.credited_months, cmd.credited_balance_fen, cmd.reason), t)
+
+
+on_paper_reply_all = _set_based(_answer_needs, _paper_reply)
 
 
 # --- transfer-in in this region (B) ----------------------------------------------------------
 
-async def on_partner_transfer_out(ctx: HandlerContext, env: Envelope,
-                                  msg: PartnerTransferOut) -> None:
+def _transfer_in_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                       msg: PartnerTransferOut | PaperTransferInRecorded) -> None:
+    needs.identities.add(("in", msg.from_region, msg.transfer_id))
+    needs.insured.add(msg.person_id)
+
+
+def _partner_transfer_out(work: Work, ctx: HandlerContext, env: Envelope,
+                          msg: PartnerTransferOut) -> None:
     if msg.to_region != ctx.region:
         # Only what is addressed to this region is taken in; the rest goes to dead letters.
         raise ValueError(f"data.to_region: addressed to {msg.to_region}, this is {ctx.region}")
-    if await repo.load(ctx.conn, "in", msg.transfer_id, msg.from_region) is not None:
+    if work.transfer("in", msg.transfer_id, msg.from_region) is not None:
         ANSWERS_IGNORED.labels("duplicate").inc()
         log.warning("transfer-out received twice", transfer_id=msg.transfer_id,
                     person_id=msg.person_id, sender=env.regioncode)
-        await repo.record_ignored_answer(ctx.conn, env.id, msg.transfer_id, env.regioncode,
-                                         "duplicate", "this transfer-out was already taken in")
+        work.ignore(env.id, msg.transfer_id, env.regioncode, "duplicate",
+                    "this transfer-out was already taken in")
         return
-    status, _ = await repo.insured(ctx.conn, msg.person_id)
+    status, _ = work.insured(msg.person_id)
     t = rules.receive_transfer_in(msg.transfer_id, msg.person_id, msg.from_region, ctx.region,
                                   status, msg.contribution_months, msg.account_balance_fen,
                                   msg.in_leg_days, ctx.filed_on(), default_calendar())
     t.insurance_type, t.name, t.trigger, t.due_on = (msg.insurance_type, msg.name, msg.trigger,
                                                      msg.due_on)
     if t.stage == Stage.REFUSED:
-        await _save(ctx, t, t.reason)
+        _keep(work, ctx, t, t.reason)
         ctx.emit(PartnerTransferRejected(**_event_fields(t), rule="not_active",
                                          reason=t.reason or ""),
                  key=t.person_id, region=t.from_region)
         return
-    await _save(ctx, t, f"received from {t.from_region}: {t.contribution_months} months, "
+    _keep(work, ctx, t, f"received from {t.from_region}: {t.contribution_months} months, "
                         f"{t.account_balance_fen} fen; leg due {t.leg_due_on}")
     if t.stage == Stage.COMPLETED:
         _acknowledge(ctx, t)
+
+
+on_partner_transfer_out_all = _set_based(_transfer_in_needs, _partner_transfer_out)
 
 
 def _acknowledge(ctx: HandlerContext, t: Transfer) -> None:
@@ -417,20 +519,20 @@ def _acknowledge(ctx: HandlerContext, t: Transfer) -> None:
         tracking_number=t.tracking_number), key=t.person_id)
 
 
-async def on_paper_transfer_in(ctx: HandlerContext, env: Envelope,
-                               cmd: PaperTransferInRecorded) -> None:
+def _paper_transfer_in(work: Work, ctx: HandlerContext, env: Envelope,
+                       cmd: PaperTransferInRecorded) -> None:
     """A contact letter from a region that is not connected, keyed in by the office: the
     same transfer-in as an electronic one, answered by letter."""
     if cmd.from_region == ctx.region:
         return _refuse_command(ctx, cmd, TransferRefused(  # type: ignore[arg-type]
             "same_region", f"from_region: {cmd.from_region} is this region"))
-    if await repo.load(ctx.conn, "in", cmd.transfer_id, cmd.from_region) is not None:
+    if work.transfer("in", cmd.transfer_id, cmd.from_region) is not None:
         return  # the same letter keyed in again
     try:
         today = _filed_on(ctx, cmd, cmd.received_at, "received_at")  # type: ignore[arg-type]
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)  # type: ignore[arg-type]
-    status, _ = await repo.insured(ctx.conn, cmd.person_id)
+    status, _ = work.insured(cmd.person_id)
     t = rules.receive_transfer_in(
         cmd.transfer_id, cmd.person_id, cmd.from_region, ctx.region, status,
         cmd.contribution_months, cmd.account_balance_fen,
@@ -438,13 +540,13 @@ async def on_paper_transfer_in(ctx: HandlerContext, env: Envelope,
         mode="paper", tracking_number=cmd.tracking_number)
     t.insurance_type, t.name = cmd.insurance_type, cmd.name
     if t.stage == Stage.REFUSED:
-        await _save(ctx, t, t.reason)
+        _keep(work, ctx, t, t.reason)
         # The office answers the sender by letter with this reason.
         ctx.emit(TransferCommandRefused(transfer_id=t.transfer_id, person_id=t.person_id,
                                         command=env.type, rule="not_active",
                                         reason=t.reason or ""), key=t.person_id)
         return
-    await _save(ctx, t, f"contact letter from {rules.region_name(t.from_region)} keyed in by "
+    _keep(work, ctx, t, f"contact letter from {rules.region_name(t.from_region)} keyed in by "
                         f"{cmd.recorded_by} (registered mail {cmd.tracking_number}): "
                         f"{t.contribution_months} months, {t.account_balance_fen} fen; "
                         f"leg due {t.leg_due_on}")
@@ -452,39 +554,62 @@ async def on_paper_transfer_in(ctx: HandlerContext, env: Envelope,
         _acknowledge(ctx, t)
 
 
-async def on_funds_received(ctx: HandlerContext, env: Envelope,
-                            cmd: TransferFundsReceived) -> None:
+on_paper_transfer_in_all = _set_based(_transfer_in_needs, _paper_transfer_in)
+
+
+def _funds_received(work: Work, ctx: HandlerContext, env: Envelope,
+                    cmd: TransferFundsReceived) -> None:
     try:
-        t = await _load_for(ctx, cmd)
+        t = _load_for(work, ctx, cmd)
         rules.confirm_funds(t, cmd.amount_fen, _filed_on(ctx, cmd, cmd.received_at,
                                                          "received_at"))
     except TransferRefused as err:
         return _refuse_command(ctx, cmd, err)
-    await _save(ctx, t, f"balance of {cmd.amount_fen} fen arrived; records merged")
+    _keep(work, ctx, t, f"balance of {cmd.amount_fen} fen arrived; records merged")
     _acknowledge(ctx, t)
 
 
-async def on_partner_cancelled(ctx: HandlerContext, env: Envelope,
-                               msg: PartnerTransferCancelled) -> None:
+on_funds_received_all = _set_based(_command_needs, _funds_received)
+
+
+def _cancelled_identity(ctx: HandlerContext, env: Envelope,
+                        msg: PartnerTransferCancelled) -> tuple[str, str, str] | None:
+    """A cancels: our transfer-in; B cancels: our transfer-out; else none of ours."""
     sender = env.regioncode
-    if sender == msg.from_region:  # A cancels: our transfer-in
-        t = await repo.load(ctx.conn, "in", msg.transfer_id, msg.from_region)
-    elif sender == msg.to_region and msg.from_region == ctx.region:  # B cancels: our transfer-out
-        t = await repo.load(ctx.conn, "out", msg.transfer_id, ctx.region)
-    else:
-        t = None
+    if sender == msg.from_region:
+        return ("in", msg.from_region, msg.transfer_id)
+    if sender == msg.to_region and msg.from_region == ctx.region:
+        return ("out", ctx.region, msg.transfer_id)
+    return None
+
+
+def _cancelled_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                     msg: PartnerTransferCancelled) -> None:
+    found = _cancelled_identity(ctx, env, msg)
+    if found is not None:
+        needs.identities.add(found)
+
+
+def _partner_cancelled(work: Work, ctx: HandlerContext, env: Envelope,
+                       msg: PartnerTransferCancelled) -> None:
+    sender = env.regioncode
+    found = _cancelled_identity(ctx, env, msg)
+    t = work.transfer(found[0], found[2], found[1]) if found is not None else None
     if t is None or not rules.cancel(t, f"cancelled by {sender}: {msg.reason}",
                                      ctx.filed_on()):
         reason = "unknown_transfer" if t is None else "late"
         ANSWERS_IGNORED.labels(reason).inc()
         log.warning("transfer cancellation ignored", transfer_id=msg.transfer_id,
                     person_id=msg.person_id, sender=sender, reason=reason)
-        await repo.record_ignored_answer(ctx.conn, env.id, msg.transfer_id, sender, reason,
-                                         "cancellation of a transfer that is not open here")
+        work.ignore(env.id, msg.transfer_id, sender, reason,
+                    "cancellation of a transfer that is not open here")
         return
-    await _save(ctx, t, t.reason)
+    _keep(work, ctx, t, t.reason)
     ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
                                reason=t.reason or ""), key=t.person_id)
+
+
+on_partner_cancelled_all = _set_based(_cancelled_needs, _partner_cancelled)
 
 
 # --- the statutory clocks (a timer) ----------------------------------------------------------
@@ -547,17 +672,17 @@ async def flag_overdue(ctx: HandlerContext, today: date) -> int:
 ROUTES: dict[str, Handler] = {
     InsuredStatusChanged.event_type: on_status_changed,
     PersonDeceased.event_type: on_person_deceased,
-    TransferOutRequested.event_type: on_transfer_requested,
-    TransferInfoSheetIssued.event_type: on_info_sheet,
-    TransferMaterialsRequested.event_type: on_materials_requested,
-    TransferMaterialsSupplied.event_type: on_materials_supplied,
-    TransferLetterTracked.event_type: on_letter_tracked,
-    TransferPaperReplyRecorded.event_type: on_paper_reply,
-    PaperTransferInRecorded.event_type: on_paper_transfer_in,
-    TransferFundsReceived.event_type: on_funds_received,
-    PartnerTransferOut.event_type: on_partner_transfer_out,
-    PartnerTransferAcknowledged.event_type: on_partner_acknowledged,
-    PartnerTransferRejected.event_type: on_partner_rejected,
-    PartnerTransferCancelled.event_type: on_partner_cancelled,
-    PartnerPersonEnrolled.event_type: on_person_enrolled_elsewhere,
+    TransferOutRequested.event_type: on_transfer_requested_all,
+    TransferInfoSheetIssued.event_type: on_info_sheet_all,
+    TransferMaterialsRequested.event_type: on_materials_requested_all,
+    TransferMaterialsSupplied.event_type: on_materials_supplied_all,
+    TransferLetterTracked.event_type: on_letter_tracked_all,
+    TransferPaperReplyRecorded.event_type: on_paper_reply_all,
+    PaperTransferInRecorded.event_type: on_paper_transfer_in_all,
+    TransferFundsReceived.event_type: on_funds_received_all,
+    PartnerTransferOut.event_type: on_partner_transfer_out_all,
+    PartnerTransferAcknowledged.event_type: on_partner_acknowledged_all,
+    PartnerTransferRejected.event_type: on_partner_rejected_all,
+    PartnerTransferCancelled.event_type: on_partner_cancelled_all,
+    PartnerPersonEnrolled.event_type: on_person_enrolled_elsewhere_all,
 }

@@ -8,7 +8,13 @@ from typing import Any
 import asyncpg
 
 from services.transfer.domain.transfer import CLOSED, LEG_RUNNING, Stage, Transfer
-from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
+from shared.db.sealed import (
+    Sealed,
+    resident_id_column,
+    resident_key,
+    resident_keys,
+    resident_keys_of,
+)
 
 # Columns mirrored one to one from the domain object, but the person's ID: the tables keep
 # its keyed hash (person_key, to find the rows) and the ID sealed (person_ref, to name the
@@ -173,3 +179,117 @@ async def insured_row(conn: asyncpg.Connection, person_id: str) -> dict[str, Any
         "SELECT insurance_type, status, updated_at FROM insured_view"
         " WHERE person_key = ANY($1::text[])", resident_keys(person_id))
     return {"person_id": person_id, **dict(row)} if row else None
+
+
+# --- set-based: a group of events loads each table once and writes each table once ----------
+
+# (direction, from_region, transfer_id): what names a transfer (the unique index).
+Identity = tuple[str, str, str]
+# Failed, refused and cancelled transfers neither block a new one nor count as one between
+# two regions; completed ones do count (an automatic transfer starts once).
+ENDED = ["failed", "refused", "cancelled"]
+
+
+def identity(t: Transfer) -> Identity:
+    return (t.direction, t.from_region, t.transfer_id)
+
+
+def _array_type(annotation: str) -> str:
+    """The SQL array element for a Transfer field (its annotation is a string here); integers
+    go as int8 and are assigned to integer columns as the single-row insert does."""
+    kind = annotation.split("|")[0].strip()
+    found = {"str": "text", "Stage": "text", "int": "int8", "date": "date",
+             "bool": "bool"}.get(kind)
+    if found is None:
+        raise TypeError(f"Transfer field of type {annotation}: no SQL type for set-based writes")
+    return found
+
+
+_TYPES = {f.name: _array_type(str(f.type)) for f in fields(Transfer) if f.name != "person_id"}
+
+
+async def transfers_by_identity(conn: asyncpg.Connection, identities: list[Identity]
+                                ) -> list[tuple[int, Transfer]]:
+    """(row id, transfer) of each identity that exists, locked as `load` locks one."""
+    if not identities:
+        return []
+    rows = await conn.fetch(
+        "SELECT * FROM transfers WHERE (direction, from_region, transfer_id) IN"
+        " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])) ORDER BY id FOR UPDATE",
+        [i[0] for i in identities], [i[1] for i in identities], [i[2] for i in identities])
+    return [(r["id"], to_transfer(r)) for r in rows]
+
+
+async def live_transfers_of(conn: asyncpg.Connection, person_ids: list[str]
+                            ) -> list[tuple[int, Transfer]]:
+    """(row id, transfer) of the persons' open and completed transfers (all but failed,
+    refused, cancelled), by id, locked: what `open_transfers_of` and `has_transfer_between`
+    look at, for several persons at once."""
+    if not person_ids:
+        return []
+    rows = await conn.fetch(
+        "SELECT * FROM transfers WHERE person_key = ANY($1::text[])"
+        " AND stage <> ALL($2::text[]) ORDER BY id FOR UPDATE",
+        resident_keys_of(person_ids), ENDED)
+    return [(r["id"], to_transfer(r)) for r in rows]
+
+
+async def insured_of(conn: asyncpg.Connection, person_ids: list[str]
+                     ) -> dict[str, tuple[str | None, str | None]]:
+    """(status, insurance type) of each person, as `insured` gives one; (None, None) if none."""
+    found: dict[str, tuple[str | None, str | None]] = {p: (None, None) for p in person_ids}
+    if not person_ids:
+        return found
+    person_of = {key: p for p in person_ids for key in resident_keys(p)}
+    rows = await conn.fetch("SELECT person_key, status, insurance_type FROM insured_view"
+                            " WHERE person_key = ANY($1::text[])", list(person_of))
+    seen: set[str] = set()
+    for r in rows:
+        person = person_of[r["person_key"]]
+        if person not in seen:  # one row per person; a second under an old key is not read
+            seen.add(person)
+            found[person] = (r["status"], r["insurance_type"])
+    return found
+
+
+async def save_all(conn: asyncpg.Connection, transfers: list[Transfer]) -> dict[Identity, int]:
+    """Upsert each transfer (one row per identity, as `save` does one) in one statement;
+    returns each one's row id, for its history."""
+    if not transfers:
+        return {}
+    columns = [*_COLUMNS, "person_ref", "person_key"]
+    types = [*(_TYPES[c] for c in _COLUMNS), "text", "text"]
+    arrays: list[list[Any]] = [[] for _ in columns]
+    name_at = _COLUMNS.index("name")
+    for t in transfers:
+        values = [getattr(t, name) for name in _COLUMNS]
+        values = [v.value if isinstance(v, Stage) else v for v in values]
+        values[name_at] = NAME.seal(t.name, *(getattr(t, c) for c in _IDENTITY))
+        values += [PERSON.seal(t.person_id), resident_key(t.person_id)]
+        for array, value in zip(arrays, values, strict=True):
+            array.append(value)
+    unnest = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(types, start=1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS)
+    rows = await conn.fetch(
+        f"INSERT INTO transfers ({', '.join(columns)}) SELECT * FROM unnest({unnest})"
+        f" ON CONFLICT (direction, from_region, transfer_id) DO UPDATE SET {updates},"
+        " updated_at = now() RETURNING id, direction, from_region, transfer_id", *arrays)
+    return {(r["direction"], r["from_region"], r["transfer_id"]): r["id"] for r in rows}
+
+
+async def record_history(conn: asyncpg.Connection,
+                         entries: list[tuple[str, int, str, str | None, str]]) -> None:
+    """History lines (transfer id, row id, stage, note, cause id), in order, in one COPY."""
+    if entries:
+        await conn.copy_records_to_table(
+            "transfer_history", columns=["transfer_id", "transfer_row", "stage", "note",
+                                         "cause_id"], records=entries)
+
+
+async def record_ignored_answers(conn: asyncpg.Connection,
+                                 entries: list[tuple[str, str, str, str, str]]) -> None:
+    """Ignored answers (event id, transfer id, sender, reason, detail), in order, in one COPY."""
+    if entries:
+        await conn.copy_records_to_table(
+            "ignored_answers", columns=["event_id", "transfer_id", "sender", "reason",
+                                        "detail"], records=entries)

@@ -1,6 +1,7 @@
 """Statutory transfer clocks in Chinese working days (SPEC transfer 4, notice 003)."""
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from datetime import date
 
@@ -30,10 +31,25 @@ class DeadlineRules:
         return self.cross_province
 
 
+# Due dates already counted, per calendar: a calendar never changes once read (a new schedule
+# file gives a new one), and a day's transfers all count the same few budgets from the same
+# start, which walking the days again for each one made the bulk of a transfer's intake.
+_counted: weakref.WeakKeyDictionary[WorkingCalendar, dict[tuple[date, int], DueDate]] = (
+    weakref.WeakKeyDictionary())
+_COUNTED_MAX = 4096
+
+
 def due_after(calendar: WorkingCalendar, start: date, working_days: int) -> DueDate:
     """Never fails for a year without a holiday schedule: the date is then provisional
     (weekends only taken off there) and recounted when the schedule arrives."""
-    return calendar.due_date(start, working_days)
+    counted = _counted.setdefault(calendar, {})
+    found = counted.get((start, working_days))
+    if found is None:
+        found = calendar.due_date(start, working_days)
+        if len(counted) >= _COUNTED_MAX:
+            counted.clear()
+        counted[(start, working_days)] = found
+    return found
 
 
 def working_days_left(calendar: WorkingCalendar, today: date, due: date) -> int:
