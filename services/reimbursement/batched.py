@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from services.reimbursement import repository as repo
@@ -24,9 +25,9 @@ from services.reimbursement.handlers import (
 )
 from shared.contracts.channels import ClaimSubmitted
 from shared.contracts.hospital import DirectSettlementRecorded, OutageSettlementsUploaded
-from shared.identity import IdentifierError, check_resident_id
+from shared.identity import IdentifierError, validate_resident_id
 from shared.messaging.consumer import BatchItem, Handler, batch_handler
-from shared.policy import AnnualTotals, BookCache, NoPolicyInForce, PolicyError
+from shared.policy import AnnualTotals, BookCache, NoPolicyInForce, PolicyBook, PolicyError
 
 # A claim's history rows, as `repo.record` would write each: the claim as it stood then.
 History = list[tuple[Claim, dict[str, Any], str]]
@@ -41,14 +42,15 @@ def claims_submitted(cache: BookCache) -> Handler:
     @batch_handler
     async def on_claim_submitted_all(items: list[BatchItem]) -> None:
         conn = items[0][0].conn
-        book = cache.book
+        book = _DayMemo(cache.book)
         cmds: list[ClaimSubmitted] = [cmd for _, _, cmd in items]
-        persons = {c.person_id for c in cmds}
+        persons = repo.person_keys(c.person_id for c in cmds)
         receipts = list({(c.invoice_no, c.institution_code) for c in cmds})
         claims = {at: claim for at, (claim, _) in (await repo.claims_of(
-            conn, [(c.person_id, c.claim_id) for c in cmds])).items()}
+            conn, [(c.person_id, c.claim_id) for c in cmds], persons)).items()}
         periods = await repo.coverage_of(conn, persons)
-        filings = await repo.filings_of(conn, {c.person_id for c in cmds if c.treatment_area})
+        filings = await repo.filings_of(conn, {c.person_id: persons[c.person_id]
+                                               for c in cmds if c.treatment_area})
         holders = await repo.receipts_claimed(conn, receipts, persons)
         settled = await repo.receipts_settled(conn, receipts)
         writes: dict[tuple[str, str], repo.ClaimWrite] = {}
@@ -58,8 +60,8 @@ def claims_submitted(cache: BookCache) -> Handler:
             receipt = (cmd.invoice_no, cmd.institution_code)
             holder = holders.get(receipt)
             judged = judge_submission(
-                ctx, cmd, book, claims.get(at), filings.get(cmd.person_id, []),
-                periods[cmd.person_id],
+                ctx, cmd, book, claims.get(at),  # type: ignore[arg-type]
+                filings.get(cmd.person_id, []), periods[cmd.person_id],
                 holder[1] if holder is not None and holder != at else None,
                 settled.get(receipt))
             if isinstance(judged, str):
@@ -76,7 +78,7 @@ def claims_submitted(cache: BookCache) -> Handler:
                                          treatment_area=cmd.treatment_area)
             history.append((claim, detail, env.id))
             tell_submission(ctx, cmd, claim)
-        await repo.save_claims(conn, list(writes.values()))
+        await repo.save_claims(conn, list(writes.values()), persons)
         await repo.record_all(conn, history)
 
     return on_claim_submitted_all
@@ -99,7 +101,7 @@ def outage_uploads(cache: BookCache) -> Handler:
             for record in cmd.records:
                 if record.person_id not in valid:
                     valid[record.person_id] = _valid_id(record.person_id)
-        persons = {pid for pid, ok in valid.items() if ok}
+        persons = repo.person_keys(pid for pid, ok in valid.items() if ok)
         outages = await repo.outages_of(conn, {cmd.institution_code for cmd in uploads})
         routes = await repo.proactive_routes(conn, [
             (cmd.institution_code, r.record_id) for cmd in uploads for r in cmd.records])
@@ -110,7 +112,8 @@ def outage_uploads(cache: BookCache) -> Handler:
             (r.person_id, proactive_claim_id(cmd.institution_code, r.record_id))
             for cmd in uploads for r in cmd.records if valid[r.person_id]
             and routes.get((cmd.institution_code, r.record_id)) in (None,
-                                                                    "awaiting_declaration")])
+                                                                    "awaiting_declaration")],
+            persons)
         claims: dict[tuple[str, str], tuple[Claim, int]] = dict(existing)
         writes: dict[tuple[str, str], repo.ClaimWrite] = {}
         records: list[repo.ProactiveWrite] = []
@@ -153,7 +156,7 @@ def outage_uploads(cache: BookCache) -> Handler:
                     else None))
                 tell_record(ctx, cmd.batch_id, institution, record, route, reason, claim_id,
                             outage)
-        await repo.save_claims(conn, list(writes.values()))
+        await repo.save_claims(conn, list(writes.values()), persons)
         await repo.record_all(conn, history)
         await repo.save_proactive_records(conn, records)
 
@@ -207,9 +210,30 @@ def _count(totals: dict[tuple[str, str, int], AnnualTotals], claim: Claim, deduc
         + sign * deductible)
 
 
+class _DayMemo:
+    """The book's answers for an expense date, asked once per batch (a batch's claims share
+    a few dates; the book does not change while a batch is handled). A date with no policy
+    in force is asked each time (rare, and the exception is raised afresh)."""
+
+    def __init__(self, book: PolicyBook) -> None:
+        self.book = book
+        self.deadlines: dict[date, Any] = {}
+        self.intra: dict[date, Any] = {}
+
+    def claim_deadline(self, day: date) -> Any:
+        if day not in self.deadlines:
+            self.deadlines[day] = self.book.claim_deadline(day)
+        return self.deadlines[day]
+
+    def intra_province_without_filing(self, day: date) -> Any:
+        if day not in self.intra:
+            self.intra[day] = self.book.intra_province_without_filing(day)
+        return self.intra[day]
+
+
 def _valid_id(person_id: str) -> bool:
     try:
-        check_resident_id(person_id)
+        validate_resident_id(person_id)
     except IdentifierError:
         return False
     return True

@@ -42,7 +42,7 @@ from shared.contracts.reimbursement import (
     ProactiveRecordProcessed,
     SettlementOutageDeclared,
 )
-from shared.identity import IdentifierError, check_resident_id
+from shared.identity import IdentifierError, validate_resident_id
 from shared.messaging.consumer import Handler, HandlerContext
 from shared.observability.logging import get_logger
 from shared.policy import (
@@ -583,7 +583,8 @@ def judge_record(region: str, record: SettlementRecord, periods: list[rules.Cove
     declaration, or rejected), why, and the coverage and declared outage it falls under.
     `periods`: the person's coverage (not read when the ID is not valid)."""
     try:
-        check_resident_id(record.person_id)
+        # Accepting the number needs no birth place (an advisory look-up, most of the cost).
+        validate_resident_id(record.person_id)
         id_error = None
     except IdentifierError as exc:
         id_error = str(exc)
@@ -641,7 +642,7 @@ async def _proactive_record(ctx: HandlerContext, env: Envelope, book: PolicyBook
     """One outage record: paid proactively, sent to manual reimbursement (not covered by
     notice 004), waiting for the agency's declaration, or rejected; told back either way."""
     try:
-        check_resident_id(record.person_id)
+        validate_resident_id(record.person_id)
         periods = await repo.coverage(ctx.conn, record.person_id)
     except IdentifierError:
         periods = []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -509,20 +510,29 @@ async def institution_of(conn: asyncpg.Connection, claim: Claim) -> str | None:
 # Set-based reads and writes: a batch of events loads each table once (`= ANY` of every
 # person's keys or of the business ids) and writes each table with one statement.
 
-def _owners(person_ids: set[str] | list[str]) -> dict[str, str]:
+PersonKeys = dict[str, list[str]]
+
+
+def person_keys(person_ids: Iterable[str]) -> PersonKeys:
+    """Each resident ID -> its hashes under every valid key, computed once for all of a
+    batch's look-ups."""
+    return {pid: resident_keys(pid) for pid in set(person_ids)}
+
+
+def _owners(keys: PersonKeys) -> dict[str, str]:
     """Each valid hash of each ID -> the ID: rows are found under any key and told apart by
     the person they belong to."""
-    return {key: pid for pid in set(person_ids) for key in resident_keys(pid)}
+    return {key: pid for pid, found in keys.items() for key in found}
 
 
-async def claims_of(conn: asyncpg.Connection, wanted: list[tuple[str, str]]
-                    ) -> dict[tuple[str, str], tuple[Claim, int]]:
+async def claims_of(conn: asyncpg.Connection, wanted: list[tuple[str, str]],
+                    person: PersonKeys) -> dict[tuple[str, str], tuple[Claim, int]]:
     """(person, claim id) -> the claim and the deductible its calculation met, locked for
     the batch; a pair with no claim is left out."""
-    owners = _owners([pid for pid, _ in wanted])
+    owners = _owners(person)
     keys, ids = [], []
     for pid, claim_id in set(wanted):
-        for key in resident_keys(pid):
+        for key in person[pid]:
             keys.append(key)
             ids.append(claim_id)
     rows = await conn.fetch(
@@ -538,10 +548,10 @@ async def claims_of(conn: asyncpg.Connection, wanted: list[tuple[str, str]]
 
 
 async def receipts_claimed(conn: asyncpg.Connection, receipts: list[tuple[str, str]],
-                           person_ids: set[str]) -> dict[tuple[str, str], tuple[str | None, str]]:
+                           person: PersonKeys) -> dict[tuple[str, str], tuple[str | None, str]]:
     """(invoice, institution) -> (person, claim id) of the claim not rejected that holds the
-    receipt (one at most: claims_receipt); the person is None when not one of `person_ids`."""
-    owners = _owners(person_ids)
+    receipt (one at most: claims_receipt); the person is None when not one of `person`."""
+    owners = _owners(person)
     rows = await conn.fetch(
         "SELECT c.invoice_no, c.institution_code, c.person_key, c.claim_id FROM claims c"
         " JOIN unnest($1::text[], $2::text[]) AS r(invoice_no, institution_code)"
@@ -563,40 +573,40 @@ async def receipts_settled(conn: asyncpg.Connection, receipts: list[tuple[str, s
     return {(r["invoice_no"], r["institution_code"]): r["settlement_id"] for r in rows}
 
 
-async def coverage_of(conn: asyncpg.Connection, person_ids: set[str]
+async def coverage_of(conn: asyncpg.Connection, person: PersonKeys
                       ) -> dict[str, list[Coverage]]:
     """Each person's coverage periods by start date (none: an empty list)."""
-    owners = _owners(person_ids)
+    owners = _owners(person)
     rows = await conn.fetch("SELECT person_key, insurance_type, start_date, end_date"
                             " FROM coverage_view WHERE person_key = ANY($1::text[])"
                             " ORDER BY start_date", list(owners))
-    found: dict[str, list[Coverage]] = {pid: [] for pid in person_ids}
+    found: dict[str, list[Coverage]] = {pid: [] for pid in person}
     for r in rows:
         found[owners[r["person_key"]]].append(
             Coverage(r["insurance_type"], r["start_date"], r["end_date"]))
     return found
 
 
-async def filings_of(conn: asyncpg.Connection, person_ids: set[str]
+async def filings_of(conn: asyncpg.Connection, person: PersonKeys
                      ) -> dict[str, list[FilingOnRecord]]:
     """Each person's filings as `filings_for` gives them."""
-    owners = _owners(person_ids)
+    owners = _owners(person)
     rows = await conn.fetch(
         "SELECT person_key, treatment_area, start_date, benefit_level, CASE WHEN end_date IS"
         " NULL THEN ended_on WHEN ended_on IS NULL THEN end_date ELSE least(end_date,"
         " ended_on) END AS last_day FROM filings_view WHERE person_key = ANY($1::text[])",
         list(owners))
-    found: dict[str, list[FilingOnRecord]] = {pid: [] for pid in person_ids}
+    found: dict[str, list[FilingOnRecord]] = {pid: [] for pid in person}
     for r in rows:
         found[owners[r["person_key"]]].append(FilingOnRecord(
             r["treatment_area"], r["start_date"], r["last_day"], r["benefit_level"]))
     return found
 
 
-async def annual_totals_of(conn: asyncpg.Connection, person_ids: set[str]
+async def annual_totals_of(conn: asyncpg.Connection, person: PersonKeys
                            ) -> dict[tuple[str, str, int], AnnualTotals]:
     """(person, line, year) -> the totals `annual_totals` gives; absent: all zero."""
-    owners = _owners(person_ids)
+    owners = _owners(person)
     keys = list(owners)
     claims = await conn.fetch(
         "SELECT person_key, benefit_line, extract(year FROM expense_date)::int AS year,"
@@ -643,7 +653,8 @@ _CLAIM_COLUMNS = ("invoice_no", "institution_code", "expense_date", "amount_fen"
                   "payment_attempts")
 
 
-async def save_claims(conn: asyncpg.Connection, writes: list[ClaimWrite]) -> None:
+async def save_claims(conn: asyncpg.Connection, writes: list[ClaimWrite],
+                      person: PersonKeys) -> None:
     """Every claim of a batch (one write per claim), each row updated whatever hash key it
     was written under, else inserted: as `save_submission` does for one."""
     if not writes:
@@ -651,7 +662,7 @@ async def save_claims(conn: asyncpg.Connection, writes: list[ClaimWrite]) -> Non
     keys_i: list[int] = []
     keys: list[str] = []
     for i, w in enumerate(writes):
-        for key in resident_keys(w.claim.person_id):
+        for key in person[w.claim.person_id]:
             keys_i.append(i)
             keys.append(key)
     c = [w.claim for w in writes]
