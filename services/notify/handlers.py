@@ -4,11 +4,11 @@ from __future__ import annotations
 from services.notify import metrics
 from services.notify import repository as repo
 from services.notify.domain.catalogue import Catalogue, Message
-from shared.contracts import Envelope, Payload
+from shared.contracts import Envelope
 from shared.contracts.channels import NotificationPreferencesSet
 from shared.contracts.enrollment import ContactRecorded
 from shared.contracts.notify import MessageParked
-from shared.messaging.consumer import Handler, HandlerContext
+from shared.messaging.consumer import BatchItem, Handler, HandlerContext, batch_handler
 from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -16,12 +16,8 @@ log = get_logger(__name__)
 
 async def _claim(ctx: HandlerContext, source_event_id: str, person_id: str,
                  messages: list[Message]) -> None:
-    for m in await repo.claim_deliveries(ctx.conn, source_event_id, person_id, messages):
-        metrics.NOT_SENT.labels(m.template).inc()
-        log.warning("message parked before sending", template=m.template, channel=m.channel,
-                    person_id=person_id, problem=m.problem)
-        ctx.emit(MessageParked(source_event_id=source_event_id, channel=m.channel,  # type: ignore[arg-type]
-                               template=m.template, reason=m.problem or ""), key=person_id)
+    _parked(ctx, source_event_id, person_id,
+            await repo.claim_deliveries(ctx.conn, source_event_id, person_id, messages))
 
 
 async def on_preferences_set(ctx: HandlerContext, env: Envelope,
@@ -29,19 +25,41 @@ async def on_preferences_set(ctx: HandlerContext, env: Envelope,
     await repo.set_preferences(ctx.conn, event.person_id, event.sms, event.email)
 
 
+def _parked(ctx: HandlerContext, source_event_id: str, person_id: str,
+            parked: list[Message]) -> None:
+    for m in parked:
+        metrics.NOT_SENT.labels(m.template).inc()
+        log.warning("message parked before sending", template=m.template, channel=m.channel,
+                    person_id=person_id, problem=m.problem)
+        ctx.emit(MessageParked(source_event_id=source_event_id, channel=m.channel,  # type: ignore[arg-type]
+                               template=m.template, reason=m.problem or ""), key=person_id)
+
+
 def routes(catalogue: Catalogue) -> dict[str, Handler]:
-    async def on_person_event(ctx: HandlerContext, env: Envelope, event: Payload) -> None:
-        data = event.model_dump(mode="json")
-        person_id = data.get("person_id")
-        if not person_id:
+    @batch_handler
+    async def on_person_events(items: list[BatchItem]) -> None:
+        """Every person event of a batch at once: contacts loaded in one query per table,
+        the messages decided in order, claimed in one statement. A contact recorded in the
+        same batch comes in its own group before the events after it (per-key order)."""
+        found = [(ctx, env, data, data["person_id"]) for ctx, env, data in (
+            (ctx, env, event.model_dump(mode="json")) for ctx, env, event in items)
+            if data.get("person_id")]
+        if not found:
             return
-        contact = await repo.load_contact(ctx.conn, person_id)
-        if contact is None and catalogue.needs_contact(env.type):
-            # Topics are not ordered with each other: the contact may still be on its way.
-            await repo.wait_for_contact(ctx.conn, env.id, person_id, env.type, env.regioncode,
-                                        data)
-        messages = catalogue.messages_for(env.type, data, contact, env.regioncode)
-        await _claim(ctx, env.id, person_id, messages)
+        conn = found[0][0].conn
+        contacts = await repo.load_contacts(conn, {pid for *_, pid in found})
+        claims = []
+        for ctx, env, data, person_id in found:
+            contact = contacts.get(person_id)
+            if contact is None and catalogue.needs_contact(env.type):
+                # Topics are not ordered with each other: the contact may still be on its way.
+                await repo.wait_for_contact(conn, env.id, person_id, env.type, env.regioncode,
+                                            data)
+            claims.append((env.id, person_id,
+                           catalogue.messages_for(env.type, data, contact, env.regioncode)))
+        parked = await repo.claim_all_deliveries(conn, claims)
+        for (ctx, env, _, person_id), newly in zip(found, parked, strict=True):
+            _parked(ctx, env.id, person_id, newly)
 
     async def on_contact_recorded(ctx: HandlerContext, env: Envelope,
                                   event: ContactRecorded) -> None:
@@ -54,7 +72,7 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
             await _claim(ctx, waiting["source_event_id"], event.person_id, messages)
             await repo.contact_arrived(ctx.conn, waiting["id"])
 
-    table: dict[str, Handler] = {t: on_person_event for t in catalogue.event_types()}
+    table: dict[str, Handler] = {t: on_person_events for t in catalogue.event_types()}
     table[ContactRecorded.event_type] = on_contact_recorded
     table[NotificationPreferencesSet.event_type] = on_preferences_set
     return table

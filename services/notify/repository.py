@@ -94,6 +94,70 @@ async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | No
                    EMAIL.open(row["email"], person_id), row["sms"], row["mail"])
 
 
+async def load_contacts(conn: asyncpg.Connection,
+                        person_ids: set[str]) -> dict[str, Contact]:
+    """The contacts of several people at once (one query per table), by any valid hash of
+    each ID; those with none are absent."""
+    if not person_ids:
+        return {}
+    owner = {key: pid for pid in person_ids for key in resident_keys(pid)}
+    keys = list(owner)
+    rows = await conn.fetch("SELECT person_key, name, mobile, email FROM contacts"
+                            " WHERE person_key = ANY($1::text[])", keys)
+    chosen = {r["person_key"]: (r["sms"], r["email"]) for r in await conn.fetch(
+        "SELECT person_key, sms, email FROM preferences WHERE person_key = ANY($1::text[])",
+        keys)}
+    prefs = {owner[k]: v for k, v in chosen.items()}
+    found = {}
+    for r in rows:
+        pid = owner[r["person_key"]]
+        sms, mail = prefs.get(pid, (True, True))
+        found[pid] = Contact(pid, str(NAME.open(r["name"], pid)),
+                             str(MOBILE.open(r["mobile"], pid)), EMAIL.open(r["email"], pid),
+                             sms, mail)
+    return found
+
+
+async def claim_all_deliveries(conn: asyncpg.Connection,
+                               claims: list[tuple[str, str, list[Message]]]
+                               ) -> list[list[Message]]:
+    """`claim_deliveries` for several events at once: the messages to send in one statement;
+    returns, per claim, the messages newly parked (rare: one statement each)."""
+    rows = []
+    for source_event_id, person_id, messages in claims:
+        ref, key = ADDRESSEE.seal(person_id), resident_key(person_id)
+        rows += [(source_event_id, ref, key, m.channel,
+                  *_sealed_message(source_event_id, person_id, m.channel, m.recipient,
+                                   m.subject, m.body), m.template)
+                 for m in messages if m.problem is None]
+    if rows:
+        await conn.execute(
+            "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
+            " recipient, recipient_key, subject, body, template)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+            " $6::text[], $7::text[], $8::text[], $9::text[])"
+            " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING",
+            *[list(col) for col in zip(*rows, strict=True)])
+    return [await _park(conn, source_event_id, person_id, messages)
+            for source_event_id, person_id, messages in claims]
+
+
+async def _park(conn: asyncpg.Connection, source_event_id: str, person_id: str,
+                messages: list[Message]) -> list[Message]:
+    parked = []
+    for m in messages:
+        if m.problem is not None and await conn.fetchval(
+                "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
+                " recipient, recipient_key, subject, body, template, status, last_error)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'parked', $10)"
+                " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING RETURNING id",
+                source_event_id, ADDRESSEE.seal(person_id), resident_key(person_id), m.channel,
+                *_sealed_message(source_event_id, person_id, m.channel, m.recipient,
+                                 m.subject, m.body), m.template, m.problem) is not None:
+            parked.append(m)
+    return parked
+
+
 async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, person_id: str,
                            messages: list[Message]) -> list[Message]:
     """One row per message; one with a problem is parked at once with it, never sent.
@@ -110,17 +174,7 @@ async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, perso
         [(source_event_id, ADDRESSEE.seal(person_id), person_key, m.channel, *sealed(m),
           m.template) for m in messages if m.problem is None],
     )
-    parked = []
-    for m in messages:
-        if m.problem is not None and await conn.fetchval(
-                "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
-                " recipient, recipient_key, subject, body, template, status, last_error)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'parked', $10)"
-                " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING RETURNING id",
-                source_event_id, ADDRESSEE.seal(person_id), person_key, m.channel, *sealed(m),
-                m.template, m.problem) is not None:
-            parked.append(m)
-    return parked
+    return await _park(conn, source_event_id, person_id, messages)
 
 
 async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, person_id: str,

@@ -442,3 +442,22 @@ async def test_cli_retry_refuses_unknown_without_force_and_handed_over_always(
         assert states[ids["unknown"]] in ("pending", "sending", "sent")
     finally:
         await conn.close()
+
+
+async def test_a_batch_of_many_people_claims_as_one_by_one_would(rig: NotifyRig) -> None:
+    # One batch, keyed by person as on the topic: contacts, then the events of people with
+    # and without contact data; the set-based handler loads contacts once for all.
+    people_ = [person_events(email=f"b{uuid.uuid4().hex[:6]}@example.cn") for _ in range(4)]
+    batch = [c for _, c, _ in people_[:3]] + [a for _, _, a in people_]
+    rig.offset += len(batch)
+    await rig.consumer.process([
+        RawMessage("enrollment.events", 0, rig.offset + i, env.data["person_id"].encode(),
+                   env.to_bytes()) for i, env in enumerate(batch)])
+    for person, _, _ in people_[:3]:
+        assert sorted((r["channel"], r["status"]) for r in await rig.rows(person)) == [
+            ("email", "pending"), ("sms", "pending")]
+    last, contact, _ = people_[3]
+    assert [(r["channel"], r["status"]) for r in await rig.rows(last)] == [("none", "parked")]
+    await rig.feed(contact)
+    assert sorted((r["channel"], r["status"]) for r in await rig.rows(last)) == [
+        ("email", "pending"), ("none", "resolved"), ("sms", "pending")]
