@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from services.enrollment.domain import enrollment as rules
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import STATUS_NAMES, Application, InsuredStatus, Person
+from services.enrollment.work import Direct, Store, UnitOfWork
 from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope, parse_event
 from shared.contracts.channels import (
@@ -60,26 +62,30 @@ from shared.contracts.hospital import EmergencyAdmissionFlagged, TreatmentRecord
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.transfer import CoverageEndRequested, TransferCompleted, TransferInCompleted
 from shared.db.sealed import resident_key
-from shared.messaging.consumer import Handler, HandlerContext
+from shared.messaging.consumer import BatchItem, Handler, HandlerContext, batch_handler
 from shared.policy import Limit, NoPolicyInForce, PolicyBook
 from shared.settings import EnrollmentSettings
 from shared.workdays import due_date
 
 
+def _store(ctx: HandlerContext, store: Store | None) -> Store:
+    return store if store is not None else Direct(ctx.conn)
+
+
 async def _reject(ctx: HandlerContext, reference: str, person_id: str | None,
-                  err: RuleViolation) -> None:
+                  err: RuleViolation, store: Store | None = None) -> None:
     ctx.emit(RequestRejected(reference=reference, person_id=person_id, rule=err.rule,
                              reason=err.reason), key=person_id or reference)
-    await _record_refusal(ctx, reference, person_id, err)
+    await _record_refusal(ctx, reference, person_id, err, store)
 
 
 async def _record_refusal(ctx: HandlerContext, reference: str, person_id: str | None,
-                          err: RuleViolation) -> None:
+                          err: RuleViolation, store: Store | None = None) -> None:
     """A refused request is kept per person (the event alone leaves with the outbox): their
     progress view lists it with its rule; one about no person has no place there."""
     if person_id is not None:
-        await repo.record_refusal(ctx.conn, person_id, reference, ctx.cause.type, err.rule,
-                                  err.reason, ctx.cause.id)
+        await _store(ctx, store).record_refusal(person_id, reference, ctx.cause.type,
+                                                err.rule, err.reason, ctx.cause.id)
 
 
 def _received_on(ctx: HandlerContext, claimed: datetime, name: str = "submitted_at") -> date:
@@ -99,95 +105,124 @@ def _settings(ctx: HandlerContext) -> EnrollmentSettings:
 
 
 async def _save_coverage(ctx: HandlerContext, env: Envelope, person_id: str,
-                         before: list[Period], after: list[Period], cause: str) -> None:
+                         before: list[Period], after: list[Period], cause: str,
+                         store: Store | None = None) -> None:
     """Keep the new periods, in the history with their cause, and tell the other services."""
     if sorted(after, key=repr) == sorted(before, key=repr):
         return
-    await repo.save_periods(ctx.conn, person_id, after)
+    store = _store(ctx, store)
+    await store.save_periods(person_id, after)
     contract = [p.to_contract() for p in sorted(after, key=lambda p: (p.start, p.reference))]
-    await repo.record_history(ctx.conn, person_id, person_id, "coverage changed",
-                              {"cause": cause,
-                               "periods": [c.model_dump(mode="json") for c in contract]},
-                              env.id, env.type)
+    await store.record_history(person_id, person_id, "coverage changed",
+                               {"cause": cause,
+                                "periods": [c.model_dump(mode="json") for c in contract]},
+                               env.id, env.type)
     ctx.emit(CoverageChanged(person_id=person_id, periods=contract, cause=cause),
              key=person_id, subject=person_id)
 
 
-async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, person_id: str) -> None:
+async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, person_id: str,
+                store: Store) -> None:
     if outcome.person is not None:
-        await repo.save_person(ctx.conn, outcome.person)
+        await store.save_person(outcome.person)
     if outcome.application is not None:
-        await repo.save_application(ctx.conn, outcome.application)
+        await store.save_application(outcome.application)
         detail: dict[str, Any] = {"reasons": outcome.application.reasons}
         if ctx.actor is not None:  # a staff decision: who decided, as the review desk signed
             detail["decided_by"] = ctx.decided_by()
-        await repo.record_history(ctx.conn, person_id, outcome.application.application_id,
-                                  f"application {outcome.application.state}", detail, env.id,
-                                  env.type)
+        await store.record_history(person_id, outcome.application.application_id,
+                                   f"application {outcome.application.state}", detail, env.id,
+                                   env.type)
     if outcome.status_change is not None:
         c = outcome.status_change
-        await repo.record_history(ctx.conn, person_id, person_id, "status changed",
-                                  c.model_dump(mode="json", exclude={"person_id"}), env.id,
-                                  env.type)
+        await store.record_history(person_id, person_id, "status changed",
+                                   c.model_dump(mode="json", exclude={"person_id"}), env.id,
+                                   env.type)
     for payload in outcome.events:
         ctx.emit(payload, key=person_id, subject=person_id)
 
 
-async def on_application_submitted(ctx: HandlerContext, env: Envelope,
-                                   cmd: EnrollmentApplicationSubmitted) -> None:
-    if await repo.load_application(ctx.conn, cmd.application_id) is not None:
+# The three main handlers decide against a store: the database itself (`Direct`, one event at
+# a time) or a batch's unit of work (`UnitOfWork`: loaded at once, written once per table);
+# the same code decides both ways, so a batch leaves what one event at a time leaves.
+
+async def _submit(ctx: HandlerContext, env: Envelope, cmd: EnrollmentApplicationSubmitted,
+                  store: Store) -> None:
+    if await store.application(cmd.application_id) is not None:
         return await _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
-            "duplicate_application", f"application_id {cmd.application_id} was already used"))
-    person = await repo.load_person(ctx.conn, cmd.person_id)
-    latest = await repo.latest_application(ctx.conn, cmd.person_id)
+            "duplicate_application", f"application_id {cmd.application_id} was already used"),
+            store)
+    person = await store.person(cmd.person_id)
+    latest = await store.latest_application(cmd.person_id)
     try:
         outcome = rules.submit_application(cmd, person, latest, ctx.region)
     except RuleViolation as err:
-        return await _reject(ctx, cmd.application_id, cmd.person_id, err)
-    await _save(ctx, env, outcome, cmd.person_id)
+        return await _reject(ctx, cmd.application_id, cmd.person_id, err, store)
+    await _save(ctx, env, outcome, cmd.person_id, store)
+
+
+async def on_application_submitted(ctx: HandlerContext, env: Envelope,
+                                   cmd: EnrollmentApplicationSubmitted) -> None:
+    await _submit(ctx, env, cmd, Direct(ctx.conn))
 
 
 async def _await_application(ctx: HandlerContext, env: Envelope, application_id: str,
-                             person_id: str | None) -> None:
+                             person_id: str | None, store: Store | None = None) -> None:
     """A decision that arrived before the application or case it decides: the review desk and
     the channels write different topics, so their order is not guaranteed. It waits, whole and
     with who signed it, and is decided by its own handler when the application arrives."""
+    # Written at once either way: no unit of work holds this table.
     if not await repo.save_early_decision(ctx.conn, env.id, env.type, application_id,
                                           person_id, env.to_bytes(), ctx.received_at,
                                           ctx.signed_by, ctx.actor):
         # It waited, the application came and was refused (nothing to decide): refused too.
         await _reject(ctx, application_id, person_id, RuleViolation(
-            "unknown_application", f"application_id {application_id} is not known here"))
+            "unknown_application", f"application_id {application_id} is not known here"),
+            store)
 
 
-async def _resume_early_decisions(ctx: HandlerContext, application_id: str) -> None:
-    for row in await repo.take_early_decisions(ctx.conn, application_id):
+async def _resume_early_decisions(ctx: HandlerContext, application_id: str,
+                                  store: Store | None = None) -> None:
+    store = _store(ctx, store)
+    for row in await store.take_early_decisions(application_id):
         envelope, payload = parse_event(bytes(row["envelope"]))
         original = HandlerContext(ctx.conn, envelope, ctx.service, ctx.region, ctx.namespace,
                                   ctx.emitted, ctx.settings, row["received_at"], ctx.policy,
                                   row["signed_by"], row["actor"])
-        await ROUTES[row["event_type"]](original, envelope, payload)
+        if row["event_type"] == EnrollmentReviewDecided.event_type:
+            await _review(original, envelope, payload, store)
+            continue
+        # Another kind's decision under this id (its own case never came, or it would have
+        # been decided then): its handler reads and writes the database, which first gets
+        # everything decided so far.
+        await store.flush()
+        await PER_EVENT[row["event_type"]](original, envelope, payload)
+
+
+async def _review(ctx: HandlerContext, env: Envelope, cmd: EnrollmentReviewDecided,
+                  store: Store) -> None:
+    application = await store.application(cmd.application_id)
+    if application is None:
+        return await _await_application(ctx, env, cmd.application_id, cmd.person_id, store)
+    person = await store.person(application.person_id)
+    try:
+        outcome = rules.review_application(cmd, application, person)
+    except RuleViolation as err:
+        return await _reject(ctx, cmd.application_id, cmd.person_id, err, store)
+    await _save(ctx, env, outcome, cmd.person_id, store)
+    if outcome.application is not None and outcome.person is not None:
+        await _apply_parked_payments(ctx, env, outcome.person, outcome.application, store)
 
 
 async def on_review_decided(ctx: HandlerContext, env: Envelope,
                             cmd: EnrollmentReviewDecided) -> None:
-    application = await repo.load_application(ctx.conn, cmd.application_id)
-    if application is None:
-        return await _await_application(ctx, env, cmd.application_id, cmd.person_id)
-    person = await repo.load_person(ctx.conn, application.person_id)
-    try:
-        outcome = rules.review_application(cmd, application, person)
-    except RuleViolation as err:
-        return await _reject(ctx, cmd.application_id, cmd.person_id, err)
-    await _save(ctx, env, outcome, cmd.person_id)
-    if outcome.application is not None and outcome.person is not None:
-        await _apply_parked_payments(ctx, env, outcome.person, outcome.application)
+    await _review(ctx, env, cmd, Direct(ctx.conn))
 
 
 async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Person,
-                                 application: Application) -> None:
+                                 application: Application, store: Store) -> None:
     """A payment that arrived before the approval was parked; the approval releases it."""
-    for row in await repo.parked_payments(ctx.conn, person.person_id):
+    for row in await store.parked_payments(person.person_id):
         if row["application_id"] not in (None, application.application_id):
             continue
         payment = ContributionPaymentConfirmed(
@@ -195,42 +230,46 @@ async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Per
             application_id=row["application_id"],
             insurance_type=application.insurance_type,  # type: ignore[arg-type]
             period_start=row["period_start"], period_end=row["period_end"],
-            amount_fen=row["amount_fen"], paid_at=row["recorded_at"])
-        before = await repo.load_periods(ctx.conn, person.person_id)
+            amount_fen=row["amount_fen"],
+            # (The rules do not read it; one parked in this batch has no stored time yet.)
+            paid_at=row["recorded_at"] or ctx.received_at)
+        before = await store.periods(person.person_id)
         outcome = rules.confirm_payment(payment, person, application, before, _today(ctx),
                                        _settings(ctx).coverage_grace_days)
         if outcome.parked_reason:
             continue
-        await repo.mark_payment_applied(ctx.conn, row["payment_ref"])
-        await repo.record_history(ctx.conn, person.person_id, row["payment_ref"],
-                                  "parked payment applied", {"amount_fen": row["amount_fen"]},
-                                  env.id, env.type)
-        await _save(ctx, env, outcome, person.person_id)
-        await _after_payment(ctx, env, outcome, person.person_id, before, row["payment_ref"])
+        await store.mark_payment_applied(row["payment_ref"])
+        await store.record_history(person.person_id, row["payment_ref"],
+                                   "parked payment applied", {"amount_fen": row["amount_fen"]},
+                                   env.id, env.type)
+        await _save(ctx, env, outcome, person.person_id, store)
+        await _after_payment(ctx, env, outcome, person.person_id, before, row["payment_ref"],
+                             store)
 
 
 async def _after_payment(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome,
-                         person_id: str, before: list[Period], payment_ref: str) -> None:
+                         person_id: str, before: list[Period], payment_ref: str,
+                         store: Store) -> None:
     if outcome.periods is not None:
         await _save_coverage(ctx, env, person_id, before, outcome.periods,
-                             f"contribution {payment_ref} confirmed by the tax authority")
+                             f"contribution {payment_ref} confirmed by the tax authority", store)
     if outcome.activate_on is not None:
         # Paid ahead: active from the first day of the paid period, not before.
-        await repo.schedule_change(ctx.conn, person_id, InsuredStatus.ACTIVE.value,
-                                   outcome.activate_on, env.id, env.correlationid)
-        await repo.record_history(ctx.conn, person_id, payment_ref, "activation scheduled",
-                                  {"active_from": outcome.activate_on}, env.id, env.type)
+        await store.schedule_change(person_id, InsuredStatus.ACTIVE.value,
+                                    outcome.activate_on, env.id, env.correlationid)
+        await store.record_history(person_id, payment_ref, "activation scheduled",
+                                   {"active_from": outcome.activate_on}, env.id, env.type)
 
 
-async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
-                               cmd: ContributionPaymentConfirmed) -> None:
+async def _confirm(ctx: HandlerContext, env: Envelope, cmd: ContributionPaymentConfirmed,
+                   store: Store) -> None:
     # The tax authority may resend a payment under a new event id: the reference decides.
-    if await repo.payment_exists(ctx.conn, cmd.payment_ref):
+    if await store.payment_exists(cmd.payment_ref):
         return
-    person = await repo.load_person(ctx.conn, cmd.person_id)
-    application = (await repo.load_application(ctx.conn, cmd.application_id)
+    person = await store.person(cmd.person_id)
+    application = (await store.application(cmd.application_id)
                    if cmd.application_id else None)
-    before = await repo.load_periods(ctx.conn, cmd.person_id)
+    before = await store.periods(cmd.person_id)
     try:
         ctx.filed_on(cmd.paid_at, "paid_at")
     except SenderClockError as err:
@@ -240,18 +279,80 @@ async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
     else:
         outcome = rules.confirm_payment(cmd, person, application, before, _today(ctx),
                                         _settings(ctx).coverage_grace_days)
-    await repo.save_payment(ctx.conn, cmd.payment_ref, cmd.person_id, cmd.application_id,
-                            (cmd.period_start, cmd.period_end), cmd.amount_fen,
-                            "parked" if outcome.parked_reason else "applied", outcome.parked_reason)
-    await repo.record_history(ctx.conn, cmd.person_id, cmd.payment_ref,
-                              "payment parked" if outcome.parked_reason else "payment applied",
-                              {"amount_fen": cmd.amount_fen, "period_end": cmd.period_end,
-                               "reason": outcome.parked_reason}, env.id, env.type)
-    await _save(ctx, env, outcome, cmd.person_id)
-    await _after_payment(ctx, env, outcome, cmd.person_id, before, cmd.payment_ref)
+    await store.save_payment(cmd.payment_ref, cmd.person_id, cmd.application_id,
+                             (cmd.period_start, cmd.period_end), cmd.amount_fen,
+                             "parked" if outcome.parked_reason else "applied",
+                             outcome.parked_reason)
+    await store.record_history(cmd.person_id, cmd.payment_ref,
+                               "payment parked" if outcome.parked_reason else "payment applied",
+                               {"amount_fen": cmd.amount_fen, "period_end": cmd.period_end,
+                                "reason": outcome.parked_reason}, env.id, env.type)
+    await _save(ctx, env, outcome, cmd.person_id, store)
+    await _after_payment(ctx, env, outcome, cmd.person_id, before, cmd.payment_ref, store)
+
+
+async def on_payment_confirmed(ctx: HandlerContext, env: Envelope,
+                               cmd: ContributionPaymentConfirmed) -> None:
+    await _confirm(ctx, env, cmd, Direct(ctx.conn))
+
+
+# --- set-based: a batch's events of one type at once (issue 15) -------------------------------
+
+async def _decide_all(items: list[BatchItem],
+                      decide: Callable[[HandlerContext, Envelope, Any, Store], Awaitable[None]],
+                      **preload: list[str]) -> None:
+    """Load what the group needs with one query per table, decide each event in order
+    against the state in memory (a later event sees what an earlier one did), then write
+    once per table. What each event emits goes out through its own context."""
+    work = UnitOfWork(items[0][0].conn)
+    await work.preload(**preload)
+    for ctx, env, cmd in items:
+        await decide(ctx, env, cmd, work)
+    await work.flush()
+
+
+async def _submit_then_decide_early(ctx: HandlerContext, env: Envelope,
+                                    cmd: EnrollmentApplicationSubmitted, store: Store) -> None:
+    await _submit(ctx, env, cmd, store)
+    await _resume_early_decisions(ctx, cmd.application_id, store)
+
+
+@batch_handler
+async def on_applications_submitted(items: list[BatchItem]) -> None:
+    cmds = [cmd for _, _, cmd in items]
+    persons = [c.person_id for c in cmds]
+    await _decide_all(items, _submit_then_decide_early, persons=persons, latest_of=persons,
+                      applications=[c.application_id for c in cmds],
+                      early_for=[c.application_id for c in cmds])
+
+
+@batch_handler
+async def on_reviews_decided(items: list[BatchItem]) -> None:
+    cmds = [cmd for _, _, cmd in items]
+    approved = [c.person_id for c in cmds if c.decision == "approve"]
+    # An approval releases the person's parked payments and may change their periods.
+    await _decide_all(items, _review, applications=[c.application_id for c in cmds],
+                      persons=[c.person_id for c in cmds], parked_of=approved,
+                      periods_of=approved)
+
+
+@batch_handler
+async def on_payments_confirmed(items: list[BatchItem]) -> None:
+    cmds = [cmd for _, _, cmd in items]
+    persons = [c.person_id for c in cmds]
+    await _decide_all(items, _confirm, payments=[c.payment_ref for c in cmds],
+                      persons=persons, periods_of=persons,
+                      applications=[c.application_id for c in cmds if c.application_id])
 
 
 ROUTES: dict[str, Handler] = {
+    EnrollmentApplicationSubmitted.event_type: on_applications_submitted,
+    EnrollmentReviewDecided.event_type: on_reviews_decided,
+    ContributionPaymentConfirmed.event_type: on_payments_confirmed,
+}
+# The same, one event at a time: what the set-based handlers must match, and what a resumed
+# event runs.
+PER_EVENT: dict[str, Handler] = {
     EnrollmentApplicationSubmitted.event_type: on_application_submitted,
     EnrollmentReviewDecided.event_type: on_review_decided,
     ContributionPaymentConfirmed.event_type: on_payment_confirmed,
@@ -678,7 +779,7 @@ async def resume_awaiting_policy(ctx: HandlerContext, book: PolicyBook, limit: i
         if book.version_on(row["fact_date"]) is None:
             continue
         envelope, payload = parse_event(bytes(row["envelope"]))
-        handler = ROUTES[row["event_type"]]
+        handler = PER_EVENT[row["event_type"]]
         original = HandlerContext(ctx.conn, envelope, ctx.service, ctx.region, ctx.namespace,
                                   ctx.emitted, ctx.settings, row["received_at"], book)
         await repo.mark_resumed(ctx.conn, row["event_id"])
@@ -887,7 +988,7 @@ async def on_transfer_in_completed(ctx: HandlerContext, env: Envelope,
                                "mode": event.mode}, env.id, env.type)
 
 
-ROUTES.update({
+PER_EVENT.update({
     CoverageEndRequested.event_type: on_coverage_end_requested,
     TransferInCompleted.event_type: on_transfer_in_completed,
     TransferCompleted.event_type: on_transfer_completed,
@@ -922,4 +1023,7 @@ def _then_decide_early(handler: Handler) -> Handler:
 
 for _applied in (EnrollmentApplicationSubmitted, CivilServantBenefitApplied,
                  DeathCancellationApplied, ChronicDiseaseApplied):
-    ROUTES[_applied.event_type] = _then_decide_early(ROUTES[_applied.event_type])
+    PER_EVENT[_applied.event_type] = _then_decide_early(PER_EVENT[_applied.event_type])
+# The other kinds stay one event at a time; the main ones are set-based (their per-event
+# forms above give the same results).
+ROUTES.update({t: h for t, h in PER_EVENT.items() if t not in ROUTES})

@@ -558,3 +558,233 @@ async def _status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | Non
                                else h["reference"], "detail": json.loads(h["detail"])}
                     for h in history],
     }
+
+
+# --- set-based: a batch's rows loaded with one query per table, written with one statement ---
+# The caller maps each row to its person by the row's hash (`owner`: every valid hash of the
+# batch's IDs -> the ID), so no sealed ID is opened for a person the batch names.
+
+def person_of(row: asyncpg.Record, owner: dict[str, str]) -> Person:
+    pid = owner[row["person_key"]]
+    return Person(pid, str(NAME.open(row["name"], pid)), str(MOBILE.open(row["mobile"], pid)),
+                  EMAIL.open(row["email"], pid), row["insurance_type"],
+                  InsuredStatus(row["status"]), row["paid_until"], row["employer_code"],
+                  row["retired"])
+
+
+async def load_persons_of(conn: asyncpg.Connection, keys: list[str]) -> list[asyncpg.Record]:
+    """The persons' rows found by any of `keys` (every valid hash of each ID), locked."""
+    return await conn.fetch("SELECT * FROM persons WHERE person_key = ANY($1::text[])"
+                            " FOR UPDATE", keys)
+
+
+async def save_persons(conn: asyncpg.Connection,
+                       persons: list[tuple[Person, str | None]]) -> None:
+    """Each person with the hash its row was found under (None: no row yet). A found row is
+    updated where it is (it may carry an older key's hash); a new one is inserted under the
+    current hash, onto a row another worker made meanwhile if there is one."""
+    if not persons:
+        return
+    cols: list[list[Any]] = [[] for _ in range(11)]
+    for p, found in persons:
+        pid = p.person_id
+        for col, value in zip(cols, (
+                found, None if found else resident_key(pid),
+                None if found else PERSONS_ID.seal(pid), NAME.seal(p.name, pid),
+                MOBILE.seal(p.mobile, pid), EMAIL.seal(p.email, pid), p.insurance_type,
+                p.status.value, p.paid_until, p.employer_code, p.retired), strict=True):
+            col.append(value)
+    await conn.execute(
+        "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::text[], $8::text[], $9::date[], $10::text[],"
+        " $11::bool[]) AS d(found, key, ref, name, mobile, email, itype, status, paid_until,"
+        " employer, retired)),"
+        " upd AS (UPDATE persons p SET name = d.name, mobile = d.mobile, email = d.email,"
+        " insurance_type = d.itype, status = d.status, paid_until = d.paid_until,"
+        " employer_code = d.employer, retired = d.retired, updated_at = now() FROM d"
+        " WHERE d.found IS NOT NULL AND p.person_key = d.found RETURNING 1)"
+        " INSERT INTO persons (person_ref, person_key, name, mobile, email, insurance_type,"
+        " status, paid_until, employer_code, retired)"
+        " SELECT ref, key, name, mobile, email, itype, status, paid_until, employer, retired"
+        " FROM d WHERE found IS NULL"
+        " ON CONFLICT (person_key) DO UPDATE SET name = EXCLUDED.name,"
+        " mobile = EXCLUDED.mobile, email = EXCLUDED.email,"
+        " insurance_type = EXCLUDED.insurance_type, status = EXCLUDED.status,"
+        " paid_until = EXCLUDED.paid_until, employer_code = EXCLUDED.employer_code,"
+        " retired = EXCLUDED.retired, updated_at = now()", *cols)
+
+
+def application_of(row: asyncpg.Record, owner: dict[str, str]) -> Application:
+    """An application row; its applicant's sealed ID is opened only for a person the batch
+    does not name."""
+    pid = owner.get(row["person_key"])
+    return _application(row, pid)  # type: ignore[return-value]
+
+
+async def load_applications_of(conn: asyncpg.Connection, application_ids: list[str],
+                               keys: list[str]) -> list[asyncpg.Record]:
+    """Applications by id and every application of the persons hashed as `keys`, locked,
+    oldest first (a person's latest is their last)."""
+    return await conn.fetch(
+        "SELECT * FROM applications WHERE application_id = ANY($1::text[])"
+        " OR person_key = ANY($2::text[]) ORDER BY created_at FOR UPDATE",
+        application_ids, keys)
+
+
+async def save_applications(conn: asyncpg.Connection,
+                            applications: list[tuple[Application, bool]]) -> None:
+    """Each application with whether its row exists: existing ones take their new state and
+    reasons, new ones are inserted (an application id is inserted once)."""
+    if not applications:
+        return
+    cols: list[list[Any]] = [[] for _ in range(7)]
+    for a, stored in applications:
+        for col, value in zip(cols, (
+                a.application_id, None if stored else APPLICANT.seal(a.person_id),
+                None if stored else resident_key(a.person_id), a.insurance_type, a.channel,
+                a.state.value, json.dumps(a.reasons, ensure_ascii=False)), strict=True):
+            col.append(value)
+    await conn.execute(
+        "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::text[]) AS d(id, ref, key, itype, channel, state,"
+        " reasons)),"
+        " upd AS (UPDATE applications a SET state = d.state, reasons = d.reasons::jsonb,"
+        " updated_at = now() FROM d WHERE d.ref IS NULL AND a.application_id = d.id"
+        " RETURNING 1)"
+        " INSERT INTO applications (application_id, person_ref, person_key, insurance_type,"
+        " channel, state, reasons)"
+        " SELECT id, ref, key, itype, channel, state, reasons::jsonb FROM d"
+        " WHERE ref IS NOT NULL"
+        " ON CONFLICT (application_id) DO UPDATE SET state = EXCLUDED.state,"
+        " reasons = EXCLUDED.reasons, updated_at = now()", *cols)
+
+
+HistoryRow = tuple[str, str, str, dict[str, Any], str, str]
+
+
+async def record_histories(conn: asyncpg.Connection, rows: list[HistoryRow]) -> None:
+    """History rows (person, reference, what, detail, cause id, cause type), in order."""
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO history (person_ref, person_key, reference, what, detail, cause_id,"
+        " cause_type) SELECT r, k, ref, w, d::jsonb, c, t FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+        " WITH ORDINALITY AS u(r, k, ref, w, d, c, t, n) ORDER BY n",
+        [HISTORY_OF.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        [ABOUT_PERSON if r[1] == r[0] else r[1] for r in rows], [r[2] for r in rows],
+        [json.dumps(r[3], ensure_ascii=False, default=str) for r in rows],
+        [r[4] for r in rows], [r[5] for r in rows])
+
+
+RefusalRow = tuple[str, str, str, str, str, str]
+
+
+async def record_refusals(conn: asyncpg.Connection, rows: list[RefusalRow]) -> None:
+    """Refusals (person, reference, request type, rule, reason, cause id), in order."""
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO refused_requests (person_ref, person_key, reference, request_type, rule,"
+        " reason, cause_id) SELECT r, k, ref, t, rule, reason, c FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+        " WITH ORDINALITY AS u(r, k, ref, t, rule, reason, c, n) ORDER BY n",
+        [REFUSED.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+        [REFUSAL.seal(r[4], r[0], r[1], r[5]) for r in rows], [r[5] for r in rows])
+
+
+async def load_payments_of(conn: asyncpg.Connection, payment_refs: list[str],
+                           parked_keys: list[str]) -> list[asyncpg.Record]:
+    """Payments by reference, and the parked payments of the persons hashed as
+    `parked_keys`, oldest first, locked."""
+    return await conn.fetch(
+        "SELECT * FROM payments WHERE payment_ref = ANY($1::text[])"
+        " OR (person_key = ANY($2::text[]) AND state = 'parked')"
+        " ORDER BY recorded_at FOR UPDATE", payment_refs, parked_keys)
+
+
+PaymentRow = tuple[str, str, str | None, Any, Any, int, str, str | None]
+
+
+async def save_payments(conn: asyncpg.Connection, new: list[PaymentRow],
+                        applied: list[str]) -> None:
+    """New payments (reference, person, application, period start and end, amount, state,
+    reason), in order; and stored parked payments now applied."""
+    if not new and not applied:
+        return
+    await conn.execute(
+        "WITH upd AS (UPDATE payments SET state = 'applied', reason = NULL"
+        " WHERE payment_ref = ANY($10::text[]) RETURNING 1)"
+        " INSERT INTO payments (payment_ref, person_ref, person_key, application_id,"
+        " period_start, period_end, amount_fen, state, reason)"
+        " SELECT ref, r, k, a, s, e, amt, st, why FROM unnest($1::text[], $2::text[],"
+        " $3::text[], $4::text[], $5::date[], $6::date[], $7::bigint[], $8::text[],"
+        " $9::text[]) WITH ORDINALITY AS u(ref, r, k, a, s, e, amt, st, why, n) ORDER BY n",
+        [p[0] for p in new], [PAYER.seal(p[1]) for p in new],
+        [resident_key(p[1]) for p in new], [p[2] for p in new], [p[3] for p in new],
+        [p[4] for p in new], [p[5] for p in new], [p[6] for p in new], [p[7] for p in new],
+        applied)
+
+
+async def load_periods_of(conn: asyncpg.Connection, keys: list[str]) -> list[asyncpg.Record]:
+    """The coverage periods of the persons hashed as `keys`, each person's in order."""
+    return await conn.fetch("SELECT * FROM coverage_periods WHERE person_key = ANY($1::text[])"
+                            " ORDER BY seq", keys)
+
+
+def period_of(row: asyncpg.Record) -> Period:
+    return Period(row["insurance_type"], row["start_date"], row["end_date"], row["source"],
+                  row["reference"])
+
+
+async def replace_periods(conn: asyncpg.Connection, periods: dict[str, list[Period]],
+                          keys: list[str]) -> None:
+    """Each person's periods replaced, oldest first, under the current hash (`keys`: every
+    valid hash of those persons, so rows under an older one go too)."""
+    if not periods:
+        return
+    await conn.execute("DELETE FROM coverage_periods WHERE person_key = ANY($1::text[])", keys)
+    rows = []
+    for pid, kept in periods.items():
+        ref, key = COVERED.seal(pid), resident_key(pid)
+        ordered = sorted(kept, key=lambda p: (p.start, p.reference))
+        rows += [(ref, key, i, p.insurance_type, p.start, p.end, p.source, p.reference)
+                 for i, p in enumerate(ordered)]
+    if rows:
+        await conn.execute(
+            "INSERT INTO coverage_periods (person_ref, person_key, seq, insurance_type,"
+            " start_date, end_date, source, reference) SELECT * FROM unnest($1::text[],"
+            " $2::text[], $3::int[], $4::text[], $5::date[], $6::date[], $7::text[],"
+            " $8::text[])", *(list(c) for c in zip(*rows, strict=True)))
+
+
+ScheduledRow = tuple[str, str, Any, str, str]
+
+
+async def schedule_changes(conn: asyncpg.Connection, rows: list[ScheduledRow]) -> None:
+    """Scheduled changes (person, status, effective day, cause id, correlation id)."""
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO scheduled_changes (person_ref, person_key, to_status, effective_on,"
+        " cause_id, correlation_id) SELECT r, k, s, d, c, corr FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::date[], $5::text[], $6::text[])"
+        " WITH ORDINALITY AS u(r, k, s, d, c, corr, n) ORDER BY n",
+        [SCHEDULED_FOR.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
+
+
+async def take_early_decisions_of(conn: asyncpg.Connection,
+                                  application_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The decisions waiting for any of these applications (each application's in the order
+    they arrived), marked resumed in the same transaction."""
+    rows = await conn.fetch(
+        "UPDATE awaiting_application SET resumed_at = now()"
+        " WHERE application_id = ANY($1::text[]) AND resumed_at IS NULL RETURNING *",
+        application_ids)
+    taken: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: r["waiting_since"]):
+        taken.setdefault(r["application_id"], []).append(
+            dict(r) | {"envelope": EARLY_DECISION.open_bytes(r["envelope"], r["event_id"])})
+    return taken
