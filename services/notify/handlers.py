@@ -61,18 +61,27 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
         for (ctx, env, _, person_id), newly in zip(found, parked, strict=True):
             _parked(ctx, env.id, person_id, newly)
 
-    async def on_contact_recorded(ctx: HandlerContext, env: Envelope,
-                                  event: ContactRecorded) -> None:
-        await repo.upsert_contact(ctx.conn, event.person_id, event.name, event.mobile,
-                                  event.email)
-        contact = await repo.load_contact(ctx.conn, event.person_id)
-        for waiting in await repo.waiting_for_contact(ctx.conn, event.person_id):
-            messages = catalogue.messages_for(waiting["event_type"], waiting["data"], contact,
-                                              waiting["region"])
-            await _claim(ctx, waiting["source_event_id"], event.person_id, messages)
-            await repo.contact_arrived(ctx.conn, waiting["id"])
+    @batch_handler
+    async def on_contacts_recorded(items: list[BatchItem]) -> None:
+        """A batch's contact data kept in one statement per table (a person's latest wins,
+        as one by one); messages that waited for a person's contact are claimed now."""
+        conn = items[0][0].conn
+        latest = {event.person_id: (ctx, event) for ctx, _, event in items}
+        await repo.upsert_contacts(conn, [(e.person_id, e.name, e.mobile, e.email)
+                                          for _, e in latest.values()])
+        waiting = await repo.waiting_for_contacts(conn, set(latest))
+        if not waiting:
+            return
+        contacts = await repo.load_contacts(conn, set(waiting))
+        for person_id, rows in waiting.items():
+            ctx = latest[person_id][0]
+            for row in rows:
+                messages = catalogue.messages_for(row["event_type"], row["data"],
+                                                  contacts.get(person_id), row["region"])
+                await _claim(ctx, row["source_event_id"], person_id, messages)
+                await repo.contact_arrived(conn, row["id"])
 
     table: dict[str, Handler] = {t: on_person_events for t in catalogue.event_types()}
-    table[ContactRecorded.event_type] = on_contact_recorded
+    table[ContactRecorded.event_type] = on_contacts_recorded
     table[NotificationPreferencesSet.event_type] = on_preferences_set
     return table

@@ -67,6 +67,35 @@ async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mo
             *values)
 
 
+async def upsert_contacts(conn: asyncpg.Connection,
+                          contacts: list[tuple[str, str, str, str | None]]) -> None:
+    """`upsert_contact` for several people (one each) in one statement per table: rows found
+    by any valid hash of the ID are updated, the others inserted."""
+    if not contacts:
+        return
+    owner = {key: pid for pid, *_ in contacts for key in resident_keys(pid)}
+    stored = {owner[r["person_key"]]: r["person_key"] for r in await conn.fetch(
+        "SELECT person_key FROM contacts WHERE person_key = ANY($1::text[])", list(owner))}
+    update, insert = [], []
+    for pid, name, mobile, email in contacts:
+        values = (NAME.seal(name, pid), MOBILE.seal(mobile, pid), EMAIL.seal(email, pid))
+        if pid in stored:
+            update.append((stored[pid], *values))
+        else:
+            insert.append((PERSON.seal(pid), resident_key(pid), *values))
+    if update:
+        await conn.execute(
+            "UPDATE contacts c SET name = u.name, mobile = u.mobile, email = u.email,"
+            " updated_at = now() FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+            " AS u(person_key, name, mobile, email) WHERE c.person_key = u.person_key",
+            *[list(col) for col in zip(*update, strict=True)])
+    if insert:
+        await conn.execute(
+            "INSERT INTO contacts (person_ref, person_key, name, mobile, email)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
+            *[list(col) for col in zip(*insert, strict=True)])
+
+
 async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
                           email: bool) -> None:
     # The row found by any valid hash of the ID is updated (one not yet re-hashed after a key
@@ -200,6 +229,27 @@ async def waiting_for_contact(conn: asyncpg.Connection,
     return [{"id": r["id"], "source_event_id": r["source_event_id"], "region": r["recipient"],
              "event_type": r["event_type"], "body": r["body"], "data": json.loads(r["body"])}
             for r in rows]
+
+
+async def waiting_for_contacts(conn: asyncpg.Connection,
+                               person_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """`waiting_for_contact` for several people in one query: person -> waiting events."""
+    if not person_ids:
+        return {}
+    owner = {key: pid for pid in person_ids for key in resident_keys(pid)}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for r in await conn.fetch(
+            "SELECT id, source_event_id, person_ref, person_key, channel, recipient,"
+            " template AS event_type, body FROM deliveries"
+            " WHERE person_key = ANY($1::text[]) AND channel = 'none' AND status = 'parked'"
+            " ORDER BY id FOR UPDATE", list(owner)):
+        pid = owner[r["person_key"]]
+        row = _opened(r)
+        found.setdefault(pid, []).append({
+            "id": row["id"], "source_event_id": row["source_event_id"],
+            "region": row["recipient"], "event_type": row["event_type"], "body": row["body"],
+            "data": json.loads(row["body"])})
+    return found
 
 
 async def contact_arrived(conn: asyncpg.Connection, delivery_id: int) -> None:
