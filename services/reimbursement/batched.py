@@ -1,6 +1,7 @@
 """Set-based handlers of the busy paths: each batch's claims, outage records and settlements at once."""
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -29,7 +30,8 @@ from shared.identity import IdentifierError, validate_resident_id
 from shared.messaging.consumer import BatchItem, Handler, batch_handler
 from shared.policy import AnnualTotals, BookCache, NoPolicyInForce, PolicyBook, PolicyError
 
-# A claim's history rows, as `repo.record` would write each: the claim as it stood then.
+# A claim's history rows, as `repo.record` would write each: the claim as it stood then (a
+# shallow copy: its stage and version are what a row records).
 History = list[tuple[Claim, dict[str, Any], str]]
 COUNTED = (Stage.APPROVED, Stage.PAID)  # the stages a claim counts in the annual totals at
 
@@ -136,7 +138,7 @@ def outage_uploads(cache: BookCache) -> Handler:
                     # the totals with it.
                     if key in claims:
                         _count(totals, *claims[key], -1)
-                    history.append((replace(claim), {"proactive_batch": cmd.batch_id,
+                    history.append((copy(claim), {"proactive_batch": cmd.batch_id,
                                                      "outage": outage.outage_id,
                                                      "pay_by": outage.pay_by}, env.id))
                     outcome, kept, met = _calculate(ctx, env.id, claim, book, totals,
@@ -184,14 +186,14 @@ def _calculate(ctx: Any, cause_id: str, claim: Claim, book: Any,
         calc = calculation_of(book, claim, now)
     except NoPolicyInForce as err:
         rules.awaiting_policy(claim, "calculation")
-        history.append((replace(claim), {"waiting": str(err)}, cause_id))
+        history.append((copy(claim), {"waiting": str(err)}, cause_id))
         return "awaiting_policy", None, 0
     except PolicyError as err:
         # No rule for this case: staff must see it; the claim waits at calculation.
         _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
         return "no_rule", None, 0
     rules.calculated(claim, calc.payable_fen)
-    history.append((replace(claim), calculation_detail(calc), cause_id))
+    history.append((copy(claim), calculation_detail(calc), cause_id))
     tell_approved(ctx, claim, calc, True, institution, pay_by)
     _count(totals, claim, calc.deductible_fen, 1)
     return "approved", calculation_kept(calc, now), calc.deductible_fen
