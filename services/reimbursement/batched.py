@@ -34,6 +34,7 @@ from shared.policy import AnnualTotals, BookCache, NoPolicyInForce, PolicyBook, 
 # shallow copy: its stage and version are what a row records).
 History = list[tuple[Claim, dict[str, Any], str]]
 COUNTED = (Stage.APPROVED, Stage.PAID)  # the stages a claim counts in the annual totals at
+RECORDS_AT_ONCE = 20_000
 
 
 def claims_submitted(cache: BookCache) -> Handler:
@@ -91,10 +92,24 @@ def outage_uploads(cache: BookCache) -> Handler:
     persons' coverage and annual totals, the institutions' declared outages and any claim
     already under a record's claim id are read once; each record is decided in order (a
     record sent twice pays once; a claim approved counts in the next one's totals); claims,
-    history and records are written at once."""
+    history and records are written at once. Uploads of up to 10,000 records each are taken
+    in runs of about RECORDS_AT_ONCE records (in order), so a batch of large uploads never
+    builds one statement of millions of rows."""
 
     @batch_handler
     async def on_outage_settlements_all(items: list[BatchItem]) -> None:
+        run: list[BatchItem] = []
+        size = 0
+        for item in items:
+            run.append(item)
+            size += len(item[2].records)
+            if size >= RECORDS_AT_ONCE:
+                await on_uploads(run)
+                run, size = [], 0
+        if run:
+            await on_uploads(run)
+
+    async def on_uploads(items: list[BatchItem]) -> None:
         conn = items[0][0].conn
         book = cache.book
         uploads: list[OutageSettlementsUploaded] = [cmd for _, _, cmd in items]

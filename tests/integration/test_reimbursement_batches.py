@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
 import pytest_asyncio
 
+from services.reimbursement import batched
 from services.reimbursement import repository as repo
 from services.reimbursement.handlers import routes
 from shared.contracts import Payload
@@ -201,8 +203,8 @@ async def _both_ways(stack: TestStack, two_schemas: tuple[Database, Database],
     """The events as one batch with the set-based handlers and one by one with the
     per-event ones: what the batch left (the same as one by one), and the sizes of the
     groups the set-based handlers were given."""
-    batched, single = two_schemas
-    at_once = _consumer(stack, batched, set_based=True)
+    whole, single = two_schemas
+    at_once = _consumer(stack, whole, set_based=True)
     calls: dict[str, list[int]] = {}
     at_once.routes = {t: _counted(t, h, calls) if is_batched(h) else h
                       for t, h in at_once.routes.items()}
@@ -210,7 +212,7 @@ async def _both_ways(stack: TestStack, two_schemas: tuple[Database, Database],
     one_by_one = _consumer(stack, single, set_based=False)
     for raw in _raw(events):
         await one_by_one.process([raw])
-    got, expected = await _state(batched), await _state(single)
+    got, expected = await _state(whole), await _state(single)
     for part in expected:
         assert got[part] == expected[part], part
     return got, calls
@@ -265,3 +267,13 @@ async def test_a_batch_at_once_leaves_what_one_event_at_a_time_leaves(
     settlements = {r["invoice_no"]: r["settlement_id"] for r in got["settlements"]}
     assert sum(1 for k in settlements if k.startswith("INV-6-")) == 1
     assert next(v for k, v in settlements.items() if k.startswith("INV-6-")) == "S-3"
+
+
+async def test_large_uploads_are_taken_in_runs_with_the_same_result(
+        stack: TestStack, two_schemas: tuple[Database, Database],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Runs: the first upload (7 records), the next two (2 and 1), the last.
+    monkeypatch.setattr(batched, "RECORDS_AT_ONCE", 3)
+    got, calls = await _both_ways(stack, two_schemas, _story()[0])
+    assert calls[OutageSettlementsUploaded.event_type] == [4]
+    assert len([r for r in got["records"] if r["route"] == "proactive"]) == 4
