@@ -1,4 +1,4 @@
-"""Set-based handlers of the busy paths: each batch's claims, outage records and settlements at once."""
+"""Set-based handlers of the busy paths: each batch's claims, outage records, settlements."""
 from __future__ import annotations
 
 from copy import copy

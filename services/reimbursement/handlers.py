@@ -441,7 +441,7 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
         OutageSettlementsUploaded.event_type: batched.outage_uploads(cache),
         DirectSettlementRecorded.event_type: batched.on_direct_settlements_all,
     } if set_based else {}
-    return {
+    one_at_a_time: dict[str, Handler] = {
         InsuredStatusChanged.event_type: on_status_changed,
         CoverageChanged.event_type: on_coverage_changed,
         RemoteFilingAccepted.event_type: on_filing_accepted,
@@ -457,7 +457,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
         BirthRecorded.event_type: on_birth,
         EmployerWageBaseReported.event_type: on_wage_base,
         EpidemicPatientSettled.event_type: on_epidemic_settled,
-    } | busy
+    }
+    return one_at_a_time | busy
 
 
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
