@@ -82,6 +82,7 @@ class OutboxRelay(mode.Service):
         self.set_aside_after_seconds = set_aside_after_seconds
         self.idempotence = idempotence
         self._wake = asyncio.Event()
+        self._partitions: dict[tuple[str, int, bytes], int] = {}
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -193,32 +194,108 @@ class OutboxRelay(mode.Service):
             failed: dict[int, BaseException] = {
                 r["id"]: UnknownTopicOrPartitionError(f"topic {r['topic']} does not exist")
                 for r in rows if r["topic"] in missing}
-            sent: list[tuple[int, asyncio.Future[object]]] = []
-            for r in rows:
-                if r["id"] in failed:
-                    continue
-                try:
-                    future = await self._producer.send(
-                        r["topic"], r["value"], key=r["key"],
-                        headers=[(k, v.encode()) for k, v in json.loads(r["headers"])] or None)
-                except PERMANENT_ERRORS as exc:
-                    failed[r["id"]] = exc
-                else:
-                    sent.append((r["id"], future))
-            results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-            done = []
-            for (row_id, _), result in zip(sent, results, strict=True):
-                if isinstance(result, PERMANENT_ERRORS):
-                    failed[row_id] = result
-                elif isinstance(result, BaseException):
-                    raise result  # the broker is away: keep every row, try again
-                else:
-                    done.append(row_id)
+            sendable = [r for r in rows if r["id"] not in failed]
+            done, suspects = await self._send_batches(sendable)
+            if suspects:
+                # A batch the broker refused for good: its rows one by one, so only the row
+                # at fault is recorded against (and set aside), the others go out.
+                one_by_one, failed_rows = await self._send_each(
+                    [r for r in sendable if r["id"] in suspects])
+                done += one_by_one
+                failed.update(failed_rows)
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
             OUTBOX_PUBLISHED.labels(self.service_name).inc(len(done))
             if failed:
                 await self._record_failures(conn, rows, failed)
             return len(done)
+
+    def _partition(self, topic: str, key: bytes | None) -> int:
+        """The partition Kafka's default partitioner gives the key (murmur2; random without
+        a key), remembered per key: a person's events follow one another, and hashing in
+        pure Python costs more than the rest of handing a record over."""
+        assert self._producer is not None
+        cluster = self._producer.client.cluster
+        partitions = sorted(cluster.partitions_for_topic(topic) or ())
+        if key is None:
+            available = sorted(cluster.available_partitions_for_topic(topic) or partitions)
+            return int(self._producer._partitioner(None, partitions, available))
+        cache_key = (topic, len(partitions), key)
+        found = self._partitions.get(cache_key)
+        if found is None:
+            if len(self._partitions) > 200_000:
+                self._partitions.clear()
+            found = self._partitions[cache_key] = int(
+                self._producer._partitioner(key, partitions, partitions))
+        return found
+
+    async def _send_batches(self, rows: list[asyncpg.Record]) -> tuple[list[int], set[int]]:
+        """Rows handed over a record batch per partition (in id order within each), not one
+        call per record: (ids acknowledged, ids of batches refused for good)."""
+        assert self._producer is not None
+        by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
+        suspects: set[int] = set()
+        limit = self._producer._max_request_size
+        for topic in {r["topic"] for r in rows}:
+            # Metadata for each topic first (a topic created since the last fetch has none).
+            await self._producer.partitions_for(topic)
+        for r in rows:
+            if len(r["value"]) + len(r["key"] or b"") >= limit:
+                # Over the producer's request size: a batch would not say which record is
+                # too large (and a lenient broker would take it); the one-by-one path does.
+                suspects.add(r["id"])
+                continue
+            by_partition.setdefault((r["topic"], self._partition(r["topic"], r["key"])),
+                                    []).append(r)
+        sent: list[tuple[list[int], asyncio.Future[object]]] = []
+        for (topic, partition), members in by_partition.items():
+            batch, ids = self._producer.create_batch(), []
+            for r in members:
+                headers = [(k, v.encode()) for k, v in json.loads(r["headers"])]
+                if batch.append(key=r["key"], value=r["value"], timestamp=None,
+                                headers=headers) is None:
+                    sent.append((ids, await self._producer.send_batch(
+                        batch, topic, partition=partition)))
+                    batch, ids = self._producer.create_batch(), []
+                    batch.append(key=r["key"], value=r["value"], timestamp=None,
+                                 headers=headers)
+                ids.append(r["id"])
+            sent.append((ids, await self._producer.send_batch(batch, topic,
+                                                              partition=partition)))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        done: list[int] = []
+        for (ids, _), result in zip(sent, results, strict=True):
+            if isinstance(result, PERMANENT_ERRORS):
+                suspects.update(ids)
+            elif isinstance(result, BaseException):
+                raise result  # the broker is away: keep every row, try again
+            else:
+                done += ids
+        return done, suspects
+
+    async def _send_each(self, rows: list[asyncpg.Record]
+                         ) -> tuple[list[int], dict[int, BaseException]]:
+        assert self._producer is not None
+        failed: dict[int, BaseException] = {}
+        sent: list[tuple[int, asyncio.Future[object]]] = []
+        for r in rows:
+            try:
+                future = await self._producer.send(
+                    r["topic"], r["value"], key=r["key"],
+                    headers=[(k, v.encode()) for k, v in json.loads(r["headers"])] or None)
+            except PERMANENT_ERRORS as exc:
+                failed[r["id"]] = exc
+            else:
+                sent.append((r["id"], future))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        done = []
+        for (row_id, _), result in zip(sent, results, strict=True):
+            if isinstance(result, PERMANENT_ERRORS):
+                failed[row_id] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                done.append(row_id)
+        return done, failed
 
     async def _record_failures(self, conn: asyncpg.Connection, rows: list[asyncpg.Record],
                                failed: dict[int, BaseException]) -> None:
