@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -9,7 +10,14 @@ import asyncpg
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
-from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
+from shared.db.sealed import (
+    PREFIX,
+    Sealed,
+    keys as data_keys,
+    resident_id_column,
+    resident_key,
+    resident_keys,
+)
 
 # No table keeps a resident ID in clear: each finds the person by a keyed hash of the ID
 # (`person_key`, the same in every table) and keeps the ID sealed (`person_ref`) so a new
@@ -564,6 +572,40 @@ async def _status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | Non
 # The caller maps each row to its person by the row's hash (`owner`: every valid hash of the
 # batch's IDs -> the ID), so no sealed ID is opened for a person the batch names.
 
+class BatchIds:
+    """A batch's resident IDs as its rows store them: each ID's hash under the current key,
+    and its sealed copy per column, computed once per batch. A resident-ID column's seal is
+    bound to no row (the hash already shows which rows are the same person's), so one sealed
+    copy serves every row of that table about the person."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}
+        self._refs: dict[tuple[str, str], str] = {}
+
+    def key(self, person_id: str) -> str:
+        found = self._keys.get(person_id)
+        if found is None:
+            found = self._keys[person_id] = resident_key(person_id)
+        return found
+
+    def ref(self, column: Sealed, person_id: str) -> str:
+        found = self._refs.get((column.name, person_id))
+        if found is None:
+            found = self._refs[(column.name, person_id)] = str(column.seal(person_id))
+        return found
+
+
+def _kept_or_sealed(column: Sealed, value: str | None, before: str | None, stored: Any,
+                    person_id: str) -> str | None:
+    """The stored sealed value when the plaintext did not change and it is sealed under the
+    current key (as a new seal would be); else the value sealed anew."""
+    if (value is not None and value == before and isinstance(stored, str)
+            and stored.startswith(PREFIX)
+            and data_keys().key_of(stored) == data_keys().current_seal.key_id):
+        return stored
+    return column.seal(value, person_id)
+
+
 def person_of(row: asyncpg.Record, owner: dict[str, str]) -> Person:
     pid = owner[row["person_key"]]
     return Person(pid, str(NAME.open(row["name"], pid)), str(MOBILE.open(row["mobile"], pid)),
@@ -573,26 +615,35 @@ def person_of(row: asyncpg.Record, owner: dict[str, str]) -> Person:
 
 
 async def load_persons_of(conn: asyncpg.Connection, keys: list[str]) -> list[asyncpg.Record]:
-    """The persons' rows found by any of `keys` (every valid hash of each ID), locked."""
+    """The persons' rows found by any of `keys` (every valid hash of each ID), locked (in
+    the order of their hashes, so two batches lock shared rows alike)."""
     return await conn.fetch("SELECT * FROM persons WHERE person_key = ANY($1::text[])"
-                            " FOR UPDATE", keys)
+                            " ORDER BY person_key FOR UPDATE", keys)
 
 
-async def save_persons(conn: asyncpg.Connection,
-                       persons: list[tuple[Person, str | None]]) -> None:
-    """Each person with the hash its row was found under (None: no row yet). A found row is
+StoredPerson = tuple[Person, Mapping[str, Any]] | None
+
+
+async def save_persons(conn: asyncpg.Connection, ids: BatchIds,
+                       persons: list[tuple[Person, StoredPerson]]) -> None:
+    """Each person with their row as loaded and opened (None: no row yet). A found row is
     updated where it is (it may carry an older key's hash); a new one is inserted under the
     current hash, onto a row another worker made meanwhile if there is one."""
     if not persons:
         return
     cols: list[list[Any]] = [[] for _ in range(11)]
-    for p, found in persons:
+    for p, stored in persons:
         pid = p.person_id
+        before, row = stored if stored is not None else (None, None)
         for col, value in zip(cols, (
-                found, None if found else resident_key(pid),
-                None if found else PERSONS_ID.seal(pid), NAME.seal(p.name, pid),
-                MOBILE.seal(p.mobile, pid), EMAIL.seal(p.email, pid), p.insurance_type,
-                p.status.value, p.paid_until, p.employer_code, p.retired), strict=True):
+                None if row is None else row["person_key"],
+                ids.key(pid) if row is None else None,
+                ids.ref(PERSONS_ID, pid) if row is None else None,
+                *(_kept_or_sealed(c, getattr(p, c.column), getattr(before, c.column, None),
+                                  None if row is None else row[c.column], pid)
+                  for c in (NAME, MOBILE, EMAIL)),
+                p.insurance_type, p.status.value, p.paid_until, p.employer_code, p.retired),
+                strict=True):
             col.append(value)
     await conn.execute(
         "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
@@ -631,7 +682,7 @@ async def load_applications_of(conn: asyncpg.Connection, application_ids: list[s
         application_ids, keys)
 
 
-async def save_applications(conn: asyncpg.Connection,
+async def save_applications(conn: asyncpg.Connection, ids: BatchIds,
                             applications: list[tuple[Application, bool]]) -> None:
     """Each application with whether its row exists: existing ones take their new state and
     reasons, new ones are inserted (an application id is inserted once)."""
@@ -640,8 +691,8 @@ async def save_applications(conn: asyncpg.Connection,
     cols: list[list[Any]] = [[] for _ in range(7)]
     for a, stored in applications:
         for col, value in zip(cols, (
-                a.application_id, None if stored else APPLICANT.seal(a.person_id),
-                None if stored else resident_key(a.person_id), a.insurance_type, a.channel,
+                a.application_id, None if stored else ids.ref(APPLICANT, a.person_id),
+                None if stored else ids.key(a.person_id), a.insurance_type, a.channel,
                 a.state.value, json.dumps(a.reasons, ensure_ascii=False)), strict=True):
             col.append(value)
     await conn.execute(
@@ -662,7 +713,8 @@ async def save_applications(conn: asyncpg.Connection,
 HistoryRow = tuple[str, str, str, dict[str, Any], str, str]
 
 
-async def record_histories(conn: asyncpg.Connection, rows: list[HistoryRow]) -> None:
+async def record_histories(conn: asyncpg.Connection, ids: BatchIds,
+                           rows: list[HistoryRow]) -> None:
     """History rows (person, reference, what, detail, cause id, cause type), in order."""
     if not rows:
         return
@@ -671,7 +723,7 @@ async def record_histories(conn: asyncpg.Connection, rows: list[HistoryRow]) -> 
         " cause_type) SELECT r, k, ref, w, d::jsonb, c, t FROM unnest($1::text[],"
         " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
         " WITH ORDINALITY AS u(r, k, ref, w, d, c, t, n) ORDER BY n",
-        [HISTORY_OF.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        [ids.ref(HISTORY_OF, r[0]) for r in rows], [ids.key(r[0]) for r in rows],
         [ABOUT_PERSON if r[1] == r[0] else r[1] for r in rows], [r[2] for r in rows],
         [json.dumps(r[3], ensure_ascii=False, default=str) for r in rows],
         [r[4] for r in rows], [r[5] for r in rows])
@@ -680,7 +732,8 @@ async def record_histories(conn: asyncpg.Connection, rows: list[HistoryRow]) -> 
 RefusalRow = tuple[str, str, str, str, str, str]
 
 
-async def record_refusals(conn: asyncpg.Connection, rows: list[RefusalRow]) -> None:
+async def record_refusals(conn: asyncpg.Connection, ids: BatchIds,
+                          rows: list[RefusalRow]) -> None:
     """Refusals (person, reference, request type, rule, reason, cause id), in order."""
     if not rows:
         return
@@ -689,7 +742,7 @@ async def record_refusals(conn: asyncpg.Connection, rows: list[RefusalRow]) -> N
         " reason, cause_id) SELECT r, k, ref, t, rule, reason, c FROM unnest($1::text[],"
         " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
         " WITH ORDINALITY AS u(r, k, ref, t, rule, reason, c, n) ORDER BY n",
-        [REFUSED.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        [ids.ref(REFUSED, r[0]) for r in rows], [ids.key(r[0]) for r in rows],
         [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
         [REFUSAL.seal(r[4], r[0], r[1], r[5]) for r in rows], [r[5] for r in rows])
 
@@ -707,7 +760,7 @@ async def load_payments_of(conn: asyncpg.Connection, payment_refs: list[str],
 PaymentRow = tuple[str, str, str | None, Any, Any, int, str, str | None]
 
 
-async def save_payments(conn: asyncpg.Connection, new: list[PaymentRow],
+async def save_payments(conn: asyncpg.Connection, ids: BatchIds, new: list[PaymentRow],
                         applied: list[str]) -> None:
     """New payments (reference, person, application, period start and end, amount, state,
     reason), in order; and stored parked payments now applied."""
@@ -721,8 +774,7 @@ async def save_payments(conn: asyncpg.Connection, new: list[PaymentRow],
         " SELECT ref, r, k, a, s, e, amt, st, why FROM unnest($1::text[], $2::text[],"
         " $3::text[], $4::text[], $5::date[], $6::date[], $7::bigint[], $8::text[],"
         " $9::text[]) WITH ORDINALITY AS u(ref, r, k, a, s, e, amt, st, why, n) ORDER BY n",
-        [p[0] for p in new], [PAYER.seal(p[1]) for p in new],
-        [resident_key(p[1]) for p in new], [p[2] for p in new], [p[3] for p in new],
+        [p[0] for p in new], [ids.ref(PAYER, p[1]) for p in new], [ids.key(p[1]) for p in new], [p[2] for p in new], [p[3] for p in new],
         [p[4] for p in new], [p[5] for p in new], [p[6] for p in new], [p[7] for p in new],
         applied)
 
@@ -738,8 +790,8 @@ def period_of(row: asyncpg.Record) -> Period:
                   row["reference"])
 
 
-async def replace_periods(conn: asyncpg.Connection, periods: dict[str, list[Period]],
-                          keys: list[str]) -> None:
+async def replace_periods(conn: asyncpg.Connection, ids: BatchIds,
+                          periods: dict[str, list[Period]], keys: list[str]) -> None:
     """Each person's periods replaced, oldest first, under the current hash (`keys`: every
     valid hash of those persons, so rows under an older one go too)."""
     if not periods:
@@ -747,7 +799,7 @@ async def replace_periods(conn: asyncpg.Connection, periods: dict[str, list[Peri
     await conn.execute("DELETE FROM coverage_periods WHERE person_key = ANY($1::text[])", keys)
     rows = []
     for pid, kept in periods.items():
-        ref, key = COVERED.seal(pid), resident_key(pid)
+        ref, key = ids.ref(COVERED, pid), ids.key(pid)
         ordered = sorted(kept, key=lambda p: (p.start, p.reference))
         rows += [(ref, key, i, p.insurance_type, p.start, p.end, p.source, p.reference)
                  for i, p in enumerate(ordered)]
@@ -762,7 +814,8 @@ async def replace_periods(conn: asyncpg.Connection, periods: dict[str, list[Peri
 ScheduledRow = tuple[str, str, Any, str, str]
 
 
-async def schedule_changes(conn: asyncpg.Connection, rows: list[ScheduledRow]) -> None:
+async def schedule_changes(conn: asyncpg.Connection, ids: BatchIds,
+                           rows: list[ScheduledRow]) -> None:
     """Scheduled changes (person, status, effective day, cause id, correlation id)."""
     if not rows:
         return
@@ -771,7 +824,7 @@ async def schedule_changes(conn: asyncpg.Connection, rows: list[ScheduledRow]) -
         " cause_id, correlation_id) SELECT r, k, s, d, c, corr FROM unnest($1::text[],"
         " $2::text[], $3::text[], $4::date[], $5::text[], $6::text[])"
         " WITH ORDINALITY AS u(r, k, s, d, c, corr, n) ORDER BY n",
-        [SCHEDULED_FOR.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        [ids.ref(SCHEDULED_FOR, r[0]) for r in rows], [ids.key(r[0]) for r in rows],
         [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
 
 

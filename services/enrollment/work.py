@@ -1,17 +1,18 @@
 """Where enrollment's main handlers read and write: per event (Direct) or per batch (UnitOfWork)."""
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from services.enrollment import repository as repo
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.model import Application, Person
-from shared.db.sealed import resident_key, resident_keys
+from shared.db.sealed import resident_keys
+
+T = TypeVar("T")
 
 
 class Direct:
@@ -78,8 +79,17 @@ class Direct:
         """Nothing is held back."""
 
 
+def _copy(value: T) -> T:
+    """A shallow copy of a plain dataclass (without running its __init__: many per batch)."""
+    copied = object.__new__(type(value))
+    copied.__dict__.update(value.__dict__)
+    return copied
+
+
 def _copy_application(a: Application) -> Application:
-    return dataclasses.replace(a, reasons=list(a.reasons))
+    copied = _copy(a)
+    copied.reasons = list(a.reasons)
+    return copied
 
 
 class UnitOfWork:
@@ -92,8 +102,11 @@ class UnitOfWork:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
         self._owner: dict[str, str] = {}  # every valid hash of an ID seen -> the ID
+        self._keys_of: dict[str, list[str]] = {}
         self._persons: dict[str, Person | None] = {}
-        self._person_found: dict[str, str | None] = {}  # hash the row was found under
+        # Each person's row as loaded, with its values opened (None: no row yet).
+        self._person_rows: dict[str, repo.StoredPerson] = {}
+        self.ids = repo.BatchIds()
         self._apps: dict[str, Application | None] = {}
         self._apps_stored: set[str] = set()
         self._latest: dict[str, str | None] = {}  # person -> their latest application's id
@@ -115,11 +128,15 @@ class UnitOfWork:
         self._scheduled: list[repo.ScheduledRow] = []
 
     def _keys(self, person_ids: Iterable[str]) -> list[str]:
+        """Every valid hash of each ID (each computed once per batch)."""
         keys = []
         for pid in person_ids:
-            for key in resident_keys(pid):
-                self._owner[key] = pid
-                keys.append(key)
+            found = self._keys_of.get(pid)
+            if found is None:
+                found = self._keys_of[pid] = resident_keys(pid)
+                for key in found:
+                    self._owner[key] = pid
+            keys += found
         return keys
 
     async def preload(self, *, persons: Iterable[str] = (), applications: Iterable[str] = (),
@@ -132,11 +149,11 @@ class UnitOfWork:
             keys = self._keys(pids)
             for pid in pids:
                 self._persons[pid] = None
-                self._person_found[pid] = None
+                self._person_rows[pid] = None
             for row in await repo.load_persons_of(self.conn, keys):
                 person = repo.person_of(row, self._owner)
                 self._persons[person.person_id] = person
-                self._person_found[person.person_id] = row["person_key"]
+                self._person_rows[person.person_id] = (_copy(person), row)
         app_ids = [a for a in dict.fromkeys(applications) if a not in self._apps]
         latest = [p for p in dict.fromkeys(latest_of) if p not in self._latest]
         if app_ids or latest:
@@ -184,12 +201,12 @@ class UnitOfWork:
         if person_id not in self._persons:
             await self.preload(persons=[person_id])
         person = self._persons[person_id]
-        return None if person is None else dataclasses.replace(person)
+        return None if person is None else _copy(person)
 
     async def save_person(self, person: Person) -> None:
         if person.person_id not in self._persons:  # saved unread: as Direct, by any hash
             await self.preload(persons=[person.person_id])
-        self._persons[person.person_id] = dataclasses.replace(person)
+        self._persons[person.person_id] = _copy(person)
         self._dirty_persons[person.person_id] = None
 
     async def application(self, application_id: str) -> Application | None:
@@ -277,22 +294,26 @@ class UnitOfWork:
         """Write what changed since the last flush: one statement per table. What is in
         memory stays as it was, now stored."""
         conn = self.conn
-        await repo.save_persons(conn, [(self._persons[p], self._person_found[p])  # type: ignore[misc]
-                                       for p in self._dirty_persons])
-        await repo.save_applications(conn, [(self._apps[a], a in self._apps_stored)  # type: ignore[misc]
-                                            for a in self._dirty_apps])
-        await repo.save_payments(conn, [
+        ids = self.ids
+        await repo.save_persons(conn, ids, [(self._persons[p], self._person_rows[p])  # type: ignore[misc]
+                                            for p in self._dirty_persons])
+        await repo.save_applications(conn, ids, [(self._apps[a], a in self._apps_stored)  # type: ignore[misc]
+                                                 for a in self._dirty_apps])
+        await repo.save_payments(conn, ids, [
             (p["payment_ref"], p["person_id"], p["application_id"], p["period_start"],
              p["period_end"], p["amount_fen"], p["state"], p["reason"])
             for p in (self._payments[r] for r in self._new_payments)], list(self._applied))
-        await repo.replace_periods(conn, {p: self._periods[p] for p in self._dirty_periods},
-                                   [k for p in self._dirty_periods for k in resident_keys(p)])
-        await repo.record_histories(conn, self._history)
-        await repo.record_refusals(conn, self._refusals)
-        await repo.schedule_changes(conn, self._scheduled)
+        await repo.replace_periods(conn, ids,
+                                   {p: self._periods[p] for p in self._dirty_periods},
+                                   self._keys(self._dirty_periods))
+        await repo.record_histories(conn, ids, self._history)
+        await repo.record_refusals(conn, ids, self._refusals)
+        await repo.schedule_changes(conn, ids, self._scheduled)
         for pid in self._dirty_persons:
-            if self._person_found[pid] is None:
-                self._person_found[pid] = resident_key(pid)  # inserted under it
+            if self._person_rows[pid] is None:  # inserted under the current hash
+                self._person_rows[pid] = (_copy(self._persons[pid]),  # type: ignore[type-var]
+                                          {"person_key": ids.key(pid), "name": None,
+                                           "mobile": None, "email": None})
         self._apps_stored.update(self._dirty_apps)
         for ref in self._new_payments:
             self._payments[ref]["new"] = False  # a change now updates its row
