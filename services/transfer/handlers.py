@@ -11,7 +11,7 @@ from services.transfer import repository as repo
 from services.transfer.domain import transfer as rules
 from services.transfer.domain.deadlines import Clock, DeadlineRules
 from services.transfer.domain.transfer import Answer, Stage, Transfer, TransferRefused
-from services.transfer.metrics import ANSWERS_IGNORED, OUTCOMES, set_overdue
+from services.transfer.metrics import ANSWERS_IGNORED, set_overdue
 from services.transfer.work import Needs, Work
 from shared.clock import SenderClockError
 from shared.contracts import Envelope
@@ -93,12 +93,6 @@ def _clock(ctx: HandlerContext, from_region: str, to_region: str, day: date) -> 
         f"policy {applied.policy_version}, measure {applied.measure_id}"))
 
 
-async def _save(ctx: HandlerContext, t: Transfer, note: str | None) -> None:
-    await repo.save(ctx.conn, t, note, ctx.cause.id)
-    if not t.is_open:
-        OUTCOMES.labels(t.direction, t.stage.value).inc()
-
-
 def _refuse_command(ctx: HandlerContext, cmd: TransferCommand, err: TransferRefused) -> None:
     log.warning("transfer command refused", transfer_id=cmd.transfer_id,
                 person_id=cmd.person_id, rule=err.rule, reason=err.reason)
@@ -139,49 +133,6 @@ def _filed_on(ctx: HandlerContext, cmd: TransferCommand, claimed: object, name: 
         raise TransferRefused(err.rule, err.reason) from None
 
 
-# --- enrollment's news -----------------------------------------------------------------------
-
-async def on_status_changed(ctx: HandlerContext, env: Envelope,
-                            event: InsuredStatusChanged) -> None:
-    await repo.set_insured_status(ctx.conn, event.person_id, event.insurance_type,
-                                  event.to_status)
-    if event.to_status == "active" and event.from_status != "active":
-        _announce_enrollment(ctx, event)
-    if event.to_status == "suspended":
-        for t in await repo.awaiting_suspension(ctx.conn, event.person_id):
-            rules.start_clocks(t, ctx.filed_on(), _clock(ctx, t.from_region, t.to_region,
-                                                         ctx.filed_on()), default_calendar())
-            await _save(ctx, t, "contributions here stopped: the automatic transfer starts; "
-                        + _due_note(t))
-            _received(ctx, t)
-
-
-def _announce_enrollment(ctx: HandlerContext, event: InsuredStatusChanged) -> None:
-    """SPEC transfer 5 (免申即享): tell the province's other regions, which start the transfer
-    themselves if they still hold the person's insurance."""
-    for partner in sorted(_settings(ctx).interconnected()):
-        if same_province(partner, ctx.region):
-            ctx.emit(PartnerPersonEnrolled(person_id=event.person_id, region=ctx.region,
-                                           insurance_type=event.insurance_type,
-                                           active_since=event.effective_on),
-                     key=event.person_id, region=partner)
-
-
-async def on_person_deceased(ctx: HandlerContext, env: Envelope, event: PersonDeceased) -> None:
-    """Death ends the person's open transfers here and, by message, at the partner."""
-    today = ctx.filed_on()
-    for t in await repo.open_transfers_of(ctx.conn, event.person_id):
-        reason = f"the person died on {event.date_of_death.isoformat()}"
-        partner_knows = rules.partner_involved(t)
-        rules.cancel(t, reason, today)
-        await _save(ctx, t, reason)
-        ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
-                                   reason=reason), key=t.person_id)
-        if partner_knows:
-            ctx.emit(PartnerTransferCancelled(**_event_fields(t), reason=reason),
-                     key=t.person_id, region=t.partner)
-
-
 # --- set-based handling ----------------------------------------------------------------------
 # Each event type below is handled a group at a time (shared.messaging.consumer.batch_handler):
 # what the group reads is loaded at once into a unit of work, each event is decided against
@@ -211,6 +162,65 @@ def _set_based(needs_of: NeedsOf, decide: Decide) -> Handler:
 
 def _keep(work: Work, ctx: HandlerContext, t: Transfer, note: str | None) -> None:
     work.save(t, note, ctx.cause.id)
+
+
+# --- enrollment's news -----------------------------------------------------------------------
+
+def _status_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                  event: InsuredStatusChanged) -> None:
+    needs.insured.add(event.person_id)
+    needs.transfers_of.add(event.person_id)
+    needs.writes_insured = True
+
+
+def _status_changed(work: Work, ctx: HandlerContext, env: Envelope,
+                    event: InsuredStatusChanged) -> None:
+    work.set_insured(event.person_id, event.insurance_type, event.to_status)
+    if event.to_status == "active" and event.from_status != "active":
+        _announce_enrollment(ctx, event)
+    if event.to_status == "suspended":
+        for t in work.awaiting_suspension(event.person_id):
+            rules.start_clocks(t, ctx.filed_on(), _clock(ctx, t.from_region, t.to_region,
+                                                         ctx.filed_on()), default_calendar())
+            _keep(work, ctx, t, "contributions here stopped: the automatic transfer starts; "
+                  + _due_note(t))
+            _received(ctx, t)
+
+
+def _announce_enrollment(ctx: HandlerContext, event: InsuredStatusChanged) -> None:
+    """SPEC transfer 5 (免申即享): tell the province's other regions, which start the transfer
+    themselves if they still hold the person's insurance."""
+    for partner in sorted(_settings(ctx).interconnected()):
+        if same_province(partner, ctx.region):
+            ctx.emit(PartnerPersonEnrolled(person_id=event.person_id, region=ctx.region,
+                                           insurance_type=event.insurance_type,
+                                           active_since=event.effective_on),
+                     key=event.person_id, region=partner)
+
+
+def _deceased_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
+                    event: PersonDeceased) -> None:
+    needs.transfers_of.add(event.person_id)
+
+
+def _person_deceased(work: Work, ctx: HandlerContext, env: Envelope,
+                     event: PersonDeceased) -> None:
+    """Death ends the person's open transfers here and, by message, at the partner."""
+    today = ctx.filed_on()
+    for t in work.open_transfers_of(event.person_id):
+        reason = f"the person died on {event.date_of_death.isoformat()}"
+        partner_knows = rules.partner_involved(t)
+        rules.cancel(t, reason, today)
+        _keep(work, ctx, t, reason)
+        ctx.emit(TransferCancelled(**_event_fields(t), direction=t.direction,  # type: ignore[arg-type]
+                                   reason=reason), key=t.person_id)
+        if partner_knows:
+            ctx.emit(PartnerTransferCancelled(**_event_fields(t), reason=reason),
+                     key=t.person_id, region=t.partner)
+
+
+on_status_changed_all = _set_based(_status_needs, _status_changed)
+on_person_deceased_all = _set_based(_deceased_needs, _person_deceased)
 
 
 # --- transfer-out in this region (A) ---------------------------------------------------------
@@ -670,8 +680,8 @@ async def flag_overdue(ctx: HandlerContext, today: date) -> int:
 
 
 ROUTES: dict[str, Handler] = {
-    InsuredStatusChanged.event_type: on_status_changed,
-    PersonDeceased.event_type: on_person_deceased,
+    InsuredStatusChanged.event_type: on_status_changed_all,
+    PersonDeceased.event_type: on_person_deceased_all,
     TransferOutRequested.event_type: on_transfer_requested_all,
     TransferInfoSheetIssued.event_type: on_info_sheet_all,
     TransferMaterialsRequested.event_type: on_materials_requested_all,

@@ -61,14 +61,6 @@ def to_transfer(row: asyncpg.Record) -> Transfer:
     return Transfer(**values)
 
 
-async def load(conn: asyncpg.Connection, direction: str, transfer_id: str,
-               from_region: str) -> Transfer | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM transfers WHERE direction = $1 AND transfer_id = $2"
-        " AND from_region = $3 FOR UPDATE", direction, transfer_id, from_region)
-    return to_transfer(row) if row else None
-
-
 async def open_transfers_of(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
     rows = await conn.fetch(
         "SELECT * FROM transfers WHERE person_key = ANY($1::text[])"
@@ -106,13 +98,6 @@ async def has_transfer_between(conn: asyncpg.Connection, person_id: str,
         resident_keys(person_id), to_region))
 
 
-async def awaiting_suspension(conn: asyncpg.Connection, person_id: str) -> list[Transfer]:
-    rows = await conn.fetch("SELECT * FROM transfers WHERE person_key = ANY($1::text[])"
-                            " AND stage = $2 FOR UPDATE", resident_keys(person_id),
-                            Stage.AWAITING_SUSPENSION.value)
-    return [to_transfer(r) for r in rows]
-
-
 async def provisional_open(conn: asyncpg.Connection, limit: int = 500) -> list[Transfer]:
     """Open transfers whose due dates were counted past the holiday data."""
     rows = await conn.fetch(
@@ -143,13 +128,6 @@ async def count_overdue(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
         " WHERE leg_overdue_flagged AND stage <> ALL($1::text[]) GROUP BY direction",
         _CLOSED)
     return {(r["direction"], r["clock"]): r["n"] for r in rows}
-
-
-async def record_ignored_answer(conn: asyncpg.Connection, event_id: str, transfer_id: str,
-                                sender: str, reason: str, detail: str) -> None:
-    await conn.execute("INSERT INTO ignored_answers (event_id, transfer_id, sender, reason,"
-                       " detail) VALUES ($1, $2, $3, $4, $5)",
-                       event_id, transfer_id, sender, reason, detail)
 
 
 async def transfers_for_status(conn: asyncpg.Connection, ref: str) -> list[asyncpg.Record]:
@@ -234,22 +212,43 @@ async def live_transfers_of(conn: asyncpg.Connection, person_ids: list[str]
     return [(r["id"], to_transfer(r)) for r in rows]
 
 
-async def insured_of(conn: asyncpg.Connection, person_ids: list[str]
-                     ) -> dict[str, tuple[str | None, str | None]]:
-    """(status, insurance type) of each person, as `insured` gives one; (None, None) if none."""
-    found: dict[str, tuple[str | None, str | None]] = {p: (None, None) for p in person_ids}
+async def insured_of(conn: asyncpg.Connection, person_ids: list[str], for_update: bool = False
+                     ) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """(status, insurance type, the row's keyed hash) of each person, as `insured` gives the
+    first two; (None, None, None) without a row. `for_update` locks the rows a group will
+    write, so a re-hash after a key rotation waits until it has."""
+    found: dict[str, tuple[str | None, str | None, str | None]] = {
+        p: (None, None, None) for p in person_ids}
     if not person_ids:
         return found
     person_of = {key: p for p in person_ids for key in resident_keys(p)}
     rows = await conn.fetch("SELECT person_key, status, insurance_type FROM insured_view"
-                            " WHERE person_key = ANY($1::text[])", list(person_of))
+                            " WHERE person_key = ANY($1::text[])"
+                            + (" FOR UPDATE" if for_update else ""), list(person_of))
     seen: set[str] = set()
     for r in rows:
         person = person_of[r["person_key"]]
         if person not in seen:  # one row per person; a second under an old key is not read
             seen.add(person)
-            found[person] = (r["status"], r["insurance_type"])
+            found[person] = (r["status"], r["insurance_type"], r["person_key"])
     return found
+
+
+async def set_insured_statuses(conn: asyncpg.Connection,
+                               statuses: list[tuple[str, str, str, str | None]]) -> None:
+    """(person, insurance type, status, the hash its row is found under or None) each, one
+    per person: the row found is updated (under whichever valid hash it has), else one is
+    added, in one statement, as `set_insured_status` does for one person."""
+    if not statuses:
+        return
+    await conn.execute(
+        "INSERT INTO insured_view (person_ref, person_key, insurance_type, status)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
+        " ON CONFLICT (person_key) DO UPDATE SET insurance_type = EXCLUDED.insurance_type,"
+        " status = EXCLUDED.status, updated_at = now()",
+        [INSURED.seal(p) for p, _, _, _ in statuses],
+        [key or resident_key(p) for p, _, _, key in statuses],
+        [t for _, t, _, _ in statuses], [s for _, _, s, _ in statuses])
 
 
 async def save_all(conn: asyncpg.Connection, transfers: list[Transfer]) -> dict[Identity, int]:

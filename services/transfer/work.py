@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.transfer import repository as repo
-from services.transfer.domain.transfer import Transfer
+from services.transfer.domain.transfer import Stage, Transfer
 from services.transfer.metrics import OUTCOMES
 from services.transfer.repository import Identity
 
@@ -24,6 +24,7 @@ class Needs:
     identities: set[Identity] = field(default_factory=set)
     insured: set[str] = field(default_factory=set)
     transfers_of: set[str] = field(default_factory=set)
+    writes_insured: bool = False  # the group changes statuses: their rows are locked
 
 
 class Work:
@@ -36,7 +37,8 @@ class Work:
         self._transfers: dict[Identity, Transfer | None] = {}
         self._order: dict[Identity, int] = {}
         self._of_person: dict[str, list[Identity]] = {}
-        self._insured: dict[str, tuple[str | None, str | None]] = {}
+        self._insured: dict[str, tuple[str | None, str | None, str | None]] = {}
+        self._insured_dirty: dict[str, None] = {}
         self._dirty: dict[Identity, None] = {}  # saved transfers, in first-save order
         self._history: list[tuple[Identity, str, str | None, str]] = []
         self._ignored: list[tuple[str, str, str, str, str]] = []
@@ -53,7 +55,8 @@ class Work:
             work._know(repo.identity(t), t, row_id)
         for person in needs.transfers_of:
             work._of_person.setdefault(person, [])
-        work._insured = await repo.insured_of(conn, sorted(needs.insured))
+        work._insured = await repo.insured_of(conn, sorted(needs.insured),
+                                              for_update=needs.writes_insured)
         return work
 
     def _know(self, key: Identity, t: Transfer, order: int) -> None:
@@ -74,7 +77,8 @@ class Work:
         return copy.copy(t) if t is not None else None
 
     def insured(self, person_id: str) -> tuple[str | None, str | None]:
-        return self._insured[person_id]
+        status, insurance_type, _ = self._insured[person_id]
+        return status, insurance_type
 
     def _person(self, person_id: str) -> list[Transfer]:
         if person_id not in self._of_person:
@@ -84,6 +88,10 @@ class Work:
 
     def open_transfers_of(self, person_id: str) -> list[Transfer]:
         return [copy.copy(t) for t in self._person(person_id) if t.is_open]
+
+    def awaiting_suspension(self, person_id: str) -> list[Transfer]:
+        return [copy.copy(t) for t in self._person(person_id)
+                if t.stage == Stage.AWAITING_SUSPENSION]
 
     def has_transfer_between(self, person_id: str, to_region: str) -> bool:
         return any(t.direction == "out" and t.to_region == to_region
@@ -103,13 +111,22 @@ class Work:
         if not t.is_open:
             OUTCOMES.labels(t.direction, t.stage.value).inc()
 
+    def set_insured(self, person_id: str, insurance_type: str, status: str) -> None:
+        """As repo.set_insured_status: the person's row, found under any valid hash, or new."""
+        _, _, key = self._insured[person_id]
+        self._insured[person_id] = (status, insurance_type, key)
+        self._insured_dirty[person_id] = None
+
     def ignore(self, event_id: str, transfer_id: str, sender: str, reason: str,
                detail: str) -> None:
         self._ignored.append((event_id, transfer_id, sender, reason, detail))
 
     async def flush(self) -> None:
-        """Each table once: the transfers as they stand last, then every history line (and
-        ignored answer) in the order the events wrote them."""
+        """Each table once: the statuses and the transfers as they stand last, then every
+        history line (and ignored answer) in the order the events wrote them."""
+        await repo.set_insured_statuses(self.conn, [
+            (p, str(self._insured[p][1]), str(self._insured[p][0]), self._insured[p][2])
+            for p in self._insured_dirty])
         saved = [t for t in (self._transfers[k] for k in self._dirty) if t is not None]
         row_ids = await repo.save_all(self.conn, saved)
         await repo.record_history(self.conn, [

@@ -15,7 +15,7 @@ from services.transfer.repository import NAME, PERSON
 from services.transfer.work import Work
 from shared.contracts.base import Payload
 from shared.contracts.channels import TransferOutRequested
-from shared.contracts.enrollment import InsuredStatusChanged
+from shared.contracts.enrollment import InsuredStatusChanged, PersonDeceased
 from shared.contracts.envelope import Envelope
 from shared.contracts.partner import (
     PartnerPersonEnrolled,
@@ -24,10 +24,11 @@ from shared.contracts.partner import (
     PartnerTransferOut,
 )
 from shared.contracts.transfer_office import TransferInfoSheetIssued, TransferMaterialsRequested
+from shared.db import sealed
 from shared.db.migrations import migrate, service_migrations
 from shared.db.pool import Database, connect
 from shared.devstack import people
-from shared.messaging.consumer import EventConsumer, RawMessage, is_batched
+from shared.messaging.consumer import EventConsumer, RawMessage, is_batched, plan_groups
 from shared.messaging.publisher import partition_key
 from shared.settings import TransferSettings
 from tests.conftest import TestStack
@@ -92,7 +93,10 @@ def from_partner(payload: Payload) -> Envelope:
 
 async def state(db: Database) -> dict[str, Any]:
     """Everything the handlers wrote, without what differs by construction (serial ids,
-    timestamps, nonces of sealed values, signatures): the sealed values opened."""
+    timestamps, nonces of sealed values, signatures): the sealed values opened. A batch
+    keeps each person's order, not the order between persons (Kafka keeps none either): the
+    rows of a transfer are compared in their order, transfers and ignored answers as sets;
+    the outbox keeps the batch's order."""
     async with db.pool.acquire() as conn:
         transfers = []
         for r in await conn.fetch("SELECT * FROM transfers ORDER BY id"):
@@ -102,12 +106,16 @@ async def state(db: Database) -> dict[str, Any]:
             row["name"] = NAME.open(r["name"], r["direction"], r["from_region"],
                                     r["transfer_id"])
             transfers.append(row)
-        history = [tuple(r) for r in await conn.fetch(
-            "SELECT h.transfer_id, t.direction, t.from_region, h.stage, h.note, h.cause_id"
-            " FROM transfer_history h JOIN transfers t ON t.id = h.transfer_row ORDER BY h.id")]
-        ignored = [tuple(r) for r in await conn.fetch(
-            "SELECT event_id, transfer_id, sender, reason, detail FROM ignored_answers"
-            " ORDER BY id")]
+        transfers.sort(key=lambda t: (t["direction"], t["from_region"], t["transfer_id"]))
+        history: dict[tuple[str, str, str], list[tuple[str, str, str]]] = {}
+        for r in await conn.fetch(
+                "SELECT h.transfer_id, t.direction, t.from_region, h.stage, h.note, h.cause_id"
+                " FROM transfer_history h JOIN transfers t ON t.id = h.transfer_row"
+                " ORDER BY h.id"):
+            history.setdefault((r["direction"], r["from_region"], r["transfer_id"]), []).append(
+                (r["stage"], r["note"], r["cause_id"]))
+        ignored = sorted(tuple(r) for r in await conn.fetch(
+            "SELECT event_id, transfer_id, sender, reason, detail FROM ignored_answers"))
         outbox = []
         for r in await conn.fetch("SELECT topic, key, value, headers FROM outbox ORDER BY id"):
             headers = dict(json.loads(r["headers"]))
@@ -128,10 +136,10 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
         monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_batched(ROUTES[TransferOutRequested.event_type])
     batch_db, single_db = schemas
-    alone, open_one, active, taken_in, later = (people.resident_id() for _ in range(5))
+    alone, open_one, active, taken_in, later, both = (people.resident_id() for _ in range(6))
     before = [status(alone, "suspended"), status(open_one, "suspended"),
               status(active, "active"), status(taken_in, "active"), status(later, "suspended"),
-              request("TR-OPEN", open_one)]
+              status(both, "active"), request("TR-OPEN", open_one)]
     sheet_for = TransferInfoSheetIssued(transfer_id="TR-A", person_id=alone, name="王伟",
                                         contribution_months=36, account_balance_fen=0,
                                         issued_at=datetime.now(UTC))
@@ -163,9 +171,19 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
             person_id=later, region=WEIHAI, insurance_type="resident",
             active_since=date.today()), region=WEIHAI),
         request("TR-F", alone),                  # after the cancellation: accepted
+        status(active, "suspended"),             # stopped here in the batch: then accepted
+        request("TR-G", active),
+        envelope(PartnerPersonEnrolled(          # insured in both: waits for the suspension
+            person_id=both, region=WEIHAI, insurance_type="resident",
+            active_since=date.today()), region=WEIHAI),
+        status(both, "suspended"),               # which comes: the transfer starts
+        here(PersonDeceased(                     # ends the one open before the batch
+            person_id=open_one, date_of_death=date.today(), source="civil_registry",
+            ended_filings=[], ended_authorisations=[])),
     ]
 
-    # A bug's event (a transfer-out addressed elsewhere) beside a good one of its type.
+    # A bug's event (a transfer-out addressed elsewhere) beside a good one of its type (for a
+    # person the batch suspended here: refused).
     faulty = [from_partner(PartnerTransferOut(
         **(transfer_in.model_dump() | {"transfer_id": "JN-2", "to_region": BAOTOU}))),
         from_partner(PartnerTransferOut(
@@ -185,9 +203,11 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
 
     monkeypatch.setattr(Work, "flush", counted)
     await batched.process(records(events))
-    # A group per event type (the answers' types each a group, the requests two: the same
-    # person's request after the cancellation waits for it), none redone one by one.
-    assert flushes == 8
+    # One set-based call per group (a type's events together, but a person's later event
+    # after their earlier ones), none redone one by one.
+    plan = plan_groups([(i, r.key, ROUTES[e.type])
+                        for i, (r, e) in enumerate(zip(records(events), events, strict=True))])
+    assert flushes == len(plan) < len(events)
     await batched.process(records(faulty))
     for one in records(events) + records(faulty):
         await single.process([one])
@@ -196,14 +216,48 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
     assert got == expected
     auto = [t for t in got["transfers"] if t["trigger"] == "automatic"]
     assert [(t["person"], t["to_region"], t["stage"]) for t in auto] == [
-        (later, WEIHAI, "awaiting_info_sheet")]
+        (later, WEIHAI, "awaiting_info_sheet"), (both, WEIHAI, "awaiting_info_sheet")]
     assert {(t["direction"], t["transfer_id"], t["person"]): t["stage"]
             for t in got["transfers"] if t["trigger"] != "automatic"} == {
-        ("out", "TR-OPEN", open_one): "awaiting_info_sheet",
+        ("out", "TR-OPEN", open_one): "cancelled", ("out", "TR-G", active): "awaiting_info_sheet",
         ("out", "TR-A", alone): "cancelled", ("out", "TR-B", alone): "refused",
         ("out", "TR-C", open_one): "refused", ("out", "TR-D", active): "refused",
         ("out", "TR-E", later): "refused", ("in", "JN-1", taken_in): "completed",
-        ("in", "JN-3", active): "completed", ("out", "TR-F", alone): "awaiting_info_sheet"}
-    assert [i[3] for i in got["ignored"]] == ["duplicate", "out_of_order"]
+        ("in", "JN-3", active): "refused", ("out", "TR-F", alone): "awaiting_info_sheet"}
+    assert sorted(i[3] for i in got["ignored"]) == ["duplicate", "out_of_order"]
     dead = [o for o in got["outbox"] if o[0].endswith("deadletter")]
     assert len(dead) == 1 and "addressed to 150200" in dead[0][1]
+
+
+async def test_a_batch_finds_rows_under_an_older_hash_key_and_adds_none_twice(
+        stack: TestStack, schemas: tuple[Database, Database]) -> None:
+    """After a hash-key rotation, before `data-keys reseal`: the set-based loads find the
+    person's status and open transfer under the old hash, the status is updated on its row,
+    and only a new transfer takes the new hash."""
+    db, _ = schemas
+    seal, first, second = (sealed.new_key(sealed.SEAL), sealed.new_key(sealed.HASH),
+                           sealed.new_key(sealed.HASH))
+    person = people.resident_id()
+    worker = consumer(stack, db)
+    try:
+        sealed.use_keys(sealed.DataKeys([seal, first]))
+        await worker.process(records([status(person, "suspended"), request("TR-1", person)]))
+        sealed.use_keys(sealed.DataKeys([seal, first, second]))
+        transfer_in = PartnerTransferOut(
+            transfer_id="JN-1", person_id=person, from_region=PARTNER, to_region=HERE,
+            name="李娜", insurance_type="resident", contribution_months=12,
+            account_balance_fen=0, trigger="application", started_on=date.today(),
+            due_on=date.today(), in_leg_days=5)
+        await worker.process(records([request("TR-2", person), status(person, "active"),
+                                      from_partner(transfer_in)]))
+        async with db.pool.acquire() as conn:
+            insured = await conn.fetch("SELECT person_key, status FROM insured_view")
+            transfers = {r["transfer_id"]: (r["stage"], r["person_key"].split(":")[0])
+                         for r in await conn.fetch("SELECT * FROM transfers")}
+    finally:
+        sealed.use_keys(None)
+    assert [(r["person_key"].split(":")[0], r["status"]) for r in insured] == [
+        (first.key_id, "active")]
+    assert transfers == {"TR-1": ("awaiting_info_sheet", first.key_id),
+                         "TR-2": ("refused", second.key_id),  # TR-1 was found open
+                         "JN-1": ("completed", second.key_id)}  # active was found
