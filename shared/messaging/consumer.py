@@ -370,8 +370,14 @@ class EventConsumer:
                     await self._run_group(handler, indices, work, contexts)
                     continue
                 for index in indices:
-                    await self._run_one(handler, index, work[index], contexts[index])
+                    if index in singles:
+                        await self._run_isolated(conn, handler, index, work, contexts, batch,
+                                                 rejected, outgoing)
+                    else:
+                        await self._run_one(handler, index, work[index], contexts[index])
             for index in sorted(work, key=lambda i: i):
+                if index in rejected:
+                    continue
                 outgoing.extend(contexts[index].emitted)
                 processed.append((work[index][0].topic, work[index][1].type))
             await write_outbox(conn, self.db.schema, outgoing)
@@ -394,6 +400,27 @@ class EventConsumer:
         except Exception as exc:
             raise _HandlerFailed(index, f"handler failed: {type(exc).__name__}: {exc}"
                                  ) from exc
+
+    async def _run_isolated(self, conn: asyncpg.Connection, handler: Any, index: int,
+                            work: dict[int, tuple[RawMessage, Envelope, Payload]],
+                            contexts: dict[int, HandlerContext], batch: Sequence[RawMessage],
+                            rejected: dict[int, str], outgoing: list[OutboxMessage]) -> None:
+        """One event of a group that failed, in a savepoint of its own: if it fails again it
+        alone is dead-lettered here, and the batch goes on (redoing the batch after each
+        would cost a pass per faulty event)."""
+        try:
+            async with conn.transaction():
+                await self._run_one(handler, index, work[index], contexts[index])
+        except _HandlerFailed as failed:
+            msg, envelope, _ = work[index]
+            log.error("handler failed", error=mask_text(failed.reason,
+                                                        names_in_bytes(msg.value)))
+            rejected[index] = failed.reason
+            contexts[index].emitted.clear()
+            # Not processed after all: a replay of the letter must be handled.
+            await conn.execute("DELETE FROM processed_messages WHERE consumer = $1"
+                               " AND event_id = $2", self.service, envelope.id)
+            outgoing.append(self._dead_letter(batch[index], failed.reason))
 
     async def _run_group(self, handler: BatchHandler, indices: list[int],
                          work: dict[int, tuple[RawMessage, Envelope, Payload]],

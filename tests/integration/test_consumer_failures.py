@@ -133,3 +133,32 @@ async def test_a_set_based_handler_gets_the_batch_at_once_and_a_bug_costs_one_ev
     headers = dict(json.loads(dead[0]["headers"]))
     assert "a bug in the set-based handler" in headers["dlq-reason"]
     assert headers["dlq-offset"] == "11"
+
+
+async def test_several_faulty_events_of_a_group_are_each_dead_lettered_in_one_redo(
+        stack: TestStack, db: FlakyDatabase) -> None:
+    consumer = EventConsumer("probe", stack.settings(), db,
+                             {EnrollmentApplicationSubmitted.event_type: remember_all})
+    from shared.contracts import parse_event
+
+    def bad() -> Any:
+        doc = json.loads(application().to_bytes())
+        doc["data"]["name"] = "坏"
+        return parse_event(doc)[0]
+
+    events = [application(), bad(), application(), bad(), bad(), application()]
+    calls.clear()
+    await consumer.process([RawMessage("t", 0, 20 + i, f"n{i}".encode(), e.to_bytes())
+                            for i, e in enumerate(events)])
+    # The group failed once; then each event alone, the three good ones succeeding.
+    assert calls == [1, 1, 1]
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM seen") == 3
+        letters = await conn.fetch("SELECT headers FROM outbox")
+        # A dead-lettered event is not recorded as processed: its replay will be handled.
+        recorded = await conn.fetchval(
+            "SELECT count(*) FROM processed_messages WHERE event_id = ANY($1)",
+            [e.id for e in events])
+    assert sorted(dict(json.loads(r["headers"]))["dlq-offset"] for r in letters) == [
+        "21", "23", "24"]
+    assert recorded == 3
