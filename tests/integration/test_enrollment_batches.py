@@ -229,3 +229,34 @@ async def test_a_batch_split_in_two_leaves_what_one_batch_leaves(
     got, expected = await _state(split), await _state(whole)
     for part in expected:
         assert got[part] == expected[part], part
+
+
+async def test_a_bug_on_one_event_of_a_batch_costs_that_event_alone(
+        stack: TestStack, two_schemas: tuple[Database, Database], monkeypatch: Any) -> None:
+    """The group is redone one event at a time: one dead letter, the rest as one by one."""
+    from services.enrollment.domain import enrollment as rules
+
+    submit = rules.submit_application
+
+    def buggy(cmd: Any, *args: Any) -> Any:
+        if cmd.name == "测试3":
+            raise ValueError("a bug in the rules")
+        return submit(cmd, *args)
+
+    monkeypatch.setattr(rules, "submit_application", buggy)
+    events, _ = _story()
+    batched, single = two_schemas
+    calls: dict[str, list[int]] = {}
+    await _consumer(stack, batched, {t: _counted(t, h, calls) if is_batched(h) else h
+                                     for t, h in ROUTES.items()}).process(_raw(events))
+    one_by_one = _consumer(stack, single, PER_EVENT)
+    for raw in _raw(events):
+        await one_by_one.process([raw])
+    got, expected = await _state(batched), await _state(single)
+    for part in expected:
+        assert got[part] == expected[part], part
+    # Person 3's two applications that reach the rules fail (the one reusing an id is
+    # refused before); the groups holding them are redone one by one.
+    assert [d[0] for d in got["dead"]] == ["10", "11"]
+    assert all("ValueError: a bug in the rules" in d[1] for d in got["dead"])
+    assert 1 in calls[EnrollmentApplicationSubmitted.event_type]
