@@ -186,28 +186,20 @@ def _array_type(annotation: str) -> str:
 _TYPES = {f.name: _array_type(str(f.type)) for f in fields(Transfer) if f.name != "person_id"}
 
 
-async def transfers_by_identity(conn: asyncpg.Connection, identities: list[Identity]
-                                ) -> list[tuple[int, Transfer]]:
-    """(row id, transfer) of each identity that exists, locked as `load` locks one."""
-    if not identities:
+async def transfers_for_group(conn: asyncpg.Connection, identities: list[Identity],
+                              person_ids: list[str]) -> list[tuple[int, Transfer]]:
+    """(row id, transfer), by id and locked, of each identity that exists (as `load` reads
+    one) and of the persons' transfers that are open or completed (all but failed, refused,
+    cancelled: what `open_transfers_of` and `has_transfer_between` look at): one query."""
+    if not identities and not person_ids:
         return []
     rows = await conn.fetch(
-        "SELECT * FROM transfers WHERE (direction, from_region, transfer_id) IN"
-        " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])) ORDER BY id FOR UPDATE",
-        [i[0] for i in identities], [i[1] for i in identities], [i[2] for i in identities])
-    return [(r["id"], to_transfer(r)) for r in rows]
-
-
-async def live_transfers_of(conn: asyncpg.Connection, person_ids: list[str]
-                            ) -> list[tuple[int, Transfer]]:
-    """(row id, transfer) of the persons' open and completed transfers (all but failed,
-    refused, cancelled), by id, locked: what `open_transfers_of` and `has_transfer_between`
-    look at, for several persons at once."""
-    if not person_ids:
-        return []
-    rows = await conn.fetch(
-        "SELECT * FROM transfers WHERE person_key = ANY($1::text[])"
-        " AND stage <> ALL($2::text[]) ORDER BY id FOR UPDATE",
+        "SELECT * FROM transfers WHERE id IN ("
+        " SELECT id FROM transfers WHERE (direction, from_region, transfer_id) IN"
+        "  (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))"
+        " UNION SELECT id FROM transfers WHERE person_key = ANY($4::text[])"
+        "  AND stage <> ALL($5::text[])) ORDER BY id FOR UPDATE",
+        [i[0] for i in identities], [i[1] for i in identities], [i[2] for i in identities],
         resident_keys_of(person_ids), ENDED)
     return [(r["id"], to_transfer(r)) for r in rows]
 

@@ -49,9 +49,8 @@ class Work:
         work = cls(conn)
         for key in needs.identities:
             work._transfers[key] = None  # known absent unless found
-        found = [*await repo.transfers_by_identity(conn, sorted(needs.identities)),
-                 *await repo.live_transfers_of(conn, sorted(needs.transfers_of))]
-        for row_id, t in sorted(found, key=lambda pair: pair[0]):
+        for row_id, t in await repo.transfers_for_group(conn, sorted(needs.identities),
+                                                         sorted(needs.transfers_of)):
             work._know(repo.identity(t), t, row_id)
         for person in needs.transfers_of:
             work._of_person.setdefault(person, [])
