@@ -306,6 +306,8 @@ async def _decide_all(items: list[BatchItem],
     once per table. What each event emits goes out through its own context."""
     work = UnitOfWork(items[0][0].conn)
     await work.preload(**preload)
+    # Periods are read only where a payment is applied: those of persons with one parked.
+    await work.preload(periods_of=work.persons_with_parked_payments())
     for ctx, env, cmd in items:
         await decide(ctx, env, cmd, work)
     await work.flush()
@@ -330,10 +332,9 @@ async def on_applications_submitted(items: list[BatchItem]) -> None:
 async def on_reviews_decided(items: list[BatchItem]) -> None:
     cmds = [cmd for _, _, cmd in items]
     approved = [c.person_id for c in cmds if c.decision == "approve"]
-    # An approval releases the person's parked payments and may change their periods.
+    # An approval releases the person's parked payments, which changes their periods.
     await _decide_all(items, _review, applications=[c.application_id for c in cmds],
-                      persons=[c.person_id for c in cmds], parked_of=approved,
-                      periods_of=approved)
+                      persons=[c.person_id for c in cmds], parked_of=approved)
 
 
 @batch_handler

@@ -266,6 +266,10 @@ class UnitOfWork:
         return sorted(parked, key=lambda p: (1, p["seq"]) if "seq" in p
                       else (0, p["recorded_at"]))
 
+    def persons_with_parked_payments(self) -> list[str]:
+        return list(dict.fromkeys(p["person_id"] for p in self._payments.values()
+                                  if p["state"] == "parked" and p["person_id"] is not None))
+
     async def mark_payment_applied(self, payment_ref: str) -> None:
         payment = self._payments[payment_ref]
         payment["state"], payment["reason"] = "applied", None
