@@ -134,3 +134,18 @@ def test_a_resident_id_hashes_alike_in_every_table_and_under_every_valid_key(
     assert sealed.resident_key(pid) != before
     assert set(sealed.resident_keys(pid)) == {before, sealed.resident_key(pid)}
     assert sealed.resident_keys_of([pid, "P2"])[:2] == sealed.resident_keys(pid)
+
+
+def test_the_row_binding_is_the_same_json_as_before_for_any_text() -> None:
+    import json
+    import random
+
+    from shared.db.sealed import _json_list
+
+    alphabet = ['a', '1', '"', '\\', '\n', '\x00', '\x1f', '\x7f', '王', '/', ' ', 'é', '\u2028']
+    rng = random.Random(7)
+    cases: list[list[str | None]] = [[], [None], ["P1"], ["110101199003074514", None, "e-1"]]
+    cases += [[rng.choice([None, "".join(rng.choices(alphabet, k=rng.randint(0, 6)))])
+               for _ in range(rng.randint(0, 4))] for _ in range(2000)]
+    for values in cases:
+        assert _json_list(values) == json.dumps(values, ensure_ascii=False), values
