@@ -8,7 +8,13 @@ import asyncpg
 
 from services.notify.domain.catalogue import NOT_SENT, Contact, Message
 from services.notify.domain.sms import RECEIPT_STATES, overall_delivery_state
-from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
+from shared.db.sealed import (
+    Sealed,
+    resident_id_column,
+    resident_key,
+    resident_keys,
+    resident_owners,
+)
 
 # Contact data and what a message says (names, diseases, amounts) sealed at rest
 # (shared/db/sealed.py); a delivery's values are bound to its person, event and channel.
@@ -53,27 +59,16 @@ REQUEUED = "requeued by operator"
 
 async def upsert_contact(conn: asyncpg.Connection, person_id: str, name: str, mobile: str,
                          email: str | None) -> None:
-    values = (NAME.seal(name, person_id), MOBILE.seal(mobile, person_id),
-              EMAIL.seal(email, person_id))
-    # By any valid hash of the ID, else a new row: one person's events come in order (one
-    # partition), so nothing inserts the same person meanwhile.
-    updated = await conn.execute(
-        "UPDATE contacts SET name = $2, mobile = $3, email = $4, updated_at = now()"
-        " WHERE person_key = ANY($1::text[])", resident_keys(person_id), *values)
-    if updated == "UPDATE 0":
-        await conn.execute(
-            "INSERT INTO contacts (person_ref, person_key, name, mobile, email)"
-            " VALUES ($1, $2, $3, $4, $5)", PERSON.seal(person_id), resident_key(person_id),
-            *values)
+    await upsert_contacts(conn, [(person_id, name, mobile, email)])
 
 
 async def upsert_contacts(conn: asyncpg.Connection,
                           contacts: list[tuple[str, str, str, str | None]]) -> None:
-    """`upsert_contact` for several people (one each) in one statement per table: rows found
-    by any valid hash of the ID are updated, the others inserted."""
+    """Contact data of several people (one each) in one statement per table: rows found by
+    any valid hash of the ID are updated, the others inserted."""
     if not contacts:
         return
-    owner = {key: pid for pid, *_ in contacts for key in resident_keys(pid)}
+    owner = resident_owners(pid for pid, *_ in contacts)
     stored = {owner[r["person_key"]]: r["person_key"] for r in await conn.fetch(
         "SELECT person_key FROM contacts WHERE person_key = ANY($1::text[])", list(owner))}
     update, insert = [], []
@@ -110,17 +105,7 @@ async def set_preferences(conn: asyncpg.Connection, person_id: str, sms: bool,
 
 
 async def load_contact(conn: asyncpg.Connection, person_id: str) -> Contact | None:
-    # Each table is looked up by the ID's hashes, not joined on person_key: during a key
-    # rotation one may be re-hashed before the other.
-    row = await conn.fetchrow(
-        "SELECT c.*, coalesce(p.sms, true) AS sms, coalesce(p.email, true) AS mail"
-        " FROM contacts c LEFT JOIN preferences p ON p.person_key = ANY($1::text[])"
-        " WHERE c.person_key = ANY($1::text[])", resident_keys(person_id))
-    if row is None:
-        return None
-    return Contact(person_id, str(NAME.open(row["name"], person_id)),
-                   str(MOBILE.open(row["mobile"], person_id)),
-                   EMAIL.open(row["email"], person_id), row["sms"], row["mail"])
+    return (await load_contacts(conn, {person_id})).get(person_id)
 
 
 async def load_contacts(conn: asyncpg.Connection,
@@ -129,7 +114,7 @@ async def load_contacts(conn: asyncpg.Connection,
     each ID; those with none are absent."""
     if not person_ids:
         return {}
-    owner = {key: pid for pid in person_ids for key in resident_keys(pid)}
+    owner = resident_owners(person_ids)
     keys = list(owner)
     rows = await conn.fetch("SELECT person_key, name, mobile, email FROM contacts"
                             " WHERE person_key = ANY($1::text[])", keys)
@@ -150,8 +135,9 @@ async def load_contacts(conn: asyncpg.Connection,
 async def claim_all_deliveries(conn: asyncpg.Connection,
                                claims: list[tuple[str, str, list[Message]]]
                                ) -> list[list[Message]]:
-    """`claim_deliveries` for several events at once: the messages to send in one statement;
-    returns, per claim, the messages newly parked (rare: one statement each)."""
+    """One delivery row per message of several events, the messages to send in one
+    statement; one with a problem is parked at once with it, never sent (rare: one statement
+    each). Returns, per claim, the messages newly parked (a replayed event parks none)."""
     rows = []
     for source_event_id, person_id, messages in claims:
         ref, key = ADDRESSEE.seal(person_id), resident_key(person_id)
@@ -191,19 +177,7 @@ async def claim_deliveries(conn: asyncpg.Connection, source_event_id: str, perso
                            messages: list[Message]) -> list[Message]:
     """One row per message; one with a problem is parked at once with it, never sent.
     Returns those newly parked (a replayed event parks nothing twice)."""
-    def sealed(m: Message) -> tuple[Any, ...]:
-        return _sealed_message(source_event_id, person_id, m.channel, m.recipient, m.subject,
-                               m.body)
-
-    person_key = resident_key(person_id)
-    await conn.executemany(
-        "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel, recipient,"
-        " recipient_key, subject, body, template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING",
-        [(source_event_id, ADDRESSEE.seal(person_id), person_key, m.channel, *sealed(m),
-          m.template) for m in messages if m.problem is None],
-    )
-    return await _park(conn, source_event_id, person_id, messages)
+    return (await claim_all_deliveries(conn, [(source_event_id, person_id, messages)]))[0]
 
 
 async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, person_id: str,
@@ -222,21 +196,16 @@ async def wait_for_contact(conn: asyncpg.Connection, source_event_id: str, perso
 
 async def waiting_for_contact(conn: asyncpg.Connection,
                               person_id: str) -> list[dict[str, Any]]:
-    rows = [_opened(r) for r in await conn.fetch(
-        "SELECT id, source_event_id, person_ref, channel, recipient, template AS event_type,"
-        " body FROM deliveries WHERE person_key = ANY($1::text[]) AND channel = 'none'"
-        " AND status = 'parked' ORDER BY id FOR UPDATE", resident_keys(person_id))]
-    return [{"id": r["id"], "source_event_id": r["source_event_id"], "region": r["recipient"],
-             "event_type": r["event_type"], "body": r["body"], "data": json.loads(r["body"])}
-            for r in rows]
+    return (await waiting_for_contacts(conn, {person_id})).get(person_id, [])
 
 
 async def waiting_for_contacts(conn: asyncpg.Connection,
                                person_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """`waiting_for_contact` for several people in one query: person -> waiting events."""
+    """The events of several people kept until their contact data arrives, in one query:
+    person -> waiting events, oldest first, locked."""
     if not person_ids:
         return {}
-    owner = {key: pid for pid in person_ids for key in resident_keys(pid)}
+    owner = resident_owners(person_ids)
     found: dict[str, list[dict[str, Any]]] = {}
     for r in await conn.fetch(
             "SELECT id, source_event_id, person_ref, person_key, channel, recipient,"

@@ -14,6 +14,7 @@ from shared.db.sealed import (
     resident_key,
     resident_keys,
     resident_keys_of,
+    resident_owners,
 )
 
 # Columns mirrored one to one from the domain object, but the person's ID: the tables keep
@@ -213,7 +214,7 @@ async def insured_of(conn: asyncpg.Connection, person_ids: list[str], for_update
         p: (None, None, None) for p in person_ids}
     if not person_ids:
         return found
-    person_of = {key: p for p in person_ids for key in resident_keys(p)}
+    person_of = resident_owners(person_ids)
     rows = await conn.fetch("SELECT person_key, status, insurance_type FROM insured_view"
                             " WHERE person_key = ANY($1::text[])"
                             + (" FOR UPDATE" if for_update else ""), list(person_of))

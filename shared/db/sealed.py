@@ -383,6 +383,12 @@ def resident_keys(person_id: str) -> list[str]:
     return keys().digests(person_id, RESIDENT_ID)
 
 
+def resident_owners(person_ids: Iterable[str]) -> dict[str, str]:
+    """Every valid hash of each ID -> the ID: its keys are a set-based look-up's `= ANY`
+    list, and it tells each row found which person it belongs to (no sealed ID opened)."""
+    return {key: pid for pid in person_ids for key in resident_keys(pid)}
+
+
 def resident_keys_of(person_ids: Iterable[str]) -> list[str]:
     """Every valid hash of each of several IDs, for one set-based `= ANY($n)` look-up."""
     return [k for pid in person_ids for k in resident_keys(pid)]
@@ -511,5 +517,6 @@ def columns_in_use(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 __all__ = ["DataKey", "DataKeys", "HASH", "PREFIX", "RESIDENT_ID", "SEAL", "SealError", "Sealed",
            "add_key", "resident_id_column", "resident_key", "resident_keys", "resident_keys_of",
+           "resident_owners",
            "columns_in_use", "configure", "create_keys_file", "key_counts", "keys",
            "new_key", "parse_keys", "remove_key", "reseal", "use_keys"]
