@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -118,3 +120,51 @@ def signed(value: bytes, producer: str = "channels") -> list[tuple[str, bytes]]:
     key = Keyring(PlatformSettings().keyring_dir).current(producer)
     assert key is not None, f"no session key for {producer}"
     return sign_headers(value, key)
+
+
+@contextlib.asynccontextmanager
+async def fresh_schemas(database_url: str, namespace: str, service: str,
+                        labels: tuple[str, ...] = ("batch", "single")
+                        ) -> AsyncIterator[list[Any]]:
+    """Empty, migrated schemas of a service, one per label, each with its started pool:
+    the same events fed a batch at once into one and an event at a time into another."""
+    from shared.db.migrations import migrate, service_migrations
+    from shared.db.pool import Database, connect
+
+    made = []
+    admin = await connect(database_url)
+    try:
+        for label in labels:
+            schema = f"{namespace}{service[:5]}_{label}_{uuid.uuid4().hex[:6]}"
+            await migrate(admin, schema, service_migrations(service))
+            made.append(Database(database_url, schema))
+    finally:
+        await admin.close()
+    for db in made:
+        await db.start()
+    try:
+        yield made
+    finally:
+        for db in made:
+            await db.stop()
+
+
+def raw_batch(events: list[Envelope]) -> list[Any]:
+    """Envelopes as the consumer receives them from one partition, keyed as published."""
+    from shared.messaging.consumer import RawMessage
+    from shared.messaging.publisher import partition_key
+
+    return [RawMessage("t", 0, offset, partition_key(e), e.to_bytes())
+            for offset, e in enumerate(events)]
+
+
+def counting_groups(event_type: str, handler: Any, calls: dict[str, list[int]]) -> Any:
+    """A set-based handler that notes the size of each group it is given, then handles it."""
+    from shared.messaging.consumer import batch_handler
+
+    @batch_handler
+    async def counted(items: list[Any]) -> None:
+        calls.setdefault(event_type, []).append(len(items))
+        await handler(items)
+
+    return counted

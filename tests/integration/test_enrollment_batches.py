@@ -15,33 +15,19 @@ from shared.contracts import Payload
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.envelope import Envelope
 from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.db.migrations import migrate, service_migrations
-from shared.db.pool import Database, connect
+from shared.db.pool import Database
 from shared.devstack import people
-from shared.messaging.consumer import EventConsumer, RawMessage, batch_handler, is_batched
-from shared.messaging.publisher import partition_key
+from shared.messaging.consumer import EventConsumer, is_batched
 from shared.settings import EnrollmentSettings
 from tests.conftest import REGION, TestStack
-from tests.helpers import envelope
+from tests.helpers import counting_groups, envelope, fresh_schemas, raw_batch
 
 
 @pytest_asyncio.fixture
 async def two_schemas(stack: TestStack) -> AsyncIterator[tuple[Database, Database]]:
     """Two empty enrollment schemas: one fed a batch at once, one an event at a time."""
-    dbs = []
-    conn = await connect(stack.database_url)
-    try:
-        for mode in ("batch", "single"):
-            schema = f"{stack.namespace}enr_{mode}_{uuid.uuid4().hex[:6]}"
-            await migrate(conn, schema, service_migrations("enrollment"))
-            dbs.append(Database(stack.database_url, schema))
-    finally:
-        await conn.close()
-    for db in dbs:
-        await db.start()
-    yield dbs[0], dbs[1]
-    for db in dbs:
-        await db.stop()
+    async with fresh_schemas(stack.database_url, stack.namespace, "enrollment") as (one, two):
+        yield one, two
 
 
 def _consumer(stack: TestStack, db: Database, routes: dict[str, Any]) -> EventConsumer:
@@ -49,22 +35,6 @@ def _consumer(stack: TestStack, db: Database, routes: dict[str, Any]) -> EventCo
         broker_url=stack.broker_url, MEDINS_DATABASE_URL=stack.database_url,
         namespace=stack.namespace, region=REGION)
     return EventConsumer("enrollment", settings, db, dict(routes))
-
-
-def _counted(event_type: str, handler: Any, calls: dict[str, list[int]]) -> Any:
-    """The set-based handler, noting the size of each group it is given."""
-
-    @batch_handler
-    async def counted(items: list[Any]) -> None:
-        calls.setdefault(event_type, []).append(len(items))
-        await handler(items)
-
-    return counted
-
-
-def _raw(events: list[Envelope]) -> list[RawMessage]:
-    return [RawMessage("t", 0, i, partition_key(e), e.to_bytes())
-            for i, e in enumerate(events)]
 
 
 def _story() -> tuple[list[Envelope], dict[str, str]]:
@@ -183,11 +153,11 @@ async def test_a_batch_at_once_leaves_what_one_event_at_a_time_leaves(
     events, who = _story()
     batched, single = two_schemas
     calls: dict[str, list[int]] = {}
-    at_once = _consumer(stack, batched, {t: _counted(t, h, calls) if is_batched(h) else h
+    at_once = _consumer(stack, batched, {t: counting_groups(t, h, calls) if is_batched(h) else h
                                          for t, h in ROUTES.items()})
-    await at_once.process(_raw(events))
+    await at_once.process(raw_batch(events))
     one_by_one = _consumer(stack, single, PER_EVENT)
-    for raw in _raw(events):
+    for raw in raw_batch(events):
         await one_by_one.process([raw])
     got, expected = await _state(batched), await _state(single)
     for part in expected:
@@ -221,9 +191,9 @@ async def test_a_batch_split_in_two_leaves_what_one_batch_leaves(
     """Whatever the cut between batches (stored rows read back by the next batch)."""
     events, _ = _story()
     whole, split = two_schemas
-    await _consumer(stack, whole, ROUTES).process(_raw(events))
+    await _consumer(stack, whole, ROUTES).process(raw_batch(events))
     halves = _consumer(stack, split, ROUTES)
-    raws = _raw(events)
+    raws = raw_batch(events)
     for part in (raws[:9], raws[9:17], raws[17:]):
         await halves.process(part)
     got, expected = await _state(split), await _state(whole)
@@ -247,10 +217,10 @@ async def test_a_bug_on_one_event_of_a_batch_costs_that_event_alone(
     events, _ = _story()
     batched, single = two_schemas
     calls: dict[str, list[int]] = {}
-    await _consumer(stack, batched, {t: _counted(t, h, calls) if is_batched(h) else h
-                                     for t, h in ROUTES.items()}).process(_raw(events))
+    await _consumer(stack, batched, {t: counting_groups(t, h, calls) if is_batched(h) else h
+                                     for t, h in ROUTES.items()}).process(raw_batch(events))
     one_by_one = _consumer(stack, single, PER_EVENT)
-    for raw in _raw(events):
+    for raw in raw_batch(events):
         await one_by_one.process([raw])
     got, expected = await _state(batched), await _state(single)
     for part in expected:

@@ -23,34 +23,21 @@ from shared.contracts.hospital import (
     SettlementRecord,
 )
 from shared.contracts.reimbursement import SettlementOutageDeclared
-from shared.db.migrations import migrate, service_migrations
-from shared.db.pool import Database, connect
+from shared.db.pool import Database
 from shared.devstack import people
-from shared.messaging.consumer import EventConsumer, RawMessage, batch_handler, is_batched
-from shared.messaging.publisher import partition_key
+from shared.messaging.consumer import EventConsumer, is_batched
 from shared.policy import BookCache, folders
 from shared.settings import ReimbursementSettings
 from tests.conftest import REGION, TestStack
-from tests.helpers import envelope
+from tests.helpers import counting_groups, envelope, fresh_schemas, raw_batch
 
 
 @pytest_asyncio.fixture
 async def two_schemas(stack: TestStack) -> AsyncIterator[tuple[Database, Database]]:
     """Two empty reimbursement schemas: one fed a batch at once, one an event at a time."""
-    dbs = []
-    conn = await connect(stack.database_url)
-    try:
-        for mode in ("batch", "single"):
-            schema = f"{stack.namespace}reimb_{mode}_{uuid.uuid4().hex[:6]}"
-            await migrate(conn, schema, service_migrations("reimbursement"))
-            dbs.append(Database(stack.database_url, schema))
-    finally:
-        await conn.close()
-    for db in dbs:
-        await db.start()
-    yield dbs[0], dbs[1]
-    for db in dbs:
-        await db.stop()
+    async with fresh_schemas(stack.database_url, stack.namespace,
+                             "reimbursement") as (one, two):
+        yield one, two
 
 
 def _consumer(stack: TestStack, db: Database, set_based: bool) -> EventConsumer:
@@ -59,22 +46,6 @@ def _consumer(stack: TestStack, db: Database, set_based: bool) -> EventConsumer:
         namespace=stack.namespace, region=REGION)
     cache = BookCache(REGION, folders(None, [stack.policy_dir]))
     return EventConsumer("reimbursement", settings, db, routes(cache, set_based=set_based))
-
-
-def _counted(event_type: str, handler: Any, calls: dict[str, list[int]]) -> Any:
-    """The set-based handler, noting the size of each group it is given."""
-
-    @batch_handler
-    async def counted(items: list[Any]) -> None:
-        calls.setdefault(event_type, []).append(len(items))
-        await handler(items)
-
-    return counted
-
-
-def _raw(events: list[Envelope]) -> list[RawMessage]:
-    return [RawMessage("t", 0, i, partition_key(e), e.to_bytes())
-            for i, e in enumerate(events)]
 
 
 def _story(fault: bool = False) -> tuple[list[Envelope], dict[str, str]]:
@@ -206,11 +177,11 @@ async def _both_ways(stack: TestStack, two_schemas: tuple[Database, Database],
     whole, single = two_schemas
     at_once = _consumer(stack, whole, set_based=True)
     calls: dict[str, list[int]] = {}
-    at_once.routes = {t: _counted(t, h, calls) if is_batched(h) else h
+    at_once.routes = {t: counting_groups(t, h, calls) if is_batched(h) else h
                       for t, h in at_once.routes.items()}
-    await at_once.process(_raw(events))
+    await at_once.process(raw_batch(events))
     one_by_one = _consumer(stack, single, set_based=False)
-    for raw in _raw(events):
+    for raw in raw_batch(events):
         await one_by_one.process([raw])
     got, expected = await _state(whole), await _state(single)
     for part in expected:

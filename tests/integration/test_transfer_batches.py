@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,14 +24,12 @@ from shared.contracts.partner import (
 )
 from shared.contracts.transfer_office import TransferInfoSheetIssued, TransferMaterialsRequested
 from shared.db import sealed
-from shared.db.migrations import migrate, service_migrations
-from shared.db.pool import Database, connect
+from shared.db.pool import Database
 from shared.devstack import people
-from shared.messaging.consumer import EventConsumer, RawMessage, is_batched, plan_groups
-from shared.messaging.publisher import partition_key
+from shared.messaging.consumer import EventConsumer, is_batched, plan_groups
 from shared.settings import TransferSettings
 from tests.conftest import TestStack
-from tests.helpers import envelope
+from tests.helpers import envelope, fresh_schemas, raw_batch
 
 # Jinan here; Dalian the partner of the transfers; Weihai, of Jinan's province, takes a person
 # in (an automatic transfer); Baotou is no party to them.
@@ -42,20 +39,8 @@ HERE, PARTNER, WEIHAI, BAOTOU = "370100", "210200", "371000", "150200"
 @pytest_asyncio.fixture
 async def schemas(stack: TestStack) -> AsyncIterator[tuple[Database, Database]]:
     """Two fresh transfer schemas of Jinan: one fed a batch at once, one an event at a time."""
-    made = []
-    admin = await connect(stack.database_url)
-    try:
-        for label in ("batch", "single"):
-            schema = f"{stack.namespace}xb{uuid.uuid4().hex[:4]}{label}_transfer"
-            await migrate(admin, schema, service_migrations("transfer"))
-            db = Database(stack.database_url, schema)
-            await db.start()
-            made.append(db)
-    finally:
-        await admin.close()
-    yield made[0], made[1]
-    for db in made:
-        await db.stop()
+    async with fresh_schemas(stack.database_url, stack.namespace, "transfer") as (one, two):
+        yield one, two
 
 
 def consumer(stack: TestStack, db: Database) -> EventConsumer:
@@ -64,11 +49,6 @@ def consumer(stack: TestStack, db: Database) -> EventConsumer:
                                 namespace=stack.namespace, region=HERE,
                                 transfer_interconnected=f"{HERE},{PARTNER},{WEIHAI}")
     return EventConsumer("transfer", settings, db, dict(ROUTES))
-
-
-def records(envelopes: list[Envelope]) -> list[RawMessage]:
-    return [RawMessage("t", 0, offset, partition_key(env), env.to_bytes())
-            for offset, env in enumerate(envelopes)]
 
 
 def here(payload: Payload) -> Envelope:
@@ -190,7 +170,7 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
             **(transfer_in.model_dump() | {"transfer_id": "JN-3", "person_id": active})))]
 
     batched, single = consumer(stack, batch_db), consumer(stack, single_db)
-    for one in records(before):
+    for one in raw_batch(before):
         await batched.process([one])
         await single.process([one])
     flushes = 0
@@ -202,14 +182,14 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
         await flush(work)
 
     monkeypatch.setattr(Work, "flush", counted)
-    await batched.process(records(events))
+    await batched.process(raw_batch(events))
     # One set-based call per group (a type's events together, but a person's later event
     # after their earlier ones), none redone one by one.
     plan = plan_groups([(i, r.key, ROUTES[e.type])
-                        for i, (r, e) in enumerate(zip(records(events), events, strict=True))])
+                        for i, (r, e) in enumerate(zip(raw_batch(events), events, strict=True))])
     assert flushes == len(plan) < len(events)
-    await batched.process(records(faulty))
-    for one in records(events) + records(faulty):
+    await batched.process(raw_batch(faulty))
+    for one in raw_batch(events) + raw_batch(faulty):
         await single.process([one])
 
     got, expected = await state(batch_db), await state(single_db)
@@ -241,14 +221,14 @@ async def test_a_batch_finds_rows_under_an_older_hash_key_and_adds_none_twice(
     worker = consumer(stack, db)
     try:
         sealed.use_keys(sealed.DataKeys([seal, first]))
-        await worker.process(records([status(person, "suspended"), request("TR-1", person)]))
+        await worker.process(raw_batch([status(person, "suspended"), request("TR-1", person)]))
         sealed.use_keys(sealed.DataKeys([seal, first, second]))
         transfer_in = PartnerTransferOut(
             transfer_id="JN-1", person_id=person, from_region=PARTNER, to_region=HERE,
             name="李娜", insurance_type="resident", contribution_months=12,
             account_balance_fen=0, trigger="application", started_on=date.today(),
             due_on=date.today(), in_leg_days=5)
-        await worker.process(records([request("TR-2", person), status(person, "active"),
+        await worker.process(raw_batch([request("TR-2", person), status(person, "active"),
                                       from_partner(transfer_in)]))
         async with db.pool.acquire() as conn:
             insured = await conn.fetch("SELECT person_key, status FROM insured_view")
