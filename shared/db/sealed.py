@@ -97,38 +97,41 @@ class DataKeys:
         # encryption itself on every sealed column of every event.
         self._aead = {k.key_id: AESGCM(k.secret) for k in self.seal_keys.values()}
 
+    def _encrypt(self, data: bytes, context: str) -> tuple[str, bytes]:
+        """(current key id, nonce | ciphertext | tag), the key id and `context` bound to it."""
+        key = self.current_seal
+        nonce = os.urandom(_NONCE)
+        return key.key_id, nonce + self._aead[key.key_id].encrypt(
+            nonce, data, f"{key.key_id}|{context}".encode())
+
+    def _decrypt(self, key_id: str, blob: bytes, context: str) -> bytes:
+        if key_id not in self.seal_keys:
+            raise SealError(f"unknown data key {key_id[:40]}")
+        try:
+            return self._aead[key_id].decrypt(blob[:_NONCE], blob[_NONCE:],
+                                              f"{key_id}|{context}".encode())
+        except (InvalidTag, ValueError):
+            # One message for all: which check failed tells an attacker nothing useful.
+            raise SealError(f"sealed value does not open under {key_id} for its row "
+                            "(tampered, or moved from another row)") from None
+
     def seal(self, plaintext: str, context: str) -> str:
         """Encrypt under the current key; `context` (table, column, row) is bound to it, so
         the value opens only where it was written."""
-        key = self.current_seal
-        nonce = os.urandom(_NONCE)
-        body = self._aead[key.key_id].encrypt(nonce, plaintext.encode("utf-8"),
-                                          f"{key.key_id}|{context}".encode())
-        return f"{PREFIX}{key.key_id}:{_b64(nonce + body)}"
+        key_id, blob = self._encrypt(plaintext.encode("utf-8"), context)
+        return f"{PREFIX}{key_id}:{_b64(blob)}"
 
     def seal_raw(self, data: bytes, context: str) -> bytes:
         """Encrypt bytes that need not be text (a refused message may be anything): the same
         "enc:<key id>:" prefix, then nonce | ciphertext | tag unencoded."""
-        key = self.current_seal
-        nonce = os.urandom(_NONCE)
-        body = self._aead[key.key_id].encrypt(nonce, data, f"{key.key_id}|{context}".encode())
-        return f"{PREFIX}{key.key_id}:".encode("ascii") + nonce + body
+        key_id, blob = self._encrypt(data, context)
+        return f"{PREFIX}{key_id}:".encode("ascii") + blob
 
     def open_raw(self, data: bytes, context: str) -> bytes:
         parts = data.split(b":", 2)
         if len(parts) != 3 or parts[0] != PREFIX[:-1].encode():
             raise SealError("not a sealed value")
-        key_id = parts[1].decode("ascii", errors="replace")
-        key = self.seal_keys.get(key_id)
-        if key is None:
-            raise SealError(f"unknown data key {key_id[:40]}")
-        raw = parts[2]
-        try:
-            return self._aead[key_id].decrypt(raw[:_NONCE], raw[_NONCE:],
-                                              f"{key_id}|{context}".encode())
-        except (InvalidTag, ValueError):
-            raise SealError(f"sealed value does not open under {key_id} for its row "
-                            "(tampered, or moved from another row)") from None
+        return self._decrypt(parts[1].decode("ascii", errors="replace"), parts[2], context)
 
     def key_of(self, value: str) -> str | None:
         """The key id a sealed value names (None: not sealed)."""
@@ -140,17 +143,11 @@ class DataKeys:
         key_id = self.key_of(value)
         if key_id is None:
             raise SealError("not a sealed value")
-        key = self.seal_keys.get(key_id)
-        if key is None:
-            raise SealError(f"unknown data key {key_id[:40]}")
         try:
-            raw = _unb64(value[len(PREFIX) + len(key_id) + 1:])
-            return self._aead[key_id].decrypt(raw[:_NONCE], raw[_NONCE:],
-                                              f"{key_id}|{context}".encode()).decode("utf-8")
-        except (InvalidTag, ValueError, binascii.Error):
-            # One message for all: which check failed tells an attacker nothing useful.
-            raise SealError(f"sealed value does not open under {key_id} for its row "
-                            "(tampered, or moved from another row)") from None
+            blob = _unb64(value[len(PREFIX) + len(key_id) + 1:])
+        except (ValueError, binascii.Error):
+            blob = b""  # refused below like any value that does not open
+        return self._decrypt(key_id, blob, context).decode("utf-8")
 
     def _digest(self, key: DataKey, value: str, purpose: str) -> str:
         mac = hmac.new(key.secret, f"{purpose}\x00{value}".encode(), hashlib.sha256)

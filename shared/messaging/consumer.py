@@ -375,7 +375,7 @@ class EventConsumer:
                                                  rejected, outgoing)
                     else:
                         await self._run_one(handler, index, work[index], contexts[index])
-            for index in sorted(work, key=lambda i: i):
+            for index in sorted(work):
                 if index in rejected:
                     continue
                 outgoing.extend(contexts[index].emitted)

@@ -250,7 +250,7 @@ class OutboxRelay(mode.Service):
         for (topic, partition), members in by_partition.items():
             batch, ids = self._producer.create_batch(), []
             for r in members:
-                headers = [(k, v.encode()) for k, v in json.loads(r["headers"])]
+                headers = _kafka_headers(r)
                 if batch.append(key=r["key"], value=r["value"], timestamp=None,
                                 headers=headers) is None:
                     sent.append((ids, await self._producer.send_batch(
@@ -281,7 +281,7 @@ class OutboxRelay(mode.Service):
             try:
                 future = await self._producer.send(
                     r["topic"], r["value"], key=r["key"],
-                    headers=[(k, v.encode()) for k, v in json.loads(r["headers"])] or None)
+                    headers=_kafka_headers(r) or None)
             except PERMANENT_ERRORS as exc:
                 failed[r["id"]] = exc
             else:
@@ -317,6 +317,11 @@ class OutboxRelay(mode.Service):
         for row_id, exc in failed.items():
             log.error("outbox row not publishable", row=row_id, topic=by_id[row_id]["topic"],
                       error=_describe(exc), set_aside=row_id in aside)
+
+
+def _kafka_headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
+    """An outbox row's headers (JSON pairs of text) as Kafka takes them."""
+    return [(k, v.encode()) for k, v in json.loads(row["headers"])]
 
 
 def _describe(exc: BaseException) -> str:
