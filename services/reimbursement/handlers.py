@@ -574,40 +574,22 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
     return "approved"
 
 
-Route = Literal["proactive", "manual", "rejected", "awaiting_declaration"]
-
-
 def judge_record(region: str, record: SettlementRecord, periods: list[rules.Coverage],
                  outages: list[rules.DeclaredOutage]
-                 ) -> tuple[Route, str, rules.Coverage | None, rules.DeclaredOutage | None]:
-    """An outage record's route before any calculation (proactive, manual, waiting for the
-    declaration, or rejected), why, and the coverage and declared outage it falls under.
-    `periods`: the person's coverage (not read when the ID is not valid)."""
+                 ) -> tuple[rules.Route, str, rules.Coverage | None, rules.DeclaredOutage | None]:
+    """An outage record's route (domain rule `route_of_record`), its resident ID checked
+    first. `periods`: the person's coverage (not read when the ID is not valid)."""
     try:
         # Accepting the number needs no birth place (an advisory look-up, most of the cost).
         validate_resident_id(record.person_id)
         id_error = None
     except IdentifierError as exc:
         id_error = str(exc)
-    coverage = None if id_error else rules.coverage_on(periods, record.expense_date)
-    outage = rules.declared_outage_for(outages, record.expense_date)
-    manual = None if id_error else rules.proactive_route(
-        care=record.care, treatment_area=record.treatment_area, region=region)
-    route: Route
-    if manual is not None:
-        route, reason = "manual", manual
-    elif id_error is None and not outages:
-        # Uploaded before the agency declared the outage: kept, and reimbursed when the
-        # declaration comes (the institution's own window is never trusted).
-        route, reason = "awaiting_declaration", ("waiting for the agency to declare the "
-                                                 "settlement outage")
-    else:
-        rejected = rules.check_proactive_record(
-            person_id_error=id_error, coverage=coverage, expense_date=record.expense_date,
-            outage=outage, declared=outages, amount_fen=record.amount_fen,
-            eligible_fen=record.eligible_fen)
-        route, reason = ("rejected", rejected) if rejected else ("proactive", "")
-    return route, reason, coverage, outage
+    return rules.route_of_record(
+        region=region, person_id_error=id_error, care=record.care,
+        treatment_area=record.treatment_area, expense_date=record.expense_date,
+        amount_fen=record.amount_fen, eligible_fen=record.eligible_fen, periods=periods,
+        outages=outages)
 
 
 def record_claim(ctx: HandlerContext, institution: str, record: SettlementRecord,
@@ -627,7 +609,7 @@ def record_outcome(record: SettlementRecord, outcome: Calculated) -> str:
 
 
 def tell_record(ctx: HandlerContext, batch_id: str, institution: str,
-                record: SettlementRecord, route: Route, reason: str, claim_id: str | None,
+                record: SettlementRecord, route: rules.Route, reason: str, claim_id: str | None,
                 outage: rules.DeclaredOutage | None) -> None:
     """The institution is told what became of the record."""
     ctx.emit(ProactiveRecordProcessed(

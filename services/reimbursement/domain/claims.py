@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import Literal
 
 
 class StageError(Exception):
@@ -313,6 +314,37 @@ class MaternityRules:
     difficult_extra_days: int = 15
     per_extra_baby_days: int = 15
     days_per_month: int = 30
+
+
+# Where an outage record goes: paid the proactive way, left to a manual claim, kept until
+# the agency declares the outage, or rejected.
+Route = Literal["proactive", "manual", "rejected", "awaiting_declaration"]
+
+
+def route_of_record(*, region: str, person_id_error: str | None, care: str,
+                    treatment_area: str | None, expense_date: date, amount_fen: int,
+                    eligible_fen: int, periods: list[Coverage],
+                    outages: list[DeclaredOutage]
+                    ) -> tuple[Route, str, Coverage | None, DeclaredOutage | None]:
+    """An outage record's route before any calculation, why, and the coverage and declared
+    outage it falls under (notice 004: only local outpatient costs go the proactive way;
+    the outage window is the agency's declaration, never the institution's)."""
+    coverage = None if person_id_error else coverage_on(periods, expense_date)
+    outage = declared_outage_for(outages, expense_date)
+    manual = None if person_id_error else proactive_route(
+        care=care, treatment_area=treatment_area, region=region)
+    if manual is not None:
+        return "manual", manual, coverage, outage
+    if person_id_error is None and not outages:
+        # Uploaded before the agency declared the outage: kept, and reimbursed when the
+        # declaration comes.
+        return ("awaiting_declaration", "waiting for the agency to declare the settlement "
+                "outage", coverage, outage)
+    rejected = check_proactive_record(
+        person_id_error=person_id_error, coverage=coverage, expense_date=expense_date,
+        outage=outage, declared=outages, amount_fen=amount_fen, eligible_fen=eligible_fen)
+    return ("rejected", rejected, coverage, outage) if rejected else (
+        "proactive", "", coverage, outage)
 
 
 def maternity_leave_days(rules: MaternityRules, difficult: bool, babies: int) -> int:
