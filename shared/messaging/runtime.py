@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -229,9 +230,10 @@ def _require_writable(folder: Path) -> None:
     than crash-loop with a traceback, when the folder cannot be written."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A probe of its own name: workers starting together share the folder, and one
+        # removing another's fixed-name probe made that one exit as if it could not write.
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
     except OSError as exc:
         log.critical("state folder not writable: set MEDINS_STATE_DIR to a writable folder "
                      "(a volume in a container)", state_dir=str(folder.resolve()),
