@@ -71,14 +71,22 @@ class Dispatcher(mode.Service):
         # Per channel, messages handed to the sender at once: as many as it can have in flight
         # (SMPP window x sessions, SMTP sessions), so the rest of a batch waits here, where a
         # stop can still put it back untouched.
-        self._gates = {c: asyncio.Semaphore(max(1, int(getattr(sender, "capacity", 100))))
-                       for c, sender in senders.items()}
+        self._capacity = {c: max(1, int(getattr(sender, "capacity", 100)))
+                          for c, sender in senders.items()}
+        self._gates = {c: asyncio.Semaphore(n) for c, n in self._capacity.items()}
+        # Claimed and not yet answered, per channel; the loops' wake-ups (new work committed,
+        # a slot freed).
+        self._busy = dict.fromkeys(senders, 0)
+        self._wakes = {c: asyncio.Event() for c in senders}
+        self._listener: Any = None
         super().__init__(**kwargs)
 
     async def on_stop(self) -> None:
         """Drain: take nothing new, wait (bounded) for the answers in flight, record them."""
         self.stopping = True
         self._give_up_at = time.monotonic() + self.settings.drain_seconds
+        self._woken()  # idle channel loops see the stop at once
+        await self._release_listener()
         tasks = list(self.in_flight.values())
         if tasks:
             log.info("waiting for the gateways' answers before stopping", in_flight=len(tasks),
@@ -102,6 +110,40 @@ class Dispatcher(mode.Service):
             log.error("answers not yet in the database are kept in the journal and recorded "
                       "at next start", count=len(left), journal=str(self.journal.path))
         self.journal.compact()
+
+    @mode.Service.task
+    async def _listen(self) -> None:
+        """Hold a connection listening for new deliveries (NOTIFY on commit) and wake every
+        channel loop; without it (database away) the loops poll."""
+        delay = 0.2
+        while not self.should_stop and not self.stopping:
+            try:
+                if self._listener is None or self._listener.is_closed():
+                    self._listener = None
+                    conn = await self.db.pool.acquire()
+                    await conn.add_listener(repo.due_channel(self.db.schema), self._woken)
+                    self._listener = conn
+                    delay = 0.2
+            except Exception as exc:
+                log.debug("new-delivery listener not connected; polling", error=repr(exc))
+                await self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            await self.sleep(1.0)
+
+    def _woken(self, *_: Any) -> None:
+        for wake in self._wakes.values():
+            wake.set()
+
+    async def _release_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        try:
+            await conn.remove_listener(repo.due_channel(self.db.schema), self._woken)
+            await self.db.pool.release(conn)
+        except Exception:
+            conn.terminate()
 
     @mode.Service.task
     async def _channels(self) -> None:
@@ -161,37 +203,67 @@ class Dispatcher(mode.Service):
             self.journal.compact()
 
     async def _channel_loop(self, channel: str) -> None:
+        """Streaming: claim whenever the channel has a free slot and something is due, without
+        waiting for the answers of what is already out; sleep until new work is committed
+        (the deliveries' NOTIFY), a slot frees, or the poll interval passes (retries due)."""
+        wake = self._wakes[channel]
         while not self.should_stop and not self.stopping:
+            wake.clear()  # before claiming: a wake that comes while claiming is not lost
             try:
-                sent = await self.dispatch_once(channel)
+                started = len(await self._start(channel))
             except (RuntimeError, *TRANSIENT_DB_ERRORS) as exc:
                 log.warning("dispatcher waiting for the database", error=str(exc))
-                sent = 0
+                started = 0
             except Exception:
                 # Never let one bad message stop the channel.
                 log.exception("dispatcher round failed", channel=channel)
-                sent = 0
-            if not sent:
-                await self.sleep(self.poll_seconds)
+                started = 0
+            if not started:
+                try:
+                    await asyncio.wait_for(wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
 
     async def dispatch_once(self, channel: str) -> int:
+        """One round: claim what is due (up to the channel's free slots), send it, and return
+        once every answer is recorded; the number claimed (operators' tools and tests)."""
+        tasks = await self._start(channel)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return len(tasks)
+
+    async def _start(self, channel: str) -> list[asyncio.Task[None]]:
+        """Claim what the breaker, the rate and the channel's free slots allow and start
+        sending it; the tasks, one per claimed row (a row put back untouched included)."""
         if self.stopping:
-            return 0
-        allowance = self.breakers[channel].allowance()
+            return []
+        breaker = self.breakers[channel]
+        allowance = breaker.allowance()
         if allowance == 0:
-            return 0
+            return []
+        busy = self._busy[channel]
+        if busy and (breaker.failing or allowance == 1):
+            return []  # a probe is out: its answer says whether to send more
+        # Claimed and unanswered at most twice what the gateway takes at once: the next
+        # message is ready when a slot frees, and a stop has little to put back.
+        free = 2 * self._capacity[channel] - busy
+        if free <= 0:
+            return []
         limit = self.limits[channel]
         most = self.settings.send_batch_size
-        room = max(1, min(limit.available(), most, allowance or most))
+        room = max(1, min(limit.available(), most, allowance or most, free))
         async with self.db.pool.acquire() as conn:
             due = [dict(r) for r in await repo.claim_due(conn, channel, room,
                                                              self.worker_id)]
+        self._busy[channel] += len(due)
         tasks = []
         for index, row in enumerate(due):
-            if self.stopping or (index == 1 and self.breakers[channel].failing):
+            if self.stopping or (index == 1 and breaker.failing):
                 # Stopping takes nothing new; a batch whose first message found the gateway
                 # away waits for the next round instead of failing message by message.
-                await self._release([r["id"] for r in due[index:]])
+                rest = [r["id"] for r in due[index:]]
+                self._busy[channel] -= len(rest)
+                await self._release(rest)
                 break
             if row["attempts"] > 1 or row["last_error"] == repo.REQUEUED:
                 metrics.RETRIED.labels(channel).inc()
@@ -200,15 +272,16 @@ class Dispatcher(mode.Service):
             self.in_flight[row["id"]] = task
             task.add_done_callback(self._forget(row["id"]))
             tasks.append(task)
-            if index == 0 and len(due) > 1:
+            if index == 0 and len(due) > 1 and busy == 0:
                 await asyncio.wait([task])  # the first one tells whether the gateway is there
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return len(due)
+        return tasks
 
     def _forget(self, delivery_id: int) -> Any:
-        def forget(_task: asyncio.Task[None]) -> None:
+        def forget(task: asyncio.Task[None]) -> None:
             self.in_flight.pop(delivery_id, None)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("delivery task failed", delivery=delivery_id,
+                          error=repr(task.exception()))
         return forget
 
     async def _release(self, ids: list[int]) -> None:
@@ -223,14 +296,19 @@ class Dispatcher(mode.Service):
         await asyncio.to_thread(self.journal.append_many, lines)
 
     async def _deliver(self, row: dict[str, Any]) -> None:
-        async with self._gates[row["channel"]]:
-            if self.stopping or self.breakers[row["channel"]].allowance() == 0:
-                # Claimed, waited for a free slot, never handed over: due again at once (a
-                # stop takes nothing new; a channel whose breaker opened meanwhile burns no
-                # attempt).
-                await self._releases.submit(row["id"])
-                return
-            outcome = await self._send_one(row)
+        channel = row["channel"]
+        try:
+            async with self._gates[channel]:
+                if self.stopping or self.breakers[channel].allowance() == 0:
+                    # Claimed, waited for a free slot, never handed over: due again at once
+                    # (a stop takes nothing new; a channel whose breaker opened meanwhile
+                    # burns no attempt).
+                    await self._releases.submit(row["id"])
+                    return
+                outcome = await self._send_one(row)
+        finally:
+            self._busy[channel] -= 1
+            self._wakes[channel].set()  # a slot is free: the channel loop may claim again
         # Recorded after the slot is free: the next message goes while this answer is written.
         await self.record(row, outcome)
 

@@ -17,8 +17,8 @@ from services.notify.senders import OutcomeUnknown, SmtpEmailSender
 from shared.db.sealed import resident_keys_of
 from shared.devstack.broker import free_port
 from shared.devstack.mailserver import _SaveToFolder, read_mailbox
-from shared.devstack.smsc import LocalSmsc
-from tests.integration.test_notify_channels import NotifyRig, person_events, rig
+from tests.helpers import poll
+from tests.integration.test_notify_channels import NotifyRig, _now, person_events, rig
 
 __all__ = ["rig"]  # the fixture, shared with the channel tests
 
@@ -295,3 +295,56 @@ async def test_a_gateway_lost_mid_batch_burns_no_more_attempts_than_the_breaker_
         assert sum(r["attempts"] for r in rows if r["status"] == "pending") == gateway.calls - 1
     finally:
         await dispatcher.on_stop()
+
+
+async def _running(dispatcher: Dispatcher) -> None:
+    """Started as the worker starts it: channel loops and the new-delivery listener."""
+    await dispatcher.start()
+
+    async def listening() -> Any:
+        return dispatcher._listener
+
+    await poll(listening, lambda conn: conn is not None)
+
+
+async def test_a_committed_delivery_is_sent_at_once_not_at_the_next_poll(
+        rig: NotifyRig, tmp_path: Path) -> None:
+    dispatcher = _dispatcher(rig, tmp_path)
+    dispatcher.poll_seconds = 60.0  # only the NOTIFY of the committing transaction can wake it
+    await _running(dispatcher)
+    try:
+        await asyncio.sleep(0)  # the loops found nothing due and wait
+        person, contact, activated = person_events()
+        await rig.feed(contact, activated)
+        received = await poll(lambda: _now(rig.smsc.received),
+                              lambda r: any(m.to == contact.data["mobile"] for m in r),
+                              timeout=10)
+        assert [m.to for m in received].count(contact.data["mobile"]) == 1
+    finally:
+        await dispatcher.stop()
+
+
+async def test_the_sender_claims_more_while_answers_are_awaited(
+        rig: NotifyRig, tmp_path: Path) -> None:
+    # A slow gateway: each answer comes 1.5 s after its submission. One round at a time would
+    # send the second person's SMS only once the first's answer was in (>= 1.5 s apart);
+    # streaming hands it over while the first is still awaited.
+    rig.smsc.answer_delay = 1.5
+    dispatcher = _dispatcher(rig, tmp_path, smpp_submit_timeout_seconds=10.0)
+    await _running(dispatcher)
+    try:
+        first, first_contact, first_activated = person_events()
+        await rig.feed(first_contact, first_activated)
+        await poll(lambda: rig.rows(first), lambda rows: rows[0]["status"] == "sending")
+        second, second_contact, second_activated = person_events()
+        await rig.feed(second_contact, second_activated)
+        received = await poll(lambda: _now(rig.smsc.received), lambda r: len(
+            {m.to for m in r} & {first_contact.data["mobile"],
+                                 second_contact.data["mobile"]}) == 2, timeout=20)
+        at = {m.to: t for m, t in zip(received, rig.smsc.submissions, strict=False)}
+        gap = at[second_contact.data["mobile"]] - at[first_contact.data["mobile"]]
+        assert gap < 1.0, f"the second SMS waited {gap:.2f} s for the first one's answer"
+        for person in (first, second):
+            await poll(lambda p=person: rig.rows(p), lambda rows: rows[0]["status"] == "sent")
+    finally:
+        await dispatcher.stop()
