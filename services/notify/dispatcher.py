@@ -167,6 +167,7 @@ class Dispatcher(mode.Service):
         if entries or unanswered or released:
             log.info("reconciled what the previous run left", answers=len(entries),
                      unanswered=len(unanswered), never_handed_over=released)
+        await self._journal_lines.wait_idle()  # its done marks are in the file first
         self.journal.compact()
 
     async def _release_unsent(self) -> int:
@@ -404,7 +405,8 @@ class Dispatcher(mode.Service):
                 delay = min(delay * 2, 5.0)
                 continue
             ids = [e["id"] for e in entries]
-            await self._journal_lines.submit_many([{"done": i} for i in ids])
+            # Not awaited: a done mark only spares a replay of what the database now holds.
+            self._journal_lines.enqueue([{"done": i} for i in ids])
             self.holding.difference_update(ids)
             return
 

@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any
 
 
+def is_done_mark(entry: dict[str, Any]) -> bool:
+    return entry.keys() == {"done"}
+
+
 class OutcomeJournal:
     """Each answer is fsynced here before the database write is tried, so an answer survives
     a database outage that outlasts the worker (stop or kill); replayed at start."""
@@ -28,12 +32,16 @@ class OutcomeJournal:
 
     def append_many(self, entries: list[dict[str, Any]]) -> None:
         """One write and one fsync for many entries (group commit): each is as durable as if
-        written alone, and none is taken as written before the fsync returns."""
+        written alone, and none is taken as written before the fsync returns. Done marks
+        alone are written without an fsync: losing one only replays an answer the database
+        already holds, which changes nothing; and the next fsync makes it durable anyway,
+        before any later step of that message could be journalled."""
         if not entries:
             return
         os.write(self._fd, "".join(json.dumps(e, ensure_ascii=False) + "\n"
                                    for e in entries).encode())
-        os.fsync(self._fd)
+        if not all(is_done_mark(e) for e in entries):
+            os.fsync(self._fd)
 
     def done(self, delivery_id: int) -> None:
         self.append({"done": delivery_id})

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from services.notify.breaker import CircuitBreaker
 from services.notify.journal import OutcomeJournal
 
@@ -62,3 +64,20 @@ def test_journal_keeps_answers_until_done_and_hand_overs_until_answered(tmp_path
     again.done(2)
     again.compact()
     assert path.read_text() == ""
+
+
+def test_journal_syncs_hand_overs_and_answers_but_not_done_marks_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    journal = OutcomeJournal(tmp_path / "journal.jsonl")
+    journal.handing_over(1)
+    journal.append({"id": 1, "kind": "sent", "provider_ids": ["m"]})
+    assert len(synced) == 2
+    journal.done_many([1])  # alone: written, not synced
+    assert len(synced) == 2 and journal.pending() == []
+    journal.append_many([{"done": 1}, {"handing": 2}])  # with a hand-over: synced
+    assert len(synced) == 3 and journal.unanswered() == [2]
