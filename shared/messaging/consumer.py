@@ -20,6 +20,7 @@ from shared.contracts import ContractError, Envelope, Payload, parse_event
 from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.topics import DEAD_LETTER, logical, physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
+from shared.messaging.batches import run_batches
 from shared.messaging.dead_letters import seal_letter
 from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
@@ -471,15 +472,14 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
         for kind in ("unauthenticated", "forbidden"):
             EVENTS_REFUSED.labels(consumer.service, name, kind)
 
+    async def handle(events: Sequence[Any]) -> None:
+        await consumer.process([
+            RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                       e.message.key, e.message.value, _headers(e.message.headers))
+            for e in events])
+
     async def consume(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_size,
-                                               within=settings.batch_within_seconds):
-            batch = [
-                RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                           e.message.key, e.message.value, _headers(e.message.headers))
-                for e in events
-            ]
-            await consumer.process(batch)
+        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, handle)
 
     app.agent(channel, name=f"{consumer.service}-consumer", concurrency=1)(consume)
 
