@@ -227,3 +227,7 @@ class NotifySettings(PlatformSettings):
     email_rate_per_second: float = 20.0
     # A message still 'sending' after this long had its worker die mid-send: reconcile it.
     unknown_after_seconds: float = 120.0
+    # A receipt still linked to no submit answer after this long belongs to an answer that
+    # was lost: only then may the reconciliation link it, by handset, to an 'unknown' SMS
+    # (an answer that merely trails its receipt is recorded well within it).
+    receipt_settle_seconds: float = 60.0
