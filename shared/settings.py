@@ -40,6 +40,11 @@ class PlatformSettings(BaseSettings):
     # Required for /status/<id> when web_host is not loopback (bearer token); see
     # shared/trust/access.py.
     status_token: SecretStr | None = None
+    # On SIGTERM/SIGINT a worker gets this long to stop cleanly (notify's drain_seconds fits
+    # within it); past it the process exits by itself, whatever state the broker is in.
+    # Supervisors (medins up, a container's stop timeout) wait longer than this before a
+    # SIGKILL, so the worker's own bounded exit is what ends it.
+    stop_deadline_seconds: float = 30.0
     log_format: str = "auto"
     log_level: str = "INFO"
     batch_size: int = 500
