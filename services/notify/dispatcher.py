@@ -146,17 +146,27 @@ class Dispatcher(mode.Service):
         """Expose what needs an operator: orphaned 'sending' becomes 'unknown'; an 'unknown'
         SMS the SMSC's receipts show went out becomes 'sent', its sent event emitted (once, in
         the same transaction, with the id a normal send gives it); gauge counts."""
+        resolved: list[dict[str, Any]] = []
         try:
             async with self.db.pool.acquire() as conn:
                 stale = await repo.stale_sending_to_unknown(
                     conn, self.settings.unknown_after_seconds,
                     [*self.in_flight, *self.holding])
-                async with conn.transaction():
-                    resolved = await outcomes.resolve_unknown_sms(
-                        conn, self.settings.receipt_settle_seconds)
-                    await self._emit(conn, [(e, MessageSent(
-                        source_event_id=e["source_event_id"], channel=e["channel"],
-                        template=e["template"])) for e in resolved])
+                try:
+                    async with conn.transaction():
+                        resolved = await outcomes.resolve_unknown_sms(
+                            conn, self.settings.receipt_settle_seconds)
+                        await self._emit(conn, [(e, MessageSent(
+                            source_event_id=e["source_event_id"], channel=e["channel"],
+                            template=e["template"])) for e in resolved])
+                except (RuntimeError, *TRANSIENT_DB_ERRORS):
+                    raise
+                except Exception as exc:
+                    # A row that cannot be reconciled must not stop the sweep or the gauges:
+                    # those messages stay 'unknown', for the operator.
+                    log.error("reconciling unknown SMS against receipts failed",
+                              error=repr(exc))
+                    resolved = []
                 counts = await repo.counts_by_status(conn)
         except (RuntimeError, *TRANSIENT_DB_ERRORS):
             return

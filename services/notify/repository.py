@@ -361,12 +361,14 @@ async def needing_attention(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 
 async def unknown_sms(conn: asyncpg.Connection, limit: int = 500) -> list[dict[str, Any]]:
-    """'unknown' SMS, oldest first, recipient and body opened: what the reconciliation checks
-    against the SMSC's receipts."""
+    """'unknown' SMS, latest hand-over first (receipts come within the SMSC's validity period:
+    old ones left for the operator do not crowd out new ones), recipient and body opened:
+    what the reconciliation checks against the SMSC's receipts."""
     return [_opened(r) for r in await conn.fetch(
         "SELECT id, person_ref, source_event_id, channel, recipient, body, template, attempts,"
         " coalesce(claimed_at, created_at) AS claimed_at FROM deliveries"
-        " WHERE status = 'unknown' AND channel = 'sms' ORDER BY id LIMIT $1", limit)]
+        " WHERE status = 'unknown' AND channel = 'sms'"
+        " ORDER BY coalesce(claimed_at, created_at) DESC, id DESC LIMIT $1", limit)]
 
 
 async def unclaimed_receipts(conn: asyncpg.Connection, handsets: list[str],
