@@ -260,7 +260,8 @@ def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
                      "--force", help="requeue this 'unknown' message (repeat per id) once the "
                      "gateway confirmed it never went out")] = None) -> None:
     """Requeue parked messages (by id, or --all); an 'unknown' one only with --force <id>.
-    A message the records show as handed over (gateway id or sent time) is never resent."""
+    A message the records show as handed over (gateway id, sent time, or an SMSC delivery
+    receipt for it or its handset since it was handed over) is never resent."""
     from services.notify import repository as repo
 
     if not ids and not all_ and not force:
@@ -281,6 +282,8 @@ def notify_retry(ids: Annotated[list[int] | None, typer.Argument()] = None,
     requeued, refused = asyncio.run(run())
     for r in refused:
         why = ("handed over to the gateway: never resent" if r["handed_over"]
+               else "the SMSC's delivery receipts show it went out: never resent"
+               if r["receipted"]
                else "never sent, a value is missing (see the reason in 'medins notify "
                "parked'): contact the person" if r["not_sent"]
                else "outcome unknown: check with the gateway, then --force "

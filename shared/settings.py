@@ -40,6 +40,11 @@ class PlatformSettings(BaseSettings):
     # Required for /status/<id> when web_host is not loopback (bearer token); see
     # shared/trust/access.py.
     status_token: SecretStr | None = None
+    # On SIGTERM/SIGINT a worker gets this long to stop cleanly (notify's drain_seconds fits
+    # within it); past it the process exits by itself, whatever state the broker is in.
+    # Supervisors (medins up, a container's stop timeout) wait longer than this before a
+    # SIGKILL, so the worker's own bounded exit is what ends it.
+    stop_deadline_seconds: float = 30.0
     log_format: str = "auto"
     log_level: str = "INFO"
     batch_size: int = 500
@@ -227,3 +232,7 @@ class NotifySettings(PlatformSettings):
     email_rate_per_second: float = 20.0
     # A message still 'sending' after this long had its worker die mid-send: reconcile it.
     unknown_after_seconds: float = 120.0
+    # A receipt still linked to no submit answer after this long belongs to an answer that
+    # was lost: only then may the reconciliation link it, by handset, to an 'unknown' SMS
+    # (an answer that merely trails its receipt is recorded well within it).
+    receipt_settle_seconds: float = 60.0

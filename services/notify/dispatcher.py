@@ -186,15 +186,36 @@ class Dispatcher(mode.Service):
 
     @mode.Service.timer(5.0)
     async def _reconcile(self) -> None:
-        """Expose what needs an operator: orphaned 'sending' becomes 'unknown'; gauge counts."""
+        """Expose what needs an operator: orphaned 'sending' becomes 'unknown'; an 'unknown'
+        SMS the SMSC's receipts show went out becomes 'sent', its sent event emitted (once, in
+        the same transaction, with the id a normal send gives it); gauge counts."""
+        resolved: list[dict[str, Any]] = []
         try:
             async with self.db.pool.acquire() as conn:
                 stale = await repo.stale_sending_to_unknown(
                     conn, self.settings.unknown_after_seconds,
                     [*self.in_flight, *self.holding])
+                try:
+                    async with conn.transaction():
+                        resolved = await outcomes.resolve_unknown_sms(
+                            conn, self.settings.receipt_settle_seconds)
+                        await self._emit(conn, [(e, MessageSent(
+                            source_event_id=e["source_event_id"], channel=e["channel"],
+                            template=e["template"])) for e in resolved])
+                except (RuntimeError, *TRANSIENT_DB_ERRORS):
+                    raise
+                except Exception as exc:
+                    # A row that cannot be reconciled must not stop the sweep or the gauges:
+                    # those messages stay 'unknown', for the operator.
+                    log.error("reconciling unknown SMS against receipts failed",
+                              error=repr(exc))
+                    resolved = []
                 counts = await repo.counts_by_status(conn)
         except (RuntimeError, *TRANSIENT_DB_ERRORS):
             return
+        if resolved:
+            log.info("SMS of unknown outcome confirmed sent by the SMSC's receipts",
+                     count=len(resolved), ids=[e["id"] for e in resolved])
         if stale:
             log.warning("messages with unknown outcome need reconciling", count=stale)
         metrics.set_attention(counts)

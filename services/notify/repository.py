@@ -11,6 +11,7 @@ from services.notify.domain.catalogue import NOT_SENT, Contact, Message
 from services.notify.domain.sms import RECEIPT_STATES, overall_delivery_state
 from shared.db.sealed import (
     Sealed,
+    keys,
     resident_id_column,
     resident_key,
     resident_keys,
@@ -34,6 +35,19 @@ RECIPIENT = Sealed("deliveries", "recipient", _MESSAGE, hash_column="recipient_k
 SUBJECT = Sealed("deliveries", "subject", _MESSAGE)
 BODY = Sealed("deliveries", "body", _MESSAGE)
 SEALED = (PERSON, NAME, MOBILE, EMAIL, PREFERRING, ADDRESSEE, RECIPIENT, SUBJECT, BODY)
+# The handset an SMS receipt reports on, as a keyed hash of one purpose for every receipt and
+# message (recipient_key is bound to its message): it links a receipt whose submit answer was
+# lost to the message sent to that handset, with no mobile number kept in clear.
+HANDSET = "sms-handset"
+
+
+def handset_key(number: str) -> str:
+    return keys().digest(number, HANDSET)
+
+
+def handset_keys(number: str) -> list[str]:
+    """Under every valid hash key: receipts hashed before a key rotation still match."""
+    return keys().digests(number, HANDSET)
 
 
 def _opened(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -360,12 +374,60 @@ async def needing_attention(conn: asyncpg.Connection) -> list[dict[str, Any]]:
                 " WHERE status IN ('parked', 'unknown') ORDER BY id")]
 
 
+async def unknown_sms(conn: asyncpg.Connection, limit: int = 500) -> list[dict[str, Any]]:
+    """'unknown' SMS, latest hand-over first (receipts come within the SMSC's validity period:
+    old ones left for the operator do not crowd out new ones), recipient and body opened:
+    what the reconciliation checks against the SMSC's receipts."""
+    return [_opened(r) for r in await conn.fetch(
+        "SELECT id, person_ref, source_event_id, channel, recipient, body, template, attempts,"
+        " coalesce(claimed_at, created_at) AS claimed_at FROM deliveries"
+        " WHERE status = 'unknown' AND channel = 'sms'"
+        " ORDER BY coalesce(claimed_at, created_at) DESC, id DESC LIMIT $1", limit)]
+
+
+async def unclaimed_receipts(conn: asyncpg.Connection, handsets: list[str],
+                             older_than_seconds: float = 0.0) -> list[asyncpg.Record]:
+    """Receipts about these handsets (keyed hashes) that no message here claims as a part
+    (their submit answer was lost), received at least `older_than_seconds` ago."""
+    return await conn.fetch(
+        "SELECT r.message_id, r.state, r.handset_key, r.received_at FROM sms_receipts r"
+        " WHERE r.handset_key = ANY($1::text[])"
+        " AND r.received_at <= now() - make_interval(secs => $2)"
+        " AND NOT EXISTS (SELECT 1 FROM sms_parts p WHERE p.message_id = r.message_id)"
+        " ORDER BY r.received_at, r.message_id", handsets, older_than_seconds)
+
+
+async def receipts_say_handed_over(conn: asyncpg.Connection, ids: list[int]) -> set[int]:
+    """Of these SMS, those the SMSC's receipts show went out: a receipt for one of its parts,
+    or a receipt about its handset since it was handed over that no message claims (its
+    submit answer was lost: it may well be this one). Never resent, even with --force."""
+    if not ids:
+        return set()
+    rows = [_opened(r) for r in await conn.fetch(
+        "SELECT id, person_ref, source_event_id, channel, recipient,"
+        " coalesce(claimed_at, created_at) AS claimed_at,"
+        " EXISTS (SELECT 1 FROM sms_parts p JOIN sms_receipts r USING (message_id)"
+        " WHERE p.delivery_id = d.id) AS receipted"
+        " FROM deliveries d WHERE id = ANY($1::bigint[]) AND channel = 'sms'", ids)]
+    found = {r["id"] for r in rows if r["receipted"]}
+    for r in rows:
+        if r["id"] not in found and any(
+                u["received_at"] >= r["claimed_at"] for u in await unclaimed_receipts(
+                    conn, handset_keys(str(r["recipient"])))):
+            found.add(r["id"])
+    return found
+
+
 async def requeue(conn: asyncpg.Connection, ids: list[int] | None,
                   force: list[int] | None = None) -> list[asyncpg.Record]:
     """Operator's retry: parked messages go back to pending with fresh attempts; an 'unknown'
     one only when named in `force` (the operator checked with the gateway); never one the
-    records show as handed over (a gateway id or a sent time), nor one parked before sending
-    because a value was missing (the operator contacts the person instead)."""
+    records show as handed over (a gateway id, a sent time, or the SMSC's receipts), nor one
+    parked before sending because a value was missing (the operator contacts the person
+    instead)."""
+    if force:
+        receipted = await receipts_say_handed_over(conn, force)
+        force = [i for i in force if i not in receipted]
     return await conn.fetch(
         "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = now(),"
         " retry_since = now(), last_error = $2"
@@ -377,12 +439,13 @@ async def requeue(conn: asyncpg.Connection, ids: list[int] | None,
         ids, REQUEUED, force or [], NOT_SENT)
 
 
-async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[asyncpg.Record]:
+async def not_requeueable(conn: asyncpg.Connection, ids: list[int]) -> list[dict[str, Any]]:
     """Why each named message cannot be requeued as asked (for the operator)."""
-    return await conn.fetch(
+    receipted = await receipts_say_handed_over(conn, ids)
+    return [dict(r) | {"receipted": r["id"] in receipted} for r in await conn.fetch(
         "SELECT id, status, sent_at IS NOT NULL OR cardinality(array_remove(provider_ids, ''))"
         " > 0 AS handed_over, coalesce(last_error, '') LIKE $2 || '%' AS not_sent"
-        " FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id", ids, NOT_SENT)
+        " FROM deliveries WHERE id = ANY($1::bigint[]) ORDER BY id", ids, NOT_SENT)]
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import aiosmtplib
 import smpp34
 
 from services.notify.batching import GroupCommit
-from services.notify.domain.sms import UCS2, encode_ucs2, parse_delivery_receipt
+from services.notify.domain.sms import UCS2, Receipt, encode_ucs2, parse_delivery_receipt
 from shared.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -304,7 +304,9 @@ class SmppSmsSender:
                 continue  # a mobile-originated message: not ours to handle
             parsed = parse_delivery_receipt(event.short_message.decode("ascii", "replace"))
             if parsed is not None:
-                written = self._receipts.enqueue([parsed])
+                # The handset (the receipt's source address) links a receipt whose submit
+                # response was lost to the message it is about.
+                written = self._receipts.enqueue([Receipt(*parsed, event.source_addr or None)])
                 if self._receipts.queued > 4096:
                     await asyncio.wait([written])  # back-pressure: the writes fell behind
 

@@ -33,7 +33,13 @@ class LocalSmsc:
     Test knobs: destinations starting with a `reject_prefixes` entry are refused
     permanently (invalid destination); `throttle_next` refuses that many submissions as
     throttled; `vanish_next` never answers the next submission (a response lost on the way);
-    `answer_delay` holds each answer back that long (a slow gateway).
+    `lose_answer_at` = n takes the n-th submission from now (records it, sends its receipt)
+    but its answer never reaches the client (a submit_sm_resp lost on the way back; 1: the
+    next one, 2: the next but one, e.g. a message's second part); `answer_delay` holds
+    each answer back that long (a slow gateway).
+
+    Like a real SMSC, a receipt whose session is gone goes to another bound session able to
+    receive, or waits for the next one that binds.
     """
 
     port: int
@@ -42,6 +48,7 @@ class LocalSmsc:
     send_receipts: bool = True
     throttle_next: int = 0
     vanish_next: bool = False
+    lose_answer_at: int = 0
     answer_delay: float = 0.0
     received: list[ReceivedSms] = field(default_factory=list)
     submissions: list[float] = field(default_factory=list)
@@ -51,6 +58,8 @@ class LocalSmsc:
         default_factory=dict)
     _task: asyncio.Task[None] | None = None
     _unanswered: list[Any] = field(default_factory=list)
+    # Receipts no session could take: (session, destination, source, message id).
+    _undelivered: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     async def start(self) -> LocalSmsc:
         self._server = smpp34.Server("127.0.0.1", self.port, system_id="local-smsc",
@@ -70,6 +79,9 @@ class LocalSmsc:
             event = await self._server.next()
             if isinstance(event, smpp34.Esme):
                 self._sessions[event.session_id] = event
+                waiting, self._undelivered = self._undelivered, []
+                for _, *receipt in waiting:
+                    asyncio.create_task(self._receipt(event.session_id, *receipt))
             elif isinstance(event, smpp34.Unbound):
                 self._sessions.pop(event.session_id, None)
             elif isinstance(event, smpp34.SubmitSmEvent):
@@ -111,26 +123,40 @@ class LocalSmsc:
                 self._record(event, "".join(t for t, _ in ordered), [m for _, m in ordered])
         # Recorded before answering, as a real SMSC stores before it acknowledges: whoever
         # saw the answer finds the message here.
-        event.accept(message_id)
+        lose = self.lose_answer_at == 1
+        self.lose_answer_at = max(0, self.lose_answer_at - 1)
+        if lose:
+            self._unanswered.append(event)  # taken, but the client never hears so
+        else:
+            event.accept(message_id)
         if self.send_receipts and event.registered_delivery & 1:
-            esme = self._sessions.get(event.session_id)
-            if esme is not None and esme.can_receive:
-                asyncio.create_task(self._receipt(esme, event.destination_addr,
-                                                  event.source_addr, message_id))
+            asyncio.create_task(self._receipt(event.session_id, event.destination_addr,
+                                              event.source_addr, message_id))
 
-    async def _receipt(self, esme: Any, destination: str, source: str, message_id: str) -> None:
+    def _receivers(self, session_id: str) -> list[Any]:
+        """The session the message came on first, then any other bound one that receives."""
+        first = self._sessions.get(session_id)
+        others = [e for e in self._sessions.values() if e is not first]
+        return [e for e in (first, *others) if e is not None and e.can_receive]
+
+    async def _receipt(self, session_id: str, destination: str, source: str,
+                       message_id: str) -> None:
         stamp = time.strftime("%y%m%d%H%M")
         text = (f"id:{message_id} sub:001 dlvrd:001 submit date:{stamp} done date:{stamp} "
                 f"stat:DELIVRD err:000 text:")
         for attempt in range(5):  # like a real SMSC, retry a receipt the ESME could not take
-            try:
-                resp = await esme.deliver_sm(source or "10690000", text.encode("ascii"),
-                                             esm_class=0x04, source_addr=destination)
-                if resp.is_success:
-                    return
-            except Exception:
-                pass
+            for esme in self._receivers(session_id):
+                try:
+                    resp = await asyncio.wait_for(esme.deliver_sm(
+                        source or "10690000", text.encode("ascii"), esm_class=0x04,
+                        source_addr=destination), 5)
+                    if resp.is_success:
+                        return
+                except Exception:
+                    continue
             await asyncio.sleep(0.05 * 2 ** attempt)
+        # Nobody took it: kept for the next session that binds, as an SMSC stores receipts.
+        self._undelivered.append((session_id, destination, source, message_id))
 
     def _record(self, event: Any, text: str, message_ids: list[str]) -> None:
         sms = ReceivedSms(event.destination_addr, event.source_addr, text, len(message_ids),

@@ -21,6 +21,10 @@ from shared.settings import DEFAULT_WEB_PORTS, SERVICES
 
 STATE_DIR = Path(".medins")
 STACK_FILE = STATE_DIR / "stack.json"
+# The SIGKILL after a stop comes this long after the workers' own deadline: a worker slow to
+# stop ends by its own bounded exit (its deadline) and this kill is only a safety net, never a
+# race with it.
+STOP_GRACE_MARGIN_SECONDS = 15.0
 COLOURS = {"enrollment": "cyan", "transfer": "magenta", "reimbursement": "yellow",
            "notify": "green"}
 
@@ -67,7 +71,9 @@ class Stack:
     started_at: dict[str, float] = field(default_factory=dict)
     due: dict[str, float] = field(default_factory=dict)
     broker_restarts: int = 0
-    stop_grace_seconds: float = 30.0
+    # How long a worker may take to stop before it is killed; None: its own stop deadline
+    # (MEDINS_STOP_DEADLINE_SECONDS) plus STOP_GRACE_MARGIN_SECONDS.
+    stop_grace_seconds: float | None = None
     services: tuple[str, ...] = tuple(SERVICES)
 
     def start_infrastructure(self) -> None:
@@ -219,17 +225,28 @@ class Stack:
             self._spawn(name)
         self.console.print("[yellow]broker back; workers restarted[/]")
 
+    def stop_grace(self) -> float:
+        """Seconds from SIGTERM to SIGKILL: past the workers' own stop deadline."""
+        if self.stop_grace_seconds is not None:
+            return self.stop_grace_seconds
+        from shared.settings import PlatformSettings
+
+        own = (os.environ | self.env).get("MEDINS_STOP_DEADLINE_SECONDS")
+        deadline = (float(own) if own
+                    else PlatformSettings.model_fields["stop_deadline_seconds"].default)
+        return float(deadline) + STOP_GRACE_MARGIN_SECONDS
+
     def _stop_workers(self) -> None:
         for proc in self.workers.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_grace_seconds
+        grace = self.stop_grace()
+        deadline = time.monotonic() + grace
         for name, proc in self.workers.items():
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.console.print(f"[red]{name} did not stop within "
-                                   f"{self.stop_grace_seconds:.0f} s; killed[/]")
+                self.console.print(f"[red]{name} did not stop within {grace:.0f} s; killed[/]")
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 

@@ -203,23 +203,24 @@ class _Worker(faust.Worker):
         configure_logging(self.medins_settings.log_format, self.medins_settings.log_level,
                           service=self.medins_service)
 
-    # On SIGTERM/SIGINT the worker gets this long to stop cleanly (notify drains within 15 s);
-    # Faust's own shutdown can wait forever on a dead broker, so past it the process exits.
-    STOP_DEADLINE_SECONDS = 30.0
-
+    # On SIGTERM/SIGINT the worker gets settings.stop_deadline_seconds to stop cleanly
+    # (notify drains within its drain_seconds); Faust's own shutdown can wait forever on a
+    # dead broker, so past it the process exits.
     def _schedule_shutdown(self, signal: Any) -> None:
         import os
         import sys
         import threading
 
+        deadline = self.medins_settings.stop_deadline_seconds
+
         def give_up() -> None:
-            sys.stderr.write(f"worker did not stop within {self.STOP_DEADLINE_SECONDS:.0f} s "
-                             "of the signal; exiting\n")
+            sys.stderr.write(f"worker did not stop within {deadline:g} s of the signal; "
+                             "exiting\n")
             sys.stderr.flush()
             os._exit(70)  # EX_SOFTWARE: committed work is safe, uncommitted is redelivered
 
         if not getattr(self, "_medins_deadline", None):
-            self._medins_deadline = threading.Timer(self.STOP_DEADLINE_SECONDS, give_up)
+            self._medins_deadline = threading.Timer(deadline, give_up)
             self._medins_deadline.daemon = True
             self._medins_deadline.start()
         super()._schedule_shutdown(signal)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import random
 import shutil
@@ -38,6 +39,9 @@ REGION = "210200"
 # What each person is told when they apply, are approved and pay.
 SMS_PER_PERSON = 3
 EMAILS_PER_PERSON = 2
+# The workers' stop deadline in the suite (MEDINS_STOP_DEADLINE_SECONDS): above notify's
+# drain of 10 s, short enough for the suite.
+STOP_DEADLINE_SECONDS = 15
 
 
 def postgres_bin() -> Path | None:
@@ -133,6 +137,19 @@ class Tally:
         return lost, dup + self.history_dupes
 
 
+@dataclass
+class EventTally:
+    """Events of one batch counted by id: the load's events each taken by enrollment (its
+    processed table), and one message.sent per sent message on notify's topic, with the id a
+    send derives (source event, channel, attempt)."""
+
+    expected: int
+    lost: int
+    duplicated: int
+    copies: int  # ids published more than once (the relay's at-least-once; deduped by id)
+    detail: str = ""
+
+
 class ServerProcess:
     """A local server (SMTP relay or SMSC) in its own process: down means killed, like a real
     one; up means a new process on the same port."""
@@ -165,6 +182,8 @@ class FaultStack:
     stack: Stack | None = None
     _watch: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    # The ids of the events sent for each person (all acknowledged by the broker).
+    sent_ids: dict[str, list[str]] = field(default_factory=dict)
 
     def start(self) -> FaultStack:
         self.pg = TempPostgres().init()
@@ -178,7 +197,6 @@ class FaultStack:
         self.stack = Stack([REGION], console=Console(file=log, soft_wrap=True, width=300),
                            services=self.services)
         self.stack.broker = self.broker
-        self.stack.stop_grace_seconds = 25
         self.stack.env = {
             "MEDINS_BROKER_URL": self.broker.url, "MEDINS_DATABASE_URL": self.pg.url,
             "MEDINS_SMTP_HOST": "127.0.0.1", "MEDINS_SMTP_PORT": str(self.mail.port),
@@ -188,6 +206,11 @@ class FaultStack:
             "MEDINS_EMAIL_RATE_PER_SECOND": "300", "MEDINS_UNKNOWN_AFTER_SECONDS": "20",
             "MEDINS_BREAKER_OPEN_SECONDS": "1", "MEDINS_SEND_BACKOFF_MAX_SECONDS": "2",
             "MEDINS_DRAIN_SECONDS": "10",
+            # Receipts of a lost answer are linked to their 'unknown' SMS after this long.
+            "MEDINS_RECEIPT_SETTLE_SECONDS": "10",
+            # Each worker's own bounded exit on SIGTERM/SIGINT; the supervisor's SIGKILL comes
+            # STOP_GRACE_MARGIN_SECONDS later, so a test sees the worker's exit, not the kill.
+            "MEDINS_STOP_DEADLINE_SECONDS": str(STOP_DEADLINE_SECONDS),
             # Keys and trust store of this stack, never the checkout's .medins.
             "MEDINS_TRUST_DIR": str(self.folder / "trust"),
             "MEDINS_KEYRING_DIR": str(self.folder / "keys"),
@@ -282,6 +305,7 @@ class FaultStack:
         try:
             for p in batch:
                 app_id = f"APP-{p.person_id}"
+                ids = []
                 for payload in (
                     EnrollmentApplicationSubmitted(
                         application_id=app_id, person_id=p.person_id, name=p.name,
@@ -307,6 +331,8 @@ class FaultStack:
                                                      headers=signer.headers(env, value))
                     except Exception:
                         return acked
+                    ids.append(env.id)
+                self.sent_ids[p.person_id] = ids
                 acked.append(p)
             return acked
         finally:
@@ -360,6 +386,77 @@ class FaultStack:
                     mails[r] += 1
         return Tally(int(active), sms, mails, states, int(dupes))
 
+    async def events_by_id(self, batch: list[Person], deadline: float = 60) -> EventTally:
+        """Count the batch's events by id, reading notify's topic until every expected
+        message.sent is there and notify's outbox is empty (or the deadline passes)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from shared.contracts.envelope import derived_id
+        from shared.contracts.notify import MessageSent
+
+        assert self.stack
+        inputs = [i for p in batch for i in self.sent_ids.get(p.person_id, [])]
+        ns = self.namespace
+        conn = await self._conn()
+        try:
+            taken = {r["event_id"] for r in await conn.fetch(
+                f"SELECT event_id FROM {ns}r{REGION}_enrollment.processed_messages"
+                " WHERE event_id = ANY($1::text[])", inputs)}
+            sent = await conn.fetch(
+                f"SELECT source_event_id, channel, attempts FROM {ns}r{REGION}_notify.deliveries"
+                " WHERE person_key = ANY($1::text[]) AND status = 'sent'",
+                self.resident_keys([p.person_id for p in batch]))
+        finally:
+            await conn.close()
+        expected = {derived_id(r["source_event_id"], r["channel"], MessageSent.event_type,
+                               r["attempts"]): (r["source_event_id"], r["channel"])
+                    for r in sent}
+        sources = {s for s, _ in expected.values()}
+        topic = physical("notify.events", region=REGION, namespace=ns)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.stack.env["MEDINS_BROKER_URL"].removeprefix("kafka://"),
+            enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        seen: Counter[str] = Counter()
+        # Per business key (source event, channel): the message.sent ids seen.
+        by_key: dict[tuple[str, str], set[str]] = {}
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, n) for n in parts])
+            stop_at = time.monotonic() + deadline
+            while True:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        doc = json.loads(record.value)
+                        if (doc.get("type") == MessageSent.event_type
+                                and doc["data"]["source_event_id"] in sources):
+                            seen[doc["id"]] += 1
+                            by_key.setdefault((doc["data"]["source_event_id"],
+                                               doc["data"]["channel"]), set()).add(doc["id"])
+                if (set(expected) <= set(seen) and await self._outbox_empty("notify")) or \
+                        time.monotonic() > stop_at:
+                    break
+        finally:
+            await consumer.stop()
+        missing_in = len(set(inputs) - taken)
+        missing_out = len(set(expected) - set(seen))
+        # Another id for the same message: its sent event emitted twice (a second send).
+        twice = sum(len(ids) - 1 for ids in by_key.values() if len(ids) > 1)
+        copies = sum(1 for n in seen.values() if n > 1)
+        return EventTally(
+            len(inputs) + len(expected), missing_in + missing_out, twice, copies,
+            f"{len(taken)}/{len(inputs)} input events taken by enrollment, "
+            f"{len(expected) - missing_out}/{len(expected)} message.sent on the topic, "
+            f"{twice} sent twice under another id, {copies} ids published more than once")
+
+    async def _outbox_empty(self, service: str) -> bool:
+        conn = await self._conn()
+        try:
+            return not await conn.fetchval(
+                f"SELECT count(*) FROM {self.namespace}r{REGION}_{service}.outbox")
+        finally:
+            await conn.close()
+
     async def quiescent(self, batch: list[Person], deadline: float) -> Tally:
         """Poll until every person is active and told everything, and no delivery is still
         under way; fail at the deadline with what was seen."""
@@ -392,6 +489,44 @@ class FaultStack:
             if time.monotonic() > stop_at:
                 raise AssertionError("no SMS of the batch went out")
             await asyncio.sleep(0.05)
+
+
+def lone_worker(stack: FaultStack, service: str, broker_url: str,
+                folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """One worker outside the supervisor (nothing restarts it): its own broker and namespace,
+    the stack's database, keys and trust store. Returns it and its web port."""
+    assert stack.stack
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = os.environ | stack.stack.env | {
+        "MEDINS_BROKER_URL": broker_url, "MEDINS_NAMESPACE": f"w{uuid.uuid4().hex[:6]}_",
+        "MEDINS_REGION": REGION, "MEDINS_WEB_PORT": str(port),
+        "MEDINS_STATE_DIR": str(folder / "state"), "MEDINS_LOG_FORMAT": "json",
+        "PYTHONUNBUFFERED": "1"}
+    with open(folder / "worker.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker", service],
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, port
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until the worker's /ready says yes (database, broker, partitions assigned)."""
+    import urllib.error
+    import urllib.request
+
+    stop_at = time.monotonic() + deadline
+    while time.monotonic() < stop_at:
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"worker not ready within {deadline}s")
 
 
 def process_gone(proc: subprocess.Popen[bytes], deadline: float) -> float:

@@ -461,3 +461,105 @@ async def test_a_batch_of_many_people_claims_as_one_by_one_would(rig: NotifyRig)
     await rig.feed(contact)
     assert sorted((r["channel"], r["status"]) for r in await rig.rows(last)) == [
         ("email", "pending"), ("none", "resolved"), ("sms", "pending")]
+
+
+async def _sent_events(rig: NotifyRig, source_event_id: str) -> list[str]:
+    """Ids of the message.sent events notify wrote (outbox) for this event's messages."""
+    from shared.contracts.notify import MessageSent
+
+    async with rig.db.pool.acquire() as conn:
+        docs = [json.loads(r["value"]) for r in await conn.fetch(
+            "SELECT value FROM outbox ORDER BY id")]
+    return [d["id"] for d in docs if d["type"] == MessageSent.event_type
+            and d["data"]["source_event_id"] == source_event_id]
+
+
+async def _lost_answer_becomes_sent(rig: NotifyRig, name: str, lose_answer_at: int,
+                                    parts: int) -> None:
+    """The SMSC takes the SMS (and sends its receipts) but the answer to part
+    `lose_answer_at` never comes back: 'unknown', never resent, not even by --force; once the
+    receipts settle, notify's own timer finds it went out: 'sent', its sent event once."""
+    from services.notify import outcomes
+    from services.notify import repository as repo
+
+    rig.dispatcher.settings.receipt_settle_seconds = 0.5
+    person, contact, activated = person_events(name=name)
+    mobile = contact.data["mobile"]
+    await rig.feed(contact, activated)
+    rig.smsc.lose_answer_at = lose_answer_at
+    before = len(rig.smsc.submissions)
+    await rig.drain()
+    (row,) = await rig.rows(person)
+    assert row["status"] == "unknown"
+    assert len(rig.smsc.submissions) == before + parts  # every part handed over once
+    assert [m.to for m in rig.smsc.received].count(mobile) == 1
+    assert await _sent_events(rig, activated.id) == []
+    async with rig.db.pool.acquire() as conn:
+        # Parts whose answer came are parts: their receipts reach the message.
+        linked = await conn.fetchval("SELECT count(*) FROM sms_parts WHERE delivery_id = $1",
+                                     row["id"])
+        assert linked == lose_answer_at - 1
+        # The receipts came in: an operator's --force does not resend it.
+        await poll(lambda: conn.fetchval("SELECT count(*) FROM sms_receipts"
+                                          " WHERE handset_key = ANY($1::text[])",
+                                          repo.handset_keys(mobile)),
+                   lambda n: n == parts)
+        assert await repo.requeue(conn, [row["id"]], force=[row["id"]]) == []
+        (why,) = await repo.not_requeueable(conn, [row["id"]])
+        assert why["receipted"] and why["status"] == "unknown"
+
+    await rig.dispatcher.start()  # its timer reconciles, as in the worker
+    try:
+        rows = await poll(lambda: rig.rows(person), lambda rs: rs[0]["status"] == "sent",
+                          timeout=30)
+    finally:
+        await rig.dispatcher.stop()
+    assert rows[0]["delivery_state"] == "delivered" and len(rows[0]["provider_ids"]) == parts
+    sent = await _sent_events(rig, activated.id)
+    assert len(sent) == 1
+    async with rig.db.pool.acquire() as conn:
+        # Reconciled again, or the lost answer turning up late: nothing changes, no event.
+        assert await outcomes.resolve_unknown_sms(conn, 0) == []
+        assert await outcomes.mark_sent(conn, [(row["id"], "sms", rows[0]["provider_ids"])]) \
+            == set()
+        assert await repo.requeue(conn, [row["id"]], force=[row["id"]]) == []
+    assert await _sent_events(rig, activated.id) == sent
+    assert await rig.dispatcher.dispatch_once("sms") == 0
+    assert [m.to for m in rig.smsc.received].count(mobile) == 1  # never resent
+
+
+async def test_unknown_sms_whose_receipt_arrives_becomes_sent_once_never_resent(
+        rig: NotifyRig) -> None:
+    await _lost_answer_becomes_sent(rig, "王伟", lose_answer_at=1, parts=1)
+
+
+async def test_unknown_two_part_sms_links_its_parts_and_receipts_and_becomes_sent(
+        rig: NotifyRig) -> None:
+    # The first part's answer came (its id is a part), the second's was lost (its receipt is
+    # linked by handset).
+    await _lost_answer_becomes_sent(rig, "欧阳" + "慕容" * 12, lose_answer_at=2, parts=2)
+
+
+async def test_receipts_of_two_unknown_sms_to_one_handset_are_left_to_the_operator(
+        rig: NotifyRig) -> None:
+    """Which receipt belongs to which cannot be told: neither is guessed at, neither resent."""
+    from services.notify import outcomes
+    from services.notify import repository as repo
+
+    mobile = people.mobile()
+    ids = []
+    for _ in range(2):
+        person, contact, activated = person_events(mobile=mobile)
+        await rig.feed(contact, activated)
+        rig.smsc.lose_answer_at = 1
+        await rig.drain()
+        ids += [r["id"] for r in await rig.rows(person)]
+    async with rig.db.pool.acquire() as conn:
+        await poll(lambda: conn.fetchval("SELECT count(*) FROM sms_receipts"
+                                          " WHERE handset_key = ANY($1::text[])",
+                                          repo.handset_keys(mobile)), lambda n: n == 2)
+        assert await outcomes.resolve_unknown_sms(conn, 0) == []
+        states = [r["status"] for r in await conn.fetch(
+            "SELECT status FROM deliveries WHERE id = ANY($1::bigint[])", ids)]
+        assert states == ["unknown", "unknown"]
+        assert await repo.requeue(conn, ids, force=ids) == []

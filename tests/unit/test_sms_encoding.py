@@ -3,9 +3,12 @@ from services.notify.domain.sms import (
     PART_LIMIT,
     UCS2,
     UDHI,
+    Receipt,
     decode_part,
     encode_ucs2,
     parse_delivery_receipt,
+    parts_needed,
+    receipts_show_sent,
 )
 
 
@@ -41,3 +44,20 @@ def test_receipt_parsing() -> None:
                "stat:DELIVRD err:000 text:")
     assert parse_delivery_receipt(receipt) == ("0a1b", "DELIVRD")
     assert parse_delivery_receipt("hello") is None
+
+
+def test_a_receipt_names_its_handset_and_still_unpacks_as_a_pair() -> None:
+    receipt = Receipt("0a1b", "DELIVRD", "13800000000")
+    message_id, stat = receipt
+    assert (message_id, stat, receipt.handset) == ("0a1b", "DELIVRD", "13800000000")
+    assert receipt == ("0a1b", "DELIVRD") and Receipt("x", "ACCEPTD").handset is None
+
+
+def test_an_unknown_sms_is_sent_only_when_receipts_account_for_every_part() -> None:
+    assert parts_needed("参" * 70) == 1 and parts_needed("参" * 71) == 2
+    assert receipts_show_sent(["delivered"], 1)
+    assert receipts_show_sent(["accepted", "delivered"], 2)
+    assert not receipts_show_sent(["delivered"], 2)  # a part's receipt is missing
+    assert not receipts_show_sent(["delivered", "submitted"], 2)  # no receipt for it yet
+    assert not receipts_show_sent(["delivered", "undeliverable"], 2)
+    assert not receipts_show_sent([], 1)

@@ -56,6 +56,19 @@ def decode_part(payload: bytes, esm_class: int) -> tuple[tuple[int, int, int] | 
     return None, payload.decode("utf-16-be")
 
 
+class Receipt(tuple[str, str]):
+    """(message id, stat) as the SMSC reported them, and the handset the receipt is about (the
+    deliver_sm's source address): it links a receipt whose submit response was lost to its
+    message. Still a pair, so code that only wants (id, stat) unpacks it as one."""
+
+    handset: str | None
+
+    def __new__(cls, message_id: str, stat: str, handset: str | None = None) -> Receipt:
+        receipt = super().__new__(cls, (message_id, stat))
+        receipt.handset = handset
+        return receipt
+
+
 def parse_delivery_receipt(text: str) -> tuple[str, str] | None:
     """(message id, state) from an SMSC receipt 'id:.. sub:.. stat:DELIVRD ..', else None."""
     fields = {}
@@ -95,3 +108,20 @@ def overall_delivery_state(part_states: list[str]) -> str:
     if all(state == "delivered" for state in part_states):
         return "delivered"
     return "submitted"
+
+
+# Receipt states that prove the SMSC took the part (and, for 'delivered', the handset got it).
+HANDED_OVER_STATES = ("delivered", "accepted")
+
+
+def parts_needed(body: str) -> int:
+    """How many SMS parts the message goes out as (the reference does not change the count)."""
+    return len(encode_ucs2(body, 0))
+
+
+def receipts_show_sent(part_states: list[str], parts: int) -> bool:
+    """An 'unknown' SMS counts as sent once the SMSC's receipts account for every part of it,
+    each delivered or accepted: resending it would message the person twice. Fewer parts
+    accounted for, or one failed, leaves it to an operator."""
+    return len(part_states) >= parts > 0 and all(
+        state in HANDED_OVER_STATES for state in part_states)
