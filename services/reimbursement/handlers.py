@@ -38,6 +38,7 @@ from shared.contracts.reimbursement import (
     ClaimRequestRefused,
     EpidemicCostsCovered,
     EpidemicSettlementRefused,
+    InstitutionPaymentFailed,
     PaymentInstructed,
     ProactiveRecordProcessed,
     SettlementOutageDeclared,
@@ -424,10 +425,22 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                benefit_line=claim.benefit_line,  # type: ignore[arg-type]
                                payable_fen=claim.payable_fen or 0, proactive=proactive,
                                institution_code=institution), key=claim.person_id)
+        elif stage == Stage.PAYMENT_FAILED and claim.payee == "institution":
+            # The patient was told truly that the fund bears the cost; the failure is between
+            # the agency and the hospital, so only staff hear of it.
+            ctx.emit(InstitutionPaymentFailed(
+                claim_id=claim.claim_id, person_id=claim.person_id,
+                institution_code=await repo.institution_of(ctx.conn, claim),
+                reason=cmd.failure_reason or "payment failed",
+                attempts=claim.payment_attempts,
+                benefit_line=claim.benefit_line),  # type: ignore[arg-type]
+                key=claim.person_id)
         elif stage == Stage.PAYMENT_FAILED:
             ctx.emit(ClaimPaymentFailed(claim_id=claim.claim_id, person_id=claim.person_id,
                                         reason=cmd.failure_reason or "payment failed",
-                                        attempts=claim.payment_attempts), key=claim.person_id)
+                                        attempts=claim.payment_attempts,
+                                        benefit_line=claim.benefit_line),  # type: ignore[arg-type]
+                     key=claim.person_id)
         else:
             _instruct(ctx, claim, await repo.proactive_pay_by(ctx.conn, claim),
                       payee_code=await repo.institution_of(ctx.conn, claim)

@@ -340,6 +340,36 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
                                                            lambda rs: True))
     assert not any(m["to"] == mobile and "查收" in m["text"] for m in sms)
 
+    # A payment to the hospital that fails for good is the agency's business with the
+    # hospital: staff hear of it; the patient, who owes nothing, is not told to check a card.
+    unpaid = f"EP{uuid.uuid4().hex[:6]}"
+    await send(stack, EpidemicPatientSettled(
+        settlement_id=unpaid, person_id=person, institution_code="H21020077",
+        diagnosis="confirmed", treated_from=date(2026, 12, 4), treated_to=date(2026, 12, 8),
+        cost_fen=300_000))
+    unpaid_id = f"EPI-H21020077-{unpaid}"
+
+    def tries(rs: list[Any]) -> list[dict[str, Any]]:
+        return [data_of(r)["data"] for r in rs if data_of(r)["data"]["claim_id"] == unpaid_id]
+
+    for attempt in (1, 2, 3):
+        found = tries(await read_topic(stack.broker_url, payments,
+                                       lambda rs, n=attempt: len(tries(rs)) >= n))
+        assert found[-1]["attempt"] == attempt and found[-1]["payee"] == "institution"
+        await send(stack, PaymentResultReported(
+            idempotency_key=found[-1]["idempotency_key"], claim_id=unpaid_id,
+            person_id=person, succeeded=False, failure_reason="对公账户信息有误",
+            reported_at=datetime.now(UTC)))
+    await poll(lambda: claim_of(stack, unpaid_id), lambda c: c.get("stage") == "payment_failed")
+    about = [data_of(r) for r in await read_topic(stack.broker_url, events, lambda rs: any(
+        data_of(r)["type"].endswith("institution-payment.failed.v1") for r in rs))
+        if data_of(r)["data"].get("claim_id") == unpaid_id]
+    [staff] = [e for e in about if e["type"].endswith("institution-payment.failed.v1")]
+    assert staff["data"]["institution_code"] == "H21020077" and staff["data"]["attempts"] == 3
+    assert not any(e["type"].endswith("claim.payment-failed.v1") for e in about)
+    assert not any(m["to"] == mobile and "核实" in m["text"]
+                   for m in await _value(read_received(stack.sms_dir)))
+
 
 async def test_a_rejected_claim_is_resubmitted_as_a_new_version(
         stack: TestStack, workers: dict[str, Any]) -> None:
