@@ -1,4 +1,4 @@
-"""A person's progress (我的申办业务): every request and case in every service, stage and next step."""
+"""A person's progress (我的申办业务): every request and case of every service, and next step."""
 from __future__ import annotations
 
 import importlib
@@ -157,6 +157,10 @@ REQUEST_NAMES: dict[str, str] = {
     "treatment.recorded": "门诊慢特病免申认定",
     "transfer.completed": "医保关系转出",
     "transfer-in.completed": "医保关系转入",
+    "claim.submitted": "报销申请",
+    "claim.decided": "报销审核",
+    "claim.materials-mailed": "邮寄报销原件",
+    "payment.result": "报销款支付结果",
 }
 # Requests waiting for a policy become these kinds once decided.
 _WAITING_KINDS = {"chronic-disease.applied": "chronic_recognition",
@@ -287,11 +291,11 @@ def _enrollment_items(rows: dict[str, list[dict[str, Any]]], today: date) -> lis
                               "scheduled" if since and since > today else "accepted",
                               "enrollment", _day(h["recorded_at"]), _day(h["recorded_at"]),
                               since))
-    refused = _refusals(rows.get("refused", []), items)  # notes refusals on `items` too
+    refused = _refusals(rows.get("refused", []), items, "enrollment")  # notes them on `items`
     return items + refused
 
 
-def _refusals(refused: list[dict[str, Any]], items: list[Item]) -> list[Item]:
+def _refusals(refused: list[dict[str, Any]], items: list[Item], service: str) -> list[Item]:
     """A refusal about something already listed (a second decision, a postponed review) is
     noted on it; one whose request never became anything is an item of its own."""
     by_ref = {i.reference: n for n, i in enumerate(items)}
@@ -305,7 +309,7 @@ def _refusals(refused: list[dict[str, Any]], items: list[Item]) -> list[Item]:
         key = _request_key(r["request_type"])
         staff = rule in STAFF_ONLY_RULES
         alone[ref] = Item(
-            "refused_request", ref, "refused", "enrollment", _day(r["refused_at"]),
+            "refused_request", ref, "refused", service, _day(r["refused_at"]),
             _day(r["refused_at"]), detail=REQUEST_NAMES[key] if key else "业务申请",
             reasons=(r["reason"],), rule=rule, staff_only=staff,
             variant="refused_staff" if staff else "")
@@ -334,7 +338,7 @@ def _reimbursement_items(rows: dict[str, list[dict[str, Any]]], today: date) -> 
         items.append(Item("maternity_allowance", b["birth_id"], b["state"], "reimbursement",
                           _day(b.get("birth_date")), _day(b.get("birth_date")),
                           detail="免申即享", reasons=(str(b.get("reason") or ""),)))
-    return items
+    return items + _refusals(rows.get("refused", []), items, "reimbursement")
 
 
 def _transfer_items(rows: dict[str, list[dict[str, Any]]], today: date) -> list[Item]:

@@ -69,9 +69,28 @@ def _settings(ctx: HandlerContext) -> ReimbursementSettings:
         else ReimbursementSettings()
 
 
-def _refuse(ctx: HandlerContext, claim_id: str, person_id: str, reason: str) -> None:
-    ctx.emit(ClaimRequestRefused(claim_id=claim_id, person_id=person_id, reason=reason),
-             key=person_id)
+# Rule codes of refused requests: the claim's own channel (a resubmission, originals) has a
+# Chinese reason the person reads; staff decisions, bank results and calculations are staff's.
+CLAIM_IN_PROGRESS = "claim_in_progress"
+MATERIALS_NOT_EXPECTED = "materials_not_expected"
+UNKNOWN_CLAIM = "unknown_claim"
+OUT_OF_ORDER = "out_of_order"
+UNKNOWN_PAYMENT = "unknown_payment"
+NO_POLICY_RULE = "no_policy_rule"
+
+
+def _refuse(ctx: HandlerContext, claim_id: str, person_id: str, rule: str,
+            reason: str) -> repo.Refusal:
+    """The refusal told on the topic; the row the person's progress keeps of it, for the
+    caller to write (one event's at once, a batch's together)."""
+    ctx.emit(ClaimRequestRefused(claim_id=claim_id, person_id=person_id, rule=rule,
+                                 reason=reason), key=person_id)
+    return (person_id, claim_id, ctx.cause.type, rule, reason, ctx.cause.id)
+
+
+async def _refused(ctx: HandlerContext, claim_id: str, person_id: str, rule: str,
+                   reason: str) -> None:
+    await repo.record_refusals(ctx.conn, [_refuse(ctx, claim_id, person_id, rule, reason)])
 
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,
@@ -192,7 +211,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                          cmd.person_id, cmd.claim_id),
             await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no, cmd.institution_code))
         if isinstance(judged, str):
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, judged)
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, CLAIM_IN_PROGRESS,
+                                  judged)
         claim, detail = judged
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
         await repo.set_treatment_area(ctx.conn, claim.person_id, claim.claim_id,
@@ -204,11 +224,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                cmd: ClaimStageDecided) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         if claim is None:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_CLAIM,
+                                  "claim_id: no such claim")
         try:
             stage = rules.decide(claim, cmd.stage, cmd.decision == "approve", cmd.reasons)
         except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, OUT_OF_ORDER, str(err))
         await repo.record(ctx.conn, claim, {"decision": cmd.decision, "reasons": cmd.reasons,
                                             "reviewer": cmd.reviewer}, env.id)
         if stage == Stage.REJECTED:
@@ -287,7 +308,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                     paid_this_year_fen=max(0, rule.annual_cap_fen - int(original.get(
                         "cap_remaining_fen", rule.annual_cap_fen)))))
             except PolicyError as err:
-                _refuse(ctx, claim.claim_id, claim.person_id, f"re-evaluation: {err}")
+                await _refused(ctx, claim.claim_id, claim.person_id, NO_POLICY_RULE,
+                               f"re-evaluation: {err}")
                 continue
             top_up = calc.payable_fen - claim.payable_fen
             if top_up <= 0:
@@ -396,11 +418,13 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                   cmd: ClaimMaterialsMailed) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         if claim is None:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_CLAIM,
+                                  "claim_id: no such claim")
         try:
             rules.materials_mailed(claim, cmd.tracking_no)
         except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, MATERIALS_NOT_EXPECTED,
+                                  str(err))
         await repo.save_claim(ctx.conn, claim)
         await repo.record(ctx.conn, claim, {"tracking_no": cmd.tracking_no}, env.id)
 
@@ -408,12 +432,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                 cmd: PaymentResultReported) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         if claim is None or cmd.idempotency_key != claim.idempotency_key:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id,
-                           f"payment result for unknown payment {cmd.idempotency_key}")
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_PAYMENT,
+                                  f"payment result for unknown payment {cmd.idempotency_key}")
         try:
             stage = rules.payment_result(claim, cmd.succeeded, _settings(ctx).payment_max_attempts)
         except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_PAYMENT, str(err))
         await repo.save_claim(ctx.conn, claim)
         await repo.record(ctx.conn, claim, {"succeeded": cmd.succeeded,
                                             "failure_reason": cmd.failure_reason}, env.id)
@@ -577,7 +601,8 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
         return "awaiting_policy"
     except PolicyError as err:
         # No rule for this case: staff must see it; the claim waits at calculation.
-        _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+        await _refused(ctx, claim.claim_id, claim.person_id, NO_POLICY_RULE,
+                       f"calculation: {err}")
         return "no_rule"
     rules.calculated(claim, calc.payable_fen)
     await repo.save_calculation(ctx.conn, claim, calculation_kept(calc, totals))

@@ -30,6 +30,7 @@ PROACTIVE_ID = resident_id_column("proactive_records")
 SETTLEMENTS_ID = resident_id_column("direct_settlements")
 EMPLOYMENTS_ID = resident_id_column("employments")
 BIRTHS_ID = resident_id_column("births")
+REFUSED_ID = resident_id_column("refused_requests")
 # A calculation's working lines can name a diagnosis (an epidemic patient's, confirmed or
 # suspected): sealed at rest (shared/db/sealed.py); the figures stay queryable. Bound to the
 # opened resident ID, as they were to the clear one, so values sealed before still open.
@@ -39,7 +40,8 @@ HISTORY_WORKING = Sealed("claim_history", "detail", (HISTORY_ID, "claim_id", "ca
 # An outage record kept while it awaits the agency's declaration names the person.
 RECORD = Sealed("proactive_records", "record", ("institution_code", "record_id"), shape="json")
 SEALED = (INSURED_ID, CLAIMS_ID, HISTORY_ID, FILINGS_ID, COVERAGE_ID, PROACTIVE_ID,
-          SETTLEMENTS_ID, EMPLOYMENTS_ID, BIRTHS_ID, WORKING, HISTORY_WORKING, RECORD)
+          SETTLEMENTS_ID, EMPLOYMENTS_ID, BIRTHS_ID, REFUSED_ID, WORKING, HISTORY_WORKING,
+          RECORD)
 
 
 def _sealed_working(col: Sealed, detail: dict[str, Any], *row: Any) -> dict[str, Any]:
@@ -505,6 +507,23 @@ async def institution_of(conn: asyncpg.Connection, claim: Claim) -> str | None:
         "SELECT institution_code FROM claims WHERE person_key = ANY($1::text[])"
         " AND claim_id = $2", resident_keys(claim.person_id), claim.claim_id)
     return code
+
+
+# (person, reference, request type, rule, reason, cause id) of a refused request.
+Refusal = tuple[str, str, str, str, str, str]
+
+
+async def record_refusals(conn: asyncpg.Connection, rows: list[Refusal]) -> None:
+    """Refused requests, in order, in one statement (one event's or a whole batch's)."""
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO refused_requests (person_ref, person_key, reference, request_type, rule,"
+        " reason, cause_id) SELECT r, k, ref, t, rule, reason, c FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+        " WITH ORDINALITY AS u(r, k, ref, t, rule, reason, c, n) ORDER BY n",
+        [REFUSED_ID.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        *([r[i] for r in rows] for i in range(1, 6)))
 
 
 # Set-based reads and writes: a batch of events loads each table once (`= ANY` of every

@@ -107,6 +107,7 @@ class ClaimRequestRefused(Payload):
     claim_id: Reference
     person_id: ResidentId
     reason: str
+    rule: str | None = None  # a stable code (services.reimbursement.handlers); reason is staff's
 
 
 @event("cn.medins.reimbursement.payment.instructed.v1", topics.PAYMENT_INSTRUCTIONS)
