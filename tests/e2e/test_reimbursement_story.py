@@ -277,16 +277,17 @@ async def test_a_backfilled_filing_pays_the_difference_on_an_unfiled_claim(
         treatment_area="440300", start_date=expense - timedelta(days=1), channel="wechat",
         submitted_at=now))
     claim = await poll(lambda: claim_of(stack, claim_id),
-                       lambda c: c.get("top_up_fen") == 90_000)
-    # Filed: (10,000 - 1,000) x 0.60 = 5,400.00, so 900.00 more is paid.
-    assert claim["payable_fen"] == 540_000 and claim["location"] == "remote_filed"
+                       lambda c: c.get("top_up_fen") == 45_000)
+    # Filed, at the temporary filing's own level (example policy: 5 points below local 0.60):
+    # (10,000 - 1,000) x 0.55 = 4,950.00, so 450.00 more is paid.
+    assert claim["payable_fen"] == 495_000 and claim["location"] == "remote_filed"
     payments = physical(PAYMENT_INSTRUCTIONS, region=REGION, namespace=stack.namespace)
     records = await read_topic(stack.broker_url, payments, lambda rs: any(
         data_of(r)["data"]["claim_id"] == claim_id and ":filing-" in
         data_of(r)["data"]["idempotency_key"] for r in rs))
     top_up = [data_of(r)["data"] for r in records if data_of(r)["data"]["claim_id"] == claim_id
               and ":filing-" in data_of(r)["data"]["idempotency_key"]]
-    assert [t["payable_fen"] for t in top_up] == [90_000]
+    assert [t["payable_fen"] for t in top_up] == [45_000]
 
 
 async def test_epidemic_patients_are_covered_in_full_without_a_claim(
