@@ -1,8 +1,6 @@
 """Reimbursement handlers: intake, review stages, policy calculation, payment and its result."""
 from __future__ import annotations
 
-import hashlib
-import re
 from datetime import date
 from typing import Any, Literal
 
@@ -13,6 +11,7 @@ from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope
 from shared.contracts.bank import PaymentResultReported
 from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
+from shared.contracts.common import sender_scoped
 from shared.contracts.employer import EmployerWageBaseReported
 from shared.contracts.enrollment import (
     CoverageChanged,
@@ -345,7 +344,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
             return
         # Its own benefit line (never the medical cap), paid to the institution that treated
         # the patient: the patient paid nothing and is told so, never "check your account".
-        claim = Claim(f"EPI-{cmd.institution_code}-{cmd.settlement_id}"[:64], cmd.person_id, 1,
+        claim = Claim(sender_scoped("EPI", cmd.institution_code, cmd.settlement_id),
+                      cmd.person_id, 1,
                       Stage.CALCULATION, cmd.treated_from, cmd.cost_fen, cmd.cost_fen, 1,
                       "in_region", benefit_line="epidemic", payee="institution")
         if await repo.load_claim(ctx.conn, claim.person_id, claim.claim_id) is not None:
@@ -498,17 +498,10 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
     return one_at_a_time | busy
 
 
-_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-
-
 def proactive_claim_id(institution: str, record_id: str) -> str:
     """The agency's claim for an outage record, scoped by the institution that sent it; a
     digest when the two do not fit a reference."""
-    plain = f"PRO-{institution}-{record_id}"
-    if _REFERENCE.match(plain):
-        return plain
-    digest = hashlib.sha256(f"{institution}\x00{record_id}".encode()).hexdigest()[:24]
-    return f"PRO-{institution[:32]}-{digest}"
+    return sender_scoped("PRO", institution, record_id)
 
 
 def _mail_to(ctx: HandlerContext, reference: Reference) -> str:

@@ -16,6 +16,7 @@ from services.transfer.work import Needs, Work
 from shared.clock import SenderClockError
 from shared.contracts import Envelope
 from shared.contracts.channels import TransferOutRequested
+from shared.contracts.common import own_reference
 from shared.contracts.enrollment import InsuredStatusChanged, PersonDeceased
 from shared.contracts.envelope import derived_id
 from shared.contracts.partner import (
@@ -227,7 +228,7 @@ on_person_deceased_all = _set_based(_deceased_needs, _person_deceased)
 
 def _suffixed_id(env: Envelope, cmd: TransferOutRequested) -> str:
     """The id this request takes if another person's transfer has its reference."""
-    return rules.own_transfer_id(cmd.transfer_id, True, derived_id(env.id).replace("-", ""))
+    return own_reference(cmd.transfer_id, env.id)
 
 
 def _request_needs(needs: Needs, ctx: HandlerContext, env: Envelope,

@@ -312,11 +312,3 @@ def test_on_1_january_2027_with_and_without_the_schedule(tmp_path: Path,
     assert (without.due_on, without.due_provisional) == (date(2027, 1, 22), True)
     assert (with_file.due_on, with_file.due_provisional) == (date(2027, 1, 22), False)
 
-
-def test_a_channels_reference_is_the_persons_so_another_persons_gets_an_id_of_its_own() -> None:
-    assert rules.own_transfer_id("TR-7", False, "9f86d081884c7d65") == "TR-7"
-    other = rules.own_transfer_id("TR-7", True, "9f86d081884c7d65")
-    assert other == "TR-7-9f86d081" and other != "TR-7"
-    # Still a valid reference for partners and offices: 64 characters at most.
-    longest = rules.own_transfer_id("R" * 64, True, "9f86d081884c7d65")
-    assert len(longest) == 64 and longest.endswith("-9f86d081")

@@ -89,7 +89,7 @@ class Transfer:
     partner_active_since: date | None = None  # automatic transfer: insured there since
     clock_source: str | None = None  # the policy version and measure the clocks came from
     # A request's reference at its channel: unique per person only, so the same number from
-    # two people is two transfers, told apart by `transfer_id` (see `own_transfer_id`).
+    # two people is two transfers, told apart by `transfer_id` (`own_reference`).
     channel_ref: str | None = None
 
     @property
@@ -170,15 +170,6 @@ def recount(t: Transfer, calendar: WorkingCalendar, today: date) -> bool:
     if t.leg_due_on and t.leg_due_on >= today:
         t.leg_overdue_flagged = False
     return (t.due_on, t.leg_due_on, t.due_provisional) != before
-
-
-def own_transfer_id(reference: str, taken_by_another: bool, suffix: str) -> str:
-    """A request's own transfer id (the one partners and offices address): the channel's
-    reference, unless another person's transfer already has that id; then the reference with
-    a suffix unique to this request, still a valid reference (64 characters at most)."""
-    if not taken_by_another:
-        return reference
-    return f"{reference[:55]}-{suffix[:8]}"
 
 
 def request_transfer_out(transfer_id: str, person_id: str, insured_status: str | None,
