@@ -30,6 +30,9 @@ class Direct:
     async def application(self, application_id: str) -> Application | None:
         return await repo.load_application(self.conn, application_id)
 
+    async def application_for(self, reference: str, person_id: str) -> Application | None:
+        return await repo.application_for(self.conn, reference, person_id)
+
     async def latest_application(self, person_id: str) -> Application | None:
         return await repo.latest_application(self.conn, person_id)
 
@@ -214,6 +217,19 @@ class UnitOfWork:
             await self.preload(applications=[application_id])
         found = self._apps[application_id]
         return None if found is None else _copy_application(found)
+
+    async def application_for(self, reference: str, person_id: str) -> Application | None:
+        """As repo.application_for: the person's own under the number (by id, or by the
+        channel's number among the person's applications, all loaded), else the id's."""
+        found = await self.application(reference)
+        if found is not None and found.person_id == person_id:
+            return found
+        if person_id not in self._latest:
+            await self.preload(latest_of=[person_id])  # loads every application of theirs
+        for app in self._apps.values():
+            if app is not None and app.person_id == person_id and app.channel_ref == reference:
+                return _copy_application(app)
+        return found
 
     async def latest_application(self, person_id: str) -> Application | None:
         if person_id not in self._latest:

@@ -116,7 +116,8 @@ async def on_roster_row(ctx: HandlerContext, env: Envelope, event: RosterRowProc
 
 
 async def on_filing_ended(ctx: HandlerContext, env: Envelope, event: RemoteFilingEnded) -> None:
-    await repo.end_filing(ctx.conn, event.filing_id, china_date(ctx.received_at))
+    await repo.end_filing(ctx.conn, event.filing_id, event.person_id,
+                          china_date(ctx.received_at))
 
 
 async def on_coverage_changed(ctx: HandlerContext, env: Envelope,
@@ -385,10 +386,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
             settings.maternity_per_extra_baby_days, settings.maternity_days_per_month)
         days = rules.maternity_leave_days(maternity, birth.difficult_birth, birth.babies)
         fen, working = rules.maternity_allowance(maternity, wage, days)
-        claim = Claim(f"MAT-{birth.birth_id}", birth.person_id, 1, Stage.CALCULATION,
+        claim = Claim(maternity_claim_id(birth.institution_code, birth.birth_id),
+                      birth.person_id, 1, Stage.CALCULATION,
                       birth.birth_date, fen, fen, 1, "in_region",
                       benefit_line="maternity_allowance")
-        await repo.save_submission(ctx.conn, claim, birth.birth_id, "MATERNITY")
+        # Its "receipt" is the claim itself: two hospitals' births under one number are two.
+        await repo.save_submission(ctx.conn, claim, claim.claim_id, "MATERNITY")
         rules.calculated(claim, fen)
         await repo.save_claim(ctx.conn, claim)
         await repo.save_calculation(ctx.conn, claim, {
@@ -409,8 +412,11 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
         await repo.save_wage_base(ctx.conn, cmd.employer_code, cmd.year,
                                   cmd.average_monthly_wage_fen)
         for row in await repo.births_waiting(ctx.conn, cmd.employer_code, cmd.year):
-            await _grant_maternity(ctx, env, BirthRecorded(
+            # Built from the row, not validated again: a birth kept before hospitals were
+            # named has none.
+            await _grant_maternity(ctx, env, BirthRecorded.model_construct(
                 birth_id=row["birth_id"], person_id=row["person_id"],
+                institution_code=row["institution_code"],
                 birth_date=row["birth_date"], difficult_birth=row["difficult_birth"],
                 babies=row["babies"]))
 
@@ -496,6 +502,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
         EpidemicPatientSettled.event_type: on_epidemic_settled,
     }
     return one_at_a_time | busy
+
+
+def maternity_claim_id(institution: str, birth_id: str) -> str:
+    """The allowance's claim for a birth, scoped by the hospital that recorded it (a birth
+    kept before hospitals were named keeps the id it would have had then)."""
+    return sender_scoped("MAT", institution, birth_id) if institution else f"MAT-{birth_id}"
 
 
 def proactive_claim_id(institution: str, record_id: str) -> str:

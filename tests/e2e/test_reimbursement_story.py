@@ -215,7 +215,7 @@ async def test_maternity_allowance_is_granted_without_application(
     now = datetime.now(UTC)
     body = f"91210200MA0Y{uuid.uuid4().hex[:5].upper()}"
     employer = body + uscc.calc_check_digit(body)
-    mother = people.resident_id()
+    mother, colleague = people.resident_id(), people.resident_id()
     await send(stack, EmployerRegistered(employer_code=employer, name="大连某科技公司",
                                          region_code=REGION, contact_email="hr@tech.example.cn",
                                          channel="window", submitted_at=now),
@@ -223,30 +223,44 @@ async def test_maternity_allowance_is_granted_without_application(
                                        employer_code=employer, submitted_at=now, rows=[
                                            RosterRow(row=1, action="increase", person_id=mother,
                                                      name="周敏", mobile=people.mobile(),
+                                                     effective_on=now.date()),
+                                           RosterRow(row=2, action="increase",
+                                                     person_id=colleague, name="吴丽",
+                                                     mobile=people.mobile(),
                                                      effective_on=now.date())]))
-    await poll(lambda: collect_status(stack.settings(), mother),
-               lambda f: f.get("reimbursement", {}).get("employer_code") == employer
-               and (f["reimbursement"].get("insured_status") or {}).get("status") == "active")
+    for insured in (mother, colleague):
+        await poll(lambda i=insured: collect_status(stack.settings(), i),
+                   lambda f: f.get("reimbursement", {}).get("employer_code") == employer
+                   and (f["reimbursement"].get("insured_status") or {}).get("status")
+                   == "active")
     birth_id = f"BIRTH-{uuid.uuid4().hex[:6]}"
+    # Another hospital's birth under the same number is another birth (its own allowance).
     await send(stack, BirthRecorded(birth_id=birth_id, person_id=mother,
-                                    birth_date=now.date(), difficult_birth=True))
+                                    institution_code="H21020009",
+                                    birth_date=now.date(), difficult_birth=True),
+               BirthRecorded(birth_id=birth_id, person_id=colleague,
+                             institution_code="H21020010", birth_date=now.date()))
     found = await poll(lambda: collect_status(stack.settings(), mother),
                        lambda f: bool(f.get("reimbursement", {}).get("births")))
     assert found["reimbursement"]["births"][0]["state"] == "waiting_for_wage_base"
     await send(stack, EmployerWageBaseReported(employer_code=employer, year=now.year - 1,
                                                average_monthly_wage_fen=750_000))
-    claim = await poll(lambda: claim_of(stack, f"MAT-{birth_id}"),
+    claim = await poll(lambda: claim_of(stack, f"MAT-H21020009-{birth_id}"),
                        lambda c: c.get("stage") == "approved")
     # 7,500.00 / 30 x (98 + 15 difficult birth) days = 28,250.00
     assert claim["payable_fen"] == 2_825_000
     assert claim["calculation"]["working"] == ["7500.00 / 30 x 113 days = 28250.00"]
     assert claim["benefit_line"] == "maternity_allowance"
+    other = await poll(lambda: claim_of(stack, f"MAT-H21020010-{birth_id}"),
+                       lambda c: c.get("stage") == "approved")
+    # 7,500.00 / 30 x 98 days = 24,500.00, to the colleague.
+    assert other["payable_fen"] == 2_450_000 and other["person_id"] == colleague
     # Told as an allowance, not as a reimbursement of costs, once notify's template uses it.
     events = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
     records = await read_topic(stack.broker_url, events, lambda rs: any(
-        data_of(r)["data"].get("claim_id") == f"MAT-{birth_id}" for r in rs))
+        data_of(r)["data"].get("claim_id") == f"MAT-H21020009-{birth_id}" for r in rs))
     [approved] = [data_of(r)["data"] for r in records
-                  if data_of(r)["data"].get("claim_id") == f"MAT-{birth_id}"]
+                  if data_of(r)["data"].get("claim_id") == f"MAT-H21020009-{birth_id}"]
     assert approved["benefit_line"] == "maternity_allowance"
 
 
