@@ -192,9 +192,11 @@ async def _await_application(ctx: HandlerContext, env: Envelope, application_id:
 
 
 async def _resume_early_decisions(ctx: HandlerContext, application_id: str,
-                                  store: Store | None = None) -> None:
+                                  person_id: str | None, store: Store | None = None) -> None:
+    """The decisions that waited for the person's application or case under this number
+    (and those naming no person), each by its own handler."""
     store = _store(ctx, store)
-    for row in await store.take_early_decisions(application_id):
+    for row in await store.take_early_decisions(application_id, person_id):
         envelope, payload = parse_event(bytes(row["envelope"]))
         original = HandlerContext(ctx.conn, envelope, ctx.service, ctx.region, ctx.namespace,
                                   ctx.emitted, ctx.settings, row["received_at"], ctx.policy,
@@ -212,7 +214,9 @@ async def _resume_early_decisions(ctx: HandlerContext, application_id: str,
 async def _review(ctx: HandlerContext, env: Envelope, cmd: EnrollmentReviewDecided,
                   store: Store) -> None:
     application = await store.application_for(cmd.application_id, cmd.person_id)
-    if application is None:
+    if application is None or application.person_id != cmd.person_id:
+        # Not here yet, or only another person's under this number (numbers are the
+        # person's): the decision waits for this person's application.
         return await _await_application(ctx, env, cmd.application_id, cmd.person_id, store)
     # Named by the channel's number or by its own id: decided under its own id.
     cmd = cmd.model_copy(update={"application_id": application.application_id})
@@ -330,7 +334,7 @@ async def _decide_all(items: list[BatchItem],
 async def _submit_then_decide_early(ctx: HandlerContext, env: Envelope,
                                     cmd: EnrollmentApplicationSubmitted, store: Store) -> None:
     await _submit(ctx, env, cmd, store)
-    await _resume_early_decisions(ctx, cmd.application_id, store)
+    await _resume_early_decisions(ctx, cmd.application_id, cmd.person_id, store)
 
 
 @batch_handler
@@ -339,7 +343,7 @@ async def on_applications_submitted(items: list[BatchItem]) -> None:
     persons = [c.person_id for c in cmds]
     await _decide_all(items, _submit_then_decide_early, persons=persons, latest_of=persons,
                       applications=[c.application_id for c in cmds],
-                      early_for=[c.application_id for c in cmds])
+                      early_for=[(c.application_id, c.person_id) for c in cmds])
 
 
 @batch_handler
@@ -554,7 +558,8 @@ async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, sub
     is refused (the refusal is already emitted). The decision names the case by its id or by
     the number the subject's channel sent it under."""
     case = await repo.case_for(ctx.conn, cmd.application_id, subject)
-    if case is None:
+    if case is None or case["subject"] != subject:
+        # Not here yet, or only another subject's under this number: it waits for theirs.
         await _await_application(ctx, ctx.cause, cmd.application_id, person_id)
         return None
     try:
@@ -1075,7 +1080,7 @@ def _then_decide_early(handler: Handler) -> Handler:
     before it are decided by their own handler."""
     async def run(ctx: HandlerContext, env: Envelope, cmd: Any) -> None:
         await handler(ctx, env, cmd)
-        await _resume_early_decisions(ctx, cmd.application_id)
+        await _resume_early_decisions(ctx, cmd.application_id, getattr(cmd, "person_id", None))
     return run
 
 

@@ -528,12 +528,15 @@ async def save_early_decision(conn: asyncpg.Connection, event_id: str, event_typ
     return bool(inserted)
 
 
-async def take_early_decisions(conn: asyncpg.Connection,
-                               application_id: str) -> list[dict[str, Any]]:
-    """The decisions waiting for this application, marked resumed in the same transaction."""
+async def take_early_decisions(conn: asyncpg.Connection, application_id: str,
+                               person_id: str | None) -> list[dict[str, Any]]:
+    """The decisions waiting for this person's application under this number (numbers are
+    the person's: another person's decision under it keeps waiting for theirs) and those
+    naming no person, marked resumed in the same transaction."""
     rows = await conn.fetch(
         "UPDATE awaiting_application SET resumed_at = now() WHERE application_id = $1"
-        " AND resumed_at IS NULL RETURNING *", application_id)
+        " AND resumed_at IS NULL AND (person_key IS NULL OR person_key = ANY($2::text[]))"
+        " RETURNING *", application_id, resident_keys(person_id) if person_id else [])
     return [dict(r) | {"envelope": EARLY_DECISION.open_bytes(r["envelope"], r["event_id"])}
             for r in sorted(rows, key=lambda r: r["waiting_since"])]
 
@@ -891,15 +894,23 @@ async def schedule_changes(conn: asyncpg.Connection, ids: BatchIds,
 
 
 async def take_early_decisions_of(conn: asyncpg.Connection,
-                                  application_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The decisions waiting for any of these applications (each application's in the order
-    they arrived), marked resumed in the same transaction."""
+                                  wanted: list[tuple[str, str | None]],
+                                  owner: Mapping[str, str]
+                                  ) -> dict[tuple[str, str | None], list[dict[str, Any]]]:
+    """As `take_early_decisions` for several (application, person) pairs at once, by pair
+    (None: those naming no person), each pair's in the order they arrived. `owner`: every
+    valid hash of each person's ID -> the ID."""
+    keys = [(app, key) for app, person in wanted if person is not None
+            for key, pid in owner.items() if pid == person]
     rows = await conn.fetch(
-        "UPDATE awaiting_application SET resumed_at = now()"
-        " WHERE application_id = ANY($1::text[]) AND resumed_at IS NULL RETURNING *",
-        application_ids)
-    taken: dict[str, list[dict[str, Any]]] = {}
+        "UPDATE awaiting_application SET resumed_at = now() WHERE resumed_at IS NULL AND"
+        " ((person_key IS NULL AND application_id = ANY($1::text[]))"
+        "  OR (application_id, person_key) IN (SELECT * FROM unnest($2::text[], $3::text[])))"
+        " RETURNING *", sorted({app for app, _ in wanted}), [a for a, _ in keys],
+        [k for _, k in keys])
+    taken: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: r["waiting_since"]):
-        taken.setdefault(r["application_id"], []).append(
+        person = owner.get(r["person_key"]) if r["person_key"] is not None else None
+        taken.setdefault((r["application_id"], person), []).append(
             dict(r) | {"envelope": EARLY_DECISION.open_bytes(r["envelope"], r["event_id"])})
     return taken

@@ -75,8 +75,9 @@ class Direct:
         await repo.schedule_change(self.conn, person_id, to_status, effective_on, cause_id,
                                    correlation_id)
 
-    async def take_early_decisions(self, application_id: str) -> list[dict[str, Any]]:
-        return await repo.take_early_decisions(self.conn, application_id)
+    async def take_early_decisions(self, application_id: str,
+                                   person_id: str | None) -> list[dict[str, Any]]:
+        return await repo.take_early_decisions(self.conn, application_id, person_id)
 
     async def flush(self) -> None:
         """Nothing is held back."""
@@ -117,8 +118,9 @@ class UnitOfWork:
         self._no_payment: set[str] = set()  # references looked up and not found
         self._parked_of: set[str] = set()  # persons whose stored parked payments are loaded
         self._periods: dict[str, list[Period]] = {}
-        self._early: dict[str, list[dict[str, Any]]] = {}
-        self._early_taken: set[str] = set()
+        # Decisions that waited, by (application number, the person they name or None).
+        self._early: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        self._early_taken: set[tuple[str, str | None]] = set()
         # Writes held until flush, in the order they were made.
         self._dirty_persons: dict[str, None] = {}
         self._dirty_apps: dict[str, None] = {}
@@ -145,7 +147,7 @@ class UnitOfWork:
     async def preload(self, *, persons: Iterable[str] = (), applications: Iterable[str] = (),
                       latest_of: Iterable[str] = (), payments: Iterable[str] = (),
                       parked_of: Iterable[str] = (), periods_of: Iterable[str] = (),
-                      early_for: Iterable[str] = ()) -> None:
+                      early_for: Iterable[tuple[str, str | None]] = ()) -> None:
         """Load what is not loaded yet: one query per table."""
         pids = [p for p in dict.fromkeys(persons) if p not in self._persons]
         if pids:
@@ -195,8 +197,13 @@ class UnitOfWork:
                 self._periods[self._owner[row["person_key"]]].append(repo.period_of(row))
         early = [a for a in dict.fromkeys(early_for) if a not in self._early_taken]
         if early:
+            self._keys(p for _, p in early if p is not None)  # their hashes -> the IDs
             self._early_taken.update(early)
-            self._early.update(await repo.take_early_decisions_of(self.conn, early))
+            # Those naming no person are taken with the first pair of their number.
+            self._early_taken.update((a, None) for a, _ in early)
+            for pair, rows in (await repo.take_early_decisions_of(
+                    self.conn, early, self._owner)).items():
+                self._early.setdefault(pair, []).extend(rows)
 
     # --- reads and writes, as Direct's -------------------------------------------------
 
@@ -305,10 +312,14 @@ class UnitOfWork:
                               cause_id: str, correlation_id: str) -> None:
         self._scheduled.append((person_id, to_status, effective_on, cause_id, correlation_id))
 
-    async def take_early_decisions(self, application_id: str) -> list[dict[str, Any]]:
-        if application_id not in self._early_taken:
-            await self.preload(early_for=[application_id])
-        return self._early.pop(application_id, [])
+    async def take_early_decisions(self, application_id: str,
+                                   person_id: str | None) -> list[dict[str, Any]]:
+        if (application_id, person_id) not in self._early_taken:
+            await self.preload(early_for=[(application_id, person_id)])
+        rows = self._early.pop((application_id, None), [])
+        if person_id is not None:
+            rows += self._early.pop((application_id, person_id), [])
+        return sorted(rows, key=lambda r: r["waiting_since"])
 
     async def flush(self) -> None:
         """Write what changed since the last flush: one statement per table. What is in

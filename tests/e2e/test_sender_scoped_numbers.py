@@ -87,19 +87,31 @@ async def test_two_people_under_one_channel_number_each_get_their_own(
     finally:
         await conn.close()
 
-    # Both apply for a chronic disease under one number; the desk approves the second's
-    # under that number: the second is recognised, the first still waits for review.
+    # Both apply for a chronic disease under one number. The desk's approval of the second's
+    # arrives before the second's application: the first's case under that number is not
+    # theirs, so it waits, and decides the second's own case when it comes.
     case = f"CD-{tag}"
-    await send(stack, *(ChronicDiseaseApplied(
-        application_id=case, person_id=p, action="recognise", disease="diabetes",
-        institution_code="H21020003", channel="wechat", submitted_at=now)
-        for p in (first, second)))
+
+    def chronic(person: str) -> ChronicDiseaseApplied:
+        return ChronicDiseaseApplied(
+            application_id=case, person_id=person, action="recognise", disease="diabetes",
+            institution_code="H21020003", channel="wechat", submitted_at=now)
+
+    await send(stack, chronic(first))
     await poll(lambda: collect_progress(stack.settings(), first),
                lambda f: any(c["state"] == "submitted"
                              for c in f["enrollment"].get("cases", [])))
     await send(stack, ChronicDiseaseReviewed(application_id=case, person_id=second,
                                              decision="approve", reviewer="s4",
                                              decided_at=now))
+    conn = await stack.connect("enrollment")
+    try:
+        await poll(lambda: conn.fetchval("SELECT count(*) FROM awaiting_application"
+                                         " WHERE application_id = $1", case),
+                   lambda n: n == 1)
+    finally:
+        await conn.close()
+    await send(stack, chronic(second))
     recognised = await poll(lambda: enrollment(stack, second),
                             lambda e: bool(e.get("chronic_diseases")))
     assert [c["disease"] for c in recognised["chronic_diseases"]] == ["diabetes"]
