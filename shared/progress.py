@@ -90,6 +90,9 @@ _CLAIM = {
     "paid": ("已支付", "无需操作，办结；请查收银行账户", True),
     "paid_institution": ("已支付给医疗机构", DONE, True),
     "payment_failed": ("支付失败", "请核对银行账户信息后联系医保经办机构", False),
+    # Money owed to the hospital (epidemic coverage): the agency settles it; the patient owes
+    # and does nothing.
+    "payment_failed_institution": ("医保经办机构与医疗机构结算中", "无需本人操作", False),
     "rejected": ("未通过审核", RETRY, True),
 }
 _BIRTH = {
@@ -327,6 +330,8 @@ def _reimbursement_items(rows: dict[str, list[dict[str, Any]]], today: date) -> 
         stage, due, variant = c["stage"], _day(c.get("pay_by")), ""
         if stage == "paid" and c.get("payee") == "institution":
             variant = "paid_institution"
+        elif stage == "payment_failed" and c.get("payee") == "institution":
+            variant = "payment_failed_institution"
         elif stage == "approved" and due is not None:
             variant = "approved_by"  # an outage record: paid by the day the agency declared
         detail = "经办机构主动办理，无需申请" if c.get("channel") is None else ""
@@ -387,7 +392,8 @@ def person_view(person_id: str, items: list[Item]) -> dict[str, Any]:
             "kind": KIND_NAMES[i.kind], "detail": i.detail, "reference": i.reference,
             "stage": i.stage_name, "submitted": i.submitted, "last_change": i.changed,
             "due": i.due, "next_step": i.next_step}
-        if i.stage in ("rejected", "refused", "failed", "not_eligible", "payment_failed"):
+        if i.stage in ("rejected", "refused", "failed", "not_eligible", "payment_failed") \
+                and i.variant != "payment_failed_institution":
             entry["reasons"] = i.person_reasons()
         shown.append(entry)
     return _jsonable({"person_id": mask_text(person_id), "items": shown})

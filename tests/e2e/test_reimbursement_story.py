@@ -384,6 +384,12 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
     assert not any(e["type"].endswith("claim.payment-failed.v1") for e in about)
     assert not any(m["to"] == mobile and "核实" in m["text"]
                    for m in await _value(read_received(stack.sms_dir)))
+    # Their progress says the same: nothing for them to do.
+    from shared.progress import progress_of
+
+    [item] = [i for i in await progress_of(stack.settings(), person)
+              if i.reference == unpaid_id]
+    assert item.next_step == "无需本人操作" and "银行" not in item.stage_name
 
 
 async def test_a_rejected_claim_is_resubmitted_as_a_new_version(

@@ -90,7 +90,10 @@ def _found() -> dict[str, dict[str, list[dict[str, object]]]]:
                  "created_at": AT, "updated_at": AT, "pay_by": date(2026, 12, 20)},
                 {"claim_id": "EPI-1", "benefit_line": "epidemic", "stage": "paid",
                  "reasons": [], "channel": None, "payee": "institution", "filed_on": None,
-                 "created_at": AT, "updated_at": AT, "pay_by": None}],
+                 "created_at": AT, "updated_at": AT, "pay_by": None},
+                {"claim_id": "EPI-2", "benefit_line": "epidemic", "stage": "payment_failed",
+                 "reasons": [], "channel": None, "payee": "institution", "filed_on": None,
+                 "created_at": AT, "updated_at": LATER, "pay_by": None}],
             "births": [{"birth_id": "B-1", "state": "waiting_for_wage_base",
                         "reason": "waiting for 9121's 2025 wage base",
                         "birth_date": date(2026, 11, 20)}],
@@ -141,6 +144,9 @@ def test_every_kind_of_row_becomes_an_item_with_a_chinese_stage_and_next_step() 
     assert items["P-1"]["due"] == "2026-12-20"
     assert items["EPI-1"]["kind"] == "疫情专项医疗保障"
     assert items["EPI-1"]["stage"] == "已支付给医疗机构"
+    # A failed payment to the hospital asks nothing of the patient (no bank card to check).
+    assert items["EPI-2"]["next_step"] == "无需本人操作" and "reasons" not in items["EPI-2"]
+    assert "银行" not in items["EPI-2"]["stage"] + items["EPI-2"]["next_step"]
     assert items["B-1"]["kind"] == "生育津贴" and items["B-1"]["stage"] == "待核定"
     assert items["T-1"]["kind"] == "转移接续（转出）" and items["T-1"]["due"] == "2026-12-29"
     assert items["T-1"]["detail"] == "转往济南市"
