@@ -1,4 +1,4 @@
-"""A person's progress (我的申办业务): every request and case in every service, stage and next step."""
+"""A person's progress (我的申办业务): every request and case of every service, and next step."""
 from __future__ import annotations
 
 import importlib
@@ -90,6 +90,9 @@ _CLAIM = {
     "paid": ("已支付", "无需操作，办结；请查收银行账户", True),
     "paid_institution": ("已支付给医疗机构", DONE, True),
     "payment_failed": ("支付失败", "请核对银行账户信息后联系医保经办机构", False),
+    # Money owed to the hospital (epidemic coverage): the agency settles it; the patient owes
+    # and does nothing.
+    "payment_failed_institution": ("医保经办机构与医疗机构结算中", "无需本人操作", False),
     "rejected": ("未通过审核", RETRY, True),
 }
 _BIRTH = {
@@ -157,6 +160,10 @@ REQUEST_NAMES: dict[str, str] = {
     "treatment.recorded": "门诊慢特病免申认定",
     "transfer.completed": "医保关系转出",
     "transfer-in.completed": "医保关系转入",
+    "claim.submitted": "报销申请",
+    "claim.decided": "报销审核",
+    "claim.materials-mailed": "邮寄报销原件",
+    "payment.result": "报销款支付结果",
 }
 # Requests waiting for a policy become these kinds once decided.
 _WAITING_KINDS = {"chronic-disease.applied": "chronic_recognition",
@@ -287,11 +294,11 @@ def _enrollment_items(rows: dict[str, list[dict[str, Any]]], today: date) -> lis
                               "scheduled" if since and since > today else "accepted",
                               "enrollment", _day(h["recorded_at"]), _day(h["recorded_at"]),
                               since))
-    refused = _refusals(rows.get("refused", []), items)  # notes refusals on `items` too
+    refused = _refusals(rows.get("refused", []), items, "enrollment")  # notes them on `items`
     return items + refused
 
 
-def _refusals(refused: list[dict[str, Any]], items: list[Item]) -> list[Item]:
+def _refusals(refused: list[dict[str, Any]], items: list[Item], service: str) -> list[Item]:
     """A refusal about something already listed (a second decision, a postponed review) is
     noted on it; one whose request never became anything is an item of its own."""
     by_ref = {i.reference: n for n, i in enumerate(items)}
@@ -305,7 +312,7 @@ def _refusals(refused: list[dict[str, Any]], items: list[Item]) -> list[Item]:
         key = _request_key(r["request_type"])
         staff = rule in STAFF_ONLY_RULES
         alone[ref] = Item(
-            "refused_request", ref, "refused", "enrollment", _day(r["refused_at"]),
+            "refused_request", ref, "refused", service, _day(r["refused_at"]),
             _day(r["refused_at"]), detail=REQUEST_NAMES[key] if key else "业务申请",
             reasons=(r["reason"],), rule=rule, staff_only=staff,
             variant="refused_staff" if staff else "")
@@ -323,6 +330,8 @@ def _reimbursement_items(rows: dict[str, list[dict[str, Any]]], today: date) -> 
         stage, due, variant = c["stage"], _day(c.get("pay_by")), ""
         if stage == "paid" and c.get("payee") == "institution":
             variant = "paid_institution"
+        elif stage == "payment_failed" and c.get("payee") == "institution":
+            variant = "payment_failed_institution"
         elif stage == "approved" and due is not None:
             variant = "approved_by"  # an outage record: paid by the day the agency declared
         detail = "经办机构主动办理，无需申请" if c.get("channel") is None else ""
@@ -334,7 +343,7 @@ def _reimbursement_items(rows: dict[str, list[dict[str, Any]]], today: date) -> 
         items.append(Item("maternity_allowance", b["birth_id"], b["state"], "reimbursement",
                           _day(b.get("birth_date")), _day(b.get("birth_date")),
                           detail="免申即享", reasons=(str(b.get("reason") or ""),)))
-    return items
+    return items + _refusals(rows.get("refused", []), items, "reimbursement")
 
 
 def _transfer_items(rows: dict[str, list[dict[str, Any]]], today: date) -> list[Item]:
@@ -383,7 +392,8 @@ def person_view(person_id: str, items: list[Item]) -> dict[str, Any]:
             "kind": KIND_NAMES[i.kind], "detail": i.detail, "reference": i.reference,
             "stage": i.stage_name, "submitted": i.submitted, "last_change": i.changed,
             "due": i.due, "next_step": i.next_step}
-        if i.stage in ("rejected", "refused", "failed", "not_eligible", "payment_failed"):
+        if i.stage in ("rejected", "refused", "failed", "not_eligible", "payment_failed") \
+                and i.variant != "payment_failed_institution":
             entry["reasons"] = i.person_reasons()
         shown.append(entry)
     return _jsonable({"person_id": mask_text(person_id), "items": shown})

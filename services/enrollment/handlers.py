@@ -31,6 +31,7 @@ from shared.contracts.channels import (
     StopContributionRequested,
 )
 from shared.contracts.civil_affairs import DeathRecorded
+from shared.contracts.common import own_reference
 from shared.contracts.employer import (
     CivilServantBenefitApplied,
     CivilServantBenefitReviewed,
@@ -148,16 +149,25 @@ async def _save(ctx: HandlerContext, env: Envelope, outcome: rules.Outcome, pers
 
 async def _submit(ctx: HandlerContext, env: Envelope, cmd: EnrollmentApplicationSubmitted,
                   store: Store) -> None:
-    if await store.application(cmd.application_id) is not None:
+    held = await store.application_for(cmd.application_id, cmd.person_id)
+    if held is not None and held.person_id == cmd.person_id:
         return await _reject(ctx, cmd.application_id, cmd.person_id, RuleViolation(
             "duplicate_application", f"application_id {cmd.application_id} was already used"),
             store)
+    channel_ref = None
+    if held is not None:
+        # Another person's application has this number (a channel's numbers are unique per
+        # person only): this one is an application of its own, under an id of its own.
+        channel_ref = cmd.application_id
+        cmd = cmd.model_copy(update={"application_id": own_reference(channel_ref, env.id)})
     person = await store.person(cmd.person_id)
     latest = await store.latest_application(cmd.person_id)
     try:
         outcome = rules.submit_application(cmd, person, latest, ctx.region)
     except RuleViolation as err:
         return await _reject(ctx, cmd.application_id, cmd.person_id, err, store)
+    if outcome.application is not None:
+        outcome.application.channel_ref = channel_ref
     await _save(ctx, env, outcome, cmd.person_id, store)
 
 
@@ -182,9 +192,11 @@ async def _await_application(ctx: HandlerContext, env: Envelope, application_id:
 
 
 async def _resume_early_decisions(ctx: HandlerContext, application_id: str,
-                                  store: Store | None = None) -> None:
+                                  person_id: str | None, store: Store | None = None) -> None:
+    """The decisions that waited for the person's application or case under this number
+    (and those naming no person), each by its own handler."""
     store = _store(ctx, store)
-    for row in await store.take_early_decisions(application_id):
+    for row in await store.take_early_decisions(application_id, person_id):
         envelope, payload = parse_event(bytes(row["envelope"]))
         original = HandlerContext(ctx.conn, envelope, ctx.service, ctx.region, ctx.namespace,
                                   ctx.emitted, ctx.settings, row["received_at"], ctx.policy,
@@ -201,9 +213,13 @@ async def _resume_early_decisions(ctx: HandlerContext, application_id: str,
 
 async def _review(ctx: HandlerContext, env: Envelope, cmd: EnrollmentReviewDecided,
                   store: Store) -> None:
-    application = await store.application(cmd.application_id)
-    if application is None:
+    application = await store.application_for(cmd.application_id, cmd.person_id)
+    if application is None or application.person_id != cmd.person_id:
+        # Not here yet, or only another person's under this number (numbers are the
+        # person's): the decision waits for this person's application.
         return await _await_application(ctx, env, cmd.application_id, cmd.person_id, store)
+    # Named by the channel's number or by its own id: decided under its own id.
+    cmd = cmd.model_copy(update={"application_id": application.application_id})
     person = await store.person(application.person_id)
     try:
         outcome = rules.review_application(cmd, application, person)
@@ -223,11 +239,13 @@ async def _apply_parked_payments(ctx: HandlerContext, env: Envelope, person: Per
                                  application: Application, store: Store) -> None:
     """A payment that arrived before the approval was parked; the approval releases it."""
     for row in await store.parked_payments(person.person_id):
-        if row["application_id"] not in (None, application.application_id):
+        # A payment names the application by its id or by the channel's number for it.
+        if row["application_id"] not in (None, application.application_id,
+                                         application.channel_ref):
             continue
         payment = ContributionPaymentConfirmed(
             payment_ref=row["payment_ref"], person_id=person.person_id,
-            application_id=row["application_id"],
+            application_id=row["application_id"] and application.application_id,
             insurance_type=application.insurance_type,  # type: ignore[arg-type]
             period_start=row["period_start"], period_end=row["period_end"],
             amount_fen=row["amount_fen"],
@@ -267,7 +285,7 @@ async def _confirm(ctx: HandlerContext, env: Envelope, cmd: ContributionPaymentC
     if await store.payment_exists(cmd.payment_ref):
         return
     person = await store.person(cmd.person_id)
-    application = (await store.application(cmd.application_id)
+    application = (await store.application_for(cmd.application_id, cmd.person_id)
                    if cmd.application_id else None)
     before = await store.periods(cmd.person_id)
     try:
@@ -316,7 +334,7 @@ async def _decide_all(items: list[BatchItem],
 async def _submit_then_decide_early(ctx: HandlerContext, env: Envelope,
                                     cmd: EnrollmentApplicationSubmitted, store: Store) -> None:
     await _submit(ctx, env, cmd, store)
-    await _resume_early_decisions(ctx, cmd.application_id, store)
+    await _resume_early_decisions(ctx, cmd.application_id, cmd.person_id, store)
 
 
 @batch_handler
@@ -325,7 +343,7 @@ async def on_applications_submitted(items: list[BatchItem]) -> None:
     persons = [c.person_id for c in cmds]
     await _decide_all(items, _submit_then_decide_early, persons=persons, latest_of=persons,
                       applications=[c.application_id for c in cmds],
-                      early_for=[c.application_id for c in cmds])
+                      early_for=[(c.application_id, c.person_id) for c in cmds])
 
 
 @batch_handler
@@ -517,9 +535,11 @@ async def on_civil_servant_applied(ctx: HandlerContext, env: Envelope,
     if not await repo.employer_exists(ctx.conn, cmd.employer_code):
         return await _reject(ctx, cmd.application_id, None, RuleViolation(
             "unknown_employer", f"employer_code {cmd.employer_code} is not enrolled here"))
-    if await repo.load_case(ctx.conn, cmd.application_id) is None:
-        await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
-                             cmd.employer_code, "submitted", cmd.model_dump(mode="json"), [])
+    own = await _own_case_id(ctx, cmd.application_id, cmd.employer_code)
+    if own is not None:
+        await repo.save_case(ctx.conn, own, "civil_servant_benefit", cmd.employer_code,
+                             "submitted", cmd.model_dump(mode="json"), [],
+                             _channel_ref(own, cmd.application_id))
 
 
 async def _decision_recorded(ctx: HandlerContext, env: Envelope, subject: str, case_id: str,
@@ -532,11 +552,14 @@ async def _decision_recorded(ctx: HandlerContext, env: Envelope, subject: str, c
 
 
 async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, subject: str,
-                         person_id: str | None) -> tuple[dict[str, Any], list[str]] | None:
-    """The case's submitted data and the reasons to record, or None if the review is refused
-    (the refusal is already emitted)."""
-    case = await repo.load_case(ctx.conn, cmd.application_id)
-    if case is None:
+                         person_id: str | None
+                         ) -> tuple[str, dict[str, Any], list[str]] | None:
+    """The case's own id, its submitted data and the reasons to record, or None if the review
+    is refused (the refusal is already emitted). The decision names the case by its id or by
+    the number the subject's channel sent it under."""
+    case = await repo.case_for(ctx.conn, cmd.application_id, subject)
+    if case is None or case["subject"] != subject:
+        # Not here yet, or only another subject's under this number: it waits for theirs.
         await _await_application(ctx, ctx.cause, cmd.application_id, person_id)
         return None
     try:
@@ -545,7 +568,22 @@ async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, sub
         await _reject(ctx, cmd.application_id, person_id, err)
         return None
     assert case is not None
-    return json.loads(case["data"]), reasons
+    return case["case_id"], json.loads(case["data"]), reasons
+
+
+async def _own_case_id(ctx: HandlerContext, reference: str, subject: str) -> str | None:
+    """The id a case sent under `reference` about `subject` takes: the reference itself, or
+    one of its own when another subject's case has it (a channel's numbers are unique per
+    person only); None when the subject already has it (the same request again)."""
+    held = await repo.case_holder(ctx.conn, reference, subject)
+    if held == repo.MINE:
+        return None
+    return own_reference(reference, ctx.cause.id) if held == repo.OTHERS else reference
+
+
+def _channel_ref(own: str, reference: str) -> str | None:
+    """The channel's number, kept when the item's own id differs from it."""
+    return reference if own != reference else None
 
 
 async def on_civil_servant_reviewed(ctx: HandlerContext, env: Envelope,
@@ -553,7 +591,8 @@ async def on_civil_servant_reviewed(ctx: HandlerContext, env: Envelope,
     reviewed = await _reviewed_case(ctx, cmd, "civil_servant_benefit", cmd.employer_code, None)
     if reviewed is None:
         return
-    _, reasons = reviewed
+    case_id, _, reasons = reviewed
+    cmd = cmd.model_copy(update={"application_id": case_id})
     approved = cmd.decision == "approve"
     await repo.save_case(ctx.conn, cmd.application_id, "civil_servant_benefit",
                          cmd.employer_code, "approved" if approved else "rejected", {}, reasons)
@@ -595,8 +634,11 @@ async def on_death_recorded(ctx: HandlerContext, env: Envelope, cmd: DeathRecord
 
 async def on_death_cancellation_applied(ctx: HandlerContext, env: Envelope,
                                         cmd: DeathCancellationApplied) -> None:
-    if await repo.load_case(ctx.conn, cmd.application_id) is not None:
+    own = await _own_case_id(ctx, cmd.application_id, cmd.person_id)
+    if own is None:
         return
+    channel_ref = _channel_ref(own, cmd.application_id)
+    cmd = cmd.model_copy(update={"application_id": own})
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
         lifecycle.check_death_applicant(person, cmd.applicant, cmd.employer_code)
@@ -607,7 +649,7 @@ async def on_death_cancellation_applied(ctx: HandlerContext, env: Envelope,
             reasons=[err.reason], applicant_email=cmd.applicant_email), key=cmd.person_id)
         return
     await repo.save_case(ctx.conn, cmd.application_id, "death_cancellation", cmd.person_id,
-                         "submitted", cmd.model_dump(mode="json"), [])
+                         "submitted", cmd.model_dump(mode="json"), [], channel_ref)
 
 
 async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
@@ -616,7 +658,8 @@ async def on_death_cancellation_reviewed(ctx: HandlerContext, env: Envelope,
                                     cmd.person_id)
     if reviewed is None:
         return
-    data, reasons = reviewed
+    case_id, data, reasons = reviewed
+    cmd = cmd.model_copy(update={"application_id": case_id})
     approved = cmd.decision == "approve"
     if approved:
         person = await repo.load_person(ctx.conn, cmd.person_id)
@@ -643,8 +686,9 @@ def _temporary_filing_days(ctx: HandlerContext) -> int:
     return filings.TEMPORARY_VALID_DAYS
 
 
-async def _accept_filing(ctx: HandlerContext, env: Envelope, filing: filings.Filing) -> None:
-    await repo.save_filing(ctx.conn, filing, "remote")
+async def _accept_filing(ctx: HandlerContext, env: Envelope, filing: filings.Filing,
+                         channel_ref: str | None = None) -> None:
+    await repo.save_filing(ctx.conn, filing, "remote", channel_ref=channel_ref)
     await repo.record_history(ctx.conn, filing.person_id, filing.filing_id,
                               f"{filing.kind} filing accepted", {"source": filing.source},
                               env.id, env.type)
@@ -658,8 +702,11 @@ async def _accept_filing(ctx: HandlerContext, env: Envelope, filing: filings.Fil
 
 async def on_remote_filing(ctx: HandlerContext, env: Envelope,
                            cmd: RemoteTreatmentFilingApplied) -> None:
-    if await repo.filing_exists(ctx.conn, cmd.filing_id):
+    own = await _own_filing_id(ctx, cmd.filing_id, cmd.person_id)
+    if own is None:
         return
+    channel_ref = _channel_ref(own, cmd.filing_id)
+    cmd = cmd.model_copy(update={"filing_id": own})
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
         filing = filings.accept_remote_filing(cmd, person, ctx.region,
@@ -667,7 +714,15 @@ async def on_remote_filing(ctx: HandlerContext, env: Envelope,
                                               _received_on(ctx, cmd.submitted_at))
     except RuleViolation as err:
         return await _reject(ctx, cmd.filing_id, cmd.person_id, err)
-    await _accept_filing(ctx, env, filing)
+    await _accept_filing(ctx, env, filing, channel_ref)
+
+
+async def _own_filing_id(ctx: HandlerContext, reference: str, person_id: str) -> str | None:
+    """As `_own_case_id`, for a filing."""
+    held = await repo.filing_holder(ctx.conn, reference, person_id)
+    if held == repo.MINE:
+        return None
+    return own_reference(reference, ctx.cause.id) if held == repo.OTHERS else reference
 
 
 async def on_remote_filing_ended(ctx: HandlerContext, env: Envelope,
@@ -696,8 +751,11 @@ async def on_emergency_admission(ctx: HandlerContext, env: Envelope,
 
 
 async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInjuryFiled) -> None:
-    if await repo.filing_exists(ctx.conn, cmd.filing_id):
+    own = await _own_filing_id(ctx, cmd.filing_id, cmd.person_id)
+    if own is None:
         return
+    channel_ref = _channel_ref(own, cmd.filing_id)
+    cmd = cmd.model_copy(update={"filing_id": own})
     person = await repo.load_person(ctx.conn, cmd.person_id)
     try:
         filed_on = _received_on(ctx, cmd.submitted_at)
@@ -716,7 +774,7 @@ async def on_accident_filed(ctx: HandlerContext, env: Envelope, cmd: AccidentInj
               "deadline": deadline.on, "deadline_provisional": deadline.provisional,
               "limit": {"count": limit.count, "unit": limit.unit},
               "policy": applied.record()}
-    await repo.save_filing(ctx.conn, accident, "accident", detail)
+    await repo.save_filing(ctx.conn, accident, "accident", detail, channel_ref)
     await repo.record_history(ctx.conn, cmd.person_id, cmd.filing_id, "accident filing accepted",
                               detail, env.id, env.type)
     ctx.emit(AccidentInjuryAccepted(filing_id=cmd.filing_id, person_id=cmd.person_id,
@@ -793,8 +851,11 @@ async def resume_awaiting_policy(ctx: HandlerContext, book: PolicyBook, limit: i
 
 async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
                              cmd: ChronicDiseaseApplied) -> None:
-    if await repo.load_case(ctx.conn, cmd.application_id) is not None:
+    own = await _own_case_id(ctx, cmd.application_id, cmd.person_id)
+    if own is None:
         return
+    channel_ref = _channel_ref(own, cmd.application_id)
+    cmd = cmd.model_copy(update={"application_id": own})
     person = await repo.load_person(ctx.conn, cmd.person_id)
     current = await repo.recognition(ctx.conn, cmd.person_id, cmd.disease)
     try:
@@ -823,7 +884,7 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
             await repo.save_recognition(ctx.conn, cmd.person_id, cmd.disease,
                                         cmd.institution_code, effective, False)
         await repo.save_case(ctx.conn, cmd.application_id, "chronic_change", cmd.person_id,
-                             "approved", cmd.model_dump(mode="json"), [])
+                             "approved", cmd.model_dump(mode="json"), [], channel_ref)
         ctx.emit(DesignatedInstitutionChanged(
             application_id=cmd.application_id, person_id=cmd.person_id, disease=cmd.disease,
             institution_code=cmd.institution_code, effective_from=effective), key=cmd.person_id)
@@ -838,7 +899,7 @@ async def on_chronic_applied(ctx: HandlerContext, env: Envelope,
                                   {"review_from": data["review_from"],
                                    "policy": postponed.record()}, env.id, env.type)
     await repo.save_case(ctx.conn, cmd.application_id, "chronic_recognition", cmd.person_id,
-                         "submitted", data, [])
+                         "submitted", data, [], channel_ref)
 
 
 async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
@@ -847,7 +908,8 @@ async def on_chronic_reviewed(ctx: HandlerContext, env: Envelope,
                                     cmd.person_id)
     if reviewed is None:
         return
-    data, reasons = reviewed
+    case_id, data, reasons = reviewed
+    cmd = cmd.model_copy(update={"application_id": case_id})
     effective = _today(ctx)
     review_from = data.get("review_from")
     if review_from and effective < date.fromisoformat(review_from):
@@ -1018,7 +1080,7 @@ def _then_decide_early(handler: Handler) -> Handler:
     before it are decided by their own handler."""
     async def run(ctx: HandlerContext, env: Envelope, cmd: Any) -> None:
         await handler(ctx, env, cmd)
-        await _resume_early_decisions(ctx, cmd.application_id)
+        await _resume_early_decisions(ctx, cmd.application_id, getattr(cmd, "person_id", None))
     return run
 
 

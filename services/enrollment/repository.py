@@ -13,10 +13,12 @@ from services.enrollment.domain.model import Application, ApplicationState, Insu
 from shared.db.sealed import (
     PREFIX,
     Sealed,
-    keys as data_keys,
     resident_id_column,
     resident_key,
     resident_keys,
+)
+from shared.db.sealed import (
+    keys as data_keys,
 )
 
 # No table keeps a resident ID in clear: each finds the person by a keyed hash of the ID
@@ -109,13 +111,26 @@ def _application(row: asyncpg.Record | None, person_id: str | None = None) -> Ap
         return None
     pid = person_id if person_id is not None else str(APPLICANT.open(row["person_ref"]))
     return Application(row["application_id"], pid, row["insurance_type"],
-                       row["channel"], ApplicationState(row["state"]), json.loads(row["reasons"]))
+                       row["channel"], ApplicationState(row["state"]), json.loads(row["reasons"]),
+                       row["channel_ref"])
 
 
 async def load_application(conn: asyncpg.Connection, application_id: str) -> Application | None:
     # Looked up by its own id: the applicant's ID is opened to say whose it is.
     return _application(await conn.fetchrow(
         "SELECT * FROM applications WHERE application_id = $1 FOR UPDATE", application_id))
+
+
+async def application_for(conn: asyncpg.Connection, reference: str,
+                          person_id: str) -> Application | None:
+    """The application a message under `reference` about the person names: the person's own
+    under that number (its id, or the channel's number it was sent under), else the one with
+    that id (another person's, which the rules refuse or tell apart)."""
+    return _application(await conn.fetchrow(
+        "SELECT * FROM applications WHERE application_id = $1"
+        " OR (channel_ref = $1 AND person_key = ANY($2::text[]))"
+        " ORDER BY person_key = ANY($2::text[]) DESC, application_id = $1 DESC LIMIT 1"
+        " FOR UPDATE", reference, resident_keys(person_id)))
 
 
 async def latest_application(conn: asyncpg.Connection, person_id: str) -> Application | None:
@@ -127,11 +142,12 @@ async def latest_application(conn: asyncpg.Connection, person_id: str) -> Applic
 async def save_application(conn: asyncpg.Connection, a: Application) -> None:
     await conn.execute(
         "INSERT INTO applications (application_id, person_ref, person_key, insurance_type,"
-        " channel, state, reasons) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " channel, state, reasons, channel_ref) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         " ON CONFLICT (application_id) DO UPDATE SET state = $6, reasons = $7,"
         " updated_at = now()",
         a.application_id, APPLICANT.seal(a.person_id), resident_key(a.person_id),
         a.insurance_type, a.channel, a.state.value, json.dumps(a.reasons, ensure_ascii=False),
+        a.channel_ref,
     )
 
 
@@ -189,25 +205,67 @@ async def set_civil_servant_benefit(conn: asyncpg.Connection, code: str) -> None
                        " WHERE employer_code = $1", code)
 
 
-async def load_case(conn: asyncpg.Connection, case_id: str) -> dict[str, Any] | None:
-    """The case, its data opened (JSON text, as the column gives it) and its subject too."""
-    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+def _case(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    """A case row, its data opened (JSON text, as the column gives it) and its subject too."""
     if row is None:
         return None
-    data = CASE_DATA.open_json(row["data"], case_id)
+    data = CASE_DATA.open_json(row["data"], row["case_id"])
     return ({k: v for k, v in row.items() if k not in ("subject_ref", "subject_key")}
             | {"subject": CASE_SUBJECT.open(row["subject_ref"]),
                "data": json.dumps(data, ensure_ascii=False)})
 
 
+async def load_case(conn: asyncpg.Connection, case_id: str) -> dict[str, Any] | None:
+    """The case by its own id."""
+    return _case(await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE",
+                                     case_id))
+
+
+async def case_for(conn: asyncpg.Connection, reference: str,
+                   subject: str) -> dict[str, Any] | None:
+    """The case a decision under `reference` about `subject` names: the subject's own case
+    under that number (its id, or the channel's number it was sent under), else the case
+    with that id (a decision about someone else's case, which the review rules refuse)."""
+    return _case(await conn.fetchrow(
+        "SELECT * FROM cases WHERE case_id = $1 OR channel_ref = $1"
+        " ORDER BY subject_key = ANY($2::text[]) DESC, case_id = $1 DESC LIMIT 1 FOR UPDATE",
+        reference, resident_keys(subject)))
+
+
+# Who already holds a request's reference (`reference_holder`).
+MINE, OTHERS = "mine", "others"
+
+
+async def _holder(conn: asyncpg.Connection, table: str, id_column: str, key_column: str,
+                  reference: str, subject: str) -> str | None:
+    row = await conn.fetchrow(
+        f"SELECT coalesce(bool_or({key_column} = ANY($2::text[])), false) AS mine,"
+        f" coalesce(bool_or({id_column} = $1), false) AS taken FROM {table}"
+        f" WHERE {id_column} = $1 OR channel_ref = $1", reference, resident_keys(subject))
+    return MINE if row["mine"] else OTHERS if row["taken"] else None
+
+
+async def case_holder(conn: asyncpg.Connection, reference: str, subject: str) -> str | None:
+    """MINE: the subject already has a case under this reference (the same request again);
+    OTHERS: another subject's case has it as its id (this one needs an id of its own)."""
+    return await _holder(conn, "cases", "case_id", "subject_key", reference, subject)
+
+
+async def filing_holder(conn: asyncpg.Connection, reference: str, person: str) -> str | None:
+    """As `case_holder`, for filings."""
+    return await _holder(conn, "filings", "filing_id", "person_key", reference, person)
+
+
 async def save_case(conn: asyncpg.Connection, case_id: str, kind: str, subject: str, state: str,
-                    data: dict[str, Any], reasons: list[str]) -> None:
+                    data: dict[str, Any], reasons: list[str],
+                    channel_ref: str | None = None) -> None:
     await conn.execute(
-        "INSERT INTO cases (case_id, kind, subject_ref, subject_key, state, data, reasons)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (case_id) DO UPDATE SET state = $5,"
-        " reasons = $7, updated_at = now()", case_id, kind, CASE_SUBJECT.seal(subject),
-        resident_key(subject), state, CASE_DATA.seal_json(data, case_id),
-        json.dumps(reasons, ensure_ascii=False))
+        "INSERT INTO cases (case_id, kind, subject_ref, subject_key, state, data, reasons,"
+        " channel_ref) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (case_id) DO UPDATE"
+        " SET state = $5, reasons = $7, updated_at = now()", case_id, kind,
+        CASE_SUBJECT.seal(subject), resident_key(subject), state,
+        CASE_DATA.seal_json(data, case_id), json.dumps(reasons, ensure_ascii=False),
+        channel_ref)
 
 
 async def filing_exists(conn: asyncpg.Connection, filing_id: str) -> bool:
@@ -215,17 +273,18 @@ async def filing_exists(conn: asyncpg.Connection, filing_id: str) -> bool:
 
 
 async def save_filing(conn: asyncpg.Connection, f: Filing, category: str,
-                      detail: dict[str, Any] | None = None) -> None:
+                      detail: dict[str, Any] | None = None,
+                      channel_ref: str | None = None) -> None:
     await conn.execute(
         "INSERT INTO filings (filing_id, person_ref, person_key, category, kind, source,"
-        " treatment_area, start_date, end_date, detail, state)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " treatment_area, start_date, end_date, detail, state, channel_ref)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         " ON CONFLICT (filing_id) DO UPDATE SET state = $11, end_date = $9, updated_at = now()",
         f.filing_id, FILER.seal(f.person_id), resident_key(f.person_id), category, f.kind,
         f.source, f.treatment_area, f.start_date, f.end_date,
         json.dumps(_sealed_detail(detail or {"chronic_diseases": f.chronic_diseases},
                                   f.filing_id), ensure_ascii=False, default=str),
-        f.state)
+        f.state, channel_ref)
 
 
 def _sealed_detail(detail: dict[str, Any], filing_id: str) -> dict[str, Any]:
@@ -245,7 +304,7 @@ async def open_filings(conn: asyncpg.Connection, person_id: str,
                        filing_id: str | None = None) -> list[Filing]:
     rows = await conn.fetch(
         "SELECT * FROM filings WHERE person_key = ANY($1::text[]) AND state = 'active'"
-        " AND category = 'remote' AND ($2::text IS NULL OR filing_id = $2)"
+        " AND category = 'remote' AND ($2::text IS NULL OR filing_id = $2 OR channel_ref = $2)"
         " ORDER BY created_at", resident_keys(person_id), filing_id)
     return [Filing(r["filing_id"], person_id, r["kind"], r["source"], r["treatment_area"],
                    r["start_date"], r["end_date"],
@@ -469,12 +528,15 @@ async def save_early_decision(conn: asyncpg.Connection, event_id: str, event_typ
     return bool(inserted)
 
 
-async def take_early_decisions(conn: asyncpg.Connection,
-                               application_id: str) -> list[dict[str, Any]]:
-    """The decisions waiting for this application, marked resumed in the same transaction."""
+async def take_early_decisions(conn: asyncpg.Connection, application_id: str,
+                               person_id: str | None) -> list[dict[str, Any]]:
+    """The decisions waiting for this person's application under this number (numbers are
+    the person's: another person's decision under it keeps waiting for theirs) and those
+    naming no person, marked resumed in the same transaction."""
     rows = await conn.fetch(
         "UPDATE awaiting_application SET resumed_at = now() WHERE application_id = $1"
-        " AND resumed_at IS NULL RETURNING *", application_id)
+        " AND resumed_at IS NULL AND (person_key IS NULL OR person_key = ANY($2::text[]))"
+        " RETURNING *", application_id, resident_keys(person_id) if person_id else [])
     return [dict(r) | {"envelope": EARLY_DECISION.open_bytes(r["envelope"], r["event_id"])}
             for r in sorted(rows, key=lambda r: r["waiting_since"])]
 
@@ -516,8 +578,9 @@ async def _status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | Non
         shown |= ({k: v for k, v in person.items() if k not in ("person_ref", "person_key")}
                   | {c.column: c.open(person[c.column], person_id)
                      for c in (NAME, MOBILE, EMAIL)})
-    apps = await conn.fetch("SELECT application_id, insurance_type, channel, state, reasons,"
-                            " updated_at FROM applications WHERE person_key = ANY($1::text[])"
+    apps = await conn.fetch("SELECT application_id, channel_ref, insurance_type, channel,"
+                            " state, reasons, updated_at FROM applications"
+                            " WHERE person_key = ANY($1::text[])"
                             " ORDER BY created_at", keys)
     payments = await conn.fetch("SELECT payment_ref, period_start, period_end, amount_fen, state,"
                                 " reason FROM payments WHERE person_key = ANY($1::text[])"
@@ -525,8 +588,8 @@ async def _status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | Non
     history = await conn.fetch("SELECT recorded_at, reference, what, detail, cause_type"
                                " FROM history WHERE person_key = ANY($1::text[]) ORDER BY id",
                                keys)
-    filings = await conn.fetch("SELECT filing_id, category, kind, source, treatment_area,"
-                               " start_date, end_date, state FROM filings"
+    filings = await conn.fetch("SELECT filing_id, channel_ref, category, kind, source,"
+                               " treatment_area, start_date, end_date, state FROM filings"
                                " WHERE person_key = ANY($1::text[]) ORDER BY created_at", keys)
     chronic = await conn.fetch("SELECT disease, institution_code, effective_from,"
                                " next_institution_code, next_from, without_application,"
@@ -688,23 +751,24 @@ async def save_applications(conn: asyncpg.Connection, ids: BatchIds,
     reasons, new ones are inserted (an application id is inserted once)."""
     if not applications:
         return
-    cols: list[list[Any]] = [[] for _ in range(7)]
+    cols: list[list[Any]] = [[] for _ in range(8)]
     for a, stored in applications:
         for col, value in zip(cols, (
                 a.application_id, None if stored else ids.ref(APPLICANT, a.person_id),
                 None if stored else ids.key(a.person_id), a.insurance_type, a.channel,
-                a.state.value, json.dumps(a.reasons, ensure_ascii=False)), strict=True):
+                a.state.value, json.dumps(a.reasons, ensure_ascii=False), a.channel_ref),
+                strict=True):
             col.append(value)
     await conn.execute(
         "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-        " $5::text[], $6::text[], $7::text[]) AS d(id, ref, key, itype, channel, state,"
-        " reasons)),"
+        " $5::text[], $6::text[], $7::text[], $8::text[]) AS d(id, ref, key, itype, channel,"
+        " state, reasons, channel_ref)),"
         " upd AS (UPDATE applications a SET state = d.state, reasons = d.reasons::jsonb,"
         " updated_at = now() FROM d WHERE d.ref IS NULL AND a.application_id = d.id"
         " RETURNING 1)"
         " INSERT INTO applications (application_id, person_ref, person_key, insurance_type,"
-        " channel, state, reasons)"
-        " SELECT id, ref, key, itype, channel, state, reasons::jsonb FROM d"
+        " channel, state, reasons, channel_ref)"
+        " SELECT id, ref, key, itype, channel, state, reasons::jsonb, channel_ref FROM d"
         " WHERE ref IS NOT NULL"
         " ON CONFLICT (application_id) DO UPDATE SET state = EXCLUDED.state,"
         " reasons = EXCLUDED.reasons, updated_at = now()", *cols)
@@ -774,7 +838,8 @@ async def save_payments(conn: asyncpg.Connection, ids: BatchIds, new: list[Payme
         " SELECT ref, r, k, a, s, e, amt, st, why FROM unnest($1::text[], $2::text[],"
         " $3::text[], $4::text[], $5::date[], $6::date[], $7::bigint[], $8::text[],"
         " $9::text[]) WITH ORDINALITY AS u(ref, r, k, a, s, e, amt, st, why, n) ORDER BY n",
-        [p[0] for p in new], [ids.ref(PAYER, p[1]) for p in new], [ids.key(p[1]) for p in new], [p[2] for p in new], [p[3] for p in new],
+        [p[0] for p in new], [ids.ref(PAYER, p[1]) for p in new],
+        [ids.key(p[1]) for p in new], [p[2] for p in new], [p[3] for p in new],
         [p[4] for p in new], [p[5] for p in new], [p[6] for p in new], [p[7] for p in new],
         applied)
 
@@ -829,15 +894,23 @@ async def schedule_changes(conn: asyncpg.Connection, ids: BatchIds,
 
 
 async def take_early_decisions_of(conn: asyncpg.Connection,
-                                  application_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The decisions waiting for any of these applications (each application's in the order
-    they arrived), marked resumed in the same transaction."""
+                                  wanted: list[tuple[str, str | None]],
+                                  owner: Mapping[str, str]
+                                  ) -> dict[tuple[str, str | None], list[dict[str, Any]]]:
+    """As `take_early_decisions` for several (application, person) pairs at once, by pair
+    (None: those naming no person), each pair's in the order they arrived. `owner`: every
+    valid hash of each person's ID -> the ID."""
+    keys = [(app, key) for app, person in wanted if person is not None
+            for key, pid in owner.items() if pid == person]
     rows = await conn.fetch(
-        "UPDATE awaiting_application SET resumed_at = now()"
-        " WHERE application_id = ANY($1::text[]) AND resumed_at IS NULL RETURNING *",
-        application_ids)
-    taken: dict[str, list[dict[str, Any]]] = {}
+        "UPDATE awaiting_application SET resumed_at = now() WHERE resumed_at IS NULL AND"
+        " ((person_key IS NULL AND application_id = ANY($1::text[]))"
+        "  OR (application_id, person_key) IN (SELECT * FROM unnest($2::text[], $3::text[])))"
+        " RETURNING *", sorted({app for app, _ in wanted}), [a for a, _ in keys],
+        [k for _, k in keys])
+    taken: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: r["waiting_since"]):
-        taken.setdefault(r["application_id"], []).append(
+        person = owner.get(r["person_key"]) if r["person_key"] is not None else None
+        taken.setdefault((r["application_id"], person), []).append(
             dict(r) | {"envelope": EARLY_DECISION.open_bytes(r["envelope"], r["event_id"])})
     return taken

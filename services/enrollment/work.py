@@ -30,6 +30,9 @@ class Direct:
     async def application(self, application_id: str) -> Application | None:
         return await repo.load_application(self.conn, application_id)
 
+    async def application_for(self, reference: str, person_id: str) -> Application | None:
+        return await repo.application_for(self.conn, reference, person_id)
+
     async def latest_application(self, person_id: str) -> Application | None:
         return await repo.latest_application(self.conn, person_id)
 
@@ -72,8 +75,9 @@ class Direct:
         await repo.schedule_change(self.conn, person_id, to_status, effective_on, cause_id,
                                    correlation_id)
 
-    async def take_early_decisions(self, application_id: str) -> list[dict[str, Any]]:
-        return await repo.take_early_decisions(self.conn, application_id)
+    async def take_early_decisions(self, application_id: str,
+                                   person_id: str | None) -> list[dict[str, Any]]:
+        return await repo.take_early_decisions(self.conn, application_id, person_id)
 
     async def flush(self) -> None:
         """Nothing is held back."""
@@ -114,8 +118,9 @@ class UnitOfWork:
         self._no_payment: set[str] = set()  # references looked up and not found
         self._parked_of: set[str] = set()  # persons whose stored parked payments are loaded
         self._periods: dict[str, list[Period]] = {}
-        self._early: dict[str, list[dict[str, Any]]] = {}
-        self._early_taken: set[str] = set()
+        # Decisions that waited, by (application number, the person they name or None).
+        self._early: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        self._early_taken: set[tuple[str, str | None]] = set()
         # Writes held until flush, in the order they were made.
         self._dirty_persons: dict[str, None] = {}
         self._dirty_apps: dict[str, None] = {}
@@ -142,7 +147,7 @@ class UnitOfWork:
     async def preload(self, *, persons: Iterable[str] = (), applications: Iterable[str] = (),
                       latest_of: Iterable[str] = (), payments: Iterable[str] = (),
                       parked_of: Iterable[str] = (), periods_of: Iterable[str] = (),
-                      early_for: Iterable[str] = ()) -> None:
+                      early_for: Iterable[tuple[str, str | None]] = ()) -> None:
         """Load what is not loaded yet: one query per table."""
         pids = [p for p in dict.fromkeys(persons) if p not in self._persons]
         if pids:
@@ -192,8 +197,13 @@ class UnitOfWork:
                 self._periods[self._owner[row["person_key"]]].append(repo.period_of(row))
         early = [a for a in dict.fromkeys(early_for) if a not in self._early_taken]
         if early:
+            self._keys(p for _, p in early if p is not None)  # their hashes -> the IDs
             self._early_taken.update(early)
-            self._early.update(await repo.take_early_decisions_of(self.conn, early))
+            # Those naming no person are taken with the first pair of their number.
+            self._early_taken.update((a, None) for a, _ in early)
+            for pair, rows in (await repo.take_early_decisions_of(
+                    self.conn, early, self._owner)).items():
+                self._early.setdefault(pair, []).extend(rows)
 
     # --- reads and writes, as Direct's -------------------------------------------------
 
@@ -214,6 +224,19 @@ class UnitOfWork:
             await self.preload(applications=[application_id])
         found = self._apps[application_id]
         return None if found is None else _copy_application(found)
+
+    async def application_for(self, reference: str, person_id: str) -> Application | None:
+        """As repo.application_for: the person's own under the number (by id, or by the
+        channel's number among the person's applications, all loaded), else the id's."""
+        found = await self.application(reference)
+        if found is not None and found.person_id == person_id:
+            return found
+        if person_id not in self._latest:
+            await self.preload(latest_of=[person_id])  # loads every application of theirs
+        for app in self._apps.values():
+            if app is not None and app.person_id == person_id and app.channel_ref == reference:
+                return _copy_application(app)
+        return found
 
     async def latest_application(self, person_id: str) -> Application | None:
         if person_id not in self._latest:
@@ -289,10 +312,14 @@ class UnitOfWork:
                               cause_id: str, correlation_id: str) -> None:
         self._scheduled.append((person_id, to_status, effective_on, cause_id, correlation_id))
 
-    async def take_early_decisions(self, application_id: str) -> list[dict[str, Any]]:
-        if application_id not in self._early_taken:
-            await self.preload(early_for=[application_id])
-        return self._early.pop(application_id, [])
+    async def take_early_decisions(self, application_id: str,
+                                   person_id: str | None) -> list[dict[str, Any]]:
+        if (application_id, person_id) not in self._early_taken:
+            await self.preload(early_for=[(application_id, person_id)])
+        rows = self._early.pop((application_id, None), [])
+        if person_id is not None:
+            rows += self._early.pop((application_id, person_id), [])
+        return sorted(rows, key=lambda r: r["waiting_since"])
 
     async def flush(self) -> None:
         """Write what changed since the last flush: one statement per table. What is in

@@ -10,6 +10,8 @@ from services.reimbursement import repository as repo
 from services.reimbursement.domain import claims as rules
 from services.reimbursement.domain.claims import Claim, Stage
 from services.reimbursement.handlers import (
+    CLAIM_IN_PROGRESS,
+    NO_POLICY_RULE,
     Calculated,
     _refuse,
     calculation_detail,
@@ -58,6 +60,7 @@ def claims_submitted(cache: BookCache) -> Handler:
         settled = await repo.receipts_settled(conn, receipts)
         writes: dict[tuple[str, str], repo.ClaimWrite] = {}
         history: History = []
+        refusals: list[repo.Refusal] = []
         for ctx, env, cmd in items:
             at = (cmd.person_id, cmd.claim_id)
             receipt = (cmd.invoice_no, cmd.institution_code)
@@ -68,7 +71,8 @@ def claims_submitted(cache: BookCache) -> Handler:
                 holder[1] if holder is not None and holder != at else None,
                 settled.get(receipt))
             if isinstance(judged, str):
-                _refuse(ctx, cmd.claim_id, cmd.person_id, judged)
+                refusals.append(_refuse(ctx, cmd.claim_id, cmd.person_id,
+                                        CLAIM_IN_PROGRESS, judged))
                 continue
             claim, detail = judged
             # Only a rejected claim is resubmitted, and a rejected one holds no receipt: the
@@ -83,6 +87,7 @@ def claims_submitted(cache: BookCache) -> Handler:
             tell_submission(ctx, cmd, claim)
         await repo.save_claims(conn, list(writes.values()), persons)
         await repo.record_all(conn, history)
+        await repo.record_refusals(conn, refusals)
 
     return on_claim_submitted_all
 
@@ -135,6 +140,7 @@ def outage_uploads(cache: BookCache) -> Handler:
         writes: dict[tuple[str, str], repo.ClaimWrite] = {}
         records: list[repo.ProactiveWrite] = []
         history: History = []
+        refusals: list[repo.Refusal] = []
         for ctx, env, cmd in items:
             institution = cmd.institution_code
             for record in cmd.records:
@@ -157,7 +163,8 @@ def outage_uploads(cache: BookCache) -> Handler:
                                                      "outage": outage.outage_id,
                                                      "pay_by": outage.pay_by}, env.id))
                     outcome, kept, met = _calculate(ctx, env.id, claim, book, totals,
-                                                    institution, outage.pay_by, history)
+                                                    institution, outage.pay_by, history,
+                                                    refusals)
                     claims[key] = (claim, met)
                     writes[key] = repo.ClaimWrite(claim, record.record_id, institution, kept)
                     if outcome == "no_rule":
@@ -176,6 +183,7 @@ def outage_uploads(cache: BookCache) -> Handler:
         await repo.save_claims(conn, list(writes.values()), persons)
         await repo.record_all(conn, history)
         await repo.save_proactive_records(conn, records)
+        await repo.record_refusals(conn, refusals)
 
     return on_outage_settlements_all
 
@@ -192,7 +200,8 @@ async def on_direct_settlements_all(items: list[BatchItem]) -> None:
 
 def _calculate(ctx: Any, cause_id: str, claim: Claim, book: Any,
                totals: dict[tuple[str, str, int], AnnualTotals], institution: str,
-               pay_by: Any, history: History) -> tuple[Calculated, dict[str, Any] | None, int]:
+               pay_by: Any, history: History, refusals: list[repo.Refusal]
+               ) -> tuple[Calculated, dict[str, Any] | None, int]:
     """`_calculate_and_instruct` against the batch's totals: the outcome, what the claim
     keeps of its calculation, and the deductible it met (0 unless approved)."""
     at = (claim.person_id, claim.benefit_line, claim.expense_date.year)
@@ -205,7 +214,8 @@ def _calculate(ctx: Any, cause_id: str, claim: Claim, book: Any,
         return "awaiting_policy", None, 0
     except PolicyError as err:
         # No rule for this case: staff must see it; the claim waits at calculation.
-        _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+        refusals.append(_refuse(ctx, claim.claim_id, claim.person_id, NO_POLICY_RULE,
+                                f"calculation: {err}"))
         return "no_rule", None, 0
     rules.calculated(claim, calc.payable_fen)
     history.append((copy(claim), calculation_detail(calc), cause_id))

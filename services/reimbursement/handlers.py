@@ -1,8 +1,6 @@
 """Reimbursement handlers: intake, review stages, policy calculation, payment and its result."""
 from __future__ import annotations
 
-import hashlib
-import re
 from datetime import date
 from typing import Any, Literal
 
@@ -13,6 +11,7 @@ from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope
 from shared.contracts.bank import PaymentResultReported
 from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
+from shared.contracts.common import sender_scoped
 from shared.contracts.employer import EmployerWageBaseReported
 from shared.contracts.enrollment import (
     CoverageChanged,
@@ -38,6 +37,7 @@ from shared.contracts.reimbursement import (
     ClaimRequestRefused,
     EpidemicCostsCovered,
     EpidemicSettlementRefused,
+    InstitutionPaymentFailed,
     PaymentInstructed,
     ProactiveRecordProcessed,
     SettlementOutageDeclared,
@@ -68,9 +68,28 @@ def _settings(ctx: HandlerContext) -> ReimbursementSettings:
         else ReimbursementSettings()
 
 
-def _refuse(ctx: HandlerContext, claim_id: str, person_id: str, reason: str) -> None:
-    ctx.emit(ClaimRequestRefused(claim_id=claim_id, person_id=person_id, reason=reason),
-             key=person_id)
+# Rule codes of refused requests: the claim's own channel (a resubmission, originals) has a
+# Chinese reason the person reads; staff decisions, bank results and calculations are staff's.
+CLAIM_IN_PROGRESS = "claim_in_progress"
+MATERIALS_NOT_EXPECTED = "materials_not_expected"
+UNKNOWN_CLAIM = "unknown_claim"
+OUT_OF_ORDER = "out_of_order"
+UNKNOWN_PAYMENT = "unknown_payment"
+NO_POLICY_RULE = "no_policy_rule"
+
+
+def _refuse(ctx: HandlerContext, claim_id: str, person_id: str, rule: str,
+            reason: str) -> repo.Refusal:
+    """The refusal told on the topic; the row the person's progress keeps of it, for the
+    caller to write (one event's at once, a batch's together)."""
+    ctx.emit(ClaimRequestRefused(claim_id=claim_id, person_id=person_id, rule=rule,
+                                 reason=reason), key=person_id)
+    return (person_id, claim_id, ctx.cause.type, rule, reason, ctx.cause.id)
+
+
+async def _refused(ctx: HandlerContext, claim_id: str, person_id: str, rule: str,
+                   reason: str) -> None:
+    await repo.record_refusals(ctx.conn, [_refuse(ctx, claim_id, person_id, rule, reason)])
 
 
 async def on_status_changed(ctx: HandlerContext, env: Envelope,
@@ -97,7 +116,8 @@ async def on_roster_row(ctx: HandlerContext, env: Envelope, event: RosterRowProc
 
 
 async def on_filing_ended(ctx: HandlerContext, env: Envelope, event: RemoteFilingEnded) -> None:
-    await repo.end_filing(ctx.conn, event.filing_id, china_date(ctx.received_at))
+    await repo.end_filing(ctx.conn, event.filing_id, event.person_id,
+                          china_date(ctx.received_at))
 
 
 async def on_coverage_changed(ctx: HandlerContext, env: Envelope,
@@ -191,7 +211,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                          cmd.person_id, cmd.claim_id),
             await repo.settlement_for_receipt(ctx.conn, cmd.invoice_no, cmd.institution_code))
         if isinstance(judged, str):
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, judged)
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, CLAIM_IN_PROGRESS,
+                                  judged)
         claim, detail = judged
         await repo.save_submission(ctx.conn, claim, cmd.invoice_no, cmd.institution_code)
         await repo.set_treatment_area(ctx.conn, claim.person_id, claim.claim_id,
@@ -203,11 +224,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                cmd: ClaimStageDecided) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         if claim is None:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_CLAIM,
+                                  "claim_id: no such claim")
         try:
             stage = rules.decide(claim, cmd.stage, cmd.decision == "approve", cmd.reasons)
         except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, OUT_OF_ORDER, str(err))
         await repo.record(ctx.conn, claim, {"decision": cmd.decision, "reasons": cmd.reasons,
                                             "reviewer": cmd.reviewer}, env.id)
         if stage == Stage.REJECTED:
@@ -286,7 +308,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                     paid_this_year_fen=max(0, rule.annual_cap_fen - int(original.get(
                         "cap_remaining_fen", rule.annual_cap_fen)))))
             except PolicyError as err:
-                _refuse(ctx, claim.claim_id, claim.person_id, f"re-evaluation: {err}")
+                await _refused(ctx, claim.claim_id, claim.person_id, NO_POLICY_RULE,
+                               f"re-evaluation: {err}")
                 continue
             top_up = calc.payable_fen - claim.payable_fen
             if top_up <= 0:
@@ -322,7 +345,8 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
             return
         # Its own benefit line (never the medical cap), paid to the institution that treated
         # the patient: the patient paid nothing and is told so, never "check your account".
-        claim = Claim(f"EPI-{cmd.institution_code}-{cmd.settlement_id}"[:64], cmd.person_id, 1,
+        claim = Claim(sender_scoped("EPI", cmd.institution_code, cmd.settlement_id),
+                      cmd.person_id, 1,
                       Stage.CALCULATION, cmd.treated_from, cmd.cost_fen, cmd.cost_fen, 1,
                       "in_region", benefit_line="epidemic", payee="institution")
         if await repo.load_claim(ctx.conn, claim.person_id, claim.claim_id) is not None:
@@ -362,10 +386,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
             settings.maternity_per_extra_baby_days, settings.maternity_days_per_month)
         days = rules.maternity_leave_days(maternity, birth.difficult_birth, birth.babies)
         fen, working = rules.maternity_allowance(maternity, wage, days)
-        claim = Claim(f"MAT-{birth.birth_id}", birth.person_id, 1, Stage.CALCULATION,
+        claim = Claim(maternity_claim_id(birth.institution_code, birth.birth_id),
+                      birth.person_id, 1, Stage.CALCULATION,
                       birth.birth_date, fen, fen, 1, "in_region",
                       benefit_line="maternity_allowance")
-        await repo.save_submission(ctx.conn, claim, birth.birth_id, "MATERNITY")
+        # Its "receipt" is the claim itself: two hospitals' births under one number are two.
+        await repo.save_submission(ctx.conn, claim, claim.claim_id, "MATERNITY")
         rules.calculated(claim, fen)
         await repo.save_claim(ctx.conn, claim)
         await repo.save_calculation(ctx.conn, claim, {
@@ -386,8 +412,11 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
         await repo.save_wage_base(ctx.conn, cmd.employer_code, cmd.year,
                                   cmd.average_monthly_wage_fen)
         for row in await repo.births_waiting(ctx.conn, cmd.employer_code, cmd.year):
-            await _grant_maternity(ctx, env, BirthRecorded(
+            # Built from the row, not validated again: a birth kept before hospitals were
+            # named has none.
+            await _grant_maternity(ctx, env, BirthRecorded.model_construct(
                 birth_id=row["birth_id"], person_id=row["person_id"],
+                institution_code=row["institution_code"],
                 birth_date=row["birth_date"], difficult_birth=row["difficult_birth"],
                 babies=row["babies"]))
 
@@ -395,11 +424,13 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                   cmd: ClaimMaterialsMailed) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         if claim is None:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, "claim_id: no such claim")
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_CLAIM,
+                                  "claim_id: no such claim")
         try:
             rules.materials_mailed(claim, cmd.tracking_no)
         except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, MATERIALS_NOT_EXPECTED,
+                                  str(err))
         await repo.save_claim(ctx.conn, claim)
         await repo.record(ctx.conn, claim, {"tracking_no": cmd.tracking_no}, env.id)
 
@@ -407,12 +438,12 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                 cmd: PaymentResultReported) -> None:
         claim = await repo.load_claim(ctx.conn, cmd.person_id, cmd.claim_id)
         if claim is None or cmd.idempotency_key != claim.idempotency_key:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id,
-                           f"payment result for unknown payment {cmd.idempotency_key}")
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_PAYMENT,
+                                  f"payment result for unknown payment {cmd.idempotency_key}")
         try:
             stage = rules.payment_result(claim, cmd.succeeded, _settings(ctx).payment_max_attempts)
         except StageError as err:
-            return _refuse(ctx, cmd.claim_id, cmd.person_id, str(err))
+            return await _refused(ctx, cmd.claim_id, cmd.person_id, UNKNOWN_PAYMENT, str(err))
         await repo.save_claim(ctx.conn, claim)
         await repo.record(ctx.conn, claim, {"succeeded": cmd.succeeded,
                                             "failure_reason": cmd.failure_reason}, env.id)
@@ -424,10 +455,22 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
                                benefit_line=claim.benefit_line,  # type: ignore[arg-type]
                                payable_fen=claim.payable_fen or 0, proactive=proactive,
                                institution_code=institution), key=claim.person_id)
+        elif stage == Stage.PAYMENT_FAILED and claim.payee == "institution":
+            # The patient was told truly that the fund bears the cost; the failure is between
+            # the agency and the hospital, so only staff hear of it.
+            ctx.emit(InstitutionPaymentFailed(
+                claim_id=claim.claim_id, person_id=claim.person_id,
+                institution_code=await repo.institution_of(ctx.conn, claim),
+                reason=cmd.failure_reason or "payment failed",
+                attempts=claim.payment_attempts,
+                benefit_line=claim.benefit_line),  # type: ignore[arg-type]
+                key=claim.person_id)
         elif stage == Stage.PAYMENT_FAILED:
             ctx.emit(ClaimPaymentFailed(claim_id=claim.claim_id, person_id=claim.person_id,
                                         reason=cmd.failure_reason or "payment failed",
-                                        attempts=claim.payment_attempts), key=claim.person_id)
+                                        attempts=claim.payment_attempts,
+                                        benefit_line=claim.benefit_line),  # type: ignore[arg-type]
+                     key=claim.person_id)
         else:
             _instruct(ctx, claim, await repo.proactive_pay_by(ctx.conn, claim),
                       payee_code=await repo.institution_of(ctx.conn, claim)
@@ -461,17 +504,16 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
     return one_at_a_time | busy
 
 
-_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+def maternity_claim_id(institution: str, birth_id: str) -> str:
+    """The allowance's claim for a birth, scoped by the hospital that recorded it (a birth
+    kept before hospitals were named keeps the id it would have had then)."""
+    return sender_scoped("MAT", institution, birth_id) if institution else f"MAT-{birth_id}"
 
 
 def proactive_claim_id(institution: str, record_id: str) -> str:
     """The agency's claim for an outage record, scoped by the institution that sent it; a
     digest when the two do not fit a reference."""
-    plain = f"PRO-{institution}-{record_id}"
-    if _REFERENCE.match(plain):
-        return plain
-    digest = hashlib.sha256(f"{institution}\x00{record_id}".encode()).hexdigest()[:24]
-    return f"PRO-{institution[:32]}-{digest}"
+    return sender_scoped("PRO", institution, record_id)
 
 
 def _mail_to(ctx: HandlerContext, reference: Reference) -> str:
@@ -564,7 +606,8 @@ async def _calculate_and_instruct(ctx: HandlerContext, env: Envelope, claim: Cla
         return "awaiting_policy"
     except PolicyError as err:
         # No rule for this case: staff must see it; the claim waits at calculation.
-        _refuse(ctx, claim.claim_id, claim.person_id, f"calculation: {err}")
+        await _refused(ctx, claim.claim_id, claim.person_id, NO_POLICY_RULE,
+                       f"calculation: {err}")
         return "no_rule"
     rules.calculated(claim, calc.payable_fen)
     await repo.save_calculation(ctx.conn, claim, calculation_kept(calc, totals))

@@ -30,6 +30,7 @@ PROACTIVE_ID = resident_id_column("proactive_records")
 SETTLEMENTS_ID = resident_id_column("direct_settlements")
 EMPLOYMENTS_ID = resident_id_column("employments")
 BIRTHS_ID = resident_id_column("births")
+REFUSED_ID = resident_id_column("refused_requests")
 # A calculation's working lines can name a diagnosis (an epidemic patient's, confirmed or
 # suspected): sealed at rest (shared/db/sealed.py); the figures stay queryable. Bound to the
 # opened resident ID, as they were to the clear one, so values sealed before still open.
@@ -39,7 +40,8 @@ HISTORY_WORKING = Sealed("claim_history", "detail", (HISTORY_ID, "claim_id", "ca
 # An outage record kept while it awaits the agency's declaration names the person.
 RECORD = Sealed("proactive_records", "record", ("institution_code", "record_id"), shape="json")
 SEALED = (INSURED_ID, CLAIMS_ID, HISTORY_ID, FILINGS_ID, COVERAGE_ID, PROACTIVE_ID,
-          SETTLEMENTS_ID, EMPLOYMENTS_ID, BIRTHS_ID, WORKING, HISTORY_WORKING, RECORD)
+          SETTLEMENTS_ID, EMPLOYMENTS_ID, BIRTHS_ID, REFUSED_ID, WORKING, HISTORY_WORKING,
+          RECORD)
 
 
 def _sealed_working(col: Sealed, detail: dict[str, Any], *row: Any) -> dict[str, Any]:
@@ -79,19 +81,25 @@ async def insured(conn: asyncpg.Connection, person_id: str) -> asyncpg.Record | 
 
 async def set_filing(conn: asyncpg.Connection, filing_id: str, person_id: str, area: str,
                      start: date, end: date | None, active: bool, benefit_level: str) -> None:
+    """The person's filing (scoped by the person: another's under the same number is
+    another), found under any valid hash of the ID, else added; one statement."""
     await conn.execute(
-        "INSERT INTO filings_view (filing_id, person_ref, person_key, treatment_area,"
-        " start_date, end_date, active, benefit_level) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        " ON CONFLICT (filing_id) DO UPDATE SET active = $7, benefit_level = $8", filing_id,
-        FILINGS_ID.seal(person_id), resident_key(person_id), area, start, end, active,
-        benefit_level)
+        "WITH updated AS (UPDATE filings_view SET active = $7, benefit_level = $8"
+        " WHERE filing_id = $1 AND person_key = ANY($9::text[]) RETURNING 1)"
+        " INSERT INTO filings_view (filing_id, person_ref, person_key, treatment_area,"
+        " start_date, end_date, active, benefit_level)"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM updated)",
+        filing_id, FILINGS_ID.seal(person_id), resident_key(person_id), area, start, end,
+        active, benefit_level, resident_keys(person_id))
 
 
-async def end_filing(conn: asyncpg.Connection, filing_id: str, ended_on: date) -> None:
+async def end_filing(conn: asyncpg.Connection, filing_id: str, person_id: str,
+                     ended_on: date) -> None:
     """Kept, with the day it ended: it still covers what was spent while it was valid."""
     await conn.execute("UPDATE filings_view SET active = false,"
-                       " ended_on = coalesce(ended_on, $2) WHERE filing_id = $1",
-                       filing_id, ended_on)
+                       " ended_on = coalesce(ended_on, $2) WHERE filing_id = $1"
+                       " AND person_key = ANY($3::text[])", filing_id, ended_on,
+                       resident_keys(person_id))
 
 
 async def filings_for(conn: asyncpg.Connection, person_id: str) -> list[FilingOnRecord]:
@@ -348,13 +356,15 @@ async def wage_base(conn: asyncpg.Connection, employer: str, year: int) -> int |
 async def save_birth(conn: asyncpg.Connection, b: Any, state: str, reason: str | None,
                      claim_id: str | None, employer: str | None = None) -> None:
     """`employer`: whose wage base it was judged (or waits) under."""
+    # Scoped by the hospital that recorded it: another hospital's birth 0001 is another birth.
     await conn.execute(
         "INSERT INTO births (birth_id, person_ref, person_key, birth_date, difficult_birth,"
-        " babies, state, reason, claim_id, employer_code)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (birth_id)"
+        " babies, state, reason, claim_id, employer_code, institution_code)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (institution_code, birth_id)"
         " DO UPDATE SET state = $7, reason = $8, claim_id = $9, employer_code = $10",
         b.birth_id, BIRTHS_ID.seal(b.person_id), resident_key(b.person_id), b.birth_date,
-        b.difficult_birth, b.babies, state, reason, claim_id, employer)
+        b.difficult_birth, b.babies, state, reason, claim_id, employer, b.institution_code)
 
 
 async def births_waiting(conn: asyncpg.Connection, employer: str,
@@ -505,6 +515,23 @@ async def institution_of(conn: asyncpg.Connection, claim: Claim) -> str | None:
         "SELECT institution_code FROM claims WHERE person_key = ANY($1::text[])"
         " AND claim_id = $2", resident_keys(claim.person_id), claim.claim_id)
     return code
+
+
+# (person, reference, request type, rule, reason, cause id) of a refused request.
+Refusal = tuple[str, str, str, str, str, str]
+
+
+async def record_refusals(conn: asyncpg.Connection, rows: list[Refusal]) -> None:
+    """Refused requests, in order, in one statement (one event's or a whole batch's)."""
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO refused_requests (person_ref, person_key, reference, request_type, rule,"
+        " reason, cause_id) SELECT r, k, ref, t, rule, reason, c FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+        " WITH ORDINALITY AS u(r, k, ref, t, rule, reason, c, n) ORDER BY n",
+        [REFUSED_ID.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+        *([r[i] for r in rows] for i in range(1, 6)))
 
 
 # Set-based reads and writes: a batch of events loads each table once (`= ANY` of every

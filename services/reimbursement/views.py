@@ -1,4 +1,4 @@
-"""Read side of reimbursement for a person's progress: claims and births, without amounts."""
+"""Read side of reimbursement for a person's progress: claims, births, refused requests."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ from shared.db.sealed import resident_keys
 
 
 async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The person's claims (each with the pay-by date of an agency-started one) and births
-    not yet paid as an allowance, as rows for shared.progress."""
+    """The person's claims (each with the pay-by date of an agency-started one), births not
+    yet paid as an allowance and refused requests, as rows for shared.progress."""
     keys = resident_keys(person_id)
     claims = await conn.fetch(
         "SELECT c.claim_id, c.benefit_line, c.stage, c.reasons, c.channel, c.payee,"
@@ -23,5 +23,8 @@ async def progress_of(conn: asyncpg.Connection, person_id: str) -> dict[str, lis
     births = await conn.fetch(
         "SELECT birth_id, state, reason, birth_date FROM births"
         " WHERE person_key = ANY($1::text[]) AND claim_id IS NULL", keys)
+    refused = await conn.fetch(
+        "SELECT reference, request_type, rule, reason, refused_at FROM refused_requests"
+        " WHERE person_key = ANY($1::text[]) ORDER BY id", keys)
     return {"claims": [dict(c) | {"reasons": json.loads(c["reasons"])} for c in claims],
-            "births": [dict(b) for b in births]}
+            "births": [dict(b) for b in births], "refused": [dict(r) for r in refused]}

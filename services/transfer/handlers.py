@@ -16,6 +16,7 @@ from services.transfer.work import Needs, Work
 from shared.clock import SenderClockError
 from shared.contracts import Envelope
 from shared.contracts.channels import TransferOutRequested
+from shared.contracts.common import own_reference
 from shared.contracts.enrollment import InsuredStatusChanged, PersonDeceased
 from shared.contracts.envelope import derived_id
 from shared.contracts.partner import (
@@ -225,17 +226,31 @@ on_person_deceased_all = _set_based(_deceased_needs, _person_deceased)
 
 # --- transfer-out in this region (A) ---------------------------------------------------------
 
+def _suffixed_id(env: Envelope, cmd: TransferOutRequested) -> str:
+    """The id this request takes if another person's transfer has its reference."""
+    return own_reference(cmd.transfer_id, env.id)
+
+
 def _request_needs(needs: Needs, ctx: HandlerContext, env: Envelope,
                    cmd: TransferOutRequested) -> None:
     needs.identities.add(("out", ctx.region, cmd.transfer_id))
+    needs.identities.add(("out", ctx.region, _suffixed_id(env, cmd)))
+    needs.requests.add((cmd.person_id, cmd.transfer_id))
+    needs.region = ctx.region
     needs.insured.add(cmd.person_id)
     needs.transfers_of.add(cmd.person_id)
 
 
 def _transfer_requested(work: Work, ctx: HandlerContext, env: Envelope,
                         cmd: TransferOutRequested) -> None:
-    if work.transfer("out", cmd.transfer_id, ctx.region) is not None:
+    # The channel's reference is unique per person only: the same number from another
+    # person is another request, which gets a transfer id of its own.
+    if work.has_request(cmd.person_id, cmd.transfer_id):
         return  # the same request again under a new event id
+    taken = work.transfer("out", cmd.transfer_id, ctx.region) is not None
+    transfer_id = _suffixed_id(env, cmd) if taken else cmd.transfer_id
+    if taken and work.transfer("out", transfer_id, ctx.region) is not None:
+        return  # this very event handled before (its suffix is its own)
     status, insurance_type = work.insured(cmd.person_id)
     today = ctx.filed_on()
     try:
@@ -248,18 +263,22 @@ def _transfer_requested(work: Work, ctx: HandlerContext, env: Envelope,
             raise TransferRefused(err.rule, "申请时间晚于平台收到申请的时间，未能受理，"
                                   "请重新提交申请") from None
         t = rules.request_transfer_out(
-            cmd.transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
+            transfer_id, cmd.person_id, status, insurance_type, ctx.region, cmd.to_region,
             today, _clock(ctx, ctx.region, cmd.to_region, today),
             default_calendar(), one_open=bool(work.open_transfers_of(cmd.person_id)))
     except TransferRefused as refused:
-        t = Transfer(cmd.transfer_id, cmd.person_id, "out", ctx.region, cmd.to_region,
-                     Stage.REFUSED, reason=refused.reason, completed_on=today)
+        t = Transfer(transfer_id, cmd.person_id, "out", ctx.region, cmd.to_region,
+                     Stage.REFUSED, reason=refused.reason, completed_on=today,
+                     channel_ref=cmd.transfer_id)
         _keep(work, ctx, t, refused.reason)
-        ctx.emit(TransferRequestRejected(transfer_id=cmd.transfer_id, person_id=cmd.person_id,
+        ctx.emit(TransferRequestRejected(transfer_id=transfer_id, person_id=cmd.person_id,
                                          reason=refused.reason, rule=refused.rule),
                  key=cmd.person_id)
         return
-    _keep(work, ctx, t, f"accepted ({cmd.channel}); {_due_note(t)}")
+    t.channel_ref = cmd.transfer_id
+    named = (f"; the channel's reference {cmd.transfer_id} is another person's transfer "
+             f"here, so this one is {transfer_id}" if taken else "")
+    _keep(work, ctx, t, f"accepted ({cmd.channel}){named}; {_due_note(t)}")
     _received(ctx, t)
 
 

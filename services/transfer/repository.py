@@ -132,10 +132,11 @@ async def count_overdue(conn: asyncpg.Connection) -> dict[tuple[str, str], int]:
 
 
 async def transfers_for_status(conn: asyncpg.Connection, ref: str) -> list[asyncpg.Record]:
-    """By the person's ID (its keyed hashes), a transfer id or a letter's tracking number."""
+    """By the person's ID (its keyed hashes), a transfer id, a channel's reference (every
+    person's request under it) or a letter's tracking number."""
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT * FROM transfers WHERE person_key = ANY($2::text[]) OR transfer_id = $1"
-        " OR tracking_number = $1 ORDER BY id", ref, resident_keys(ref))
+        " OR channel_ref = $1 OR tracking_number = $1 ORDER BY id", ref, resident_keys(ref))
     return rows
 
 
@@ -203,6 +204,22 @@ async def transfers_for_group(conn: asyncpg.Connection, identities: list[Identit
         [i[0] for i in identities], [i[1] for i in identities], [i[2] for i in identities],
         resident_keys_of(person_ids), ENDED)
     return [(r["id"], to_transfer(r)) for r in rows]
+
+
+async def requests_of(conn: asyncpg.Connection, region: str,
+                      requests: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (person, channel reference) transfer-out requests here already have a transfer
+    (whatever its stage: a refused request sent again is the same request): one query."""
+    if not requests:
+        return set()
+    person_of = resident_owners({p for p, _ in requests})
+    rows = await conn.fetch(
+        "SELECT person_key, channel_ref FROM transfers WHERE direction = 'out'"
+        " AND from_region = $1 AND channel_ref = ANY($2::text[])"
+        " AND person_key = ANY($3::text[])", region, sorted({r for _, r in requests}),
+        list(person_of))
+    found = {(person_of[r["person_key"]], r["channel_ref"]) for r in rows}
+    return found & set(requests)
 
 
 async def insured_of(conn: asyncpg.Connection, person_ids: list[str], for_update: bool = False

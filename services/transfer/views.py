@@ -16,7 +16,7 @@ _SHOWN = ("transfer_id", "direction", "from_region", "to_region", "stage", "trig
           "insurance_type", "contribution_months", "account_balance_fen", "credited_months",
           "credited_balance_fen", "started_on", "due_on", "leg_due_on", "dispatched_on",
           "completed_on", "paused_since", "paused_working_days", "tracking_number", "reason",
-          "due_provisional", "partner_active_since", "clock_source")
+          "due_provisional", "partner_active_since", "clock_source", "channel_ref")
 
 
 async def status_of(conn: asyncpg.Connection, ref: str) -> dict[str, Any] | None:

@@ -24,6 +24,9 @@ class Needs:
     identities: set[Identity] = field(default_factory=set)
     insured: set[str] = field(default_factory=set)
     transfers_of: set[str] = field(default_factory=set)
+    # (person, channel reference) of transfer-out requests here: a reference is the person's.
+    requests: set[tuple[str, str]] = field(default_factory=set)
+    region: str = ""  # where the requests were made (this region)
     writes_insured: bool = False  # the group changes statuses: their rows are locked
 
 
@@ -42,6 +45,8 @@ class Work:
         self._dirty: dict[Identity, None] = {}  # saved transfers, in first-save order
         self._history: list[tuple[Identity, str, str | None, str]] = []
         self._ignored: list[tuple[str, str, str, str, str]] = []
+        self._requests: set[tuple[str, str]] = set()
+        self._requests_loaded: set[tuple[str, str]] = set()
 
     @classmethod
     async def load(cls, conn: asyncpg.Connection, needs: Needs) -> Work:
@@ -56,6 +61,8 @@ class Work:
             work._of_person.setdefault(person, [])
         work._insured = await repo.insured_of(conn, sorted(needs.insured),
                                               for_update=needs.writes_insured)
+        work._requests = await repo.requests_of(conn, needs.region, sorted(needs.requests))
+        work._requests_loaded = set(needs.requests)
         return work
 
     def _know(self, key: Identity, t: Transfer, order: int) -> None:
@@ -74,6 +81,12 @@ class Work:
             raise KeyError(f"transfer {key} was not loaded for this group")
         t = self._transfers[key]
         return copy.copy(t) if t is not None else None
+
+    def has_request(self, person_id: str, reference: str) -> bool:
+        """The person's transfer-out request under this channel reference has a transfer."""
+        if (person_id, reference) not in self._requests_loaded:
+            raise KeyError("a request was not loaded for this group")
+        return (person_id, reference) in self._requests
 
     def insured(self, person_id: str) -> tuple[str | None, str | None]:
         status, insurance_type, _ = self._insured[person_id]
@@ -106,6 +119,8 @@ class Work:
             self._of_person.setdefault(t.person_id, []).append(key)
         self._transfers[key] = t
         self._dirty[key] = None
+        if t.channel_ref is not None:
+            self._requests.add((t.person_id, t.channel_ref))
         self._history.append((key, t.stage.value, note, cause_id))
         if not t.is_open:
             OUTCOMES.labels(t.direction, t.stage.value).inc()

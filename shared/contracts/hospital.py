@@ -90,8 +90,9 @@ class DirectSettlementRecorded(Payload):
 class BirthRecorded(Payload):
     """A birth at a designated hospital: the maternity allowance follows without application."""
 
-    birth_id: Reference
+    birth_id: Reference  # the hospital's number: unique at that hospital only
     person_id: ResidentId
+    institution_code: Reference  # the hospital that recorded it (scopes birth_id)
     birth_date: date
     difficult_birth: bool = False
     babies: int = Field(default=1, ge=1, le=6)

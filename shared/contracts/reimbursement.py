@@ -77,12 +77,27 @@ class ClaimPaid(Payload):
 
 @event("cn.medins.reimbursement.claim.payment-failed.v1", T, person_facing=True)
 class ClaimPaymentFailed(Payload):
-    """Payment failed after the allowed retries: staff and the person must act."""
+    """Payment to the person's own account failed after the allowed retries: staff and the
+    person must act (money owed to an institution fails as InstitutionPaymentFailed)."""
 
     claim_id: Reference
     person_id: ResidentId
     reason: str
     attempts: int
+    benefit_line: BenefitLine = "medical"
+
+
+@event("cn.medins.reimbursement.institution-payment.failed.v1", T)
+class InstitutionPaymentFailed(Payload):
+    """Payment to an institution as payee (epidemic full coverage) failed after the allowed
+    retries: staff settle it with the institution; the patient owes and does nothing."""
+
+    claim_id: Reference
+    person_id: ResidentId
+    institution_code: str | None = None
+    reason: str
+    attempts: int
+    benefit_line: BenefitLine = "epidemic"
 
 
 @event("cn.medins.reimbursement.request.refused.v1", T)
@@ -92,6 +107,7 @@ class ClaimRequestRefused(Payload):
     claim_id: Reference
     person_id: ResidentId
     reason: str
+    rule: str | None = None  # a stable code (services.reimbursement.handlers); reason is staff's
 
 
 @event("cn.medins.reimbursement.payment.instructed.v1", topics.PAYMENT_INSTRUCTIONS)

@@ -27,7 +27,7 @@ async def test_an_emergency_in_the_own_city_files_nothing(
         admission_id=away, person_id=person, hospital_code="H440305", treatment_area="440305",
         admitted_on=today, emergency=True))
     found = await poll(lambda: enrollment(stack, person), lambda e: bool(e.get("filings")))
-    assert [f["filing_id"] for f in found["filings"]] == [f"EMG-{away}"]
+    assert [f["filing_id"] for f in found["filings"]] == [f"EMG-H440305-{away}"]
 
 
 async def test_a_city_filing_covers_its_districts_at_its_kinds_level(

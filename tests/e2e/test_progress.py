@@ -103,6 +103,21 @@ async def test_progress_lists_every_request_in_chinese_masked(
     assert staff[early]["rule"] == "backfill_too_early"
     assert person not in json.dumps(staff, ensure_ascii=False)
 
+    # The claim's photos sent again while it is under review: refused, kept, and noted on
+    # the claim for staff; the person's view still shows the claim once, at its stage.
+    await send(stack, ClaimSubmitted(
+        claim_id=claim, person_id=person, invoice_no=f"INV{uuid.uuid4().hex[:8]}",
+        institution_code="H21020003", expense_date=now.date() - timedelta(days=10),
+        amount_fen=120_000, channel="wechat", submitted_at=now))
+    again = await poll(lambda: progress_of(stack.settings(), person),
+                       lambda found: any(i.refusals for i in found if i.reference == claim))
+    [noted] = [i for i in again if i.reference == claim]
+    assert noted.refusals == ("claim_in_progress",) and noted.stage == "preliminary_review"
+    staff = {i["reference"]: i for i in _get(stack, f"/progress/{person}?view=staff")["items"]}
+    assert staff[claim]["refusals"] == ["claim_in_progress"]
+    assert [i["reference"] for i in _get(stack, f"/progress/{person}")["items"]].count(
+        claim) == 1
+
     with pytest.raises(urllib.error.HTTPError) as unknown:
         _get(stack, "/progress/110101199003070019")
     assert unknown.value.code == 404

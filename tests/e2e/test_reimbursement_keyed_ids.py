@@ -111,7 +111,8 @@ async def test_a_story_leaves_no_resident_id_in_clear_and_status_still_finds_the
                lambda f: _reimbursement(f).get("employer_code") == employer
                and (_reimbursement(f).get("insured_status") or {}).get("status") == "active")
     birth_id = f"BIRTH-{uuid.uuid4().hex[:6]}"
-    await send(stack, BirthRecorded(birth_id=birth_id, person_id=mother, birth_date=today,
+    await send(stack, BirthRecorded(birth_id=birth_id, person_id=mother,
+                                    institution_code="H21020009", birth_date=today,
                                     difficult_birth=False))
     await poll(lambda: collect_status(stack.settings(), mother),
                lambda f: [b["state"] for b in _reimbursement(f).get("births", [])]
@@ -129,7 +130,7 @@ async def test_a_story_leaves_no_resident_id_in_clear_and_status_still_finds_the
                        outage_from=today - timedelta(days=2),
                        outage_to=today - timedelta(days=2), pay_by=today + timedelta(days=30),
                        reviewer="staff-3", institution_codes=[institution], declared_at=now))
-        await poll(lambda: claim_of(stack, f"MAT-{birth_id}"),
+        await poll(lambda: claim_of(stack, f"MAT-H21020009-{birth_id}"),
                    lambda c: c.get("stage") == "approved")
         await poll(lambda: claim_of(stack, f"PRO-{institution}-0001"),
                    lambda c: c.get("stage") == "approved")

@@ -215,7 +215,7 @@ async def test_maternity_allowance_is_granted_without_application(
     now = datetime.now(UTC)
     body = f"91210200MA0Y{uuid.uuid4().hex[:5].upper()}"
     employer = body + uscc.calc_check_digit(body)
-    mother = people.resident_id()
+    mother, colleague = people.resident_id(), people.resident_id()
     await send(stack, EmployerRegistered(employer_code=employer, name="大连某科技公司",
                                          region_code=REGION, contact_email="hr@tech.example.cn",
                                          channel="window", submitted_at=now),
@@ -223,30 +223,44 @@ async def test_maternity_allowance_is_granted_without_application(
                                        employer_code=employer, submitted_at=now, rows=[
                                            RosterRow(row=1, action="increase", person_id=mother,
                                                      name="周敏", mobile=people.mobile(),
+                                                     effective_on=now.date()),
+                                           RosterRow(row=2, action="increase",
+                                                     person_id=colleague, name="吴丽",
+                                                     mobile=people.mobile(),
                                                      effective_on=now.date())]))
-    await poll(lambda: collect_status(stack.settings(), mother),
-               lambda f: f.get("reimbursement", {}).get("employer_code") == employer
-               and (f["reimbursement"].get("insured_status") or {}).get("status") == "active")
+    for insured in (mother, colleague):
+        await poll(lambda i=insured: collect_status(stack.settings(), i),
+                   lambda f: f.get("reimbursement", {}).get("employer_code") == employer
+                   and (f["reimbursement"].get("insured_status") or {}).get("status")
+                   == "active")
     birth_id = f"BIRTH-{uuid.uuid4().hex[:6]}"
+    # Another hospital's birth under the same number is another birth (its own allowance).
     await send(stack, BirthRecorded(birth_id=birth_id, person_id=mother,
-                                    birth_date=now.date(), difficult_birth=True))
+                                    institution_code="H21020009",
+                                    birth_date=now.date(), difficult_birth=True),
+               BirthRecorded(birth_id=birth_id, person_id=colleague,
+                             institution_code="H21020010", birth_date=now.date()))
     found = await poll(lambda: collect_status(stack.settings(), mother),
                        lambda f: bool(f.get("reimbursement", {}).get("births")))
     assert found["reimbursement"]["births"][0]["state"] == "waiting_for_wage_base"
     await send(stack, EmployerWageBaseReported(employer_code=employer, year=now.year - 1,
                                                average_monthly_wage_fen=750_000))
-    claim = await poll(lambda: claim_of(stack, f"MAT-{birth_id}"),
+    claim = await poll(lambda: claim_of(stack, f"MAT-H21020009-{birth_id}"),
                        lambda c: c.get("stage") == "approved")
     # 7,500.00 / 30 x (98 + 15 difficult birth) days = 28,250.00
     assert claim["payable_fen"] == 2_825_000
     assert claim["calculation"]["working"] == ["7500.00 / 30 x 113 days = 28250.00"]
     assert claim["benefit_line"] == "maternity_allowance"
+    other = await poll(lambda: claim_of(stack, f"MAT-H21020010-{birth_id}"),
+                       lambda c: c.get("stage") == "approved")
+    # 7,500.00 / 30 x 98 days = 24,500.00, to the colleague.
+    assert other["payable_fen"] == 2_450_000 and other["person_id"] == colleague
     # Told as an allowance, not as a reimbursement of costs, once notify's template uses it.
     events = physical(REIMBURSEMENT_EVENTS, region=REGION, namespace=stack.namespace)
     records = await read_topic(stack.broker_url, events, lambda rs: any(
-        data_of(r)["data"].get("claim_id") == f"MAT-{birth_id}" for r in rs))
+        data_of(r)["data"].get("claim_id") == f"MAT-H21020009-{birth_id}" for r in rs))
     [approved] = [data_of(r)["data"] for r in records
-                  if data_of(r)["data"].get("claim_id") == f"MAT-{birth_id}"]
+                  if data_of(r)["data"].get("claim_id") == f"MAT-H21020009-{birth_id}"]
     assert approved["benefit_line"] == "maternity_allowance"
 
 
@@ -277,16 +291,17 @@ async def test_a_backfilled_filing_pays_the_difference_on_an_unfiled_claim(
         treatment_area="440300", start_date=expense - timedelta(days=1), channel="wechat",
         submitted_at=now))
     claim = await poll(lambda: claim_of(stack, claim_id),
-                       lambda c: c.get("top_up_fen") == 90_000)
-    # Filed: (10,000 - 1,000) x 0.60 = 5,400.00, so 900.00 more is paid.
-    assert claim["payable_fen"] == 540_000 and claim["location"] == "remote_filed"
+                       lambda c: c.get("top_up_fen") == 45_000)
+    # Filed, at the temporary filing's own level (example policy: 5 points below local 0.60):
+    # (10,000 - 1,000) x 0.55 = 4,950.00, so 450.00 more is paid.
+    assert claim["payable_fen"] == 495_000 and claim["location"] == "remote_filed"
     payments = physical(PAYMENT_INSTRUCTIONS, region=REGION, namespace=stack.namespace)
     records = await read_topic(stack.broker_url, payments, lambda rs: any(
         data_of(r)["data"]["claim_id"] == claim_id and ":filing-" in
         data_of(r)["data"]["idempotency_key"] for r in rs))
     top_up = [data_of(r)["data"] for r in records if data_of(r)["data"]["claim_id"] == claim_id
               and ":filing-" in data_of(r)["data"]["idempotency_key"]]
-    assert [t["payable_fen"] for t in top_up] == [90_000]
+    assert [t["payable_fen"] for t in top_up] == [45_000]
 
 
 async def test_epidemic_patients_are_covered_in_full_without_a_claim(
@@ -339,6 +354,42 @@ async def test_epidemic_patients_are_covered_in_full_without_a_claim(
                    == paid_event for r in await read_topic(stack.broker_url, events,
                                                            lambda rs: True))
     assert not any(m["to"] == mobile and "查收" in m["text"] for m in sms)
+
+    # A payment to the hospital that fails for good is the agency's business with the
+    # hospital: staff hear of it; the patient, who owes nothing, is not told to check a card.
+    unpaid = f"EP{uuid.uuid4().hex[:6]}"
+    await send(stack, EpidemicPatientSettled(
+        settlement_id=unpaid, person_id=person, institution_code="H21020077",
+        diagnosis="confirmed", treated_from=date(2026, 12, 4), treated_to=date(2026, 12, 8),
+        cost_fen=300_000))
+    unpaid_id = f"EPI-H21020077-{unpaid}"
+
+    def tries(rs: list[Any]) -> list[dict[str, Any]]:
+        return [data_of(r)["data"] for r in rs if data_of(r)["data"]["claim_id"] == unpaid_id]
+
+    for attempt in (1, 2, 3):
+        found = tries(await read_topic(stack.broker_url, payments,
+                                       lambda rs, n=attempt: len(tries(rs)) >= n))
+        assert found[-1]["attempt"] == attempt and found[-1]["payee"] == "institution"
+        await send(stack, PaymentResultReported(
+            idempotency_key=found[-1]["idempotency_key"], claim_id=unpaid_id,
+            person_id=person, succeeded=False, failure_reason="对公账户信息有误",
+            reported_at=datetime.now(UTC)))
+    await poll(lambda: claim_of(stack, unpaid_id), lambda c: c.get("stage") == "payment_failed")
+    about = [data_of(r) for r in await read_topic(stack.broker_url, events, lambda rs: any(
+        data_of(r)["type"].endswith("institution-payment.failed.v1") for r in rs))
+        if data_of(r)["data"].get("claim_id") == unpaid_id]
+    [staff] = [e for e in about if e["type"].endswith("institution-payment.failed.v1")]
+    assert staff["data"]["institution_code"] == "H21020077" and staff["data"]["attempts"] == 3
+    assert not any(e["type"].endswith("claim.payment-failed.v1") for e in about)
+    assert not any(m["to"] == mobile and "核实" in m["text"]
+                   for m in await _value(read_received(stack.sms_dir)))
+    # Their progress says the same: nothing for them to do.
+    from shared.progress import progress_of
+
+    [item] = [i for i in await progress_of(stack.settings(), person)
+              if i.reference == unpaid_id]
+    assert item.next_step == "无需本人操作" and "银行" not in item.stage_name
 
 
 async def test_a_rejected_claim_is_resubmitted_as_a_new_version(

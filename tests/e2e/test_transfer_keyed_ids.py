@@ -32,6 +32,7 @@ from tests.e2e.test_transfer_stories import (
     transfer_events,
     transfer_in,
 )
+from tests.helpers import poll
 
 # The messaging machinery's own tables: they carry events, which name the person by ID.
 BOOKKEEPING = {"outbox", "outbox_set_aside", "processed_messages", "schema_migrations"}
@@ -169,3 +170,38 @@ async def test_rows_from_before_still_open_and_a_new_hash_key_finds_them(
         sealed.use_keys(None)
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+@pytest.mark.usefixtures("partner_regions")
+async def test_the_same_channel_reference_from_two_people_is_two_transfers(
+        stack: TestStack) -> None:
+    first, _ = await suspended_person(stack, DALIAN)
+    second, _ = await suspended_person(stack, DALIAN)
+    await enroll_in(stack, JINAN, second)
+    reference = f"TR-{uuid.uuid4().hex[:10]}"
+
+    def asked(person: str) -> TransferOutRequested:
+        return TransferOutRequested(transfer_id=reference, person_id=person, to_region=JINAN,
+                                    channel="national_app", requested_at=datetime.now(UTC))
+
+    # The first person's request, the second's under the same number, the first's again.
+    await send_in(stack, DALIAN, asked(first), asked(second), asked(first))
+    found = await poll(lambda: status_in(stack, DALIAN, "transfer", reference),
+                       lambda s: len(s.get("transfers", [])) == 2
+                       and all(t["stage"] == "awaiting_info_sheet" for t in s["transfers"]))
+    ids = [t["transfer_id"] for t in found["transfers"]]
+    assert ids[0] == reference and ids[1].startswith(f"{reference}-")
+    assert [t["channel_ref"] for t in found["transfers"]] == [reference, reference]
+    own = ids[1]
+    # Each person was told of their own, under its own id, once.
+    for person, transfer_id in ((first, reference), (second, own)):
+        [received] = await transfer_events(stack, DALIAN, transfer_id,
+                                           "cn.medins.transfer.request.received.v1")
+        assert received["data"]["person_id"] == person
+    # The office and the partner address the second by its own id: it goes on to Jinan.
+    await send_in(stack, DALIAN, info_sheet(own, second))
+    taken = await transfer_in(stack, JINAN, own, stage_is("received", "in"))
+    assert taken["transfer_id"] == own
+    mine = await status_in(stack, DALIAN, "transfer", first)
+    assert [(t["transfer_id"], t["stage"]) for t in mine["transfers"]] == [
+        (reference, "awaiting_info_sheet")]

@@ -71,10 +71,12 @@ async def test_a_mother_reads_her_allowance_and_her_hospital_by_name(
 
     birth_id = f"BIRTH-{uuid.uuid4().hex[:6]}"
     await send(stack, BirthRecorded(birth_id=birth_id, person_id=mother,
+                                    institution_code="H21020009",
                                     birth_date=now.date(), difficult_birth=False),
                EmployerWageBaseReported(employer_code=employer, year=now.year - 1,
                                         average_monthly_wage_fen=600_000))
-    await poll(lambda: claim_of(stack, f"MAT-{birth_id}"), lambda c: c.get("stage") == "approved")
+    await poll(lambda: claim_of(stack, f"MAT-H21020009-{birth_id}"),
+               lambda c: c.get("stage") == "approved")
     # 6,000.00 / 30 x 98 days = 19,600.00, told as an allowance, never as a reimbursement.
     sms = await poll(lambda: _value(read_received(stack.sms_dir)), lambda s: any(
         m["to"] == mobile and "生育津贴" in m["text"] for m in s))

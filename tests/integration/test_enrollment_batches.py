@@ -41,7 +41,9 @@ def _story() -> tuple[list[Envelope], dict[str, str]]:
     """Applications, decisions and payments of several people in one batch: a whole story
     for one person (applied, approved, paid, the payment re-sent under a new event id), a
     payment before its approval (parked, then released), an application id used twice (by
-    the same person, then by another), a second application while the first is open, a
+    the same person: refused; then by another, whose decision came first and waited: an
+    application of that person's own, under an id of its own), more applications while
+    enrolling, a
     decision before its application, a rejection and a new application after it, a wrong
     region, a decision for an application that never comes, a payment of nobody known."""
     now = datetime.now(UTC)
@@ -74,8 +76,9 @@ def _story() -> tuple[list[Envelope], dict[str, str]]:
         apply(1, app[1]),
         pay(1, "3", app[1]),  # not yet approved: parked
         apply(2, app[2]), apply(2, app[2]),  # the same id twice: refused
-        apply(3, app[2]),  # another person's id: refused
-        apply(3, app[3]), apply(3, app[4]),  # the first still open: refused
+        decide(3, app[2]),  # only another person's under this number yet: waits
+        apply(3, app[2]),  # another person's number: an application of its own, decided
+        apply(3, app[3]), apply(3, app[4]),  # enrolling by that one: refused
         decide(4, app[5]),  # before its application: waits
         decide(1, app[1]),  # releases payment 3
         apply(4, app[5]),  # decided at once by the decision that waited
@@ -169,9 +172,15 @@ async def test_a_batch_at_once_leaves_what_one_event_at_a_time_leaves(
     assert sum(calls[ContributionPaymentConfirmed.event_type]) == 6
     assert got["dead"] == []
     # And what that is, in short.
-    states = {a["application_id"].rsplit("-", 1)[1]: a["state"] for a in got["applications"]}
-    assert states == {"0": "paid", "1": "paid", "2": "submitted", "3": "submitted",
-                      "5": "paid", "6": "rejected", "7": "submitted"}
+    states = {a["application_id"].rsplit("-", 1)[1]: a["state"] for a in got["applications"]
+              if a["channel_ref"] is None}
+    assert states == {"0": "paid", "1": "paid", "2": "submitted", "5": "paid",
+                      "6": "rejected", "7": "submitted"}
+    # The same number from another person is that person's application, under its own id.
+    [own] = [a for a in got["applications"] if a["channel_ref"] is not None]
+    assert own["person_ref"] == who["p3"] and own["state"] == "approved"
+    assert own["application_id"].startswith(f"{own['channel_ref']}-")
+    assert own["channel_ref"].endswith("-2")
     status = {p["person_ref"]: p["status"] for p in got["persons"]}
     assert status[who["p0"]] == status[who["p1"]] == status[who["p4"]] == "active"
     assert status[who["p5"]] == "none"
@@ -180,9 +189,9 @@ async def test_a_batch_at_once_leaves_what_one_event_at_a_time_leaves(
     assert pay == {"1": "applied", "2": "applied", "3": "applied", "4": "parked",
                    "5": "applied"}
     rules = sorted(r["rule"] for r in got["refused"])
-    assert rules == sorted(["duplicate_application", "duplicate_application",
-                            "application_open", "reasons_required", "wrong_region",
-                            "review_not_pending"])
+    # Person 3, enrolling (approved) under their own application, is not taken twice.
+    assert rules == sorted(["duplicate_application", "already_insured", "already_insured",
+                            "reasons_required", "wrong_region", "review_not_pending"])
     assert [w[2] for w in got["waiting"]].count(False) == 1  # the one that never comes
 
 
@@ -225,8 +234,10 @@ async def test_a_bug_on_one_event_of_a_batch_costs_that_event_alone(
     got, expected = await _state(batched), await _state(single)
     for part in expected:
         assert got[part] == expected[part], part
-    # Person 3's two applications that reach the rules fail (the one reusing an id is
-    # refused before); the groups holding them are redone one by one.
-    assert [d[0] for d in got["dead"]] == ["10", "11"]
+    # Person 3's three applications reach the rules and fail (the one under another
+    # person's number is an application of its own); the groups holding them are redone
+    # one by one.
+    assert [d[0] for d in got["dead"]] == ["10", "11", "12"]
     assert all("ValueError: a bug in the rules" in d[1] for d in got["dead"])
     assert 1 in calls[EnrollmentApplicationSubmitted.event_type]
+

@@ -152,6 +152,9 @@ async def _state(db: Database) -> dict[str, Any]:
         settlements = [dict(r) | {"person_ref": repo.SETTLEMENTS_ID.open(r["person_ref"])}
                        for r in await conn.fetch("SELECT * FROM direct_settlements"
                                                  " ORDER BY invoice_no")]
+        refused = [{k: v for k, v in r.items() if k not in ("id", "refused_at")}
+                   | {"person_ref": repo.REFUSED_ID.open(r["person_ref"])}
+                   for r in await conn.fetch("SELECT * FROM refused_requests ORDER BY id")]
         emitted, dead = [], []
         for r in await conn.fetch("SELECT topic, key, value, headers FROM outbox"
                                   " ORDER BY id"):
@@ -165,8 +168,10 @@ async def _state(db: Database) -> dict[str, Any]:
     # A claim's rows in order; rows of different people are written in the order their
     # groups ran, which Kafka never orders across keys anyway.
     history.sort(key=lambda h: (h["person_key"], h["claim_id"]))
+    refused.sort(key=lambda x: (x["person_key"], x["cause_id"]))
     return {"claims": claims, "history": history, "records": records,
-            "settlements": settlements, "emitted": emitted, "dead": dead, "processed": processed}
+            "settlements": settlements, "refused": refused, "emitted": emitted, "dead": dead,
+            "processed": processed}
 
 
 async def _both_ways(stack: TestStack, two_schemas: tuple[Database, Database],
@@ -219,6 +224,9 @@ async def test_a_batch_at_once_leaves_what_one_event_at_a_time_leaves(
     assert stages[(p4, "CL-6")][0] == "rejected"  # settled earlier in the same batch
     types = [t.rsplit(".", 2)[-2] for _, _, _, t, _ in got["emitted"]]
     assert types.count("refused") == 1  # CL-1 submitted again
+    # ... and kept for the person's progress, with its rule.
+    assert [(r["person_ref"], r["reference"], r["rule"]) for r in got["refused"]] == [
+        (p1, "CL-1", "claim_in_progress")]
     routes_of = {(r["institution_code"], r["record_id"]): (r["route"], r["batch_id"])
                  for r in got["records"]}
     hospital, undeclared = who["hospital"], who["undeclared"]

@@ -131,7 +131,8 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
         request("TR-A", alone),                  # accepted
         request("TR-A", alone),                  # the same request again: nothing
         request("TR-B", alone),                  # the same person's second: one open already
-        request("TR-A", later),                  # a duplicate id by someone else: nothing
+        request("TR-A", later),                  # the same number from someone else: a
+        request("TR-A", later),                  # transfer of its own, once
         request("TR-C", open_one),               # open before the batch: refused
         request("TR-D", active),                 # not suspended: refused
         request("TR-E", later, to=HERE),       # to this region: refused
@@ -197,8 +198,15 @@ async def test_a_batch_of_several_persons_gives_what_one_by_one_gives(
     auto = [t for t in got["transfers"] if t["trigger"] == "automatic"]
     assert {(t["person"], t["to_region"], t["stage"]) for t in auto} == {
         (later, WEIHAI, "awaiting_info_sheet"), (both, WEIHAI, "awaiting_info_sheet")}
+    # Two people's requests under one channel reference are two transfers, each the
+    # person's: the second gets a transfer id of its own, still found by the reference.
+    [own] = [t["transfer_id"] for t in got["transfers"]
+             if t["person"] == later and t["channel_ref"] == "TR-A"]
+    assert own.startswith("TR-A-") and len(own) == len("TR-A-") + 8
+    assert [t["channel_ref"] for t in got["transfers"] if t["transfer_id"] == "TR-A"] == ["TR-A"]
     assert {(t["direction"], t["transfer_id"], t["person"]): t["stage"]
             for t in got["transfers"] if t["trigger"] != "automatic"} == {
+        ("out", own, later): "awaiting_info_sheet",
         ("out", "TR-OPEN", open_one): "cancelled", ("out", "TR-G", active): "awaiting_info_sheet",
         ("out", "TR-A", alone): "cancelled", ("out", "TR-B", alone): "refused",
         ("out", "TR-C", open_one): "refused", ("out", "TR-D", active): "refused",

@@ -81,3 +81,25 @@ def test_partner_contract_is_published_with_integer_money() -> None:
     assert out["properties"]["account_balance_fen"]["type"] == "integer"
     assert out["properties"]["contribution_months"]["type"] == "integer"
     assert {"person_id", "to_region", "due_on", "in_leg_days"} <= set(out["required"])
+
+
+def test_an_outside_senders_number_is_scoped_by_its_sender() -> None:
+    from shared.contracts.common import sender_scoped
+
+    # The same number from two senders is two things; each a valid reference.
+    assert sender_scoped("EMG", "H21020003", "A0001") == "EMG-H21020003-A0001"
+    assert sender_scoped("EMG", "H21020003", "A0001") != sender_scoped("EMG", "H37010002",
+                                                                       "A0001")
+    long = sender_scoped("PRO", "H" * 40, "R" * 40)
+    assert len(long) <= 64 and long.startswith("PRO-" + "H" * 32 + "-")
+    assert long != sender_scoped("PRO", "H" * 40, "R" * 39 + "S")
+
+
+def test_a_persons_reference_taken_by_another_person_gets_an_id_of_its_own() -> None:
+    from shared.contracts.common import own_reference
+
+    first, again = own_reference("TR-7", "event-1"), own_reference("TR-7", "event-1")
+    assert first == again and first.startswith("TR-7-") and len(first) == len("TR-7-") + 8
+    assert own_reference("TR-7", "event-2") != first
+    longest = own_reference("R" * 64, "event-1")
+    assert len(longest) == 64 and longest.startswith("R" * 55 + "-")

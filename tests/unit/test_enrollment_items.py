@@ -167,6 +167,10 @@ def test_emergency_admission_counts_as_temporary_filing() -> None:
     local = flag.model_copy(update={"treatment_area": "210204"})
     assert filings.emergency_filing(local, person(), region="210200") is None
     assert filings.emergency_filing(flag, person(), region="210200") is not None
+    # The admission number is the hospital's: the same number from another hospital is
+    # another filing.
+    other = filings.emergency_filing(flag.model_copy(update={"hospital_code": "H2"}), person())
+    assert made.filing_id == "EMG-H1-ADM-1" and other and other.filing_id == "EMG-H2-ADM-1"
 
 
 def test_status_change_ends_open_filings() -> None:

@@ -104,9 +104,12 @@ def _rule_codes() -> set[str]:
 
 def test_every_rule_code_has_a_chinese_reason_or_is_for_staff_only() -> None:
     from services.notify.domain.reasons import RULE_REASONS, STAFF_ONLY_RULES
+    from services.reimbursement import handlers as claims
     from shared.clock import SenderClockError
 
-    codes = _rule_codes() | {SenderClockError.rule}
+    codes = _rule_codes() | {SenderClockError.rule} | {
+        claims.CLAIM_IN_PROGRESS, claims.MATERIALS_NOT_EXPECTED, claims.UNKNOWN_CLAIM,
+        claims.OUT_OF_ORDER, claims.UNKNOWN_PAYMENT, claims.NO_POLICY_RULE}
     assert len(codes) > 30 and {"transfer_open", "same_region"} <= codes
     missing = sorted(c for c in codes if c not in RULE_REASONS and c not in STAFF_ONLY_RULES)
     assert missing == [], f"rule codes without a Chinese reason: {missing}"

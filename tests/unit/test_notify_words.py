@@ -163,6 +163,12 @@ def test_the_maternity_allowance_is_an_allowance_never_a_reimbursement() -> None
         "cn.medins.reimbursement.claim.paid.v1") | {"benefit_line": "maternity_allowance"},
         CONTACT, REGION)
     assert all("生育津贴" in m.body and "报销" not in m.body for m in paid)
+    failed = "cn.medins.reimbursement.claim.payment-failed.v1"
+    unpaid = catalogue.messages_for(failed, sample(failed) | {
+        "benefit_line": "maternity_allowance"}, CONTACT, REGION)
+    assert {m.channel for m in unpaid} == {"sms", "email"}
+    assert all("生育津贴" in f"{m.subject or ''}{m.body}" and "报销" not in
+               f"{m.subject or ''}{m.body}" for m in unpaid)
 
 
 def test_a_proactive_claim_names_the_hospital_and_asks_for_nothing() -> None:

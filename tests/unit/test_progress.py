@@ -42,7 +42,8 @@ def _found() -> dict[str, dict[str, list[dict[str, object]]]]:
             "filings": [
                 {"filing_id": "F-1", "category": "remote", "kind": "temporary",
                  "source": "application", "start_date": date(2026, 12, 1),
-                 "end_date": date(2027, 5, 29), "state": "active", "created_at": AT, "updated_at": AT},
+                 "end_date": date(2027, 5, 29), "state": "active", "created_at": AT,
+                 "updated_at": AT},
                 {"filing_id": "EMG-9", "category": "remote", "kind": "temporary",
                  "source": "emergency_admission", "start_date": date(2026, 11, 1),
                  "end_date": None, "state": "ended", "created_at": AT,
@@ -89,10 +90,21 @@ def _found() -> dict[str, dict[str, list[dict[str, object]]]]:
                  "created_at": AT, "updated_at": AT, "pay_by": date(2026, 12, 20)},
                 {"claim_id": "EPI-1", "benefit_line": "epidemic", "stage": "paid",
                  "reasons": [], "channel": None, "payee": "institution", "filed_on": None,
-                 "created_at": AT, "updated_at": AT, "pay_by": None}],
+                 "created_at": AT, "updated_at": AT, "pay_by": None},
+                {"claim_id": "EPI-2", "benefit_line": "epidemic", "stage": "payment_failed",
+                 "reasons": [], "channel": None, "payee": "institution", "filed_on": None,
+                 "created_at": AT, "updated_at": LATER, "pay_by": None}],
             "births": [{"birth_id": "B-1", "state": "waiting_for_wage_base",
                         "reason": "waiting for 9121's 2025 wage base",
                         "birth_date": date(2026, 11, 20)}],
+            "refused": [
+                {"reference": "C-1", "rule": "claim_in_progress",
+                 "reason": "claim is materials_pending; only a rejected claim can be "
+                           "resubmitted",
+                 "request_type": "cn.medins.channels.claim.submitted.v1", "refused_at": LATER},
+                {"reference": "C-404", "rule": "unknown_claim",
+                 "reason": "claim_id: no such claim",
+                 "request_type": "cn.medins.review.claim.decided.v1", "refused_at": LATER}],
         },
         "transfer": {
             "transfers": [
@@ -116,8 +128,10 @@ def test_every_kind_of_row_becomes_an_item_with_a_chinese_stage_and_next_step() 
     assert items["APP-1"]["next_step"] == "请按税务机关通知缴费，缴费后参保生效"
     assert items["CH-1"]["kind"] == "门诊慢特病认定" and items["CH-1"]["stage"] == "待审核"
     assert items["CH-1"]["next_step"] == "等待审核，无需操作"
-    assert items["D-1"]["kind"] == "死亡注销" and items["D-1"]["reasons"] == ["死亡证明与户籍信息不符"]
-    assert items["CS-1"]["kind"] == "公务员医疗补助" and items["CS-1"]["next_step"] == "无需操作，办结"
+    assert items["D-1"]["kind"] == "死亡注销"
+    assert items["D-1"]["reasons"] == ["死亡证明与户籍信息不符"]
+    assert items["CS-1"]["kind"] == "公务员医疗补助"
+    assert items["CS-1"]["next_step"] == "无需操作，办结"
     assert items["F-1"]["kind"] == "异地就医备案" and items["F-1"]["detail"] == "临时外出就医"
     assert items["F-1"]["due"] == "2027-05-29" and "2027年5月29日" in items["F-1"]["next_step"]
     assert items["EMG-9"]["detail"] == "急诊入院" and items["EMG-9"]["stage"] == "已终止"
@@ -130,6 +144,9 @@ def test_every_kind_of_row_becomes_an_item_with_a_chinese_stage_and_next_step() 
     assert items["P-1"]["due"] == "2026-12-20"
     assert items["EPI-1"]["kind"] == "疫情专项医疗保障"
     assert items["EPI-1"]["stage"] == "已支付给医疗机构"
+    # A failed payment to the hospital asks nothing of the patient (no bank card to check).
+    assert items["EPI-2"]["next_step"] == "无需本人操作" and "reasons" not in items["EPI-2"]
+    assert "银行" not in items["EPI-2"]["stage"] + items["EPI-2"]["next_step"]
     assert items["B-1"]["kind"] == "生育津贴" and items["B-1"]["stage"] == "待核定"
     assert items["T-1"]["kind"] == "转移接续（转出）" and items["T-1"]["due"] == "2026-12-29"
     assert items["T-1"]["detail"] == "转往济南市"
@@ -198,3 +215,17 @@ def test_the_terminal_text_is_chinese_with_codes_only_for_staff() -> None:
     assert PERSON not in person
     staff = render_text(staff_view(PERSON, items))
     assert "[remote_filing/enrollment]" in staff and "backfill_too_early" in staff
+
+
+def test_reimbursement_refusals_are_kept_on_the_claim_or_with_staff() -> None:
+    items = build_items(_found(), TODAY)
+    staff = _by_ref(staff_view(PERSON, items))
+    # Photos sent again while the claim is under review: noted on the claim, listed once.
+    assert staff["C-1"]["refusals"] == ["claim_in_progress"]
+    assert sum(i["reference"] == "C-1" for i in staff_view(PERSON, items)["items"]) == 1
+    # A reviewer's decision about a claim that is not there answered the reviewer.
+    assert staff["C-404"]["service"] == "reimbursement" and staff["C-404"]["staff_only"]
+    assert staff["C-404"]["detail"] == "报销审核" and staff["C-404"]["rule"] == "unknown_claim"
+    person = _by_ref(person_view(PERSON, items))
+    assert "C-404" not in person and person["C-1"]["stage"] == "初审通过，待邮寄原件"
+    assert RULE_REASONS["claim_in_progress"].startswith("该报销申请正在办理中")

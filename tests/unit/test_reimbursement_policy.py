@@ -103,22 +103,29 @@ def test_other_benefit_lines_never_use_the_medical_totals() -> None:
     assert fresh.payable_fen == 782_000 and "paid 0.00" in fresh.working[-1]
 
 
-def test_each_filing_kind_gets_the_level_its_policy_gives(tmp_path: Path) -> None:
-    import shutil
+def test_each_filing_kind_gets_the_level_its_policy_gives() -> None:
+    """Every shipped version gives each filing kind its own rule (labelled ASSUMED DEFAULT
+    figures): long-term at the local level, referral and temporary below it."""
+    from shared.policy import FILING_LEVELS
 
-    shutil.copy(SHIPPED_DIR / "210200-2026.1.toml", tmp_path / "210200-2026.1.toml")
-    with (tmp_path / "210200-2026.1.toml").open("a", encoding="utf-8") as f:
-        f.write('\n[[rule]]\ninsurance_type = "employee"\nhospital_level = 3\n'
-                'location = "remote_filed"\nfiling_level = "temporary"\n'
-                'deductible_yuan = "800"\nratio = "0.75"\nannual_cap_yuan = "400000"\n')
-    book = PolicyBook.load("210200", [tmp_path])
-    temporary = calculate(book, facts(location="remote_filed", filing_level="temporary"))
-    long_term = calculate(book, facts(location="remote_filed", filing_level="long_term"))
-    assert (temporary.ratio, long_term.ratio) == (Decimal("0.75"), Decimal("0.85"))
-    assert "(temporary filing)" in temporary.working[0]
-    # The shipped file gives no level its own rule: every kind gets the plain remote_filed.
-    assert calculate(BOOK, facts(location="remote_filed", filing_level="referral")).ratio \
-        == Decimal("0.85")
+    for region in ("150200", "210200", "330300", "370100", "371000"):
+        version = PolicyBook.load(region).in_force(date(2026, 6, 1))
+        for kind in ("employee", "resident"):
+            for level in (1, 2, 3):
+                own = {f: version.rule(kind, level, "remote_filed", f) for f in FILING_LEVELS}
+                assert all(rule.filing_level == f for f, rule in own.items()), (region, kind)
+                local = version.rule(kind, level, "in_region")
+                assert local.ratio == own["long_term"].ratio > own["referral"].ratio \
+                    > own["temporary"].ratio, (region, kind, level)
+    ratios = {f: calculate(BOOK, facts(location="remote_filed", filing_level=f))
+              for f in FILING_LEVELS}
+    # Employee, level 3, Dalian: local 0.85; referral 0.82; temporary (and an emergency
+    # admission, which counts as temporary) 0.80.
+    assert {f: c.ratio for f, c in ratios.items()} == {
+        "temporary": Decimal("0.80"), "long_term": Decimal("0.85"), "referral": Decimal("0.82")}
+    assert "(temporary filing)" in ratios["temporary"].working[0]
+    # (10,000.00 - 800.00) x 0.80 = 7,360.00
+    assert ratios["temporary"].payable_fen == 736_000
 
 
 def test_a_filing_level_rule_must_be_remote_filed(tmp_path: Path) -> None:

@@ -311,3 +311,4 @@ def test_on_1_january_2027_with_and_without_the_schedule(tmp_path: Path,
     # dates agree; a real schedule may move them when recounted).
     assert (without.due_on, without.due_provisional) == (date(2027, 1, 22), True)
     assert (with_file.due_on, with_file.due_provisional) == (date(2027, 1, 22), False)
+

@@ -9,6 +9,7 @@ from services.enrollment.domain.errors import RuleViolation
 from services.enrollment.domain.model import InsuredStatus, Person
 from shared.clock import china_date
 from shared.contracts.channels import AccidentInjuryFiled, RemoteTreatmentFilingApplied
+from shared.contracts.common import sender_scoped
 from shared.contracts.hospital import EmergencyAdmissionFlagged
 from shared.policy import AccidentFilingLimits, Limit
 
@@ -86,7 +87,9 @@ def emergency_filing(flag: EmergencyAdmissionFlagged, person: Person | None,
     if region is not None and flag.treatment_area[:4] == region[:4]:
         return None
     _require_active(person, "an emergency admission filing")
-    return Filing(f"EMG-{flag.admission_id}", flag.person_id, "temporary", "emergency_admission",
+    # The admission number is the hospital's: scoped by the hospital that sent it.
+    return Filing(sender_scoped("EMG", flag.hospital_code, flag.admission_id), flag.person_id,
+                  "temporary", "emergency_admission",
                   flag.treatment_area, flag.admitted_on,
                   flag.admitted_on + timedelta(days=temporary_valid_days))
 

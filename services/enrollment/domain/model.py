@@ -84,6 +84,9 @@ class Application:
     channel: str
     state: ApplicationState = ApplicationState.SUBMITTED
     reasons: list[str] = field(default_factory=list)
+    # The channel's number when it differs from the id (another person's application had
+    # it): a channel's numbers are unique per person only.
+    channel_ref: str | None = None
 
     @property
     def is_open(self) -> bool:

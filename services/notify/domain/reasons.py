@@ -11,6 +11,7 @@ RULE_REASONS: dict[str, str] = {
     "already_retired": "您已办理退休，无需重复办理",
     "application_open": "您还有一笔参保登记申请正在办理中，请等待办理结果",
     "backfill_too_early": "长期异地备案的开始日期最早只能追溯到备案前5天",
+    "claim_in_progress": "该报销申请正在办理中，无需重复提交，请在我的申办业务中查看进度",
     "chronic_rejected": "门诊慢特病认定未通过审核",
     "employer_pays": "职工医保的停保由单位通过减员办理，不能由个人申请",
     "end_before_start": "备案的结束日期不能早于开始日期",
@@ -18,6 +19,7 @@ RULE_REASONS: dict[str, str] = {
     "future_date": "入院日期不能晚于备案日期",
     "future_timestamp": "申请时间晚于受理时间，请核对后重新提交",
     "insured_elsewhere": "您正通过其他单位参保",
+    "materials_not_expected": "该报销申请当前无需邮寄原件，请以初审通过的通知为准",
     "materials_missing": "请签署承诺书并上传身份证照片后再申请",
     "no_authorisation": "没有找到您有效的家庭共济授权",
     "no_open_filing": "没有找到您有效的异地就医备案",
@@ -49,6 +51,8 @@ STAFF_ONLY_RULES = frozenset({
     "unknown_application", "unknown_employer", "wrong_region",
     # transfer offices' commands (letters, balances, stages): the office hears them
     "amount_mismatch", "not_paper", "out_of_order", "unknown_transfer",
+    # reimbursement: staff stage decisions, the bank's results, a case no policy rule covers
+    "unknown_claim", "unknown_payment", "no_policy_rule",
 })
 
 FALLBACK = "不符合办理条件，请联系医保经办机构咨询"

@@ -88,6 +88,9 @@ class Transfer:
     due_provisional: bool = False
     partner_active_since: date | None = None  # automatic transfer: insured there since
     clock_source: str | None = None  # the policy version and measure the clocks came from
+    # A request's reference at its channel: unique per person only, so the same number from
+    # two people is two transfers, told apart by `transfer_id` (`own_reference`).
+    channel_ref: str | None = None
 
     @property
     def partner(self) -> str:
