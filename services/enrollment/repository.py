@@ -10,6 +10,7 @@ import asyncpg
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
+from shared.db.refusals import insert_refused_requests
 from shared.db.sealed import (
     PREFIX,
     Sealed,
@@ -799,14 +800,8 @@ RefusalRow = tuple[str, str, str, str, str, str]
 async def record_refusals(conn: asyncpg.Connection, ids: BatchIds,
                           rows: list[RefusalRow]) -> None:
     """Refusals (person, reference, request type, rule, reason, cause id), in order."""
-    if not rows:
-        return
-    await conn.execute(
-        "INSERT INTO refused_requests (person_ref, person_key, reference, request_type, rule,"
-        " reason, cause_id) SELECT r, k, ref, t, rule, reason, c FROM unnest($1::text[],"
-        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
-        " WITH ORDINALITY AS u(r, k, ref, t, rule, reason, c, n) ORDER BY n",
-        [ids.ref(REFUSED, r[0]) for r in rows], [ids.key(r[0]) for r in rows],
+    await insert_refused_requests(
+        conn, [ids.ref(REFUSED, r[0]) for r in rows], [ids.key(r[0]) for r in rows],
         [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
         [REFUSAL.seal(r[4], r[0], r[1], r[5]) for r in rows], [r[5] for r in rows])
 

@@ -16,6 +16,7 @@ from services.reimbursement.domain.claims import (
     FilingOnRecord,
     Stage,
 )
+from shared.db.refusals import insert_refused_requests
 from shared.db.sealed import Sealed, resident_id_column, resident_key, resident_keys
 from shared.policy import AnnualTotals
 
@@ -523,14 +524,8 @@ Refusal = tuple[str, str, str, str, str, str]
 
 async def record_refusals(conn: asyncpg.Connection, rows: list[Refusal]) -> None:
     """Refused requests, in order, in one statement (one event's or a whole batch's)."""
-    if not rows:
-        return
-    await conn.execute(
-        "INSERT INTO refused_requests (person_ref, person_key, reference, request_type, rule,"
-        " reason, cause_id) SELECT r, k, ref, t, rule, reason, c FROM unnest($1::text[],"
-        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
-        " WITH ORDINALITY AS u(r, k, ref, t, rule, reason, c, n) ORDER BY n",
-        [REFUSED_ID.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
+    await insert_refused_requests(
+        conn, [REFUSED_ID.seal(r[0]) for r in rows], [resident_key(r[0]) for r in rows],
         *([r[i] for r in rows] for i in range(1, 6)))
 
 
