@@ -83,6 +83,8 @@ class OutboxRelay(mode.Service):
         self.idempotence = idempotence
         self._wake = asyncio.Event()
         self._partitions: dict[tuple[str, int, bytes], int] = {}
+        # Rows the broker acknowledged whose delete has not been committed yet.
+        self._acked_not_deleted: set[int] = set()
         self._producer: AIOKafkaProducer | None = None
         self._listener: asyncpg.Connection | None = None
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -190,6 +192,10 @@ class OutboxRelay(mode.Service):
                 " ORDER BY attempts > 0, id LIMIT $1", self.batch_size)
             if not rows:
                 return 0
+            # Acknowledged by the broker before the database went away and took the delete
+            # with it: deleted now, not published a second time.
+            acked = [r["id"] for r in rows if r["id"] in self._acked_not_deleted]
+            rows = [r for r in rows if r["id"] not in self._acked_not_deleted]
             missing = await self._missing_topics({r["topic"] for r in rows})
             failed: dict[int, BaseException] = {
                 r["id"]: UnknownTopicOrPartitionError(f"topic {r['topic']} does not exist")
@@ -203,7 +209,11 @@ class OutboxRelay(mode.Service):
                     [r for r in sendable if r["id"] in suspects])
                 done += one_by_one
                 failed.update(failed_rows)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", done)
+            if len(self._acked_not_deleted) > 100_000:
+                self._acked_not_deleted.clear()  # at worst republished: consumers dedupe by id
+            self._acked_not_deleted.update(done)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", acked + done)
+            self._acked_not_deleted.difference_update(acked + done)
             OUTBOX_PUBLISHED.labels(self.service_name).inc(len(done))
             if failed:
                 await self._record_failures(conn, rows, failed)

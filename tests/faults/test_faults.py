@@ -12,6 +12,7 @@ import pytest
 from shared.devstack.broker import EmbeddedBroker, free_port
 from tests.faults.harness import (
     STOP_DEADLINE_SECONDS,
+    EventTally,
     FaultStack,
     lone_worker,
     make_people,
@@ -50,9 +51,15 @@ def faults(tmp_path_factory: pytest.TempPathFactory,
             reporter.write_line(" | ".join(str(c) for c in row))
 
 
+def _by_id(events: EventTally) -> str:
+    """Events lost / duplicated by id, and the same ids published again (deduped by id)."""
+    again = f" (+{events.copies} same-id copies)" if events.copies else ""
+    return f"{events.lost} / {events.duplicated}{again}"
+
+
 async def run_fault(faults: FaultStack, name: str, seed: int,
                     inject: Callable[[], Awaitable[None]], *, promised: bool = True,
-                    unknown_allowed: bool = False) -> None:
+                    unknown_allowed: bool = False, republish_allowed: bool = False) -> None:
     """Send a batch, inject the fault once sending is under way, and count at quiescence."""
     batch = make_people(seed, PEOPLE)
     sending = asyncio.create_task(faults.send(batch))
@@ -72,7 +79,7 @@ async def run_fault(faults: FaultStack, name: str, seed: int,
     lost, duplicated = tally.lost_and_duplicated(batch)
     TABLE.append((name, sent, lost, duplicated, "yes" if tally.unknown == 0 else "no",
                   f"{recovery:.1f} s", tally.unknown,
-                  f"{events.lost} / {events.duplicated + events.copies}"))
+                  _by_id(events)))
     print(f"{name}: {expected} messages, lost {lost}, duplicated {duplicated}, "
           f"deliveries {dict(tally.deliveries)}, recovered in {recovery:.1f} s; "
           f"events by id: {events.detail}")
@@ -86,9 +93,12 @@ async def run_fault(faults: FaultStack, name: str, seed: int,
         # by itself, never counted as sent.
         assert duplicated == 0, tally
         assert lost <= (tally.unknown if unknown_allowed else 0), tally
-        # By id: every event the load sent taken once, every sent message's event published
-        # once, none twice under another id, no id published twice.
-        assert (events.lost, events.duplicated, events.copies) == (0, 0, 0), events
+        # By id: every event the load sent taken once, every sent message's event published,
+        # none twice under another id; and no id published twice, except where a worker is
+        # killed between the broker's acknowledgement and the outbox row's delete (the
+        # relay's at-least-once: the same id again, which every consumer skips).
+        assert (events.lost, events.duplicated) == (0, 0), events
+        assert republish_allowed or events.copies == 0, events
 
 
 async def test_no_fault_baseline(faults: FaultStack) -> None:
@@ -104,7 +114,7 @@ async def test_worker_killed_with_sigkill(faults: FaultStack, service: str) -> N
         faults.signal_worker(service, signal.SIGKILL).wait(10)
 
     await run_fault(faults, f"kill -9 {service}", 10 + SERVICES.index(service), kill,
-                    unknown_allowed=service == "notify")
+                    unknown_allowed=service == "notify", republish_allowed=True)
 
 
 @pytest.mark.parametrize("service", SERVICES if LONG else ("notify",))
@@ -207,14 +217,13 @@ async def test_broker_killed_and_restarted_by_the_supervisor(faults: FaultStack)
                   f"{len(acked) * 3} events / {len(acked) * 5} messages", lost, duplicated,
                   "yes" if (lost, duplicated, crashed.unknown, crashed_events.lost) == (0,) * 4
                   else "no (memory storage)", f"{recovery:.1f} s", crashed.unknown,
-                  f"{crashed_events.lost} / "
-                  f"{crashed_events.duplicated + crashed_events.copies}"))
+                  _by_id(crashed_events)))
     after_lost, after_dup = after_tally.lost_and_duplicated(after)
     TABLE.append(("batch sent after the broker restart",
                   f"{len(after) * 3} events / {len(after) * 5} messages", after_lost, after_dup,
                   "yes" if after_tally.unknown == 0 else "no", f"{recovery:.1f} s",
                   after_tally.unknown,
-                  f"{after_events.lost} / {after_events.duplicated + after_events.copies}"))
+                  _by_id(after_events)))
     print(f"broker kill -9: {len(acked)} of {len(batch)} people acknowledged before the "
           f"kill; of their {len(acked) * 5} messages {lost} lost, {duplicated} duplicated; "
           f"events by id: {crashed_events.detail}; after the restart: {after_events.detail}")

@@ -121,3 +121,52 @@ async def test_a_row_that_cannot_be_published_is_set_aside_and_never_blocks_the_
     finally:
         await relay.on_stop()
         await db.stop()
+
+
+async def test_rows_the_broker_took_are_not_published_again_when_their_delete_failed(
+        stack: TestStack) -> None:
+    """The database goes away between the broker's acknowledgement and the delete (here: a
+    trigger refuses the delete once, as a dropped connection would fail it): the next round
+    deletes those rows without publishing them a second time."""
+    from shared.db.pool import Database
+    from shared.messaging.outbox import OutboxMessage, OutboxRelay, write_outbox
+
+    ns = f"{stack.namespace}acked_"
+    await stack.prepare(ns)
+    events_topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
+    schema = stack.settings(ns).schema_for("enrollment")
+    db = Database(stack.database_url, schema)
+    await db.start()
+    relay = OutboxRelay(db, stack.broker_url, "enrollment")
+    await relay.on_start()  # the producer only: the test drives publish_once itself
+    try:
+        async with db.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TABLE refuse_delete (once boolean);"
+                " INSERT INTO refuse_delete VALUES (true);"
+                " CREATE FUNCTION refuse_delete_once() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF EXISTS (SELECT 1 FROM refuse_delete) THEN"
+                " RAISE EXCEPTION 'database went away'; END IF; RETURN OLD; END $$;"
+                " CREATE TRIGGER refuse_delete BEFORE DELETE ON outbox"
+                " FOR EACH STATEMENT EXECUTE FUNCTION refuse_delete_once();")
+            await write_outbox(conn, schema, [
+                OutboxMessage(events_topic, b"k", b'{"n": 1}'),
+                OutboxMessage(events_topic, b"k", b'{"n": 2}')])
+        try:
+            await relay.publish_once()
+            raise AssertionError("the delete should have failed")
+        except Exception as exc:
+            assert "database went away" in str(exc)
+        async with db.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 2  # still there
+            await conn.execute("DELETE FROM refuse_delete")  # the database is back
+            async with conn.transaction():
+                await write_outbox(conn, schema, [OutboxMessage(events_topic, b"k", b'{"n": 3}')])
+        assert await relay.publish_once() == 1  # only the new row goes out
+        async with db.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+        records = await read_topic(stack.broker_url, events_topic, lambda rs: len(rs) >= 3)
+        assert [r.value for r in records] == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
+    finally:
+        await relay.on_stop()
+        await db.stop()
