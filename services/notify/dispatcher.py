@@ -266,10 +266,13 @@ class Dispatcher(mode.Service):
         busy = self._busy[channel]
         if busy and (breaker.failing or allowance == 1):
             return []  # a probe is out: its answer says whether to send more
-        # Claimed and unanswered at most twice what the gateway takes at once: the next
-        # message is ready when a slot frees, and a stop has little to put back.
-        free = 2 * self._capacity[channel] - busy
-        if free <= 0:
+        # Claimed and unanswered at most a batch (or twice what the gateway takes at once):
+        # the next messages are ready when a slot frees. Under load a claim waits until half
+        # of that is free, so claims stay large (one round trip for many messages) instead
+        # of one per freed slot.
+        budget = max(self.settings.send_batch_size, 2 * self._capacity[channel])
+        free = budget - busy
+        if free <= 0 or (busy and free < budget // 2):
             return []
         limit = self.limits[channel]
         most = self.settings.send_batch_size
