@@ -31,7 +31,7 @@ from shared.contracts.channels import (
     StopContributionRequested,
 )
 from shared.contracts.civil_affairs import DeathRecorded
-from shared.contracts.common import own_reference
+from shared.contracts.common import own_reference, request_id
 from shared.contracts.employer import (
     CivilServantBenefitApplied,
     CivilServantBenefitReviewed,
@@ -572,13 +572,9 @@ async def _reviewed_case(ctx: HandlerContext, cmd: StaffDecision, kind: str, sub
 
 
 async def _own_case_id(ctx: HandlerContext, reference: str, subject: str) -> str | None:
-    """The id a case sent under `reference` about `subject` takes: the reference itself, or
-    one of its own when another subject's case has it (a channel's numbers are unique per
-    person only); None when the subject already has it (the same request again)."""
-    held = await repo.case_holder(ctx.conn, reference, subject)
-    if held == repo.MINE:
-        return None
-    return own_reference(reference, ctx.cause.id) if held == repo.OTHERS else reference
+    """The id a case sent under `reference` about `subject` takes (`request_id`)."""
+    return request_id(reference, ctx.cause.id,
+                      await repo.case_holder(ctx.conn, reference, subject))
 
 
 def _channel_ref(own: str, reference: str) -> str | None:
@@ -719,10 +715,8 @@ async def on_remote_filing(ctx: HandlerContext, env: Envelope,
 
 async def _own_filing_id(ctx: HandlerContext, reference: str, person_id: str) -> str | None:
     """As `_own_case_id`, for a filing."""
-    held = await repo.filing_holder(ctx.conn, reference, person_id)
-    if held == repo.MINE:
-        return None
-    return own_reference(reference, ctx.cause.id) if held == repo.OTHERS else reference
+    return request_id(reference, ctx.cause.id,
+                      await repo.filing_holder(ctx.conn, reference, person_id))
 
 
 async def on_remote_filing_ended(ctx: HandlerContext, env: Envelope,

@@ -10,6 +10,7 @@ import asyncpg
 from services.enrollment.domain.coverage import Period
 from services.enrollment.domain.filings import Filing
 from services.enrollment.domain.model import Application, ApplicationState, InsuredStatus, Person
+from shared.contracts.common import MINE, OTHERS
 from shared.db.refusals import insert_refused_requests
 from shared.db.sealed import (
     PREFIX,
@@ -233,8 +234,6 @@ async def case_for(conn: asyncpg.Connection, reference: str,
         reference, resident_keys(subject)))
 
 
-# Who already holds a request's reference (`reference_holder`).
-MINE, OTHERS = "mine", "others"
 
 
 async def _holder(conn: asyncpg.Connection, table: str, id_column: str, key_column: str,

@@ -11,7 +11,7 @@ from shared.identity import CnMobile, EmployerCode, RegionCode, ResidentId
 
 __all__ = ["CnMobile", "RegionCode", "ResidentId", "Channel", "InsuranceType", "Fen", "Email",
            "Reference", "InsuredStatus", "CrossProvinceChronicDisease", "AreaCode",
-           "EmployerCode", "sender_scoped", "own_reference"]
+           "EmployerCode", "sender_scoped", "own_reference", "request_id", "MINE", "OTHERS"]
 
 Channel = Literal["wechat", "alipay", "national_app", "phone", "window"]
 InsuranceType = Literal["employee", "resident", "flexible"]
@@ -40,6 +40,19 @@ def own_reference(reference: str, cause_id: str) -> str:
     the request's own event, still a valid reference (64 characters at most)."""
     suffix = hashlib.sha256(f"{reference}\x00{cause_id}".encode()).hexdigest()[:8]
     return f"{reference[:55]}-{suffix}"
+
+
+# Who already holds a request's channel reference: the same person, or another one.
+MINE, OTHERS = "mine", "others"
+
+
+def request_id(reference: str, cause_id: str, holder: str | None) -> str | None:
+    """The id a request sent under a channel's `reference` takes: the reference itself when
+    free, one of its own when another person's request holds it, None when the same person's
+    does (the same request again)."""
+    if holder == MINE:
+        return None
+    return own_reference(reference, cause_id) if holder == OTHERS else reference
 
 # The five outpatient chronic diseases settled directly across provinces (SPEC enrollment 5).
 CrossProvinceChronicDisease = Literal[

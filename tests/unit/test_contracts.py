@@ -103,3 +103,11 @@ def test_a_persons_reference_taken_by_another_person_gets_an_id_of_its_own() -> 
     assert own_reference("TR-7", "event-2") != first
     longest = own_reference("R" * 64, "event-1")
     assert len(longest) == 64 and longest.startswith("R" * 55 + "-")
+
+
+def test_a_request_takes_its_reference_its_own_id_or_none_by_who_holds_the_reference() -> None:
+    from shared.contracts.common import MINE, OTHERS, own_reference, request_id
+
+    assert request_id("CD-1", "event-1", None) == "CD-1"  # free
+    assert request_id("CD-1", "event-1", OTHERS) == own_reference("CD-1", "event-1")
+    assert request_id("CD-1", "event-1", MINE) is None  # the same person's request again
