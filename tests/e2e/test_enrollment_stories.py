@@ -311,6 +311,17 @@ async def test_reviews_and_changes_civil_servant_chronic_disease_and_family_aid(
                        lambda e: [a["state"] for a in e.get("family_aid", [])] == ["ended"])
 
 
+async def decision_waits(stack: TestStack, application_id: str) -> None:
+    """Until a staff decision that came before its application is kept waiting for it."""
+    conn = await stack.connect("enrollment")
+    try:
+        await poll(lambda: conn.fetchval("SELECT count(*) FROM awaiting_application"
+                                         " WHERE application_id = $1", application_id),
+                   lambda n: n == 1)
+    finally:
+        await conn.close()
+
+
 async def test_a_decision_that_arrives_before_its_application_waits_for_it(
         stack: TestStack, workers: dict[str, Any]) -> None:
     """The review desk and the channels write different topics: a decision may overtake the
@@ -319,13 +330,7 @@ async def test_a_decision_that_arrives_before_its_application_waits_for_it(
     app_id, now = f"APP-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
     await send(stack, EnrollmentReviewDecided(application_id=app_id, person_id=person,
                                               decision="approve", reviewer="s7", decided_at=now))
-    conn = await stack.connect("enrollment")
-    try:
-        await poll(lambda: conn.fetchval("SELECT count(*) FROM awaiting_application"
-                                         " WHERE application_id = $1", app_id),
-                   lambda n: n == 1)
-    finally:
-        await conn.close()
+    await decision_waits(stack, app_id)
     await send(stack, EnrollmentApplicationSubmitted(
         application_id=app_id, person_id=person, name="张静", insurance_type="resident",
         mobile=mobile, channel="wechat", region_code=REGION, submitted_at=now))

@@ -19,7 +19,7 @@ from shared.db.sealed import resident_keys
 from shared.devstack import people
 from shared.progress import collect_progress
 from tests.conftest import REGION, TestStack
-from tests.e2e.test_enrollment_stories import enrollment, send, this_year_end
+from tests.e2e.test_enrollment_stories import decision_waits, enrollment, send, this_year_end
 from tests.helpers import poll
 
 
@@ -104,13 +104,7 @@ async def test_two_people_under_one_channel_number_each_get_their_own(
     await send(stack, ChronicDiseaseReviewed(application_id=case, person_id=second,
                                              decision="approve", reviewer="s4",
                                              decided_at=now))
-    conn = await stack.connect("enrollment")
-    try:
-        await poll(lambda: conn.fetchval("SELECT count(*) FROM awaiting_application"
-                                         " WHERE application_id = $1", case),
-                   lambda n: n == 1)
-    finally:
-        await conn.close()
+    await decision_waits(stack, case)
     await send(stack, chronic(second))
     recognised = await poll(lambda: enrollment(stack, second),
                             lambda e: bool(e.get("chronic_diseases")))
