@@ -19,7 +19,6 @@ from services.reimbursement.handlers import (
     calculation_of,
     judge_record,
     judge_submission,
-    proactive_claim_id,
     record_claim,
     record_outcome,
     tell_approved,
@@ -131,7 +130,7 @@ def outage_uploads(cache: BookCache) -> Handler:
         totals = await repo.annual_totals_of(conn, persons)
         # A claim already under a record's claim id is replaced by the record's claim.
         existing = await repo.claims_of(conn, [
-            (r.person_id, proactive_claim_id(cmd.institution_code, r.record_id))
+            (r.person_id, rules.proactive_claim_id(cmd.institution_code, r.record_id))
             for cmd in uploads for r in cmd.records if valid[r.person_id]
             and routes.get((cmd.institution_code, r.record_id)) in (None,
                                                                     "awaiting_declaration")],

@@ -11,7 +11,6 @@ from shared.clock import SenderClockError, china_date
 from shared.contracts import Envelope
 from shared.contracts.bank import PaymentResultReported
 from shared.contracts.channels import ClaimMaterialsMailed, ClaimStageDecided, ClaimSubmitted
-from shared.contracts.common import sender_scoped
 from shared.contracts.employer import EmployerWageBaseReported
 from shared.contracts.enrollment import (
     CoverageChanged,
@@ -345,7 +344,7 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
             return
         # Its own benefit line (never the medical cap), paid to the institution that treated
         # the patient: the patient paid nothing and is told so, never "check your account".
-        claim = Claim(sender_scoped("EPI", cmd.institution_code, cmd.settlement_id),
+        claim = Claim(rules.epidemic_claim_id(cmd.institution_code, cmd.settlement_id),
                       cmd.person_id, 1,
                       Stage.CALCULATION, cmd.treated_from, cmd.cost_fen, cmd.cost_fen, 1,
                       "in_region", benefit_line="epidemic", payee="institution")
@@ -386,7 +385,7 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
             settings.maternity_per_extra_baby_days, settings.maternity_days_per_month)
         days = rules.maternity_leave_days(maternity, birth.difficult_birth, birth.babies)
         fen, working = rules.maternity_allowance(maternity, wage, days)
-        claim = Claim(maternity_claim_id(birth.institution_code, birth.birth_id),
+        claim = Claim(rules.maternity_claim_id(birth.institution_code, birth.birth_id),
                       birth.person_id, 1, Stage.CALCULATION,
                       birth.birth_date, fen, fen, 1, "in_region",
                       benefit_line="maternity_allowance")
@@ -502,18 +501,6 @@ def routes(cache: BookCache, set_based: bool = True) -> dict[str, Handler]:
         EpidemicPatientSettled.event_type: on_epidemic_settled,
     }
     return one_at_a_time | busy
-
-
-def maternity_claim_id(institution: str, birth_id: str) -> str:
-    """The allowance's claim for a birth, scoped by the hospital that recorded it (a birth
-    kept before hospitals were named keeps the id it would have had then)."""
-    return sender_scoped("MAT", institution, birth_id) if institution else f"MAT-{birth_id}"
-
-
-def proactive_claim_id(institution: str, record_id: str) -> str:
-    """The agency's claim for an outage record, scoped by the institution that sent it; a
-    digest when the two do not fit a reference."""
-    return sender_scoped("PRO", institution, record_id)
 
 
 def _mail_to(ctx: HandlerContext, reference: Reference) -> str:
@@ -638,7 +625,7 @@ def judge_record(region: str, record: SettlementRecord, periods: list[rules.Cove
 def record_claim(ctx: HandlerContext, institution: str, record: SettlementRecord,
                  coverage: rules.Coverage) -> Claim:
     """The agency-started claim of a proactive record, at calculation."""
-    return Claim(proactive_claim_id(institution, record.record_id), record.person_id,
+    return Claim(rules.proactive_claim_id(institution, record.record_id), record.person_id,
                  1, Stage.CALCULATION, record.expense_date, record.amount_fen,
                  record.eligible_fen, record.hospital_level, "in_region",
                  insurance_type=coverage.insurance_type,

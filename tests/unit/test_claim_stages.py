@@ -214,7 +214,7 @@ def test_the_declared_outage_decides_never_the_institutions_window() -> None:
 
 
 def test_proactive_claims_are_scoped_by_the_institution() -> None:
-    from services.reimbursement.handlers import proactive_claim_id
+    from services.reimbursement.domain.claims import proactive_claim_id
 
     assert proactive_claim_id("H1", "0001") != proactive_claim_id("H2", "0001")
     assert proactive_claim_id("H1", "0001") == "PRO-H1-0001"

@@ -8,6 +8,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Literal
 
+from shared.contracts.common import sender_scoped
+
 
 class StageError(Exception):
     """A decision that would skip a stage or act on a closed claim; never applied."""
@@ -359,3 +361,23 @@ def maternity_allowance(rules: MaternityRules, average_monthly_wage_fen: int,
     fen = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
     return fen, (f"{average_monthly_wage_fen / 100:.2f} / {rules.days_per_month} x {leave_days}"
                  f" days = {fen / 100:.2f}")
+
+
+# Claims the agency opens itself, without an application: their ids scoped by the outside
+# sender of the record they come from (the same number from two hospitals is two claims).
+
+def proactive_claim_id(institution: str, record_id: str) -> str:
+    """The agency's claim for an outage record; a digest when the two do not fit a
+    reference."""
+    return sender_scoped("PRO", institution, record_id)
+
+
+def maternity_claim_id(institution: str, birth_id: str) -> str:
+    """The allowance's claim for a birth (a birth kept before hospitals were named keeps the
+    id it would have had then)."""
+    return sender_scoped("MAT", institution, birth_id) if institution else f"MAT-{birth_id}"
+
+
+def epidemic_claim_id(institution: str, settlement_id: str) -> str:
+    """The full coverage of an epidemic patient's settlement."""
+    return sender_scoped("EPI", institution, settlement_id)
