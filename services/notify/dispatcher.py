@@ -59,6 +59,7 @@ class Dispatcher(mode.Service):
         for channel in senders:
             metrics.CHANNEL_UP.labels(channel).set(1)
         self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self._starting: set[int] = set()
         # Rows whose answer is known here but not yet in the database: never swept.
         self.holding: set[int] = {int(e["id"]) for e in self.journal.pending()}
         self.stopping = False
@@ -194,7 +195,7 @@ class Dispatcher(mode.Service):
             async with self.db.pool.acquire() as conn:
                 stale = await repo.stale_sending_to_unknown(
                     conn, self.settings.unknown_after_seconds,
-                    [*self.in_flight, *self.holding])
+                    [*self.in_flight, *self.holding, *self._starting], self.worker_id)
                 try:
                     async with conn.transaction():
                         resolved = await outcomes.resolve_unknown_sms(
@@ -281,6 +282,9 @@ class Dispatcher(mode.Service):
             due = [dict(r) for r in await repo.claim_due(conn, channel, room,
                                                              self.worker_id)]
         self._busy[channel] += len(due)
+        # Claimed and not yet started (waiting for the gateway's pace): held here, so the
+        # sweep never takes them for a claim this worker lost.
+        self._starting.update(r["id"] for r in due)
         tasks = []
         for index, row in enumerate(due):
             if self.stopping or (index == 1 and breaker.failing):
@@ -289,12 +293,14 @@ class Dispatcher(mode.Service):
                 rest = [r["id"] for r in due[index:]]
                 self._busy[channel] -= len(rest)
                 await self._release(rest)
+                self._starting.difference_update(rest)
                 break
             if row["attempts"] > 1 or row["last_error"] == repo.REQUEUED:
                 metrics.RETRIED.labels(channel).inc()
             await limit.take()  # the gateway's pace; consumption runs on regardless
             task = asyncio.create_task(self._deliver(row))
             self.in_flight[row["id"]] = task
+            self._starting.discard(row["id"])
             task.add_done_callback(self._forget(row["id"]))
             tasks.append(task)
             if index == 0 and len(due) > 1 and busy == 0:

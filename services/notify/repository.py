@@ -323,9 +323,19 @@ async def release(conn: asyncpg.Connection, ids: list[int]) -> None:
 
 
 async def stale_sending_to_unknown(conn: asyncpg.Connection, older_than_seconds: float,
-                                   holding: list[int] | None = None) -> int:
+                                   holding: list[int] | None = None,
+                                   worker: str | None = None) -> int:
     """A 'sending' row nobody holds an answer for: its worker died between hand-over and
-    writing down the answer. Rows this worker still holds are never guessed at."""
+    writing down the answer. Rows this worker still holds are never guessed at; rows this
+    (live) worker claimed and holds nothing of were never handed over (every hand-over stays
+    held until its answer is written: a claim whose reply the database lost on its way
+    down) and go back to pending."""
+    if worker is not None:
+        await conn.execute(
+            "UPDATE deliveries SET status = 'pending', attempts = greatest(attempts - 1, 0)"
+            " WHERE status = 'sending' AND claimed_by = $1"
+            " AND claimed_at < now() - make_interval(secs => $2)"
+            " AND NOT id = ANY($3::bigint[])", worker, older_than_seconds, holding or [])
     rows = await conn.fetch(
         "UPDATE deliveries SET status = 'unknown', last_error = 'worker died after handing it"
         " over and before recording the answer; check with the gateway before resending'"

@@ -28,8 +28,12 @@ class _SaveToFolder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         stamp = f"{time.time_ns()}"
         (self.folder / f"{stamp}.eml").write_bytes(envelope.original_content or envelope.content)
-        (self.folder / f"{stamp}.json").write_text(json.dumps(
-            {"from": envelope.mail_from, "to": envelope.rcpt_tos}), encoding="utf-8")
+        # The metadata names a mail as complete: written aside and renamed into place, so a
+        # reader never finds it half-written.
+        meta = self.folder / f"{stamp}.json.tmp"
+        meta.write_text(json.dumps({"from": envelope.mail_from, "to": envelope.rcpt_tos}),
+                        encoding="utf-8")
+        meta.replace(self.folder / f"{stamp}.json")
         return "250 Message accepted for delivery"
 
 

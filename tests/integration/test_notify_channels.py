@@ -209,6 +209,15 @@ async def test_lost_connection_after_submit_is_unknown_and_not_resent(rig: Notif
                            " claimed_at = now() - interval '1 hour' WHERE id = $1", rows[0]["id"])
         assert await repo.stale_sending_to_unknown(conn, 120, [rows[0]["id"]]) == 0
         assert await repo.stale_sending_to_unknown(conn, 120) == 1
+        # A live worker's own claim that it holds nothing of (the database lost the claim's
+        # reply on its way down) was never handed over: back to pending, not 'unknown'.
+        await conn.execute("UPDATE deliveries SET status = 'sending', claimed_by = 'me',"
+                           " claimed_at = now() - interval '1 hour' WHERE id = $1", rows[0]["id"])
+        assert await repo.stale_sending_to_unknown(conn, 120, [], "another worker") == 1
+        await conn.execute("UPDATE deliveries SET status = 'sending' WHERE id = $1",
+                           rows[0]["id"])
+        assert await repo.stale_sending_to_unknown(conn, 120, [], "me") == 0
+        assert (await rig.rows(person))[0]["status"] == "pending"
 
 
 async def test_rate_limit_paces_sending_without_holding_up_consumption(rig: NotifyRig) -> None:
