@@ -21,7 +21,7 @@ from shared.contracts.base import Payload
 from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.notify import MessageParked, MessageSent
 from shared.contracts.topics import physical
-from shared.db.pool import TRANSIENT_DB_ERRORS, Database
+from shared.db.pool import TRANSIENT_DB_ERRORS, Database, close_quietly
 from shared.messaging.outbox import OutboxMessage, write_outbox
 from shared.observability.logging import get_logger
 from shared.settings import NotifySettings
@@ -120,10 +120,15 @@ class Dispatcher(mode.Service):
         while not self.should_stop and not self.stopping:
             try:
                 if self._listener is None or self._listener.is_closed():
-                    self._listener = None
-                    conn = await self.db.pool.acquire()
-                    await conn.add_listener(repo.due_channel(self.db.schema), self._woken)
+                    await self._release_listener()  # one lost to an outage
+                    conn = await self.db.connect_apart()
+                    try:
+                        await conn.add_listener(repo.due_channel(self.db.schema), self._woken)
+                    except BaseException:
+                        conn.terminate()
+                        raise
                     self._listener = conn
+                    self._woken()  # what was committed while it was away
                     delay = 0.2
             except Exception as exc:
                 log.debug("new-delivery listener not connected; polling", error=repr(exc))
@@ -138,13 +143,7 @@ class Dispatcher(mode.Service):
 
     async def _release_listener(self) -> None:
         conn, self._listener = self._listener, None
-        if conn is None:
-            return
-        try:
-            await conn.remove_listener(repo.due_channel(self.db.schema), self._woken)
-            await self.db.pool.release(conn)
-        except Exception:
-            conn.terminate()
+        await close_quietly(conn)
 
     @mode.Service.task
     async def _channels(self) -> None:

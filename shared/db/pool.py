@@ -31,6 +31,16 @@ async def connect(dsn: str, schema: str | None = None, **kwargs: Any) -> asyncpg
     return await asyncpg.connect(dsn, server_settings=settings, **kwargs)
 
 
+async def close_quietly(conn: asyncpg.Connection | None) -> None:
+    """Close a connection that may already be lost; never raises."""
+    if conn is None:
+        return
+    try:
+        await asyncio.wait_for(conn.close(), 2)
+    except Exception:
+        conn.terminate()  # a connection of its own (not a pool's proxy): never raises
+
+
 class Database(mode.Service):
     """The service's connection pool; every connection's search_path is its own schema."""
 
@@ -60,6 +70,12 @@ class Database(mode.Service):
     async def on_stop(self) -> None:
         if self._pool is not None:
             await self._pool.close()
+
+    async def connect_apart(self) -> asyncpg.Connection:
+        """A connection outside the pool, for a LISTEN or a session lock held for long: a
+        pooled connection lost to an outage is detached from its proxy, whose every call
+        (`is_closed()` too) then raises, so its holder could never see it was lost."""
+        return await connect(self.dsn, self.schema, timeout=10)
 
     @property
     def pool(self) -> asyncpg.Pool:

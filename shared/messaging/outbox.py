@@ -18,7 +18,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
-from shared.db.pool import TRANSIENT_DB_ERRORS, Database
+from shared.db.pool import TRANSIENT_DB_ERRORS, Database, close_quietly
 from shared.messaging.admin import bootstrap_servers, kafka_client_options
 from shared.observability.logging import get_logger
 from shared.observability.metrics import (
@@ -100,21 +100,25 @@ class OutboxRelay(mode.Service):
         await self._producer.start()
 
     async def on_stop(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
-            await self._listener.close()
+        await self._release_listener()
         if self._producer is not None:
             await self._producer.stop()
 
     async def _hold_lock(self) -> None:
         """Open the listening connection that also holds the single-relay lock."""
-        conn = await self.db.pool.acquire()
-        conn_lock = zlib.crc32(f"relay:{self.db.schema}".encode())
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", conn_lock):
-            await self.sleep(self.poll_seconds)
-            if self.should_stop:
-                await self.db.pool.release(conn)
-                return
-        await conn.add_listener(notify_channel(self.db.schema), lambda *_: self._wake.set())
+        conn = await self.db.connect_apart()
+        try:
+            conn_lock = zlib.crc32(f"relay:{self.db.schema}".encode())
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", conn_lock):
+                await self.sleep(self.poll_seconds)
+                if self.should_stop:
+                    await close_quietly(conn)
+                    return
+            await conn.add_listener(notify_channel(self.db.schema),
+                                    lambda *_: self._wake.set())
+        except BaseException:
+            conn.terminate()
+            raise
         self._listener = conn
 
     @mode.Service.task
@@ -147,10 +151,7 @@ class OutboxRelay(mode.Service):
 
     async def _release_listener(self) -> None:
         conn, self._listener = self._listener, None
-        try:
-            await self.db.pool.release(conn)  # type: ignore[arg-type]
-        except Exception:
-            conn.terminate()  # type: ignore[union-attr]
+        await close_quietly(conn)  # its session's lock goes with it
 
     @mode.Service.task
     async def _measure(self) -> None:

@@ -223,6 +223,18 @@ class FaultStack:
         self._watch.start()
         return self
 
+    def trouble(self, lines: int = 60) -> str:
+        """The supervisor's and workers' last warnings and errors (masked as every log), for
+        a failure's report: CI keeps only what the test prints."""
+        path = self.folder / "up.log"
+        if not path.exists():
+            return ""
+        noted = [line.rstrip()[:400] for line in
+                 path.read_text(encoding="utf-8", errors="replace").splitlines()
+                 if any(w in line for w in ('"warning"', '"error"', "Traceback", "Error",
+                                            "restart", "exited"))]
+        return "\n".join(noted[-lines:])
+
     def close(self) -> None:
         self._stop.set()
         if self._watch:
@@ -496,7 +508,8 @@ class FaultStack:
         assert self.smsc
         while not any(m["to"] in mobiles for m in read_received(self.smsc.folder)):
             if time.monotonic() > stop_at:
-                raise AssertionError("no SMS of the batch went out")
+                raise AssertionError("no SMS of the batch went out; the stack's last "
+                                     f"warnings and errors:\n{self.trouble()}")
             await asyncio.sleep(0.05)
 
 

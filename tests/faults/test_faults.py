@@ -73,6 +73,8 @@ async def run_fault(faults: FaultStack, name: str, seed: int,
         tally = await faults.quiescent(batch, QUIET_WITHIN)
     except AssertionError:
         TABLE.append((name, sent, "?", "?", "no", f"> {QUIET_WITHIN:.0f} s", "?", "?"))
+        print(f"{name}: not quiescent; the stack's last warnings and errors:\n"
+              f"{faults.trouble()}")
         raise
     recovery = time.monotonic() - restored
     events = await faults.events_by_id(batch)

@@ -417,6 +417,41 @@ async def test_smsc_down_opens_the_breaker_and_the_queue_drains_when_it_is_back(
     await asyncio.sleep(0)
 
 
+async def test_the_new_delivery_listener_comes_back_after_its_connection_is_lost(
+        rig: NotifyRig) -> None:
+    """The database drops the LISTEN connection (an outage, a restart): a new one is opened
+    and a delivery committed afterwards wakes the channel loops again at once."""
+    import asyncio
+
+    listening = asyncio.create_task(Dispatcher._listen(rig.dispatcher))
+    try:
+        def listener_pid(_: object = None) -> int | None:
+            conn = rig.dispatcher._listener
+            return None if conn is None or conn.is_closed() else conn.get_server_pid()
+
+        first = (await poll(_now_value(listener_pid), lambda pid: pid is not None))
+        async with rig.db.pool.acquire() as conn:
+            await conn.execute("SELECT pg_terminate_backend($1)", first)
+        await poll(_now_value(listener_pid), lambda pid: pid not in (None, first), timeout=15)
+        wake = rig.dispatcher._wakes["sms"]
+        wake.clear()
+        _, contact, activated = person_events()
+        await rig.feed(contact, activated)
+        await poll(_now_value(wake.is_set), bool, timeout=5)
+    finally:
+        rig.dispatcher.stopping = True
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await rig.dispatcher._release_listener()
+        rig.dispatcher.stopping = False
+
+
+def _now_value(read: Any) -> Any:
+    async def fetch() -> Any:
+        return read()
+    return fetch
+
+
 async def _now(value: Any) -> Any:
     return list(value)
 

@@ -170,3 +170,41 @@ async def test_rows_the_broker_took_are_not_published_again_when_their_delete_fa
     finally:
         await relay.on_stop()
         await db.stop()
+
+
+async def test_the_relay_takes_its_lock_and_listener_again_when_the_database_drops_them(
+        stack: TestStack) -> None:
+    """The connection holding the single-relay lock and the LISTEN is cut by the database (an
+    outage, a restart): the relay opens another, takes the lock again, and publishes on."""
+    from shared.db.pool import Database
+    from shared.messaging.outbox import OutboxMessage, OutboxRelay, write_outbox
+
+    ns = f"{stack.namespace}relock_"
+    await stack.prepare(ns)
+    events_topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
+    schema = stack.settings(ns).schema_for("enrollment")
+    db = Database(stack.database_url, schema)
+    await db.start()
+    relay = OutboxRelay(db, stack.broker_url, "enrollment")
+    await relay.start()
+
+    async def lock_holder() -> int | None:
+        conn = relay._listener  # noqa: SLF001 - which session holds the lock
+        return None if conn is None or conn.is_closed() else conn.get_server_pid()
+
+    try:
+        first = await poll(lock_holder, lambda pid: pid is not None)
+        async with db.pool.acquire() as conn:
+            await conn.execute("SELECT pg_terminate_backend($1)", first)
+        again = await poll(lock_holder, lambda pid: pid not in (None, first), timeout=15)
+        async with db.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+                again) == 1
+            async with conn.transaction():
+                await write_outbox(conn, schema, [OutboxMessage(events_topic, b"k", b'{"n": 1}')])
+        records = await read_topic(stack.broker_url, events_topic, lambda rs: len(rs) >= 1)
+        assert [r.value for r in records] == [b'{"n": 1}']
+    finally:
+        await relay.stop()
+        await db.stop()
