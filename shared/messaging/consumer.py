@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from prometheus_client import Counter
 from structlog.contextvars import bound_contextvars
 
 from shared import clock
-from shared.contracts import ContractError, Envelope, Payload, parse_event
+from shared.contracts import EVENT_TYPES, ContractError, Envelope, Payload, parse_event
 from shared.contracts.envelope import derived_id, new_envelope
 from shared.contracts.topics import DEAD_LETTER, logical, physical
 from shared.db.pool import TRANSIENT_DB_ERRORS, Database
@@ -31,6 +32,7 @@ from shared.observability.metrics import (
     EVENTS_DEAD_LETTERED,
     EVENTS_DUPLICATE,
     EVENTS_FAILED,
+    EVENTS_NOT_HANDLED,
     EVENTS_PROCESSED,
 )
 from shared.settings import PlatformSettings
@@ -53,6 +55,17 @@ EVENTS_REFUSED = Counter(
     "revoked key) or forbidden (the producer may not send this type, for this region)",
     ["service", "topic", "reason"],
 )
+
+
+# The envelope's `type` as written on the wire, read without parsing the JSON.
+_DECLARED_TYPE = re.compile(rb'"type"\s*:\s*"(cn\.[a-z0-9.\-]+\.v[0-9]+)"')
+
+
+def declared_type(value: bytes) -> str | None:
+    """The event type a record declares, when it declares exactly one; None when it cannot be
+    told without parsing (none, or several: a duplicated key or a nested one)."""
+    found = set(_DECLARED_TYPE.findall(value))
+    return found.pop().decode() if len(found) == 1 else None
 
 
 @functools.lru_cache(maxsize=16)
@@ -251,6 +264,18 @@ class EventConsumer:
             self._within_dedup_window(envelope)
         return envelope, payload, producer or None, actor
 
+    def _not_ours(self, msg: RawMessage) -> bool:
+        """Another service's event on a shared topic (a type at home on this topic that no
+        handler here takes): passed over without a signature check, parse or processed row.
+        Passing over can only leave an event unapplied, never apply one; a record whose
+        type cannot be told without parsing, or one not at home on its topic (forbidden, and
+        counted and dead-lettered as such), takes the full path."""
+        declared = declared_type(msg.value)
+        if declared is None or declared in self.routes:
+            return False
+        model = EVENT_TYPES.get(declared)
+        return model is not None and model.topic == self._logical(msg.topic)
+
     def _within_dedup_window(self, envelope: Envelope) -> None:
         """A signed event is refused once it is older than the processed ids are kept: after
         pruning, the same captured bytes sent again would otherwise be applied a second time.
@@ -274,6 +299,9 @@ class EventConsumer:
         rejected: dict[int, str] = {}  # index in batch -> dead-letter reason
         signers: dict[str, tuple[str | None, str | None]] = {}  # event id -> key, staff id
         for index, msg in enumerate(batch):
+            if self._not_ours(msg):
+                EVENTS_NOT_HANDLED.labels(self.service, msg.topic).inc()
+                continue
             try:
                 envelope, payload, signed_by, actor = self._admit(msg)
             except Refused as exc:

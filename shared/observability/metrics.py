@@ -9,6 +9,11 @@ EVENTS_PROCESSED = Counter(
 EVENTS_DUPLICATE = Counter(
     "medins_events_duplicate_total", "Redelivered events skipped by event id", ["service", "topic"]
 )
+EVENTS_NOT_HANDLED = Counter(
+    "medins_events_not_handled_total",
+    "Events of a type this service has no handler for, passed over before any verifying or "
+    "parsing (another service on the topic handles them)", ["service", "topic"]
+)
 EVENTS_DEAD_LETTERED = Counter(
     "medins_events_dead_lettered_total", "Events sent to the dead-letter topic",
     ["service", "topic"]

@@ -162,3 +162,57 @@ async def test_several_faulty_events_of_a_group_are_each_dead_lettered_in_one_re
     assert sorted(dict(json.loads(r["headers"]))["dlq-offset"] for r in letters) == [
         "21", "23", "24"]
     assert recorded == 3
+
+
+async def test_an_event_no_handler_here_takes_is_passed_over_before_any_check(
+        stack: TestStack, db: FlakyDatabase, tmp_path: Any) -> None:
+    """Another service's event at home on a shared topic costs this consumer nothing: no
+    signature check, no parse, no processed row, no dead letter (even unsigned: it is not
+    applied here either way). A record whose type cannot be told without parsing, or that is
+    not at home on its topic, takes the full path and is refused."""
+    from datetime import date
+
+    from shared.contracts.civil_affairs import DeathRecorded
+    from shared.contracts.topics import (
+        ENROLLMENT_FROM_CHANNELS,
+        ENROLLMENT_FROM_CIVIL_AFFAIRS,
+        physical,
+    )
+    from shared.observability.metrics import EVENTS_NOT_HANDLED
+    from shared.settings import PlatformSettings
+    from shared.trust import Keyring, TrustStore, Verifier, ensure_keys, sign_headers
+
+    trust, keys = tmp_path / "trust", tmp_path / "keys"
+    ensure_keys(["channels"], keys, TrustStore(trust))
+    settings = PlatformSettings(region=REGION, namespace=stack.namespace, trust_dir=trust,
+                                keyring_dir=keys)
+    consumer = EventConsumer("probe", settings, db,
+                             {EnrollmentApplicationSubmitted.event_type: remember},
+                             verifier=Verifier.from_folder(trust, REGION))
+    channels = physical(ENROLLMENT_FROM_CHANNELS, region=REGION, namespace=stack.namespace)
+    deaths = physical(ENROLLMENT_FROM_CIVIL_AFFAIRS, region=REGION, namespace=stack.namespace)
+    death = envelope(DeathRecorded(record_ref="MZ-9", person_id=people.resident_id(),
+                                   date_of_death=date(2026, 11, 1)))
+    unsigned_app, signed_app = application(), application()
+    key = Keyring(keys).current("channels")
+    assert key is not None
+    value = signed_app.to_bytes()
+    two_types = (b'{"type":"cn.gov.civil-affairs.death.recorded.v1",'
+                 b'"type":"cn.medins.enrollment.application.submitted.v1"}')
+    before = EVENTS_NOT_HANDLED.labels("probe", deaths)._value.get()
+    await consumer.process([
+        RawMessage(deaths, 0, 1, b"k", death.to_bytes()),  # at home, unsigned, not ours
+        RawMessage(channels, 0, 2, b"k", death.to_bytes()),  # not at home: refused
+        RawMessage(channels, 0, 3, b"k", unsigned_app.to_bytes()),  # ours, unsigned: refused
+        RawMessage(channels, 0, 4, b"k", two_types),  # cannot be told: full path, refused
+        RawMessage(channels, 0, 5, b"k", value, tuple(sign_headers(value, key))),
+    ])
+    assert EVENTS_NOT_HANDLED.labels("probe", deaths)._value.get() - before == 1
+    assert EVENTS_NOT_HANDLED.labels("probe", channels)._value.get() == 0
+    async with db.pool.acquire() as conn:
+        assert [r["event_id"] for r in await conn.fetch("SELECT event_id FROM seen")] == [
+            signed_app.id]
+        assert await conn.fetchval(
+            "SELECT count(*) FROM processed_messages WHERE event_id = $1", death.id) == 0
+        # The three refused records' dead letters (sealed: they may hold personal data).
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 3
