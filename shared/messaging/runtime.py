@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -242,6 +243,15 @@ def _require_writable(folder: Path) -> None:
         raise SystemExit(78) from None  # EX_CONFIG
 
 
+def _tune_garbage_collector() -> None:
+    """What start-up built (modules, the app, schemas, the policy book) lives as long as the
+    process: frozen, the collector never walks it again; and a young collection every 50,000
+    allocations instead of 700, since a batch allocates far more than 700 objects that die
+    with it. Measured: the enrollment worker +11-60% events/s (median +15%, 4 paired runs)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def run_worker(spec: ServiceSpec, settings: PlatformSettings) -> None:
     configure_logging(settings.log_format, settings.log_level, service=spec.name)
     _require_writable(settings.state_dir)
@@ -251,6 +261,7 @@ def run_worker(spec: ServiceSpec, settings: PlatformSettings) -> None:
     worker = _Worker(app, quiet=True, redirect_stdouts=False, loglevel=settings.log_level)
     worker.medins_settings = settings
     worker.medins_service = spec.name
+    _tune_garbage_collector()
     log.info("worker starting", region=settings.region, metrics=(
         f"http://{settings.web_host}:{app.conf.web_port}/metrics"))
     worker.execute_from_commandline()
