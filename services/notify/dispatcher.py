@@ -121,13 +121,8 @@ class Dispatcher(mode.Service):
             try:
                 if self._listener is None or self._listener.is_closed():
                     await self._release_listener()  # one lost to an outage
-                    conn = await self.db.connect_apart()
-                    try:
-                        await conn.add_listener(repo.due_channel(self.db.schema), self._woken)
-                    except BaseException:
-                        conn.terminate()
-                        raise
-                    self._listener = conn
+                    self._listener = await self.db.listen_apart(
+                        repo.due_channel(self.db.schema), self._woken)
                     self._woken()  # what was committed while it was away
                     delay = 0.2
             except Exception as exc:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -71,11 +72,19 @@ class Database(mode.Service):
         if self._pool is not None:
             await self._pool.close()
 
-    async def connect_apart(self) -> asyncpg.Connection:
-        """A connection outside the pool, for a LISTEN or a session lock held for long: a
-        pooled connection lost to an outage is detached from its proxy, whose every call
-        (`is_closed()` too) then raises, so its holder could never see it was lost."""
-        return await connect(self.dsn, self.schema, timeout=10)
+    async def listen_apart(self, channel: str,
+                           callback: Callable[..., Any]) -> asyncpg.Connection:
+        """A connection outside the pool, listening on `channel`, for a LISTEN (and a session
+        lock) held for long: a pooled connection lost to an outage is detached from its
+        proxy, whose every call (`is_closed()` too) then raises, so its holder could never
+        see it was lost. Close it with `close_quietly`."""
+        conn = await connect(self.dsn, self.schema, timeout=10)
+        try:
+            await conn.add_listener(channel, callback)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
 
     @property
     def pool(self) -> asyncpg.Pool:

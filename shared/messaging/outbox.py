@@ -112,7 +112,8 @@ class OutboxRelay(mode.Service):
 
     async def _hold_lock(self) -> None:
         """Open the listening connection that also holds the single-relay lock."""
-        conn = await self.db.connect_apart()
+        conn = await self.db.listen_apart(notify_channel(self.db.schema),
+                                          lambda *_: self._wake.set())
         try:
             conn_lock = zlib.crc32(f"relay:{self.db.schema}".encode())
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", conn_lock):
@@ -120,8 +121,6 @@ class OutboxRelay(mode.Service):
                 if self.should_stop:
                     await close_quietly(conn)
                     return
-            await conn.add_listener(notify_channel(self.db.schema),
-                                    lambda *_: self._wake.set())
         except BaseException:
             conn.terminate()
             raise

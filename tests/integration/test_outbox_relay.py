@@ -1,9 +1,12 @@
 """A worker killed after commit and before publishing still publishes once restarted."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -32,6 +35,29 @@ async def end_offsets(broker_url: str, topic: str) -> int:
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata for a new topic
     return consumer.partitions_for_topic(topic) or set()
+
+
+@contextlib.asynccontextmanager
+async def relay_on_own_schema(stack: TestStack, label: str, *, running: bool = False,
+                              **options: Any) -> AsyncIterator[tuple[Any, Any, str, str]]:
+    """Enrollment's schema and topics under a namespace of their own, and a relay on them:
+    its producer only (the test drives publish_once itself), or the whole service running.
+    Yields the database, the relay, the schema and the events topic."""
+    from shared.db.pool import Database
+    from shared.messaging.outbox import OutboxRelay
+
+    ns = f"{stack.namespace}{label}_"
+    await stack.prepare(ns)
+    schema = stack.settings(ns).schema_for("enrollment")
+    db = Database(stack.database_url, schema)
+    await db.start()
+    relay = OutboxRelay(db, stack.broker_url, "enrollment", **options)
+    await (relay.start() if running else relay.on_start())
+    try:
+        yield db, relay, schema, physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
+    finally:
+        await (relay.stop() if running else relay.on_stop())
+        await db.stop()
 
 
 async def test_relay_killed_after_commit_publishes_after_restart(stack: TestStack) -> None:
@@ -76,26 +102,13 @@ async def test_relay_killed_after_commit_publishes_after_restart(stack: TestStac
 
 async def test_a_row_that_cannot_be_published_is_set_aside_and_never_blocks_the_rest(
         stack: TestStack) -> None:
-    from shared.db.pool import Database
     from shared.messaging.admin import ensure_topics
-    from shared.messaging.outbox import (
-        OutboxMessage,
-        OutboxRelay,
-        retry_set_aside,
-        set_aside_rows,
-        write_outbox,
-    )
+    from shared.messaging.outbox import OutboxMessage, retry_set_aside, set_aside_rows, write_outbox
 
-    ns = f"{stack.namespace}aside_"
-    await stack.prepare(ns)
-    events_topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
-    missing_topic = f"{ns}medins.999999.transfer.partner"  # a partner inbox nobody created
-    schema = stack.settings(ns).schema_for("enrollment")
-    db = Database(stack.database_url, schema)
-    await db.start()
-    relay = OutboxRelay(db, stack.broker_url, "enrollment", set_aside_after_seconds=0)
-    await relay.on_start()  # the producer only: the test drives publish_once itself
-    try:
+    # A partner inbox nobody created.
+    missing_topic = f"{stack.namespace}aside_medins.999999.transfer.partner"
+    async with relay_on_own_schema(stack, "aside", set_aside_after_seconds=0) as (
+            db, relay, schema, events_topic):
         async with db.pool.acquire() as conn, conn.transaction():
             await write_outbox(conn, schema, [
                 OutboxMessage(missing_topic, b"k", b'{"n": 1}'),
@@ -118,9 +131,6 @@ async def test_a_row_that_cannot_be_published_is_set_aside_and_never_blocks_the_
         assert await relay.publish_once() == 1
         inbox = await read_topic(stack.broker_url, missing_topic, lambda rs: len(rs) >= 1)
         assert [r.value for r in inbox] == [b'{"n": 1}']
-    finally:
-        await relay.on_stop()
-        await db.stop()
 
 
 async def test_rows_the_broker_took_are_not_published_again_when_their_delete_failed(
@@ -128,18 +138,9 @@ async def test_rows_the_broker_took_are_not_published_again_when_their_delete_fa
     """The database goes away between the broker's acknowledgement and the delete (here: a
     trigger refuses the delete once, as a dropped connection would fail it): the next round
     deletes those rows without publishing them a second time."""
-    from shared.db.pool import Database
-    from shared.messaging.outbox import OutboxMessage, OutboxRelay, write_outbox
+    from shared.messaging.outbox import OutboxMessage, write_outbox
 
-    ns = f"{stack.namespace}acked_"
-    await stack.prepare(ns)
-    events_topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
-    schema = stack.settings(ns).schema_for("enrollment")
-    db = Database(stack.database_url, schema)
-    await db.start()
-    relay = OutboxRelay(db, stack.broker_url, "enrollment")
-    await relay.on_start()  # the producer only: the test drives publish_once itself
-    try:
+    async with relay_on_own_schema(stack, "acked") as (db, relay, schema, events_topic):
         async with db.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "CREATE TABLE refuse_delete (once boolean);"
@@ -167,32 +168,20 @@ async def test_rows_the_broker_took_are_not_published_again_when_their_delete_fa
             assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
         records = await read_topic(stack.broker_url, events_topic, lambda rs: len(rs) >= 3)
         assert [r.value for r in records] == [b'{"n": 1}', b'{"n": 2}', b'{"n": 3}']
-    finally:
-        await relay.on_stop()
-        await db.stop()
 
 
 async def test_the_relay_takes_its_lock_and_listener_again_when_the_database_drops_them(
         stack: TestStack) -> None:
     """The connection holding the single-relay lock and the LISTEN is cut by the database (an
     outage, a restart): the relay opens another, takes the lock again, and publishes on."""
-    from shared.db.pool import Database
-    from shared.messaging.outbox import OutboxMessage, OutboxRelay, write_outbox
+    from shared.messaging.outbox import OutboxMessage, write_outbox
 
-    ns = f"{stack.namespace}relock_"
-    await stack.prepare(ns)
-    events_topic = physical(ENROLLMENT_EVENTS, region=REGION, namespace=ns)
-    schema = stack.settings(ns).schema_for("enrollment")
-    db = Database(stack.database_url, schema)
-    await db.start()
-    relay = OutboxRelay(db, stack.broker_url, "enrollment")
-    await relay.start()
+    async with relay_on_own_schema(stack, "relock", running=True) as (
+            db, relay, schema, events_topic):
+        async def lock_holder() -> int | None:
+            conn = relay._listener  # noqa: SLF001 - which session holds the lock
+            return None if conn is None or conn.is_closed() else conn.get_server_pid()
 
-    async def lock_holder() -> int | None:
-        conn = relay._listener  # noqa: SLF001 - which session holds the lock
-        return None if conn is None or conn.is_closed() else conn.get_server_pid()
-
-    try:
         first = await poll(lock_holder, lambda pid: pid is not None)
         async with db.pool.acquire() as conn:
             await conn.execute("SELECT pg_terminate_backend($1)", first)
@@ -205,6 +194,3 @@ async def test_the_relay_takes_its_lock_and_listener_again_when_the_database_dro
                 await write_outbox(conn, schema, [OutboxMessage(events_topic, b"k", b'{"n": 1}')])
         records = await read_topic(stack.broker_url, events_topic, lambda rs: len(rs) >= 1)
         assert [r.value for r in records] == [b'{"n": 1}']
-    finally:
-        await relay.stop()
-        await db.stop()
