@@ -26,7 +26,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchlib import (
     PROCESSED,
@@ -164,6 +164,32 @@ async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int,
     return [got[i] - sent_at[i] for i in range(n)]
 
 
+async def relayed_at(stack: Stack, causes: set[str]) -> list[float]:
+    """When the outbox relay put each cause's first event on `enrollment.events` (the record's
+    timestamp, stamped by the relay's producer), sorted."""
+    topic = stack.topic(ENROLLMENT_EVENTS)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(stack.broker.url),
+                              auto_offset_reset="earliest", enable_auto_commit=False)
+    await reader.start()
+    first: dict[str, float] = {}
+    try:
+        await reader.topics()  # metadata, so the topic's partitions are known
+        reader.assign([TopicPartition(topic, p)
+                       for p in reader.partitions_for_topic(topic) or ()])
+        await reader.seek_to_end()
+        ends = {tp: await reader.position(tp) for tp in reader.assignment()}
+        await reader.seek_to_beginning()
+        while [tp for tp, end in ends.items() if await reader.position(tp) < end]:
+            for recs in (await reader.getmany(timeout_ms=200)).values():
+                for rec in recs:
+                    cause = json.loads(rec.value).get("causationid")
+                    if cause in causes:
+                        first.setdefault(cause, rec.timestamp / 1000)
+    finally:
+        await reader.stop()
+    return sorted(first.values())
+
+
 async def breakdown(stack: Stack, payments: list[Sent], sent_at: dict[int, float],
                     at_smsc: list[float]) -> None:
     """Where the story's time goes, by the medians of each stage's stamps (enrollment's and
@@ -187,6 +213,7 @@ async def breakdown(stack: Stack, payments: list[Sent], sent_at: dict[int, float
             " ORDER BY 1", first)]
     finally:
         await conn.close()
+    relayed = await relayed_at(stack, set(ids))
     sent = sorted(sent_at.values())
 
     def median_gap(later: list[float]) -> float:
@@ -194,7 +221,8 @@ async def breakdown(stack: Stack, payments: list[Sent], sent_at: dict[int, float
         return percentile([b - a for a, b in pairs], 50) * 1000 if pairs else float("nan")
 
     print(f"  stages (median from the payment's send): enrollment batch start "
-          f"{median_gap(enrolled):.0f} ms, notify batch start {median_gap(notified):.0f} ms, "
+          f"{median_gap(enrolled):.0f} ms, on the broker {median_gap(relayed):.0f} ms, "
+          f"notify batch start {median_gap(notified):.0f} ms, "
           f"notify's sent stamp {median_gap(handed):.0f} ms, "
           f"at the SMSC {median_gap(at_smsc):.0f} ms")
 

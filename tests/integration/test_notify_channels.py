@@ -289,6 +289,8 @@ async def test_answer_is_recorded_once_the_database_is_back(rig: NotifyRig) -> N
     rig.dispatcher.db = real_db
     rows = await rig.rows(person)
     assert rows[0]["status"] == "sent" and rows[0]["provider_ids"] == result.provider_ids
+    # The done mark follows the database write without being awaited by it.
+    await rig.dispatcher._journal_lines.wait_idle()
     assert rig.dispatcher.journal.pending() == []
     assert await _outbox_types(rig, activated.id) == ["cn.medins.notify.message.sent.v1"]
 
