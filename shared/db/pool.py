@@ -42,6 +42,15 @@ async def close_quietly(conn: asyncpg.Connection | None) -> None:
         conn.terminate()  # a connection of its own (not a pool's proxy): never raises
 
 
+async def _no_session_state(conn: asyncpg.Connection) -> None:
+    """A pooled connection goes back as it is, after asyncpg's own clean-up (an open
+    transaction rolled back, listeners dropped): no reset query, which cost a round trip on
+    every release (each batch, each claim and answer of notify's senders). Pooled connections
+    keep no session state: locks are transaction-scoped (`pg_advisory_xact_lock`), settings
+    `SET LOCAL`, and a LISTEN or a session lock lives on a connection of its own
+    (`Database.listen_apart`, the migrations' `connect`)."""
+
+
 class Database(mode.Service):
     """The service's connection pool; every connection's search_path is its own schema."""
 
@@ -61,6 +70,7 @@ class Database(mode.Service):
                 self._pool = await asyncpg.create_pool(
                     self.dsn, min_size=self.min_size, max_size=self.max_size,
                     server_settings={"search_path": f'"{self.schema}"'},
+                    reset=_no_session_state,
                 )
                 return
             except TRANSIENT_DB_ERRORS as exc:

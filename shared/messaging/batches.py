@@ -10,9 +10,11 @@ from faust.types import EventT
 
 
 async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
-                      handle: Callable[[Sequence[EventT]], Awaitable[None]]) -> None:
-    """Hand the stream's events to `handle` in batches of at most `max_size`, one batch at a
-    time, acking each event only once the batch holding it was handled.
+                      handle: Callable[[Sequence[EventT]], Awaitable[None]],
+                      max_bytes: int = 1 << 20) -> None:
+    """Hand the stream's events to `handle` in batches of at most `max_size` events and about
+    `max_bytes` of record values (always at least one event), one batch at a time, acking
+    each event only once the batch holding it was handled.
 
     Events are taken from the channel's queue, all that wait at once, not through the
     stream's iterator: Faust's iterator gives the event loop a turn before every event, and
@@ -26,15 +28,19 @@ async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
     try:
         while not stream.should_stop:
             batch: list[EventT] = []
+            size = 0
             if queue.empty():
                 waited = await stream.wait(queue.get())
                 if waited.stopped:
                     break
                 batch.append(waited.result)
+                size = _bytes(waited.result)
                 if within > 0:
                     await asyncio.sleep(within)
-            while len(batch) < max_size and not queue.empty():
-                batch.append(queue.get_nowait())
+            while len(batch) < max_size and size < max_bytes and not queue.empty():
+                event = queue.get_nowait()
+                batch.append(event)
+                size += _bytes(event)
             await handle(batch)
             for event in batch:
                 await stream.ack(event)
@@ -42,3 +48,8 @@ async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
         # Faust ends the channel so when the worker stops; what was not handled is not
         # acked, and comes again after the restart.
         return
+
+
+def _bytes(event: EventT) -> int:
+    value = event.message.value
+    return len(value) if value else 0

@@ -507,7 +507,8 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
             for e in events])
 
     async def consume(stream: faust.StreamT[bytes]) -> None:
-        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, handle)
+        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, handle,
+                          max_bytes=settings.batch_max_bytes)
 
     app.agent(channel, name=f"{consumer.service}-consumer", concurrency=1)(consume)
 

@@ -11,8 +11,14 @@ from shared.messaging.batches import run_batches
 
 
 @dataclass
+class Message:
+    value: bytes = b"x"
+
+
+@dataclass
 class Event:
     n: int
+    message: Message = field(default_factory=Message)
 
 
 @dataclass
@@ -51,8 +57,8 @@ class FakeStream:
         self.acked.append(event.n)
         return True
 
-    def deliver(self, n: int) -> None:
-        self.channel.queue.put_nowait(Event(n))
+    def deliver(self, n: int, size: int = 1) -> None:
+        self.channel.queue.put_nowait(Event(n, Message(b"x" * size)))
 
 
 async def until(condition: Any, seconds: float = 5.0) -> None:
@@ -112,6 +118,23 @@ async def test_a_backlog_is_taken_in_full_batches_without_waiting_the_window() -
     runner = asyncio.create_task(run_batches(stream, 300, 60.0, handle))  # type: ignore[arg-type]
     await until(lambda: len(stream.acked) == 1000)
     assert sizes == [300, 300, 300, 100] and stream.acked == list(range(1, 1001))
+    runner.cancel()
+
+
+async def test_a_batch_closes_at_its_byte_limit_with_at_least_one_event() -> None:
+    stream = FakeStream()
+    for n, size in enumerate((400, 400, 400, 2000, 10, 10), start=1):
+        stream.deliver(n, size)
+    batches: list[list[int]] = []
+
+    async def handle(events: Sequence[Event]) -> None:
+        batches.append([e.n for e in events])
+
+    runner = asyncio.create_task(run_batches(  # type: ignore[arg-type]
+        stream, 100, 0.0, handle, max_bytes=1000))
+    await until(lambda: len(stream.acked) == 6)
+    # Closed once 1,000 bytes are reached; an event larger than the limit goes alone.
+    assert batches == [[1, 2, 3], [4], [5, 6]]
     runner.cancel()
 
 
