@@ -27,7 +27,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchlib import (
     PROCESSED,
@@ -167,26 +167,20 @@ async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int,
 
 async def relayed_at(stack: Stack, causes: set[str]) -> list[float]:
     """When the outbox relay put each cause's first event on `enrollment.events` (the record's
-    timestamp, stamped by the relay's producer), sorted."""
-    topic = stack.topic(ENROLLMENT_EVENTS)
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(stack.broker.url),
+    timestamp, stamped by the relay's producer), sorted: the topic read from the start until
+    every cause is found, or fetches come back empty (a cause that emitted nothing)."""
+    reader = AIOKafkaConsumer(stack.topic(ENROLLMENT_EVENTS),
+                              bootstrap_servers=bootstrap_servers(stack.broker.url),
                               auto_offset_reset="earliest", enable_auto_commit=False)
     await reader.start()
     first: dict[str, float] = {}
+    empty = 0
     try:
-        await reader.topics()  # metadata, so the topic's partitions are known
-        reader.assign([TopicPartition(topic, p)
-                       for p in reader.partitions_for_topic(topic) or ()])
-        await reader.seek_to_end()
-        ends = {tp: await reader.position(tp) for tp in reader.assignment()}
-        await reader.seek_to_beginning()
-        quiet = 0  # fetches in a row that brought nothing: the end offset may lie past the
-        # last record (a broker's own count), so reaching it is not the only way out
-        while quiet < 5 and [tp for tp, end in ends.items() if await reader.position(tp) < end]:
-            fetched = await reader.getmany(timeout_ms=200)
-            quiet = 0 if fetched else quiet + 1
-            for recs in fetched.values():
-                for rec in recs:
+        while len(first) < len(causes) and empty < 10:
+            fetched = await reader.getmany(timeout_ms=200, max_records=10_000)
+            empty = 0 if fetched else empty + 1
+            for records in fetched.values():
+                for rec in records:
                     cause = json.loads(rec.value).get("causationid")
                     if cause in causes:
                         first.setdefault(cause, rec.timestamp / 1000)

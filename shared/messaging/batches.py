@@ -11,7 +11,7 @@ from faust.types import EventT
 
 async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
                       handle: Callable[[Sequence[EventT]], Awaitable[None]],
-                      max_bytes: int = 1 << 20) -> None:
+                      max_bytes: int) -> None:
     """Hand the stream's events to `handle` in batches of at most `max_size` events and about
     `max_bytes` of record values (always at least one event), one batch at a time, acking
     each event only once the batch holding it was handled.

@@ -78,7 +78,7 @@ async def test_the_next_batch_fills_while_one_is_handled_and_acks_follow_handlin
         if len(batches) == 1:
             await release.wait()  # the first batch is slow
 
-    runner = asyncio.create_task(run_batches(stream, 4, 0.05, handle))  # type: ignore[arg-type]
+    runner = asyncio.create_task(run_batches(stream, 4, 0.05, handle, 1000))  # type: ignore[arg-type]
     # Quiet: the first event waits the window for the one right behind it.
     await asyncio.sleep(0.01)  # the runner waits on an empty queue
     stream.deliver(1)
@@ -115,7 +115,7 @@ async def test_a_backlog_is_taken_in_full_batches_without_waiting_the_window() -
         sizes.append(len(events))
 
     # A window of a minute would show if a backlog waited for it.
-    runner = asyncio.create_task(run_batches(stream, 300, 60.0, handle))  # type: ignore[arg-type]
+    runner = asyncio.create_task(run_batches(stream, 300, 60.0, handle, 1 << 20))  # type: ignore[arg-type]
     await until(lambda: len(stream.acked) == 1000)
     assert sizes == [300, 300, 300, 100] and stream.acked == list(range(1, 1001))
     runner.cancel()
@@ -144,7 +144,7 @@ async def test_a_failing_handler_acks_nothing_of_its_batch() -> None:
     async def handle(events: Sequence[Event]) -> None:
         raise RuntimeError("database away")
 
-    runner = asyncio.create_task(run_batches(stream, 10, 0.01, handle))  # type: ignore[arg-type]
+    runner = asyncio.create_task(run_batches(stream, 10, 0.01, handle, 1000))  # type: ignore[arg-type]
     stream.deliver(1)
     try:
         await asyncio.wait_for(runner, 2)
