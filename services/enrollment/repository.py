@@ -894,8 +894,11 @@ async def take_early_decisions_of(conn: asyncpg.Connection,
     """As `take_early_decisions` for several (application, person) pairs at once, by pair
     (None: those naming no person), each pair's in the order they arrived. `owner`: every
     valid hash of each person's ID -> the ID."""
+    hashes: dict[str, list[str]] = {}  # the ID -> its hashes: `owner` inverted once
+    for key, pid in owner.items():
+        hashes.setdefault(pid, []).append(key)
     keys = [(app, key) for app, person in wanted if person is not None
-            for key, pid in owner.items() if pid == person]
+            for key in hashes.get(person, ())]
     rows = await conn.fetch(
         "UPDATE awaiting_application SET resumed_at = now() WHERE resumed_at IS NULL AND"
         " ((person_key IS NULL AND application_id = ANY($1::text[]))"

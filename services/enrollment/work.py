@@ -113,6 +113,7 @@ class UnitOfWork:
         self.ids = repo.BatchIds()
         self._apps: dict[str, Application | None] = {}
         self._apps_stored: set[str] = set()
+        self._apps_of: dict[str, dict[str, None]] = {}  # person -> ids of theirs in `_apps`
         self._latest: dict[str, str | None] = {}  # person -> their latest application's id
         self._payments: dict[str, dict[str, Any]] = {}  # payment_ref -> row
         self._no_payment: set[str] = set()  # references looked up and not found
@@ -169,7 +170,8 @@ class UnitOfWork:
             for row in await repo.load_applications_of(self.conn, app_ids, self._keys(latest)):
                 app_id = row["application_id"]
                 if self._apps.get(app_id) is None:  # else as changed in memory
-                    self._apps[app_id] = repo.application_of(row, self._owner)
+                    app = self._apps[app_id] = repo.application_of(row, self._owner)
+                    self._apps_of.setdefault(app.person_id, {})[app_id] = None
                 self._apps_stored.add(app_id)
                 pid = self._owner.get(row["person_key"])
                 if pid in latest:
@@ -233,8 +235,9 @@ class UnitOfWork:
             return found
         if person_id not in self._latest:
             await self.preload(latest_of=[person_id])  # loads every application of theirs
-        for app in self._apps.values():
-            if app is not None and app.person_id == person_id and app.channel_ref == reference:
+        for app_id in self._apps_of.get(person_id, ()):
+            app = self._apps[app_id]
+            if app is not None and app.channel_ref == reference:
                 return _copy_application(app)
         return found
 
@@ -253,6 +256,7 @@ class UnitOfWork:
             # latest of theirs).
             self._latest[application.person_id] = app_id
         self._apps[app_id] = _copy_application(application)
+        self._apps_of.setdefault(application.person_id, {})[app_id] = None
         self._dirty_apps[app_id] = None
 
     async def record_history(self, person_id: str, reference: str, what: str,
