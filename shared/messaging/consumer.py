@@ -98,6 +98,17 @@ class RawMessage:
 
 
 @dataclass
+class Admitted:
+    """A batch as admitted: what passed verification and parsing, with who signed each
+    (event id -> key, staff id), and why the rest did not (index in the batch -> reason)."""
+
+    received_at: datetime
+    parsed: list[tuple[RawMessage, Envelope, Payload]] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    signers: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+@dataclass
 class HandlerContext:
     """Given to a handler: its transaction, and `emit` for events caused by the current one."""
 
@@ -291,13 +302,10 @@ class EventConsumer:
         found = logical(topic, self.settings.namespace)
         return found[1] if found is not None and found[0] == self.settings.region else None
 
-    async def process(self, batch: Sequence[RawMessage]) -> None:
-        """Handle a batch; returns only once every record is committed or dead-lettered."""
-        started = time.perf_counter()
-        received_at = clock.now()
-        parsed: list[tuple[RawMessage, Envelope, Payload]] = []
-        rejected: dict[int, str] = {}  # index in batch -> dead-letter reason
-        signers: dict[str, tuple[str | None, str | None]] = {}  # event id -> key, staff id
+    def admit(self, batch: Sequence[RawMessage]) -> Admitted:
+        """Verify and parse a batch, with no database and no shared state changed but the
+        metrics: safe to run in a thread while the batch before is handled."""
+        admitted = Admitted(received_at=clock.now())
         for index, msg in enumerate(batch):
             if self._not_ours(msg):
                 EVENTS_NOT_HANDLED.labels(self.service, msg.topic).inc()
@@ -305,15 +313,26 @@ class EventConsumer:
             try:
                 envelope, payload, signed_by, actor = self._admit(msg)
             except Refused as exc:
-                rejected[index] = exc.reason
+                admitted.rejected[index] = exc.reason
                 EVENTS_REFUSED.labels(self.service, msg.topic, exc.kind).inc()
                 log.warning("refused", topic=msg.topic, offset=msg.offset, reason=exc.kind,
                             detail=mask_text(exc.detail, names_in_bytes(msg.value)))
             except ContractError as exc:
-                rejected[index] = exc.reason
+                admitted.rejected[index] = exc.reason
             else:
-                parsed.append((msg, envelope, payload))
-                signers[envelope.id] = (signed_by, actor)
+                admitted.parsed.append((msg, envelope, payload))
+                admitted.signers[envelope.id] = (signed_by, actor)
+        return admitted
+
+    async def process(self, batch: Sequence[RawMessage],
+                      admitted: Admitted | None = None) -> None:
+        """Handle a batch (admitted here unless `admit` already ran on it); returns only once
+        every record is committed or dead-lettered."""
+        started = time.perf_counter()
+        if admitted is None:
+            admitted = self.admit(batch)
+        parsed, rejected, signers = admitted.parsed, admitted.rejected, admitted.signers
+        received_at = admitted.received_at
         delay = 0.1
         singles: set[int] = set()  # events of a failed set-based group, redone one by one
         while True:
@@ -500,15 +519,20 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
         for kind in ("unauthenticated", "forbidden"):
             EVENTS_REFUSED.labels(consumer.service, name, kind)
 
-    async def handle(events: Sequence[Any]) -> None:
-        await consumer.process([
-            RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                       e.message.key, e.message.value, _headers(e.message.headers))
-            for e in events])
+    def admit(events: Sequence[Any]) -> tuple[list[RawMessage], Admitted]:
+        batch = [RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                            e.message.key, e.message.value, _headers(e.message.headers))
+                 for e in events]
+        return batch, consumer.admit(batch)
+
+    async def handle(admitted: tuple[list[RawMessage], Admitted]) -> None:
+        await consumer.process(*admitted)
 
     async def consume(stream: faust.StreamT[bytes]) -> None:
+        # Admission (signatures, parsing) runs in a thread, the next batch's while this
+        # one waits for the database.
         await run_batches(stream, settings.batch_size, settings.batch_within_seconds, handle,
-                          max_bytes=settings.batch_max_bytes)
+                          max_bytes=settings.batch_max_bytes, prepare=admit)
 
     app.agent(channel, name=f"{consumer.service}-consumer", concurrency=1)(consume)
 

@@ -151,3 +151,65 @@ async def test_a_failing_handler_acks_nothing_of_its_batch() -> None:
     except RuntimeError:
         pass
     assert stream.acked == []
+
+
+async def test_under_a_backlog_the_next_batch_is_prepared_while_one_is_handled() -> None:
+    stream = FakeStream()
+    for n in range(1, 10):
+        stream.deliver(n)
+    prepared: list[list[int]] = []
+    handled: list[list[int]] = []
+    release = asyncio.Event()
+
+    def prepare(events: Sequence[Event]) -> list[int]:
+        prepared.append([e.n for e in events])
+        return [e.n for e in events]
+
+    async def handle(numbers: list[int]) -> None:
+        handled.append(numbers)
+        if len(handled) == 1:
+            await release.wait()  # the first batch waits for its database
+
+    runner = asyncio.create_task(run_batches(  # type: ignore[arg-type]
+        stream, 4, 60.0, handle, 1 << 20, prepare=prepare))
+    # The first batch is handled and the second, taken at once, prepared meanwhile; the
+    # third stays queued (one batch ahead at most) and nothing is acked yet.
+    await until(lambda: len(prepared) == 2)
+    await asyncio.sleep(0.05)
+    assert handled == [[1, 2, 3, 4]] and prepared == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert stream.acked == []
+
+    release.set()
+    await until(lambda: len(stream.acked) == 9)
+    # Handled and acked one batch at a time in the order taken, each with its own result.
+    assert handled == [[1, 2, 3, 4], [5, 6, 7, 8], [9]]
+    assert stream.acked == list(range(1, 10))
+    runner.cancel()
+
+
+async def test_a_quiet_stream_is_not_taken_ahead() -> None:
+    stream = FakeStream()
+    prepared: list[list[int]] = []
+    release = asyncio.Event()
+
+    def prepare(events: Sequence[Event]) -> list[int]:
+        prepared.append([e.n for e in events])
+        return [e.n for e in events]
+
+    async def handle(numbers: list[int]) -> None:
+        await release.wait()
+
+    runner = asyncio.create_task(run_batches(  # type: ignore[arg-type]
+        stream, 4, 0.01, handle, 1 << 20, prepare=prepare))
+    stream.deliver(1)
+    await until(lambda: prepared == [[1]])
+    # Arriving while the lone first batch is handled: they wait to make a batch together,
+    # not a batch of one taken ahead.
+    stream.deliver(2)
+    stream.deliver(3)
+    await asyncio.sleep(0.05)
+    assert prepared == [[1]]
+    release.set()
+    await until(lambda: len(stream.acked) == 3)
+    assert prepared == [[1], [2, 3]]
+    runner.cancel()
