@@ -739,10 +739,14 @@ async def load_applications_of(conn: asyncpg.Connection, application_ids: list[s
                                keys: list[str]) -> list[asyncpg.Record]:
     """Applications by id and every application of the persons hashed as `keys`, locked,
     oldest first (a person's latest is their last)."""
+    # Each lookup on its own, then the rows by id: with the two `= ANY` joined by OR the
+    # planner scanned the table comparing each row with every element (232 ms a batch at
+    # 10,000 rows and growing); alone, each is an index scan or a hashed filter.
     return await conn.fetch(
-        "SELECT * FROM applications WHERE application_id = ANY($1::text[])"
-        " OR person_key = ANY($2::text[]) ORDER BY created_at FOR UPDATE",
-        application_ids, keys)
+        "SELECT * FROM applications WHERE application_id IN ("
+        " SELECT application_id FROM applications WHERE application_id = ANY($1::text[])"
+        " UNION ALL SELECT application_id FROM applications WHERE person_key = ANY($2::text[]))"
+        " ORDER BY created_at FOR UPDATE", application_ids, keys)
 
 
 async def save_applications(conn: asyncpg.Connection, ids: BatchIds,
@@ -809,10 +813,12 @@ async def load_payments_of(conn: asyncpg.Connection, payment_refs: list[str],
                            parked_keys: list[str]) -> list[asyncpg.Record]:
     """Payments by reference, and the parked payments of the persons hashed as
     `parked_keys`, oldest first, locked."""
+    # Two lookups, not an OR of them (see load_applications_of).
     return await conn.fetch(
-        "SELECT * FROM payments WHERE payment_ref = ANY($1::text[])"
-        " OR (person_key = ANY($2::text[]) AND state = 'parked')"
-        " ORDER BY recorded_at FOR UPDATE", payment_refs, parked_keys)
+        "SELECT * FROM payments WHERE payment_ref IN ("
+        " SELECT payment_ref FROM payments WHERE payment_ref = ANY($1::text[])"
+        " UNION ALL SELECT payment_ref FROM payments WHERE person_key = ANY($2::text[])"
+        " AND state = 'parked') ORDER BY recorded_at FOR UPDATE", payment_refs, parked_keys)
 
 
 PaymentRow = tuple[str, str, str | None, Any, Any, int, str, str | None]
