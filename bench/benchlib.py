@@ -145,9 +145,17 @@ class Stack:
             await asyncio.sleep(0.2)
 
     def metrics(self, service: str, region: str = REGION) -> str:
+        return self.metrics_of(service, region)()
+
+    def metrics_of(self, service: str, region: str = REGION) -> Callable[[], str]:
+        """A reader of the /metrics of the worker started last for `service`."""
         url = f"http://127.0.0.1:{self.web_ports[f'{service}@{region}']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return str(answer.read().decode())
+
+        def read() -> str:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return str(answer.read().decode())
+
+        return read
 
     async def drop_schemas(self) -> None:
         conn = await connect(self.db.url)

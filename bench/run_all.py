@@ -54,6 +54,8 @@ def plan(args: argparse.Namespace) -> list[Bench]:
     return [
         Bench("baselines", "baselines.py", [str(args.events)]),
         Bench("enrollment", "skeleton.py", [str(args.events)]),
+        # The same load on two workers of one group: how the service scales out.
+        Bench("enrollment-2", "skeleton.py", [str(args.events), "--replicas", "2"]),
         Bench("transfer", "transfer_roundtrip.py", [str(args.transfers)]),
         Bench("reimbursement", "reimbursement.py",
               [str(args.claims), "--records", str(args.outage_records)]),
@@ -76,6 +78,9 @@ ROWS = [
     Row("baseline faust-naive", "events/s", "", ["baselines"]),
     Row("enrollment applications", "events/s", "≥ 5,000/s and ≥ 4× naive", ["enrollment"]),
     Row("tax payments", "events/s", "≥ 5,000/s and ≥ 4× naive", ["enrollment"]),
+    Row("enrollment applications (2 workers)", "events/s", "≥ 5,000/s and ≥ 4× naive",
+        ["enrollment-2"]),
+    Row("tax payments (2 workers)", "events/s", "≥ 5,000/s and ≥ 4× naive", ["enrollment-2"]),
     Row("transfer intake", "transfers/s", "≥ 3,000/s", ["transfer"]),
     Row("transfer round trips A→B→A", "transfers/s", "", ["transfer"]),
     Row("reimbursement claims", "claims/s", "≥ 3,000/s", ["reimbursement"]),
@@ -97,7 +102,8 @@ def low_rate_rows(low_rate: float) -> list[Row]:
             for what in ("application.received p50", "application.received p99",
                          "story payment→SMS p50", "story payment→SMS p99")]
 VS_NAIVE = {"enrollment applications", "tax payments", "transfer intake",
-            "reimbursement claims"}
+            "reimbursement claims", "enrollment applications (2 workers)",
+            "tax payments (2 workers)"}
 
 
 def run_bench(bench: Bench, round_no: int, log_dir: Path) -> tuple[list[dict[str, object]], str]:

@@ -5,7 +5,9 @@ waits for its group to join, then publishes N signed applications (as the channe
 measures the steady consume-and-commit rate (10% to 90% of N recorded as processed), the
 batches' own rate and the end-to-end rate until the outbox relay has published every resulting
 event. Then N approvals (review desk, not measured) and N tax payments (the tax authority),
-the payments' rate measured the same way. Run: python bench/skeleton.py [N] [--no-tax]
+the payments' rate measured the same way. With --replicas K, K enrollment workers (one consumer
+group: the partitions split between them) take the same load; the figures are named so.
+Run: python bench/skeleton.py [N] [--no-tax] [--replicas K]
 """
 from __future__ import annotations
 
@@ -39,12 +41,17 @@ def batch_figures(metrics: str) -> tuple[float, float]:
     return figures["medins_batch_size_count"], figures["medins_batch_seconds_sum"]
 
 
-async def main(n: int, tax: bool) -> None:
+async def main(n: int, tax: bool, replicas: int) -> None:
     stack = Stack.start("enrollment")
+    named = "" if replicas == 1 else f" ({replicas} workers)"
     try:
         await stack.topics()
-        stack.start_worker("enrollment")
-        await stack.ready("enrollment")
+        metrics = []
+        for _ in range(replicas):
+            # One at a time: each is ready once the group gave it partitions.
+            stack.start_worker("enrollment")
+            await stack.ready("enrollment")
+            metrics.append(stack.metrics_of("enrollment"))
         now = datetime.now(UTC)
         # Distinct people: a random ID drawn twice would be a refused second application.
         persons = list(dict.fromkeys(people.resident_id() for _ in range(2 * n)))[:n]
@@ -64,15 +71,17 @@ async def main(n: int, tax: bool) -> None:
         while await pending():
             await asyncio.sleep(0.02)
         relayed = time.perf_counter() - started
-        batches, busy = batch_figures(stack.metrics("enrollment"))
+        figures = [batch_figures(read()) for read in metrics]
+        batches, busy = (sum(f[0] for f in figures), sum(f[1] for f in figures))
         print(f"applications: {n} of {size:.0f} bytes, signed by the channels")
         print(f"publish:            {n / published:8.0f} events/s ({published:.2f}s)")
         print(f"consume + commit:   {rate:8.0f} events/s steady ({took:.2f}s for all)")
         print(f"in batches only:    {n / busy:8.0f} events/s ({batches:.0f} batches,"
-              f" {n / batches:.0f} events each, {busy:.2f}s inside batch transactions)")
+              f" {n / batches:.0f} events each, {busy:.2f}s inside batch transactions"
+              f"{', all workers' if replicas > 1 else ''})")
         print(f"end to end:         {n / relayed:8.0f} events/s ({relayed:.2f}s) until the"
               " outbox relay had published everything they caused")
-        result("enrollment applications", rate, "events/s", goal=5000,
+        result(f"enrollment applications{named}", rate, "events/s", goal=5000,
                goal_vs_naive=4.0, bytes=round(size))
         if not tax:
             return
@@ -93,7 +102,7 @@ async def main(n: int, tax: bool) -> None:
                              ContributionPaymentConfirmed.event_type)
         rate, took = await steady_rate(paid, n)
         print(f"tax payments:       {rate:8.0f} events/s steady ({took:.2f}s for all)")
-        result("tax payments", rate, "events/s", goal=5000, goal_vs_naive=4.0)
+        result(f"tax payments{named}", rate, "events/s", goal=5000, goal_vs_naive=4.0)
         await prod.stop()
     finally:
         await stack.stop()
@@ -104,5 +113,7 @@ if __name__ == "__main__":
     parser.add_argument("n", nargs="?", type=int, default=20_000)
     parser.add_argument("--no-tax", dest="tax", action="store_false",
                         help="applications only")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="enrollment workers sharing the partitions (default 1)")
     args = parser.parse_args()
-    run(lambda: main(args.n, args.tax))
+    run(lambda: main(args.n, args.tax, args.replicas))
