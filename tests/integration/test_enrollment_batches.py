@@ -241,3 +241,29 @@ async def test_a_bug_on_one_event_of_a_batch_costs_that_event_alone(
     assert all("ValueError: a bug in the rules" in d[1] for d in got["dead"])
     assert 1 in calls[EnrollmentApplicationSubmitted.event_type]
 
+
+
+async def test_a_batch_lookup_does_not_compare_every_row_with_every_element(
+        two_schemas: tuple[Database, Database]) -> None:
+    """With a plan cached while the table was small, or with two lookups joined by OR, each
+    batch scanned the applications comparing every row with every element of its arrays (the
+    time grew with rows × batch). The pools plan for the arrays they get, and the lookup runs
+    as an index scan or a hashed filter: never a plain filter holding the whole array."""
+    db, _ = two_schemas
+    async with db.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        await conn.execute(
+            "INSERT INTO applications (application_id, person_ref, person_key, insurance_type,"
+            " channel, state) SELECT 'APP-' || i, 'ref', 'key-' || i, 'resident', 'app',"
+            " 'submitted' FROM generate_series(1, 3000) i")
+        wanted = [f"APP-{i}" for i in range(2500, 3100)]
+        keys = [f"key-{i}" for i in range(1, 1200)]
+        ran: list[str] = []
+        conn.add_query_logger(lambda record: ran.append(record.query))
+        for _ in range(7):  # past the five executions after which a generic plan may be kept
+            rows = await repo.load_applications_of(conn, wanted, keys)
+        assert {r["application_id"] for r in rows} == (
+            {f"APP-{i}" for i in range(2500, 3001)} | {f"APP-{i}" for i in range(1, 1200)})
+        # The statement the repository ran, planned as it runs: no node filters with an OR.
+        plan = json.dumps(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {ran[-1]}", wanted, keys))
+        assert "Plan" in plan and " OR " not in plan
