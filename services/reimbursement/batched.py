@@ -52,6 +52,7 @@ def claims_submitted(cache: BookCache) -> Handler:
         receipts = list({(c.invoice_no, c.institution_code) for c in cmds})
         claims = {at: claim for at, (claim, _) in (await repo.claims_of(
             conn, [(c.person_id, c.claim_id) for c in cmds], persons)).items()}
+        stored = set(claims)
         periods = await repo.coverage_of(conn, persons)
         filings = await repo.filings_of(conn, {c.person_id: persons[c.person_id]
                                                for c in cmds if c.treatment_area})
@@ -81,7 +82,8 @@ def claims_submitted(cache: BookCache) -> Handler:
                 holders[receipt] = at
             writes[at] = repo.ClaimWrite(claim, cmd.invoice_no, cmd.institution_code,
                                          sets_treatment_area=True,
-                                         treatment_area=cmd.treatment_area)
+                                         treatment_area=cmd.treatment_area,
+                                         stored=at in stored)
             history.append((claim, detail, env.id))
             tell_submission(ctx, cmd, claim)
         await repo.save_claims(conn, list(writes.values()), persons)
@@ -165,7 +167,8 @@ def outage_uploads(cache: BookCache) -> Handler:
                                                     institution, outage.pay_by, history,
                                                     refusals)
                     claims[key] = (claim, met)
-                    writes[key] = repo.ClaimWrite(claim, record.record_id, institution, kept)
+                    writes[key] = repo.ClaimWrite(claim, record.record_id, institution, kept,
+                                                  stored=key in existing)
                     if outcome == "no_rule":
                         route, reason = "rejected", "calculation: no policy rule for this record"
                     else:
