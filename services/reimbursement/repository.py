@@ -630,12 +630,17 @@ async def annual_totals_of(conn: asyncpg.Connection, person: PersonKeys
     """(person, line, year) -> the totals `annual_totals` gives; absent: all zero."""
     owners = _owners(person)
     keys = list(owners)
+    # The figures are taken out of each row before grouping (OFFSET 0 keeps the subquery
+    # from being merged into the grouping): sorted whole, the rows carried their
+    # calculation (~1 kB each) and the sort of an outage's persons' claims spilled to disk
+    # (490 ms a batch at 56,000 claims, against ~60 ms).
     claims = await conn.fetch(
-        "SELECT person_key, benefit_line, extract(year FROM expense_date)::int AS year,"
-        " coalesce(sum(payable_fen), 0) AS paid,"
-        " coalesce(sum((calculation->>'deductible_fen')::bigint), 0) AS deductible"
+        "SELECT person_key, benefit_line, year, coalesce(sum(paid), 0) AS paid,"
+        " coalesce(sum(deductible), 0) AS deductible FROM ("
+        " SELECT person_key, benefit_line, extract(year FROM expense_date)::int AS year,"
+        " payable_fen AS paid, (calculation->>'deductible_fen')::bigint AS deductible"
         " FROM claims WHERE person_key = ANY($1::text[]) AND stage IN ('approved', 'paid')"
-        " GROUP BY 1, 2, 3", keys)
+        " OFFSET 0) AS counted GROUP BY 1, 2, 3", keys)
     settled = await conn.fetch(
         "SELECT person_key, benefit_line, extract(year FROM settled_on)::int AS year,"
         " coalesce(sum(fund_paid_fen), 0) AS paid,"
