@@ -144,9 +144,6 @@ class Stack:
                 raise TimeoutError(f"{service}@{region} not ready in {timeout}s; see {self.work}")
             await asyncio.sleep(0.2)
 
-    def metrics(self, service: str, region: str = REGION) -> str:
-        return self.metrics_of(service, region)()
-
     def metrics_of(self, service: str, region: str = REGION) -> Callable[[], str]:
         """A reader of the /metrics of the worker started last for `service`."""
         url = f"http://127.0.0.1:{self.web_ports[f'{service}@{region}']}/metrics"

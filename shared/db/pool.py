@@ -27,9 +27,19 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _session(schema: str | None) -> dict[str, str]:
+    """Every connection's settings: its schema, and custom plans. A batch's `= ANY($1)`
+    lookups are planned for the arrays they get: a generic plan, cached by PostgreSQL while a
+    table was small, went on scanning it whole, each row against every element (enrollment's
+    applications lookup took 216 ms a batch at 10,000 rows and grew with them)."""
+    settings = {"plan_cache_mode": "force_custom_plan"}
+    if schema:
+        settings["search_path"] = f'"{schema}"'
+    return settings
+
+
 async def connect(dsn: str, schema: str | None = None, **kwargs: Any) -> asyncpg.Connection:
-    settings = {"search_path": f'"{schema}"'} if schema else {}
-    return await asyncpg.connect(dsn, server_settings=settings, **kwargs)
+    return await asyncpg.connect(dsn, server_settings=_session(schema), **kwargs)
 
 
 async def close_quietly(conn: asyncpg.Connection | None) -> None:
@@ -67,14 +77,9 @@ class Database(mode.Service):
         delay = 0.2
         while True:
             try:
-                # Custom plans: a batch's `= ANY($1)` lookups are planned for the arrays
-                # they get. A generic plan, cached while a table was small, went on
-                # scanning it whole, each row against every element: enrollment's
-                # applications lookup took 216 ms a batch at 10,000 rows and grew with them.
                 self._pool = await asyncpg.create_pool(
                     self.dsn, min_size=self.min_size, max_size=self.max_size,
-                    server_settings={"search_path": f'"{self.schema}"',
-                                     "plan_cache_mode": "force_custom_plan"},
+                    server_settings=_session(self.schema),
                     reset=_no_session_state,
                 )
                 return

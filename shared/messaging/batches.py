@@ -36,12 +36,8 @@ async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
     loop = asyncio.get_running_loop()
     helper = ThreadPoolExecutor(1, thread_name_prefix="batch-prepare") if prepare else None
 
-    def start(batch: list[EventT]) -> asyncio.Future[Any]:
-        if prepare is None:
-            done: asyncio.Future[Any] = loop.create_future()
-            done.set_result(batch)
-            return done
-        return loop.run_in_executor(helper, prepare, batch)
+    def start(batch: list[EventT]) -> asyncio.Future[Any] | None:
+        return loop.run_in_executor(helper, prepare, batch) if prepare else None
 
     def take_waiting(batch: list[EventT], size: int) -> bool:
         """Add what waits to `batch` up to the limits; True when a limit closed it."""
@@ -55,7 +51,7 @@ async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
 
     # The next batch when taken ahead: its events, its preparation, whether a backlog
     # stood behind it.
-    following: tuple[list[EventT], asyncio.Future[Any], bool] | None = None
+    following: tuple[list[EventT], asyncio.Future[Any] | None, bool] | None = None
     try:
         while not stream.should_stop:
             if following is not None:
@@ -74,7 +70,7 @@ async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
                         await asyncio.sleep(within)
                 backlog = take_waiting(batch, size) and not queue.empty()
                 prepared = start(batch)
-            work = await prepared
+            work = batch if prepared is None else await prepared
             if backlog and prepare is not None:
                 ahead: list[EventT] = []
                 more = take_waiting(ahead, 0) and not queue.empty()
@@ -88,7 +84,7 @@ async def run_batches(stream: faust.StreamT[Any], max_size: int, within: float,
         # acked, and comes again after the restart.
         return
     finally:
-        if following is not None:
+        if following is not None and following[1] is not None:
             following[1].cancel()
         if helper is not None:
             helper.shutdown(wait=False, cancel_futures=True)

@@ -242,7 +242,6 @@ async def test_a_bug_on_one_event_of_a_batch_costs_that_event_alone(
     assert 1 in calls[EnrollmentApplicationSubmitted.event_type]
 
 
-
 async def test_a_batch_lookup_does_not_compare_every_row_with_every_element(
         two_schemas: tuple[Database, Database]) -> None:
     """With a plan cached while the table was small, or with two lookups joined by OR, each

@@ -68,6 +68,14 @@ async def until(condition: Any, seconds: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def recording(prepared: list[list[int]]) -> Any:
+    """A `prepare` that notes each batch it is given and hands on the events' numbers."""
+    def prepare(events: Sequence[Event]) -> list[int]:
+        prepared.append([e.n for e in events])
+        return [e.n for e in events]
+    return prepare
+
+
 async def test_the_next_batch_fills_while_one_is_handled_and_acks_follow_handling() -> None:
     stream = FakeStream()
     batches: list[list[int]] = []
@@ -161,17 +169,13 @@ async def test_under_a_backlog_the_next_batch_is_prepared_while_one_is_handled()
     handled: list[list[int]] = []
     release = asyncio.Event()
 
-    def prepare(events: Sequence[Event]) -> list[int]:
-        prepared.append([e.n for e in events])
-        return [e.n for e in events]
-
     async def handle(numbers: list[int]) -> None:
         handled.append(numbers)
         if len(handled) == 1:
             await release.wait()  # the first batch waits for its database
 
     runner = asyncio.create_task(run_batches(  # type: ignore[arg-type]
-        stream, 4, 60.0, handle, 1 << 20, prepare=prepare))
+        stream, 4, 60.0, handle, 1 << 20, prepare=recording(prepared)))
     # The first batch is handled and the second, taken at once, prepared meanwhile; the
     # third stays queued (one batch ahead at most) and nothing is acked yet.
     await until(lambda: len(prepared) == 2)
@@ -192,15 +196,11 @@ async def test_a_quiet_stream_is_not_taken_ahead() -> None:
     prepared: list[list[int]] = []
     release = asyncio.Event()
 
-    def prepare(events: Sequence[Event]) -> list[int]:
-        prepared.append([e.n for e in events])
-        return [e.n for e in events]
-
     async def handle(numbers: list[int]) -> None:
         await release.wait()
 
     runner = asyncio.create_task(run_batches(  # type: ignore[arg-type]
-        stream, 4, 0.01, handle, 1 << 20, prepare=prepare))
+        stream, 4, 0.01, handle, 1 << 20, prepare=recording(prepared)))
     stream.deliver(1)
     await until(lambda: prepared == [[1]])
     # Arriving while the lone first batch is handled: they wait to make a batch together,
