@@ -50,7 +50,7 @@ from shared.contracts.topics import ENROLLMENT_EVENTS
 from shared.devstack import people
 from shared.devstack.broker import free_port, wait_for_port
 from shared.devstack.mailserver import MailServer
-from shared.devstack.smsc import read_received
+from shared.devstack.smsc import ReceivedTail
 from shared.messaging.admin import bootstrap_servers
 
 
@@ -126,7 +126,8 @@ async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int,
             made = application(a, p, now)
         mobiles.add(made.mobile)
         applications.append(made)
-    start_count = len(read_received(folder))
+    tail = ReceivedTail(folder)
+    tail.new()  # what earlier parts of the run received
     prod = await producer(stack)
     await send_all(prod, signed_records(stack, applications))
     await send_all(prod, signed_records(stack, [EnrollmentReviewDecided(
@@ -136,12 +137,13 @@ async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int,
     await steady_rate(approved, n, timeout=600)
     # Every SMS of the applications and approvals out before the clock starts (two each).
     deadline = time.monotonic() + 600
-    while (got_before := len(read_received(folder)) - start_count) < 2 * n:
+    got_before = 0
+    while (got_before := got_before + len(tail.new())) < 2 * n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{got_before} of {2 * n} SMS before payments")
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
-    before = len(read_received(folder))
+    tail.new()
     year = now.year
     payments = signed_records(stack, [ContributionPaymentConfirmed(
         payment_ref=f"TAX-{uuid.uuid4().hex[:12].upper()}", person_id=p, application_id=a,
@@ -154,7 +156,7 @@ async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int,
     got: dict[int, float] = {}
     deadline = time.monotonic() + 600
     while len(got) < n:
-        for sms in read_received(folder)[before:]:
+        for sms in tail.new():
             i = by_mobile.get(sms["to"].lstrip("+").removeprefix("86"))
             if i is not None and sms["at"] >= sent_at[i]:
                 got.setdefault(i, sms["at"])

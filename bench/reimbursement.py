@@ -7,9 +7,14 @@ would send (signed with the region's key; not measured). Then:
 1. N manual claims from the channels (signed), the steady rate of claims recorded (10%-90%);
 2. the agency declares a settlement outage, and a hospital uploads R outage records in batches
    of 1,000 (signed by the hospital); the time from the first upload until R payment
-   instructions are on `payments.instructions` (goal for 100,000: at most 60 s).
+   instructions are on `payments.instructions` (goal for 100,000: at most 60 s); skipped
+   with R = 0.
 
-Run: python bench/reimbursement.py [N] [--records R]
+With --replicas K, K reimbursement workers (one consumer group) share the partitions; the
+figures are named "(K workers)". An outage comes from one hospital, whose uploads share one
+partition, so it runs on one worker whatever K is.
+
+Run: python bench/reimbursement.py [N] [--records R] [--replicas K]
 """
 from __future__ import annotations
 
@@ -44,12 +49,15 @@ PROCESSED = "SELECT count(*) FROM processed_messages WHERE event_type = $1"
 PER_UPLOAD = 1000
 
 
-async def main(n: int, records: int) -> None:
+async def main(n: int, records: int, replicas: int) -> None:
     stack = Stack.start("reimbursement")
+    named = "" if replicas == 1 else f" ({replicas} workers)"
     try:
         await stack.topics()
-        stack.start_worker("reimbursement")
-        await stack.ready("reimbursement")
+        for _ in range(replicas):
+            # One at a time: each is ready once the group gave it partitions.
+            stack.start_worker("reimbursement")
+            await stack.ready("reimbursement")
         now = datetime.now(UTC)
         day = now.date() - timedelta(days=3)
         persons = [people.resident_id() for _ in range(min(max(n, records), 5000))]
@@ -74,7 +82,10 @@ async def main(n: int, records: int) -> None:
         rate, took = await steady_rate(taken, n)
         print(f"claims: {n} from {len(persons)} covered people")
         print(f"claims recorded:   {rate:8.0f} claims/s steady ({took:.2f}s for all)")
-        result("reimbursement claims", rate, "claims/s", goal=3000)
+        result(f"reimbursement claims{named}", rate, "claims/s", goal=3000)
+        if not records:
+            await prod.stop()
+            return
 
         run_id = uuid.uuid4().hex[:6].upper()
         await send_all(prod, signed_records(stack, [SettlementOutageDeclared(
@@ -110,5 +121,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=10_000, help="manual claims")
     parser.add_argument("--records", type=int, default=100_000, help="outage records")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="reimbursement workers sharing the partitions")
     args = parser.parse_args()
-    run(lambda: main(args.n, args.records))
+    run(lambda: main(args.n, args.records, args.replicas))

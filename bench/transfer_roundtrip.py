@@ -6,7 +6,9 @@ events those services would send, then N transfer-outs are requested in A, then 
 sheets issued (no balance, so B merges at once and acknowledges). Every event is signed as
 its producer would sign it (the channels, the transfer office, the regions' own services).
 Prints the steady rate at which A accepted requests (due dates counted in working days, 10% to
-90% of N) and the rate of completed round trips. Run: python bench/transfer_roundtrip.py [N]
+90% of N) and the rate of completed round trips. With --replicas K, each region runs K transfer
+workers (one consumer group per region) and the figures are named "(K workers)".
+Run: python bench/transfer_roundtrip.py [N] [--replicas K]
 """
 from __future__ import annotations
 
@@ -41,14 +43,17 @@ async def wait_count(conn, sql: str, target: int, deadline: float) -> float:  # 
     return time.perf_counter()
 
 
-async def main(n: int) -> None:
+async def main(n: int, replicas: int) -> None:
     stack = Stack.start("transfer")
+    named = "" if replicas == 1 else f" ({replicas} workers)"
     try:
         await stack.topics((A, B))
-        for region in (A, B):
-            stack.start_worker("transfer", region)
-        for region in (A, B):
-            await stack.ready("transfer", region)
+        for _ in range(replicas):
+            # One at a time per region: each is ready once its group gave it partitions.
+            for region in (A, B):
+                stack.start_worker("transfer", region)
+            for region in (A, B):
+                await stack.ready("transfer", region)
         ns = stack.namespace
         conn_a = conn_b = None
         deadline = time.perf_counter() + 120
@@ -108,8 +113,8 @@ async def main(n: int) -> None:
               f"({completed:.2f}s)")
         print(f"contribution months sent {sent}, credited {moved}: "
               f"{'reconciled' if sent == moved else 'MISMATCH'}")
-        result("transfer intake", rate, "transfers/s", goal=3000)
-        result("transfer round trips A→B→A", n / completed, "transfers/s")
+        result(f"transfer intake{named}", rate, "transfers/s", goal=3000)
+        result(f"transfer round trips A→B→A{named}", n / completed, "transfers/s")
         if sent != moved:
             raise SystemExit("contribution months not reconciled")
         for conn in (conn_a, conn_b):
@@ -121,5 +126,7 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=2000)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="transfer workers per region sharing its partitions")
     args = parser.parse_args()
-    run(lambda: main(args.n))
+    run(lambda: main(args.n, args.replicas))

@@ -204,6 +204,26 @@ def read_received(folder: Path) -> list[dict[str, Any]]:
     return out
 
 
+class ReceivedTail:
+    """The messages a LocalSmsc folder records, read as the file grows: each call returns only
+    those written since the last (a poller re-reading the whole file every 0.2 s took a fifth
+    of a core at 200 SMS/s, from the machine it was measuring)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "received.jsonl"
+        self._offset = 0
+
+    def new(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        complete = data.rfind(b"\n") + 1  # a line still being written waits for next time
+        self._offset += complete
+        return [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
+
+
 def serve_forever(port: int, folder: Path) -> None:
     """Run the local SMSC in this process until it is killed (fault tests kill it)."""
     async def run() -> None:
