@@ -23,8 +23,8 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from benchlib import Stack, application, producer, result, run, send_all, signed_records
+
 from shared.contracts import parse_event
 from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.devstack.broker import free_port

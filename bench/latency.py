@@ -28,7 +28,6 @@ import uuid
 from datetime import UTC, date, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from benchlib import (
     PROCESSED,
     Sent,
@@ -43,6 +42,7 @@ from benchlib import (
     signed_records,
     steady_rate,
 )
+
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.enrollment import ApplicationReceived
 from shared.contracts.tax import ContributionPaymentConfirmed

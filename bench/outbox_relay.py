@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 
 from benchlib import Stack, application, count_records, result, run, signed_records
+
 from shared.contracts.topics import ENROLLMENT_FROM_CHANNELS
 from shared.db.migrations import MESSAGING_MIGRATIONS, discover, migrate
 from shared.db.pool import Database, connect

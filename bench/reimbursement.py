@@ -36,6 +36,7 @@ from benchlib import (
     signed_records,
     steady_rate,
 )
+
 from shared.contracts.channels import ClaimSubmitted
 from shared.contracts.enrollment import CoverageChanged, CoveragePeriod
 from shared.contracts.hospital import OutageSettlementsUploaded, SettlementRecord
@@ -45,7 +46,6 @@ from shared.devstack import people
 from shared.policy.reference import Reference
 from shared.settings import PlatformSettings
 
-PROCESSED = "SELECT count(*) FROM processed_messages WHERE event_type = $1"
 PER_UPLOAD = 1000
 
 

@@ -29,6 +29,7 @@ from benchlib import (
     signed_records,
     steady_rate,
 )
+
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.devstack import people

@@ -26,6 +26,7 @@ from benchlib import (
     send_all,
     signed_records,
 )
+
 from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.devstack import people
 

@@ -18,8 +18,8 @@ import time
 from datetime import UTC, date, datetime
 
 from aiokafka import AIOKafkaProducer
-
 from benchlib import Stack, producer, result, run, send_all, signed_records, steady_rate
+
 from shared.contracts.base import Payload
 from shared.contracts.channels import TransferOutRequested
 from shared.contracts.enrollment import InsuredStatusChanged

@@ -12,7 +12,6 @@ from pydantic import AfterValidator
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError as StdnumError
 
-
 _PLAIN_ID = re.compile(r"[0-9]{17}[0-9X]")
 
 

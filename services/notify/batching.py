@@ -1,4 +1,4 @@
-"""Group commit: concurrent callers' items are flushed together, each caller resumes after its own."""
+"""Group commit: callers' items are flushed together, each caller resumes after its own."""
 from __future__ import annotations
 
 import asyncio

@@ -49,7 +49,7 @@ def routes(catalogue: Catalogue) -> dict[str, Handler]:
         conn = found[0][0].conn
         contacts = await repo.load_contacts(conn, {pid for *_, pid in found})
         claims = []
-        for ctx, env, data, person_id in found:
+        for _ctx, env, data, person_id in found:
             contact = contacts.get(person_id)
             if contact is None and catalogue.needs_contact(env.type):
                 # Topics are not ordered with each other: the contact may still be on its way.

@@ -1,4 +1,4 @@
-"""Dead letters sealed at rest: the refused bytes and key kept encrypted, opened to list, show or replay."""
+"""Dead letters sealed at rest: refused bytes and key encrypted, opened to list, show, replay."""
 from __future__ import annotations
 
 from collections import Counter

@@ -1,4 +1,4 @@
-"""Reference data of the policy book: designated institutions by code, each agency's postal address."""
+"""Policy book reference data: designated institutions by code, agencies' postal addresses."""
 from __future__ import annotations
 
 import re

@@ -11,7 +11,6 @@ import uuid
 from collections import Counter, defaultdict
 from typing import Any
 
-from shared.contracts.channels import EnrollmentApplicationSubmitted
 from shared.contracts.topics import ENROLLMENT_EVENTS, ENROLLMENT_FROM_CHANNELS, physical
 from shared.devstack import people
 from shared.messaging.publisher import publish

@@ -5,7 +5,7 @@ import re
 import string
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from itertools import combinations
 from pathlib import Path
