@@ -79,6 +79,11 @@ class Dispatcher(mode.Service):
         # a slot freed).
         self._busy = dict.fromkeys(senders, 0)
         self._wakes = {c: asyncio.Event() for c in senders}
+        # Per channel: whether its last claim may have left due messages behind (it took as
+        # many as it asked for, or did not run). Only then does a freed slot claim again: a
+        # claim that came back short took everything due, and what is committed later wakes
+        # the loop by NOTIFY (at 50 messages/s, most claims after a freed slot found nothing).
+        self._more = dict.fromkeys(senders, True)
         self._listener: Any = None
         super().__init__(**kwargs)
 
@@ -132,9 +137,15 @@ class Dispatcher(mode.Service):
                 continue
             await self.sleep(1.0)
 
-    def _woken(self, *_: Any) -> None:
-        for wake in self._wakes.values():
-            wake.set()
+    def _woken(self, *notification: Any) -> None:
+        """Wake the channel loops a NOTIFY names (its payload: the channels of the rows just
+        committed), every loop for one without (or when called directly)."""
+        named = str(notification[3]).split(",") if len(notification) > 3 and \
+            notification[3] else list(self._wakes)
+        for channel in named:
+            wake = self._wakes.get(channel)
+            if wake is not None:
+                wake.set()
 
     async def _release_listener(self) -> None:
         conn, self._listener = self._listener, None
@@ -254,6 +265,9 @@ class Dispatcher(mode.Service):
         sending it; the tasks, one per claimed row (a row put back untouched included)."""
         if self.stopping:
             return []
+        # Until a claim shows it took everything due: a round that cannot claim now (breaker,
+        # probe out, slots taken) leaves the next freed slot to try again.
+        self._more[channel] = True
         breaker = self.breakers[channel]
         allowance = breaker.allowance()
         if allowance == 0:
@@ -275,6 +289,7 @@ class Dispatcher(mode.Service):
         async with self.db.pool.acquire() as conn:
             due = [dict(r) for r in await repo.claim_due(conn, channel, room,
                                                              self.worker_id)]
+        self._more[channel] = len(due) == room
         self._busy[channel] += len(due)
         # Claimed and not yet started (waiting for the gateway's pace): held here, so the
         # sweep never takes them for a claim this worker lost.
@@ -333,7 +348,8 @@ class Dispatcher(mode.Service):
                 outcome = await self._send_one(row)
         finally:
             self._busy[channel] -= 1
-            self._wakes[channel].set()  # a slot is free: the channel loop may claim again
+            if self._more[channel]:
+                self._wakes[channel].set()  # a slot is free for what the last claim left
         # Recorded after the slot is free: the next message goes while this answer is written.
         await self.record(row, outcome)
 

@@ -178,9 +178,11 @@ async def claim_all_deliveries(conn: asyncpg.Connection,
             " $6::text[], $7::text[], $8::text[], $9::text[])"
             " ON CONFLICT (source_event_id, channel, recipient_key) DO NOTHING",
             *[list(col) for col in zip(*rows, strict=True)])
-        # Delivered on commit: the dispatcher claims at once instead of at its next poll.
+        # Delivered on commit: the dispatcher claims at once instead of at its next poll,
+        # on the channels named (comma-separated) only.
         await conn.execute(f"SELECT pg_notify('{DUE_PREFIX}' || left(md5(current_schema()),"
-                           f" {DUE_HASH_CHARS}), '')")
+                           f" {DUE_HASH_CHARS}), $1)",
+                           ",".join(sorted({row[3] for row in rows})))
     return [await _park(conn, source_event_id, person_id, messages)
             for source_event_id, person_id, messages in claims]
 
