@@ -294,10 +294,15 @@ class SmppSmsSender:
         while True:
             try:
                 event = await session.next()
-            except Exception:
-                event = None
+            except Exception as exc:
+                event, why = None, repr(exc)
+            else:
+                why = "disconnected" if isinstance(event, smpp34.Disconnected) else ""
             if event is None or isinstance(event, smpp34.Disconnected):
                 if bind.session is session:
+                    # The next send binds afresh; what was in flight on it gets no answer.
+                    log.warning("SMPP session lost; the next message binds a new one",
+                                reason=why, in_flight=bind.load)
                     bind.session = None
                 return
             if not event.esm_class & 0x04 or self.on_receipts is None:
@@ -383,6 +388,10 @@ class SmppSmsSender:
             return
         if bind.session is not None and bind.session is not session:
             return
+        # Every other message in flight on it fails with it (the client answers each with
+        # ESME_RSYSERR) and is of unknown outcome: the operator sees why they came together.
+        log.warning("SMPP session dropped after a request failed; its messages in flight are of"
+                    " unknown outcome", in_flight=bind.load)
         client, bind.client, bind.session = bind.client, None, None
         if bind.reader:
             bind.reader.cancel()
