@@ -109,7 +109,13 @@ class LocalSmsc:
             event.reject(smpp34.ESME_RTHROTTLED)
             return
         message_id = uuid.uuid4().hex[:16]
-        concat, text = decode_part(event.short_message, event.esm_class)
+        try:
+            concat, text = decode_part(event.short_message, event.esm_class)
+        except (ValueError, IndexError):
+            # Not UCS-2 (or a broken concatenation header): refused as a gateway refuses a
+            # message it cannot read, and the next submission is served as usual.
+            event.reject(smpp34.ESME_RINVMSGLEN)
+            return
         if concat is None:
             self._record(event, text, [message_id])
         else:
