@@ -240,6 +240,12 @@ class _Bind:
         self.load = 0  # sends queued on or in flight over this bind
 
 
+# Receipts a session's client holds until the reader takes them. At 4,096, a burst of
+# receipts at window 50 filled it while the event loop was busy, and the session died with
+# every submit in flight on it (60,000 SMS flooded: 4,500 of unknown outcome; none at 65,536).
+RECEIPTS_BUFFERED = 65_536
+
+
 class SmppSmsSender:
     """Bound transceiver sessions to the operator's SMSC (`sessions` of them), each keeping up
     to `window` submit_sm unanswered at once (the client matches answers by sequence number);
@@ -280,7 +286,8 @@ class SmppSmsSender:
                         log.warning("SMPP client did not stop cleanly", error=repr(exc))
                 client = smpp34.Client(self.host, self.port, self.system_id, self.password,
                                        bind_type="TRX", connect_timeout_ms=5000,
-                                       window_size=self.window, inbound_capacity=4096)
+                                       window_size=self.window,
+                                       inbound_capacity=RECEIPTS_BUFFERED)
                 try:
                     bind.session = await client.connect()
                 except Exception as exc:
