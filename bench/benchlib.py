@@ -73,6 +73,17 @@ class Sent:
     headers: list[tuple[str, bytes]] | None
 
 
+# The gateway ceilings an agency would agree for bulk sending (notify's settings), used where
+# the limits are lifted unless the environment sets them (MEDINS_SMPP_WINDOW, ...).
+BULK_GATEWAY = {"smpp_window": 50, "smtp_max_connections": 8}
+
+
+def bulk_gateway() -> dict[str, int]:
+    """The bulk ceilings the environment does not set, by settings field name."""
+    return {name: value for name, value in BULK_GATEWAY.items()
+            if f"MEDINS_{name.upper()}" not in os.environ}
+
+
 @dataclass
 class Stack:
     """A broker and database of its own (DATABASE_URL's server if set), the simulated
@@ -84,6 +95,8 @@ class Stack:
     namespace: str
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     web_ports: dict[str, int] = field(default_factory=dict)
+    # Workers started per service@region (a replica's log gets its number).
+    started: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def start(cls, label: str) -> Stack:
@@ -117,14 +130,32 @@ class Stack:
     def start_worker(self, service: str, region: str = REGION, **extra: str
                      ) -> subprocess.Popen[bytes]:
         port = free_port()
-        self.web_ports[f"{service}@{region}"] = port
+        name = f"{service}@{region}"
+        # A replica's log beside the first's (`enrollment-210200-2.log`), never over it.
+        started = self.started.get(name, 0) + 1
+        self.started[name] = started
+        self.web_ports[name] = port
+        log = f"{service}-{region}{'' if started == 1 else f'-{started}'}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "worker", service],
             env=self.env(region, MEDINS_WEB_PORT=str(port), **extra),
-            stdout=open(self.work / f"{service}-{region}.log", "wb"),  # noqa: SIM115
+            stdout=open(self.work / log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT, cwd=self.work)
         self.workers.append(proc)
         return proc
+
+    async def start_group(self, service: str, replicas: int = 1,
+                          regions: Iterable[str] = (REGION,)) -> list[Callable[[], str]]:
+        """`replicas` workers of `service` per region, one round at a time, each ready (its
+        group gave it partitions) before the next starts; a /metrics reader per worker."""
+        readers = []
+        for _ in range(replicas):
+            for region in regions:
+                self.start_worker(service, region)
+            for region in regions:
+                await self.ready(service, region)
+                readers.append(self.metrics_of(service, region))
+        return readers
 
     async def ready(self, service: str, region: str = REGION, timeout: float = 120.0) -> None:
         """Until the worker says its partitions are assigned: the group has joined, so what

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from benchlib import (
     Sent,
     Stack,
     application,
+    bulk_gateway,
     counter,
     percentile,
     producer,
@@ -165,7 +165,7 @@ async def story_latencies(stack: Stack, smsc_dir: object, rate: float, n: int,
     checked = time.monotonic()
     while len(got) < n:
         if time.monotonic() - checked > 2:
-            await never_sent(stack, min(sent_at.values()))
+            await never_sent(stack, story_from)
             checked = time.monotonic()
         for sms in tail.new():
             i = by_mobile.get(sms["to"].lstrip("+").removeprefix("86"))
@@ -270,9 +270,8 @@ async def main(rate: float, seconds: float) -> None:
         await stack.topics()
         channels = {"MEDINS_SMPP_PORT": str(smsc_port), "MEDINS_SMTP_PORT": str(smtp_port),
                     "MEDINS_SMS_RATE_PER_SECOND": "1000", "MEDINS_EMAIL_RATE_PER_SECOND": "1000",
-                    **{name: value for name, value in (("MEDINS_SMPP_WINDOW", "50"),
-                                                       ("MEDINS_SMTP_MAX_CONNECTIONS", "8"))
-                       if name not in os.environ}}
+                    **{f"MEDINS_{name.upper()}": str(value)
+                       for name, value in bulk_gateway().items()}}
         stack.start_worker("enrollment")
         stack.start_worker("notify", **channels)
         await stack.ready("enrollment")

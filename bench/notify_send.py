@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchlib import bulk_gateway
+
 from services.notify import repository as repo
 from services.notify.app import build_dispatcher
 from services.notify.domain.catalogue import Message
@@ -177,15 +179,11 @@ async def main(n: int, baseline: bool) -> None:
     smsc_port, mail_port = free_port(), free_port()
     smsc = _serve("shared.devstack.smsc", smsc_port, work / "sms")
     mail = _serve("shared.devstack.mailserver", mail_port, work / "mail")
-    # Limits lifted: no rate limit, and the gateway ceilings an agency would agree for
-    # bulk sending (an SMPP window of 50, 8 SMTP connections) unless the environment says.
-    ceilings = {name: value for name, value in (("smpp_window", 50),
-                                                ("smtp_max_connections", 8))
-                if f"MEDINS_{name.upper()}" not in os.environ}
+    # Limits lifted: no rate limit, and the bulk gateway ceilings unless the environment says.
     settings = NotifySettings(MEDINS_DATABASE_URL=database.url, smtp_port=mail_port,
                               smpp_port=smsc_port, sms_rate_per_second=LIFTED,
                               email_rate_per_second=LIFTED, state_dir=work / "state",
-                              **ceilings)
+                              **bulk_gateway())
     n_email = n // 2
     print(f"SMPP window {settings.smpp_window} x {settings.smpp_sessions} session(s), "
           f"{settings.smtp_max_connections} SMTP connections, rate limits lifted; "

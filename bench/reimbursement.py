@@ -54,10 +54,7 @@ async def main(n: int, records: int, replicas: int) -> None:
     named = "" if replicas == 1 else f" ({replicas} workers)"
     try:
         await stack.topics()
-        for _ in range(replicas):
-            # One at a time: each is ready once the group gave it partitions.
-            stack.start_worker("reimbursement")
-            await stack.ready("reimbursement")
+        await stack.start_group("reimbursement", replicas)
         now = datetime.now(UTC)
         day = now.date() - timedelta(days=3)
         persons = [people.resident_id() for _ in range(min(max(n, records), 5000))]

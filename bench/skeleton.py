@@ -47,12 +47,7 @@ async def main(n: int, tax: bool, replicas: int) -> None:
     named = "" if replicas == 1 else f" ({replicas} workers)"
     try:
         await stack.topics()
-        metrics = []
-        for _ in range(replicas):
-            # One at a time: each is ready once the group gave it partitions.
-            stack.start_worker("enrollment")
-            await stack.ready("enrollment")
-            metrics.append(stack.metrics_of("enrollment"))
+        metrics = await stack.start_group("enrollment", replicas)
         now = datetime.now(UTC)
         # Distinct people: a random ID drawn twice would be a refused second application.
         persons = list(dict.fromkeys(people.resident_id() for _ in range(2 * n)))[:n]

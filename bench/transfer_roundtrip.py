@@ -48,12 +48,7 @@ async def main(n: int, replicas: int) -> None:
     named = "" if replicas == 1 else f" ({replicas} workers)"
     try:
         await stack.topics((A, B))
-        for _ in range(replicas):
-            # One at a time per region: each is ready once its group gave it partitions.
-            for region in (A, B):
-                stack.start_worker("transfer", region)
-            for region in (A, B):
-                await stack.ready("transfer", region)
+        await stack.start_group("transfer", replicas, (A, B))
         ns = stack.namespace
         conn_a = conn_b = None
         deadline = time.perf_counter() + 120

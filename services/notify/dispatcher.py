@@ -127,7 +127,7 @@ class Dispatcher(mode.Service):
                 if self._listener is None or self._listener.is_closed():
                     await self._release_listener()  # one lost to an outage
                     self._listener = await self.db.listen_apart(
-                        repo.due_channel(self.db.schema), self._woken)
+                        repo.due_channel(self.db.schema), self._notified)
                     self._woken()  # what was committed while it was away
                     delay = 0.2
             except Exception as exc:
@@ -137,12 +137,13 @@ class Dispatcher(mode.Service):
                 continue
             await self.sleep(1.0)
 
-    def _woken(self, *notification: Any) -> None:
-        """Wake the channel loops a NOTIFY names (its payload: the channels of the rows just
-        committed), every loop for one without (or when called directly)."""
-        named = str(notification[3]).split(",") if len(notification) > 3 and \
-            notification[3] else list(self._wakes)
-        for channel in named:
+    def _notified(self, _conn: Any, _pid: int, _name: str, payload: str) -> None:
+        """A NOTIFY of new deliveries: its payload names their channels (comma-separated)."""
+        self._woken(payload.split(",") if payload else None)
+
+    def _woken(self, channels: list[str] | None = None) -> None:
+        """Wake these channels' loops (every loop without a list)."""
+        for channel in self._wakes if channels is None else channels:
             wake = self._wakes.get(channel)
             if wake is not None:
                 wake.set()

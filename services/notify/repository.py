@@ -163,13 +163,14 @@ async def claim_all_deliveries(conn: asyncpg.Connection,
     """One delivery row per message of several events, the messages to send in one
     statement; one with a problem is parked at once with it, never sent (rare: one statement
     each). Returns, per claim, the messages newly parked (a replayed event parks none)."""
-    rows = []
+    rows, channels = [], set()
     for source_event_id, person_id, messages in claims:
         ref, key = ADDRESSEE.seal(person_id), resident_key(person_id)
+        sending = [m for m in messages if m.problem is None]
         rows += [(source_event_id, ref, key, m.channel,
                   *_sealed_message(source_event_id, person_id, m.channel, m.recipient,
-                                   m.subject, m.body), m.template)
-                 for m in messages if m.problem is None]
+                                   m.subject, m.body), m.template) for m in sending]
+        channels.update(m.channel for m in sending)
     if rows:
         await conn.execute(
             "INSERT INTO deliveries (source_event_id, person_ref, person_key, channel,"
@@ -181,8 +182,7 @@ async def claim_all_deliveries(conn: asyncpg.Connection,
         # Delivered on commit: the dispatcher claims at once instead of at its next poll,
         # on the channels named (comma-separated) only.
         await conn.execute(f"SELECT pg_notify('{DUE_PREFIX}' || left(md5(current_schema()),"
-                           f" {DUE_HASH_CHARS}), $1)",
-                           ",".join(sorted({row[3] for row in rows})))
+                           f" {DUE_HASH_CHARS}), $1)", ",".join(sorted(channels)))
     return [await _park(conn, source_event_id, person_id, messages)
             for source_event_id, person_id, messages in claims]
 

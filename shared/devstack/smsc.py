@@ -197,19 +197,6 @@ class ThreadedSmsc:
         self._thread.join(5)
 
 
-def read_received(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "received.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # the last line while it is being written
-    return out
-
-
 class ReceivedTail:
     """The messages a LocalSmsc folder records, read as the file grows: each call returns only
     those written since the last (a poller re-reading the whole file every 0.2 s took a fifth
@@ -228,6 +215,11 @@ class ReceivedTail:
         complete = data.rfind(b"\n") + 1  # a line still being written waits for next time
         self._offset += complete
         return [json.loads(line) for line in data[:complete].splitlines() if line.strip()]
+
+
+def read_received(folder: Path) -> list[dict[str, Any]]:
+    """Every message the folder records so far."""
+    return ReceivedTail(folder).new()
 
 
 def serve_forever(port: int, folder: Path) -> None:
