@@ -7,34 +7,44 @@ of N consumed, so group join and start-up are left out. Cases:
 - raw: aiokafka consume → parse (the contract) → produce one → commit per fetch, no database;
 - faust-consume: a Faust agent (the platform's app settings) that parses each event;
 - faust-naive: a Faust agent that parses, does one INSERT (autocommit) and awaits one send
-  per event: the service anyone would write first.
+  per event: the service anyone would write first;
+- faust-trusted: the platform's worker loop with the database taken out, so the most any
+  worker can do here: batches as the workers take them, each record's Ed25519 signature
+  checked, authorised and parsed in the preparing thread as the workers do, then one event
+  emitted per record (its envelope, signed with the region's key) and sent. The workers do
+  all of this and their database work besides, so none can pass this figure.
 
-Run: python bench/baselines.py [N] [--cases raw,faust-consume,faust-naive]
+Run: python bench/baselines.py [N] [--cases raw,faust-consume,faust-naive,faust-trusted]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from benchlib import Stack, application, producer, result, run, send_all, signed_records
 
-from shared.contracts import parse_event
+from shared.contracts import Payload, parse_event
 from shared.contracts.channels import EnrollmentApplicationSubmitted
+from shared.contracts.envelope import Envelope, derived_id, new_envelope
 from shared.devstack.broker import free_port
 from shared.messaging.admin import bootstrap_servers, ensure_topics
 
-CASES = ("raw", "faust-consume", "faust-naive")
+CASES = ("raw", "faust-consume", "faust-naive", "faust-trusted")
 LABELS = {
     "raw": "raw aiokafka: consume, parse, produce one, commit (no database)",
     "faust-consume": "Faust agent, consume only, parse",
     "faust-naive": "naive Faust service: parse, one INSERT, await one send per event",
+    "faust-trusted": "the worker loop without a database: verify, parse, emit one signed",
 }
 
 
@@ -100,6 +110,9 @@ def faust_child(case: str, topic: str, out: str, n: int, answer: str) -> None:
     from shared.settings import PlatformSettings
 
     settings = PlatformSettings()
+    # As the workers' logging does (root at WARNING): otherwise aiokafka builds a debug
+    # record for every message sent, a cost no worker pays.
+    logging.getLogger().setLevel(logging.WARNING)
     app = create_app(f"baseline-{case}", settings)
     source = app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
@@ -114,31 +127,86 @@ def faust_child(case: str, topic: str, out: str, n: int, answer: str) -> None:
             file.write(json.dumps({"rate": marks.rate()}))
         os._exit(0)  # Faust's orderly stop takes seconds and measures nothing
 
-    @app.agent(source, name=f"baseline-{case}")
-    async def consume(stream: faust.StreamT[bytes]) -> None:
-        if case == "faust-naive" and not pool:
-            import asyncpg
+    if case == "faust-trusted":
+        trusted(app, settings, source, out, marks, finish)
+    else:
+        @app.agent(source, name=f"baseline-{case}")
+        async def consume(stream: faust.StreamT[bytes]) -> None:
+            if case == "faust-naive" and not pool:
+                import asyncpg
 
-            pool.append(await asyncpg.connect(settings.database_url))
-            await pool[0].execute(  # type: ignore[attr-defined]
-                f"CREATE TABLE IF NOT EXISTS bench_naive_{n} (event_id text PRIMARY KEY,"
-                " person_id text, body jsonb)")
-        async for value in stream:
-            envelope, _ = parse_event(value)
-            if case == "faust-naive":
+                pool.append(await asyncpg.connect(settings.database_url))
                 await pool[0].execute(  # type: ignore[attr-defined]
-                    f"INSERT INTO bench_naive_{n} VALUES ($1, $2, $3)"
-                    " ON CONFLICT DO NOTHING",
-                    envelope.id, envelope.data["person_id"], value.decode())
-                await sink.send(key=envelope.data["person_id"].encode(),
-                                value=envelope.id.encode())
-            marks.add()
-            if marks.done >= n:
-                finish()
+                    f"CREATE TABLE IF NOT EXISTS bench_naive_{n} (event_id text PRIMARY KEY,"
+                    " person_id text, body jsonb)")
+            async for value in stream:
+                envelope, _ = parse_event(value)
+                if case == "faust-naive":
+                    await pool[0].execute(  # type: ignore[attr-defined]
+                        f"INSERT INTO bench_naive_{n} VALUES ($1, $2, $3)"
+                        " ON CONFLICT DO NOTHING",
+                        envelope.id, envelope.data["person_id"], value.decode())
+                    await sink.send(key=envelope.data["person_id"].encode(),
+                                    value=envelope.id.encode())
+                marks.add()
+                if marks.done >= n:
+                    finish()
 
     app.main = None  # type: ignore[assignment]
     worker = faust.Worker(app, quiet=True, loglevel="WARNING", redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def trusted(app: Any, settings: Any, source: Any, sink: str, marks: Marks,
+            finish: Callable[[], None]) -> None:
+    """The faust-trusted agent: the workers' batch loop and trust checks, no database."""
+    import faust
+
+    from shared.messaging.batches import run_batches
+    from shared.messaging.consumer import outgoing_headers
+    from shared.trust import Verifier
+
+    verifier = Verifier.from_folder(settings.trust_dir, settings.region)
+
+    def admit(events: Sequence[Any]) -> list[tuple[Envelope, Payload]]:
+        parsed = []
+        for event in events:
+            message = event.message
+            producer = verifier.authenticate(message.value, [
+                (str(k), bytes(v or b"")) for k, v in (message.headers or ())])
+            envelope, payload = parse_event(message.value)
+            verifier.authorise(producer, envelope.type, envelope.regioncode, envelope.data)
+            parsed.append((envelope, payload))
+        return parsed
+
+    producers: list[AIOKafkaProducer] = []
+
+    async def emit(parsed: list[tuple[Envelope, Payload]]) -> None:
+        # Sent as the outbox relay sends (the workers' only way out): aiokafka, a batch's
+        # records in flight together, acknowledged before the batch counts.
+        if not producers:
+            producers.append(AIOKafkaProducer(
+                bootstrap_servers=bootstrap_servers(settings.broker_url), acks="all", linger_ms=5,
+                max_batch_size=256 * 1024))
+            await producers[0].start()
+        sending = []
+        for envelope, payload in parsed:
+            out = new_envelope(payload.event_type, payload, source="baseline",
+                               region=settings.region, cause=envelope,
+                               event_id=derived_id(envelope.id, payload.event_type, 0))
+            value = out.to_bytes()
+            sending.append(await producers[0].send(
+                sink, value, key=envelope.data["person_id"].encode(),
+                headers=[(k, v.encode()) for k, v in outgoing_headers(value, settings)]))
+        await asyncio.gather(*sending)
+        marks.add(len(parsed))
+        if marks.done >= marks.n:
+            finish()
+
+    @app.agent(source, name="baseline-faust-trusted")
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        await run_batches(stream, settings.batch_size, settings.batch_within_seconds, emit,
+                          max_bytes=settings.batch_max_bytes, prepare=admit)
 
 
 async def faust_case(stack: Stack, case: str, topic: str, out: str, n: int) -> float:

@@ -317,6 +317,73 @@ async def counter(stack: Stack, service: str, sql: str, *args: Any,
     return count
 
 
+class CpuUse:
+    """Cores each part of the machine used from its creation until `line()`: the workers by
+    service, the broker, PostgreSQL, the SMSC, this bench's own process (its SMTP server
+    included), the rest, and the machine as a whole. Where a rate's time goes when the
+    machine, not the code path, is what holds it."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._at = time.monotonic()
+        self._machine = psutil.cpu_times()
+        self._start = self._snapshot()
+
+    def _part(self, proc: Any) -> str:
+        try:
+            cmd = proc.cmdline()
+            name = proc.name()
+        except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
+            return "other"
+        joined = " ".join(cmd)
+        if proc.pid == os.getpid():
+            return "this bench"
+        if "shared.cli" in joined and "worker" in cmd:
+            return f"{cmd[cmd.index('worker') + 1]} worker" if cmd[-1] != "worker" else "worker"
+        if "tansu" in (cmd[0] if cmd else name):
+            return "broker"
+        if name.startswith("postgres"):
+            return "PostgreSQL"
+        if "shared.devstack.smsc" in joined:
+            return "SMSC"
+        return "other"
+
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        seen: dict[int, tuple[str, float]] = {}
+        for proc in self._psutil.process_iter():
+            try:
+                times = proc.cpu_times()
+            except (self._psutil.NoSuchProcess, self._psutil.AccessDenied):
+                continue
+            seen[proc.pid] = (self._part(proc), times.user + times.system)
+        return seen
+
+    def cores(self) -> dict[str, float]:
+        """Cores used per part, most first, then "machine": every core's busy time."""
+        elapsed = max(time.monotonic() - self._at, 1e-9)
+        used: dict[str, float] = {}
+        for pid, (part, seconds) in self._snapshot().items():
+            # A process started since counts whole; one that ended since is not seen.
+            before = self._start.get(pid, (part, 0.0))[1]
+            used[part] = used.get(part, 0.0) + max(0.0, seconds - before) / elapsed
+        now = self._psutil.cpu_times()
+        idle = (now.idle - self._machine.idle) + (now.iowait - self._machine.iowait)
+        total = sum(now) - sum(self._machine)
+        ranked = dict(sorted(used.items(), key=lambda kv: -kv[1]))
+        ranked["machine"] = (total - idle) / elapsed
+        return ranked
+
+    def line(self) -> str:
+        used = self.cores()
+        machine = used.pop("machine")
+        parts = ", ".join(f"{part} {cores:.2f}" for part, cores in used.items()
+                          if cores >= 0.005)
+        return (f"{parts}; machine {machine:.2f} of {self._psutil.cpu_count()} cores busy "
+                f"over {time.monotonic() - self._at:.1f} s")
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
