@@ -400,6 +400,15 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
+def distinct_people(n: int) -> list[str]:
+    """n resident IDs, no two alike. Random ones collide (4,000 draws share one about a
+    third of the time), and a bench waiting for n people would wait for one that never comes."""
+    found: dict[str, None] = {}
+    while len(found) < n:
+        found[people.resident_id()] = None
+    return list(found)
+
+
 def application(application_id: str, person_id: str | None = None,
                 submitted_at: datetime | None = None) -> EnrollmentApplicationSubmitted:
     """An online application as a channel sends it, with contact and uploaded materials

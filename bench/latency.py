@@ -40,6 +40,7 @@ from benchlib import (
     application,
     bulk_gateway,
     counter,
+    distinct_people,
     percentile,
     producer,
     result,
@@ -53,7 +54,6 @@ from shared.contracts.channels import EnrollmentApplicationSubmitted, Enrollment
 from shared.contracts.enrollment import ApplicationReceived
 from shared.contracts.tax import ContributionPaymentConfirmed
 from shared.contracts.topics import ENROLLMENT_EVENTS
-from shared.devstack import people
 from shared.devstack.broker import free_port, wait_for_port
 from shared.devstack.mailserver import MailServer
 from shared.devstack.smsc import ReceivedTail
@@ -303,10 +303,9 @@ async def main(rate: float, seconds: float) -> None:
         n = max(1, int(rate * seconds))
         # A short warm-up at the same rate (connections, caches, the relay's first publish).
         warm = max(1, int(rate * min(seconds, 3)))
-        # Distinct people: a random ID drawn twice (a few in 5,000 do) is refused as an open
-        # application, and its `application.received` would be waited for in vain.
-        persons = list(dict.fromkeys(people.resident_id()
-                                     for _ in range(2 * (warm + 2 * n))))
+        # Distinct people: a random ID drawn twice is refused as an open application, and its
+        # `application.received` would be waited for in vain.
+        persons = distinct_people(warm + 2 * n)
         await received_latencies(stack, signed_records(stack, [
             application(f"APP-W{uuid.uuid4().hex[:10].upper()}", persons.pop())
             for _ in range(warm)]), rate)

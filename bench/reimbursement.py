@@ -29,6 +29,7 @@ from benchlib import (
     Stack,
     count_records,
     counter,
+    distinct_people,
     producer,
     result,
     run,
@@ -42,7 +43,6 @@ from shared.contracts.enrollment import CoverageChanged, CoveragePeriod
 from shared.contracts.hospital import OutageSettlementsUploaded, SettlementRecord
 from shared.contracts.reimbursement import SettlementOutageDeclared
 from shared.contracts.topics import PAYMENT_INSTRUCTIONS
-from shared.devstack import people
 from shared.policy.reference import Reference
 from shared.settings import PlatformSettings
 
@@ -57,7 +57,7 @@ async def main(n: int, records: int, replicas: int) -> None:
         await stack.start_group("reimbursement", replicas)
         now = datetime.now(UTC)
         day = now.date() - timedelta(days=3)
-        persons = [people.resident_id() for _ in range(min(max(n, records), 5000))]
+        persons = distinct_people(min(max(n, records), 5000))
         prod = await producer(stack)
         await send_all(prod, signed_records(stack, [CoverageChanged(
             person_id=p, cause="bench", periods=[CoveragePeriod(

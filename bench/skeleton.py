@@ -22,6 +22,7 @@ from benchlib import (
     Stack,
     application,
     counter,
+    distinct_people,
     producer,
     result,
     run,
@@ -32,7 +33,6 @@ from benchlib import (
 
 from shared.contracts.channels import EnrollmentApplicationSubmitted, EnrollmentReviewDecided
 from shared.contracts.tax import ContributionPaymentConfirmed
-from shared.devstack import people
 
 
 def batch_figures(metrics: str) -> tuple[float, float]:
@@ -50,7 +50,7 @@ async def main(n: int, tax: bool, replicas: int) -> None:
         metrics = await stack.start_group("enrollment", replicas)
         now = datetime.now(UTC)
         # Distinct people: a random ID drawn twice would be a refused second application.
-        persons = list(dict.fromkeys(people.resident_id() for _ in range(2 * n)))[:n]
+        persons = distinct_people(n)
         apps = [f"APP-{uuid.uuid4().hex[:12].upper()}" for _ in range(n)]
         records = signed_records(stack, [application(a, p, now)
                                          for a, p in zip(apps, persons, strict=True)])

@@ -18,14 +18,22 @@ import time
 from datetime import UTC, date, datetime
 
 from aiokafka import AIOKafkaProducer
-from benchlib import Stack, producer, result, run, send_all, signed_records, steady_rate
+from benchlib import (
+    Stack,
+    distinct_people,
+    producer,
+    result,
+    run,
+    send_all,
+    signed_records,
+    steady_rate,
+)
 
 from shared.contracts.base import Payload
 from shared.contracts.channels import TransferOutRequested
 from shared.contracts.enrollment import InsuredStatusChanged
 from shared.contracts.transfer_office import TransferInfoSheetIssued
 from shared.db.pool import connect
-from shared.devstack import people
 
 A, B = "210200", "370100"
 
@@ -64,7 +72,7 @@ async def main(n: int, replicas: int) -> None:
                     raise
                 await asyncio.sleep(0.3)
         assert conn_a is not None
-        persons = [people.resident_id() for _ in range(n)]
+        persons = distinct_people(n)
         today, now = date.today(), datetime.now(UTC)
         prod = await producer(stack)
 
