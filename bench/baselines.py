@@ -163,7 +163,7 @@ def trusted(app: Any, settings: Any, source: Any, sink: str, marks: Marks,
     import faust
 
     from shared.messaging.batches import run_batches
-    from shared.messaging.consumer import outgoing_headers
+    from shared.messaging.consumer import _headers, outgoing_headers
     from shared.trust import Verifier
 
     verifier = Verifier.from_folder(settings.trust_dir, settings.region)
@@ -172,8 +172,7 @@ def trusted(app: Any, settings: Any, source: Any, sink: str, marks: Marks,
         parsed = []
         for event in events:
             message = event.message
-            producer = verifier.authenticate(message.value, [
-                (str(k), bytes(v or b"")) for k, v in (message.headers or ())])
+            producer = verifier.authenticate(message.value, _headers(message.headers))
             envelope, payload = parse_event(message.value)
             verifier.authorise(producer, envelope.type, envelope.regioncode, envelope.data)
             parsed.append((envelope, payload))
