@@ -61,6 +61,10 @@ class PlatformSettings(BaseSettings):
     # idle `medins up` (8 workers) keeps Tansu at ~90% of a core at 20 ms, ~40% at 100 ms,
     # ~3% at 1,500. Kafka answers as soon as a record is there: docker-compose sets 500.
     fetch_max_wait_ms: int = 20
+    # The wait once fetches have brought nothing for 3 s; the first that brings records
+    # sets fetch_max_wait_ms back (shared.messaging.app.wait_longer_when_idle). Not above
+    # fetch_max_wait_ms: the wait never changes.
+    fetch_idle_wait_ms: int = 250
     outbox_relay: bool = True
     outbox_poll_seconds: float = 1.0
     # How often domain gauges (parked payments, claims by stage, ...) are read from the tables.
