@@ -26,16 +26,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from benchlib import Stack, application, producer, result, run, send_all, signed_records
 
-from shared.contracts import Payload, parse_event
+from shared.contracts import parse_event
 from shared.contracts.channels import EnrollmentApplicationSubmitted
-from shared.contracts.envelope import Envelope, derived_id, new_envelope
 from shared.devstack.broker import free_port
 from shared.messaging.admin import bootstrap_servers, ensure_topics
 
@@ -159,28 +158,33 @@ def faust_child(case: str, topic: str, out: str, n: int, answer: str) -> None:
 
 def trusted(app: Any, settings: Any, source: Any, sink: str, marks: Marks,
             finish: Callable[[], None]) -> None:
-    """The faust-trusted agent: the workers' batch loop and trust checks, no database."""
+    """The faust-trusted agent: the workers' own batch loop, admission and emission, with no
+    handler and no database."""
+    import functools
+
     import faust
 
     from shared.messaging.batches import run_batches
-    from shared.messaging.consumer import _headers, outgoing_headers
+    from shared.messaging.consumer import (
+        Admitted,
+        EventConsumer,
+        HandlerContext,
+        RawMessage,
+        admit_events,
+    )
     from shared.trust import Verifier
 
-    verifier = Verifier.from_folder(settings.trust_dir, settings.region)
+    async def never_called(*_: Any) -> None:
+        raise AssertionError("the ceiling hands nothing to a handler")
 
-    def admit(events: Sequence[Any]) -> list[tuple[Envelope, Payload]]:
-        parsed = []
-        for event in events:
-            message = event.message
-            producer = verifier.authenticate(message.value, _headers(message.headers))
-            envelope, payload = parse_event(message.value)
-            verifier.authorise(producer, envelope.type, envelope.regioncode, envelope.data)
-            parsed.append((envelope, payload))
-        return parsed
-
+    # A route for the applications only so that admission takes them as a worker's own.
+    consumer = EventConsumer(
+        "baseline-faust-trusted", settings, db=None,  # type: ignore[arg-type]
+        routes={EnrollmentApplicationSubmitted.event_type: never_called},
+        verifier=Verifier.from_folder(settings.trust_dir, settings.region))
     producers: list[AIOKafkaProducer] = []
 
-    async def emit(parsed: list[tuple[Envelope, Payload]]) -> None:
+    async def emit(admitted: tuple[list[RawMessage], Admitted]) -> None:
         # Sent as the outbox relay sends (the workers' only way out): aiokafka, a batch's
         # records in flight together, acknowledged before the batch counts.
         if not producers:
@@ -188,24 +192,29 @@ def trusted(app: Any, settings: Any, source: Any, sink: str, marks: Marks,
                 bootstrap_servers=bootstrap_servers(settings.broker_url), acks="all", linger_ms=5,
                 max_batch_size=256 * 1024))
             await producers[0].start()
+        if admitted[1].rejected:
+            # A ceiling that counted refused records would be no ceiling: stop, saying why.
+            sys.stderr.write(f"refused: {next(iter(admitted[1].rejected.values()))}\n")
+            os._exit(1)
         sending = []
-        for envelope, payload in parsed:
-            out = new_envelope(payload.event_type, payload, source="baseline",
-                               region=settings.region, cause=envelope,
-                               event_id=derived_id(envelope.id, payload.event_type, 0))
-            value = out.to_bytes()
+        for _, envelope, payload in admitted[1].parsed:
+            ctx = HandlerContext(None, envelope, consumer.service,  # type: ignore[arg-type]
+                                 settings.region, settings.namespace, settings=settings)
+            ctx.emit(payload, key=envelope.data["person_id"])
+            out = ctx.emitted[0]
             sending.append(await producers[0].send(
-                sink, value, key=envelope.data["person_id"].encode(),
-                headers=[(k, v.encode()) for k, v in outgoing_headers(value, settings)]))
+                sink, out.value, key=out.key,
+                headers=[(k, v.encode()) for k, v in out.headers]))
         await asyncio.gather(*sending)
-        marks.add(len(parsed))
+        marks.add(len(admitted[0]))
         if marks.done >= marks.n:
             finish()
 
     @app.agent(source, name="baseline-faust-trusted")
     async def consume(stream: faust.StreamT[bytes]) -> None:
         await run_batches(stream, settings.batch_size, settings.batch_within_seconds, emit,
-                          max_bytes=settings.batch_max_bytes, prepare=admit)
+                          max_bytes=settings.batch_max_bytes,
+                          prepare=functools.partial(admit_events, consumer))
 
 
 async def faust_case(stack: Stack, case: str, topic: str, out: str, n: int) -> float:
@@ -233,7 +242,10 @@ async def main(n: int, cases: list[str]) -> None:
         prod = await producer(stack)
         for case in cases:
             # A fresh topic pair and group per case, filled before the consumer starts.
-            topic = f"{stack.namespace}{case}.in"
+            # The ceiling reads the applications' own topic: admission checks that each
+            # type is at home on its topic, as the workers' does.
+            topic = (stack.topic(EnrollmentApplicationSubmitted.topic)
+                     if case == "faust-trusted" else f"{stack.namespace}{case}.in")
             out = f"{stack.namespace}{case}.out"
             await ensure_topics(stack.broker.url, [topic, out], 4)
             await send_all(prod, signed_records(stack, events, topic=topic))

@@ -360,8 +360,8 @@ class CpuUse:
             seen[proc.pid] = (self._part(proc), times.user + times.system)
         return seen
 
-    def cores(self) -> dict[str, float]:
-        """Cores used per part, most first, then "machine": every core's busy time."""
+    def line(self) -> str:
+        """Cores used per part, most first, and every core's busy time, since creation."""
         elapsed = max(time.monotonic() - self._at, 1e-9)
         used: dict[str, float] = {}
         for pid, (part, seconds) in self._snapshot().items():
@@ -370,18 +370,11 @@ class CpuUse:
             used[part] = used.get(part, 0.0) + max(0.0, seconds - before) / elapsed
         now = self._psutil.cpu_times()
         idle = (now.idle - self._machine.idle) + (now.iowait - self._machine.iowait)
-        total = sum(now) - sum(self._machine)
-        ranked = dict(sorted(used.items(), key=lambda kv: -kv[1]))
-        ranked["machine"] = (total - idle) / elapsed
-        return ranked
-
-    def line(self) -> str:
-        used = self.cores()
-        machine = used.pop("machine")
-        parts = ", ".join(f"{part} {cores:.2f}" for part, cores in used.items()
-                          if cores >= 0.005)
-        return (f"{parts}; machine {machine:.2f} of {self._psutil.cpu_count()} cores busy "
-                f"over {time.monotonic() - self._at:.1f} s")
+        busy = (sum(now) - sum(self._machine) - idle) / elapsed
+        parts = ", ".join(f"{part} {cores:.2f}" for part, cores
+                          in sorted(used.items(), key=lambda kv: -kv[1]) if cores >= 0.005)
+        return (f"{parts}; machine {busy:.2f} of {self._psutil.cpu_count()} cores busy "
+                f"over {elapsed:.1f} s")
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -53,8 +53,8 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def on_start(self) -> None:
         await super().on_start()
-        wait_longer_when_idle(self._consumer._fetcher,
-                              getattr(self.app, "medins_fetch_max_wait_ms", 1500),
+        fetcher = self._consumer._fetcher  # its wait is the one set on the consumer above
+        wait_longer_when_idle(fetcher, fetcher._fetch_max_wait_ms,
                               getattr(self.app, "medins_fetch_idle_wait_ms", 0))
 
 

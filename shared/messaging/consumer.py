@@ -519,12 +519,6 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
         for kind in ("unauthenticated", "forbidden"):
             EVENTS_REFUSED.labels(consumer.service, name, kind)
 
-    def admit(events: Sequence[Any]) -> tuple[list[RawMessage], Admitted]:
-        batch = [RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                            e.message.key, e.message.value, _headers(e.message.headers))
-                 for e in events]
-        return batch, consumer.admit(batch)
-
     async def handle(admitted: tuple[list[RawMessage], Admitted]) -> None:
         await consumer.process(*admitted)
 
@@ -532,9 +526,20 @@ def attach_consumer(app: faust.App, consumer: EventConsumer, topic_names: list[s
         # Admission (signatures, parsing) runs in a thread, the next batch's while this
         # one waits for the database.
         await run_batches(stream, settings.batch_size, settings.batch_within_seconds, handle,
-                          max_bytes=settings.batch_max_bytes, prepare=admit)
+                          max_bytes=settings.batch_max_bytes,
+                          prepare=functools.partial(admit_events, consumer))
 
     app.agent(channel, name=f"{consumer.service}-consumer", concurrency=1)(consume)
+
+
+def admit_events(consumer: EventConsumer, events: Sequence[Any]
+                 ) -> tuple[list[RawMessage], Admitted]:
+    """Faust's events as the consumer's records, verified and parsed: a worker's preparing
+    thread runs this on the batch behind the one being handled."""
+    batch = [RawMessage(e.message.topic, e.message.partition, e.message.offset,
+                        e.message.key, e.message.value, _headers(e.message.headers))
+             for e in events]
+    return batch, consumer.admit(batch)
 
 
 def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
